@@ -1,0 +1,38 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both set up first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.splitbench-installed
+
+.PHONY: setup demo test bench browser clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first, pinned: the CPU build kept on this machine.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[all,test]'
+	# litert-torch and executorch ask for different typing-extensions: prove both import.
+	$(PY) -c "import litert_torch, executorch.runtime, ai_edge_litert.interpreter, onnxruntime, coremltools" >/dev/null 2>&1 \
+		|| { echo "setup: a runtime does not import; run: $(PY) -c 'import litert_torch, executorch.runtime'"; exit 1; }
+	touch $(STAMP)
+
+# Headless Chromium for the report test (Debian packages; needs root and the package registry).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+		|| echo "browser: chromium not installed; the report browser test will be skipped"; }
+
+demo: setup
+	$(VENV)/bin/splitbench demo
+
+test: setup browser
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf $(VENV) results/cache results/demo results/benchmarks

@@ -1,0 +1,169 @@
+"""The `splitbench` command line. This layer only parses; each command calls one function of a stage
+module (which tests call directly). A :class:`UserError` is printed once, as one line, exit code 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from harness.errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Measure what each split of a neural network costs on a phone, beside how private "
+                       "the features it uploads are.")
+
+
+def _emit_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+@app.command("models")
+def models_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON for scripts.")) -> None:
+    """List the model zoo and each model's cut names."""
+    from harness.export import list_models
+
+    rows = list_models()
+    if json_out:
+        _emit_json(rows)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("model", "input", "cuts", "reduced dims", "paper")
+    for r in rows:
+        table.add_row(r["name"], "x".join(map(str, r["input_shape"])), ", ".join(r["cuts"]),
+                      ", ".join(f"{k}:{v}" for k, v in r["reduced_dims"].items()), r["paper"])
+    Console().print(table)
+
+
+@app.command("export")
+def export_cmd(
+    spec: Path = typer.Argument(..., help="The TOML spec."),
+    force: bool = typer.Option(False, "--force", help="Rebuild every artifact, ignoring the cache."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Export and verify every split configuration for every backend of SPEC.
+
+    Exit code 0, or 2 when some (configuration, backend) failed to convert or verify.
+    """
+    from harness.export import export_spec, print_export_table
+    from harness.spec import load_spec
+
+    result = export_spec(load_spec(spec), force=force, progress=not json_out)
+    if json_out:
+        _emit_json([a.to_dict() for a in result])
+    else:
+        print_export_table(result)
+    raise typer.Exit(2 if any(a.status != "ok" for a in result) else 0)
+
+
+@app.command("run")
+def run_cmd(
+    spec: Path = typer.Argument(..., help="The TOML spec."),
+    out: Path = typer.Option(..., "--out", help="Results directory."),
+    resume: bool = typer.Option(False, "--resume", help="Skip what OUT already holds for the same key."),
+    target: Optional[list[str]] = typer.Option(None, "--target", help="Override [run].targets (repeatable)."),
+    runs: Optional[int] = typer.Option(None, "--runs", help="Override [run].runs (the papers use 60)."),
+) -> None:
+    """Export (through the cache), then measure every (configuration, backend, target) of SPEC.
+
+    Writes manifest.json, samples.parquet, summary.csv and the figures into OUT.
+    Exit code 0, or 2 when some configuration failed.
+    """
+    from harness.orchestrate import run_spec
+    from harness.spec import load_spec
+
+    outcome = run_spec(load_spec(spec), out, resume=resume, targets=target, runs=runs)
+    raise typer.Exit(outcome.exit_code)
+
+
+@app.command("report")
+def report_cmd(out: Path = typer.Argument(..., help="A results directory written by `run`.")) -> None:
+    """Rebuild the figures (and report.html) of a results directory."""
+    from harness.report import build_report
+
+    for path in build_report(out):
+        typer.echo(str(path))
+
+
+@app.command("demo")
+def demo_cmd(
+    out: Path = typer.Option(Path("results/demo"), "--out", help="Results directory."),
+) -> None:
+    """The main job on the embedded default: a paper setting on the local single-core profile."""
+    from harness.demo import run_demo
+
+    raise typer.Exit(run_demo(out))
+
+
+@app.command("privacy-score")
+def privacy_score_cmd(
+    features: Path = typer.Argument(..., help="An .npz with train_features, train_sensitive, test_features, "
+                                              "test_sensitive (optionally train_primary, test_primary)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random choice (the scores are deterministic)."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Score how much FEATURES give away of the sensitive label (rank and log-rank privacy, ...)."""
+    from harness.privacy import score_file
+
+    scores = score_file(features, seed=seed)
+    if json_out:
+        _emit_json(scores)
+    else:
+        for key, value in scores.items():
+            typer.echo(f"{key:28s} {value}")
+
+
+@app.command("recommend")
+def recommend_cmd(
+    results: Path = typer.Argument(..., help="A results directory (with privacy scores merged)."),
+    max_latency_ms: Optional[float] = typer.Option(None, "--max-latency-ms", help="End-to-end latency budget."),
+    max_memory_mb: Optional[float] = typer.Option(None, "--max-memory-mb", help="Phone model-memory budget."),
+    max_upload_kb: Optional[float] = typer.Option(None, "--max-upload-kb", help="Uploaded feature budget."),
+    network: str = typer.Option("lte", "--network", help="lte, 3g, wifi, 5g, or custom (with --uplink-mbps)."),
+    uplink_mbps: Optional[float] = typer.Option(None, "--uplink-mbps", help="Custom uplink."),
+    delay_ms: Optional[float] = typer.Option(None, "--delay-ms", help="Custom one-way delay."),
+    min_accuracy: Optional[float] = typer.Option(None, "--min-accuracy", help="Primary-task accuracy floor."),
+    target: Optional[str] = typer.Option(None, "--target", help="Only this target's measurements."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Pick the most private configuration that fits a hardware and network budget."""
+    from harness.recommend import Budget, recommend
+
+    budget = Budget(max_latency_ms=max_latency_ms, max_memory_mb=max_memory_mb, max_upload_kb=max_upload_kb,
+                    network=network, uplink_mbps=uplink_mbps, delay_ms=delay_ms, min_accuracy=min_accuracy,
+                    target=target)
+    raise typer.Exit(recommend(results, budget, json_out=json_out))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app, turning a UserError into one line and exit code 1."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except UserError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+    except typer.Exit as exc:
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except Exception as exc:  # click's own usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return exc.exit_code
+        if isinstance(exc, click.exceptions.Abort):
+            return 130
+        raise
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""The TOML spec: one file says which model, which cuts, which embeddings, backends and targets.
+
+Everything is validated before any work starts. A mistake becomes one :class:`UserError` line that
+names the key (``[split].cuts``) and what would be valid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UserError
+
+EMBEDDINGS = ("simple", "reduced")  # "full" (on-premise) is always added by the harness
+BACKENDS = ("onnx", "litert", "executorch", "coreml")
+FULL = "full"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    zoo: str | None = None  # a zoo model name, or
+    source: str | None = None  # "path/to/file.py:factory" returning (module, example_input)
+    weights: Path | None = None  # a state_dict file; seeded random weights otherwise
+    seed: int = 0
+    input_shape: tuple[int, ...] | None = None  # overrides the zoo model's input shape
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    cuts: tuple[str, ...] | None = None  # None: every cut the zoo model names
+    embeddings: tuple[str, ...] = ("simple",)
+    reduced_dims: dict[str, int] = field(default_factory=dict)  # k per cut; zoo default otherwise
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    backends: tuple[str, ...] = BACKENDS
+    calibration_samples: int = 32  # inputs the PCA of a reduced embedding is fitted on
+    calibration_seed: int = 0
+    cache_dir: Path | None = None  # None: results/cache beside the working directory
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    targets: tuple[str, ...] = ("cpu-1core",)
+    runs: int = 60  # timed inferences per configuration (the papers' 60)
+    warmup: int = 5
+    warm_loads: int = 5  # warm load-time repetitions, each in a fresh process
+    timeout_s: float = 900.0  # per configuration and backend
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    path: Path | None
+    model: ModelSpec
+    split: SplitSpec = SplitSpec()
+    export: ExportSpec = ExportSpec()
+    run: RunSpec = RunSpec()
+    privacy: dict[str, Any] = field(default_factory=dict)  # validated by harness.privacy
+    text_hash: str = ""  # sha256 of the spec file's bytes
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+
+# key -> (expected type(s), description). Tuples of str/int are given as lists in TOML.
+_SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
+    "": {"name": (str, "a name for the setting")},
+    "model": {
+        "zoo": (str, "a zoo model name (see `splitbench models`)"),
+        "source": (str, '"path/to/file.py:factory"'),
+        "weights": (str, "a state_dict file"),
+        "seed": (int, "an integer seed"),
+        "input_shape": (list, "a list of integers such as [1, 3, 224, 224]"),
+    },
+    "split": {
+        "cuts": (list, "a list of cut names"),
+        "embeddings": (list, f"a list drawn from {list(EMBEDDINGS)}"),
+        "reduced_dims": (dict, "a table of cut = k"),
+    },
+    "export": {
+        "backends": (list, f"a list drawn from {list(BACKENDS)}"),
+        "calibration_samples": (int, "a positive integer"),
+        "calibration_seed": (int, "an integer"),
+        "cache_dir": (str, "a directory"),
+    },
+    "run": {
+        "targets": (list, "a list of target profiles such as ['cpu-1core']"),
+        "runs": (int, "a positive integer"),
+        "warmup": (int, "a non-negative integer"),
+        "warm_loads": (int, "a non-negative integer"),
+        "timeout_s": ((int, float), "seconds"),
+    },
+    "privacy": {},  # checked by the privacy stage, which owns its keys
+}
+
+
+def _where(table: str, key: str) -> str:
+    return f"[{table}].{key}" if table else key
+
+
+def _check_table(data: dict, table: str, origin: str) -> None:
+    schema = _SCHEMA[table]
+    for key, value in data.items():
+        if key not in schema:
+            known = ", ".join(schema) or "none"
+            raise UserError(f"{origin}: unknown key {_where(table, key)}; known keys: {known}")
+        expected, what = schema[key]
+        if isinstance(value, bool) or not isinstance(value, expected):
+            raise UserError(f"{origin}: {_where(table, key)} must be {what}, got {value!r}")
+
+
+def _int_list(value: list, where: str, origin: str, minimum: int = 1) -> tuple[int, ...]:
+    if not value or not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in value):
+        raise UserError(f"{origin}: {where} must be a list of integers >= {minimum}, got {value!r}")
+    return tuple(value)
+
+
+def _str_list(value: list, where: str, origin: str, allowed: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    if not value or not all(isinstance(v, str) for v in value):
+        raise UserError(f"{origin}: {where} must be a non-empty list of strings, got {value!r}")
+    if allowed is not None:
+        for v in value:
+            if v not in allowed:
+                raise UserError(f"{origin}: {where} has unknown value {v!r}; valid: {', '.join(allowed)}")
+    if len(set(value)) != len(value):
+        raise UserError(f"{origin}: {where} lists a value twice: {value!r}")
+    return tuple(value)
+
+
+def _positive(value: int | float, where: str, origin: str, minimum: float = 1) -> None:
+    if value < minimum:
+        raise UserError(f"{origin}: {where} must be >= {minimum}, got {value!r}")
+
+
+def parse_spec(data: dict[str, Any], origin: str = "spec", path: Path | None = None, text_hash: str = "") -> Spec:
+    """Validate a parsed TOML document and build the :class:`Spec`. Checks names, not models."""
+    top = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    _check_table(top, "", origin)
+    for table, value in data.items():
+        if isinstance(value, dict):
+            if table not in _SCHEMA or table == "":
+                known = ", ".join(f"[{t}]" for t in _SCHEMA if t)
+                raise UserError(f"{origin}: unknown table [{table}]; known tables: {known}")
+            if table != "privacy":
+                _check_table(value, table, origin)
+    base = path.parent if path else Path.cwd()
+
+    m = data.get("model")
+    if not isinstance(m, dict) or not m:
+        raise UserError(f"{origin}: missing [model] table (give zoo = \"vgg16_gender\" or source = \"file.py:factory\")")
+    if ("zoo" in m) == ("source" in m):
+        raise UserError(f"{origin}: [model] needs exactly one of zoo or source")
+    weights = None
+    if "weights" in m:
+        weights = (base / m["weights"]).resolve()
+        if not weights.is_file():
+            raise UserError(f"{origin}: [model].weights: file not found: {weights}")
+    if "source" in m:
+        file_part, _, factory = m["source"].rpartition(":")
+        if not file_part or not factory:
+            raise UserError(f'{origin}: [model].source must look like "path/to/file.py:factory", got {m["source"]!r}')
+        if not (base / file_part).is_file():
+            raise UserError(f"{origin}: [model].source: file not found: {(base / file_part).resolve()}")
+    input_shape = _int_list(m["input_shape"], "[model].input_shape", origin) if "input_shape" in m else None
+    model = ModelSpec(zoo=m.get("zoo"), source=m.get("source"), weights=weights,
+                      seed=m.get("seed", 0), input_shape=input_shape)
+
+    s = data.get("split", {})
+    dims = s.get("reduced_dims", {})
+    for cut, k in dims.items():
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise UserError(f"{origin}: [split].reduced_dims.{cut} must be a positive integer, got {k!r}")
+    split = SplitSpec(
+        cuts=_str_list(s["cuts"], "[split].cuts", origin) if "cuts" in s else None,
+        embeddings=_str_list(s["embeddings"], "[split].embeddings", origin, EMBEDDINGS) if "embeddings" in s else ("simple",),
+        reduced_dims=dict(dims),
+    )
+
+    e = data.get("export", {})
+    if "calibration_samples" in e:
+        _positive(e["calibration_samples"], "[export].calibration_samples", origin, 2)
+    export = ExportSpec(
+        backends=_str_list(e["backends"], "[export].backends", origin, BACKENDS) if "backends" in e else BACKENDS,
+        calibration_samples=e.get("calibration_samples", 32),
+        calibration_seed=e.get("calibration_seed", 0),
+        cache_dir=(base / e["cache_dir"]).resolve() if "cache_dir" in e else None,
+    )
+
+    r = data.get("run", {})
+    for key, minimum in (("runs", 1), ("warmup", 0), ("warm_loads", 0), ("timeout_s", 0.001)):
+        if key in r:
+            _positive(r[key], f"[run].{key}", origin, minimum)
+    run = RunSpec(
+        targets=_str_list(r["targets"], "[run].targets", origin) if "targets" in r else ("cpu-1core",),
+        runs=r.get("runs", 60), warmup=r.get("warmup", 5), warm_loads=r.get("warm_loads", 5),
+        timeout_s=float(r.get("timeout_s", 900.0)),
+    )
+    name = data.get("name") or (path.stem if path else (model.zoo or "model"))
+    return Spec(name=name, path=path, model=model, split=split, export=export, run=run,
+                privacy=dict(data.get("privacy", {})), text_hash=text_hash)
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a TOML spec file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"spec file not found: {path}")
+    raw = path.read_bytes()
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid TOML: {exc}") from None
+    return parse_spec(data, origin=str(path), path=path.resolve(), text_hash=hashlib.sha256(raw).hexdigest())
