@@ -25,9 +25,9 @@ def _emit_json(obj) -> None:
 @app.command("models")
 def models_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON for scripts.")) -> None:
     """List the model zoo and each model's cut names."""
-    from harness.export import list_models
+    from models import describe
 
-    rows = list_models()
+    rows = describe()
     if json_out:
         _emit_json(rows)
         return
