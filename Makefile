@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[all,test]'
 	# litert-torch and executorch ask for different typing-extensions: prove both import.
-	$(PY) -c "import litert_torch, executorch.runtime, ai_edge_litert.interpreter, onnxruntime, coremltools" >/dev/null 2>&1 \
-		|| { echo "setup: a runtime does not import; run: $(PY) -c 'import litert_torch, executorch.runtime'"; exit 1; }
+	$(PY) -c "import litert_torch, executorch.runtime, ai_edge_litert.interpreter, onnxruntime, coremltools" >$(VENV)/import-check.log 2>&1 \
+		|| { tail -n 5 $(VENV)/import-check.log; echo "setup: a runtime does not import (full log: $(VENV)/import-check.log)"; exit 1; }
 	touch $(STAMP)
 
 # Headless Chromium for the report test (Debian packages; needs root and the package registry).
