@@ -1,0 +1,388 @@
+"""`splitbench recommend`: the most private split that fits a phone, network and accuracy budget.
+
+Privacy is DPFE's log-rank privacy (0: the attacker always ranks the true sensitive class first; 1:
+always last); it is the measure the papers plot against accuracy and it is comparable across numbers
+of classes. Ties are broken by the lower end-to-end latency.
+
+End-to-end latency = phone inference median + upload of the feature over the network profile + the
+cloud part (from ``DIR/cloud.csv``, columns model, cut, embedding, cloud_ms, when the run has one;
+otherwise the cloud part is left out and every table says so).
+
+Candidates are the measured split configurations, one per (cut, embedding, noise ratio, backend,
+target). On-premise (the whole model on the phone) has no feature to score: it is shown as the
+baseline, checked against the same budget, and never ranked against the cuts (see harness.merge).
+
+Exit codes: 0 when a configuration fits. When none fits, one line names the closest configuration (the
+smallest summed relative excess over the broken limits) and what it breaks, raised as a
+:class:`UserError` so the CLI prints it once and exits 1; with ``--json`` the JSON object (choice null)
+is written to stdout first.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.errors import UserError
+from harness.merge import KEY, config_label, load_privacy, merge_privacy
+from harness.network import NetworkProfile, get_profile, upload_ms
+
+SUMMARY_FILE = "summary.csv"
+CLOUD_FILE = "cloud.csv"
+BYTES_PER_KB = 1000  # --max-upload-kb is in SI kilobytes, like the Mbps of the network profiles
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The limits a configuration must fit; None means no limit."""
+
+    max_latency_ms: float | None = None
+    max_memory_mb: float | None = None  # phone model memory (summary's mem_model_mb)
+    max_upload_kb: float | None = None
+    network: str = "lte"
+    uplink_mbps: float | None = None
+    delay_ms: float | None = None
+    min_accuracy: float | None = None  # primary-task accuracy, a fraction in [0, 1]
+    target: str | None = None  # only this target's measurements
+
+    def profile(self) -> NetworkProfile:
+        return get_profile(self.network, uplink_mbps=self.uplink_mbps, delay_ms=self.delay_ms)
+
+    def describe(self) -> str:
+        parts = [f"latency <= {self.max_latency_ms:g} ms" if self.max_latency_ms is not None else None,
+                 f"memory <= {self.max_memory_mb:g} MB" if self.max_memory_mb is not None else None,
+                 f"upload <= {self.max_upload_kb:g} kB" if self.max_upload_kb is not None else None,
+                 f"accuracy >= {self.min_accuracy:g}" if self.min_accuracy is not None else None,
+                 f"target {self.target}" if self.target else None]
+        return ", ".join(p for p in parts if p) or "no limits"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One measured configuration with its end-to-end costs and the limits it breaks."""
+
+    model: str
+    config: str  # readable name, with " r=<ratio>" when noisy
+    cut: str
+    embedding: str
+    noise_ratio: float | None
+    backend: str
+    target: str
+    status: str
+    on_premise: bool
+    privacy: float | None  # log-rank privacy
+    rank_privacy: float | None
+    accuracy: float | None
+    phone_ms: float | None
+    upload_bytes: float | None
+    upload_ms: float | None
+    cloud_ms: float | None  # None: not measured, left out of latency_ms
+    latency_ms: float | None
+    memory_mb: float | None
+    breaks: tuple[str, ...] = ()  # empty: fits the budget
+    excess: float = 0.0  # summed relative excess over the broken limits (inf: cannot be judged)
+
+    @property
+    def fits(self) -> bool:
+        return not self.breaks
+
+    @property
+    def where(self) -> str:
+        return f"{self.backend}/{self.target}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["breaks"] = list(self.breaks)
+        d["fits"] = self.fits
+        d["excess"] = None if math.isinf(self.excess) else self.excess
+        return d
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The answer for one model: the choice (or None), the frontier and every candidate."""
+
+    model: str
+    budget: Budget
+    network: NetworkProfile
+    cloud_included: bool
+    choice: Candidate | None
+    frontier: tuple[Candidate, ...]  # privacy vs latency, among the candidates meeting the accuracy floor
+    candidates: tuple[Candidate, ...] = field(repr=False)  # the split configurations, fitting or not
+    on_premise: tuple[Candidate, ...] = ()  # the baseline rows
+
+    @property
+    def others(self) -> tuple[Candidate, ...]:
+        return tuple(c for c in self.candidates if c is not self.choice)
+
+    @property
+    def closest(self) -> Candidate | None:
+        """When nothing fits: the candidate breaking the fewest limits by the least (ties: more private)."""
+        if not self.candidates:
+            return None
+        return min(self.candidates, key=lambda c: (c.excess, len(c.breaks), -_num(c.privacy), c.config))
+
+    def impossible_line(self) -> str:
+        c = self.closest
+        if c is None:
+            return f"{self.model}: no split configuration was measured"
+        line = (f"nothing fits the budget for {self.model}: closest is {c.config} on {c.where}, which breaks "
+                + "; ".join(c.breaks))
+        fits_full = [b for b in self.on_premise if b.fits]
+        if fits_full:
+            line += f" (the whole model on the phone fits: on-premise on {fits_full[0].where})"
+        return line
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "choice": self.choice.to_dict() if self.choice else None,
+            "closest": None if self.choice or not self.closest else self.closest.to_dict(),
+            "frontier": [c.to_dict() for c in self.frontier],
+            "rejections": [{"config": c.config, "backend": c.backend, "target": c.target,
+                            "noise_ratio": c.noise_ratio, "breaks": list(c.breaks)}
+                           for c in self.others if c.breaks],
+            "fitting_others": [c.to_dict() for c in self.others if not c.breaks],
+            "on_premise": [c.to_dict() for c in self.on_premise],
+        }
+
+
+def _num(x: Any) -> float:
+    return float(x) if x is not None and not pd.isna(x) else float("-inf")
+
+
+def _opt(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(v) else v
+
+
+# ---------------------------------------------------------------------------------------------- table
+
+
+def load_table(results_dir: str | Path) -> pd.DataFrame:
+    """summary.csv of DIR merged with DIR/privacy.csv, plus ``cloud_ms`` from DIR/cloud.csv if present."""
+    d = Path(results_dir)
+    if not (d / SUMMARY_FILE).is_file():
+        raise UserError(f"{d} holds no {SUMMARY_FILE}: give a results directory written by `splitbench run`")
+    summary = pd.read_csv(d / SUMMARY_FILE)
+    merged = merge_privacy(summary, load_privacy(d))
+    return attach_cloud(merged, d / CLOUD_FILE)
+
+
+def attach_cloud(table: pd.DataFrame, cloud_csv: Path) -> pd.DataFrame:
+    """Add ``cloud_ms`` (0 on-premise) from a cloud CSV; without the file the column is NaN everywhere."""
+    table = table.drop(columns=[c for c in ("cloud_ms",) if c in table.columns])
+    if not cloud_csv.is_file():
+        table["cloud_ms"] = float("nan")
+        return table
+    cloud = pd.read_csv(cloud_csv)
+    missing = [c for c in (*KEY, "cloud_ms") if c not in cloud.columns]
+    if missing:
+        raise UserError(f"{cloud_csv} lacks column {', '.join(missing)}")
+    cloud = cloud[[*KEY, "cloud_ms"]].drop_duplicates(list(KEY), keep="last")
+    for col in KEY:
+        cloud[col] = cloud[col].astype(str)
+    out = table.merge(cloud, on=list(KEY), how="left")
+    out.loc[out["on_premise"], "cloud_ms"] = 0.0
+    lacking = out[out["cloud_ms"].isna()][list(KEY)].drop_duplicates()
+    if len(lacking):
+        names = ", ".join("/".join(map(str, k)) for k in lacking.to_numpy())
+        raise UserError(f"{cloud_csv} has no cloud_ms for {names}; time them or remove the file")
+    return out
+
+
+# --------------------------------------------------------------------------------------------- choose
+
+
+def _candidate(row: dict, budget: Budget, net: NetworkProfile, cloud_included: bool) -> Candidate:
+    phone = _opt(row.get("infer_ms_median"))
+    nbytes = _opt(row.get("upload_bytes"))
+    up = upload_ms(nbytes, net) if nbytes is not None else None
+    cloud = _opt(row.get("cloud_ms")) if cloud_included else None
+    latency = None if phone is None or up is None else phone + up + (cloud or 0.0)
+    memory = _opt(row.get("mem_model_mb"))
+    acc = _opt(row.get("primary_accuracy"))
+    privacy = _opt(row.get("log_rank_privacy"))
+    on_premise = bool(row.get("on_premise"))
+    status = str(row.get("status", "ok"))
+    breaks: list[str] = []
+    excess = 0.0
+    if status != "ok":
+        reason = row.get("reason")
+        reason = "" if reason is None or pd.isna(reason) else f": {str(reason).splitlines()[0][:120]}"
+        breaks.append(f"measurement {status}{reason}")
+        excess = math.inf
+    else:
+        def over(value: float | None, limit: float | None, what: str, unit: str, fmt: str, lower: bool = False):
+            nonlocal excess
+            if limit is None:
+                return
+            if value is None:
+                breaks.append(f"{what} not measured (needed by the {what} limit)")
+                excess = math.inf
+            elif (value < limit) if lower else (value > limit):
+                sign = "<" if lower else ">"
+                breaks.append(f"{what} {value:{fmt}}{unit} {sign} {limit:g}{unit}")
+                excess += abs(value - limit) / abs(limit) if limit else math.inf
+
+        over(latency, budget.max_latency_ms, "latency", " ms", ".1f")
+        over(memory, budget.max_memory_mb, "memory", " MB", ".1f")
+        over(None if nbytes is None else nbytes / BYTES_PER_KB, budget.max_upload_kb, "upload", " kB", ".2f")
+        over(acc, budget.min_accuracy, "accuracy", "", ".3f", lower=True)
+        if not on_premise and privacy is None:
+            breaks.append("privacy not scored")
+            excess = math.inf
+    ratio = _opt(row.get("noise_ratio"))
+    return Candidate(
+        model=str(row["model"]), config=config_label(row), cut=str(row["cut"]), embedding=str(row["embedding"]),
+        noise_ratio=ratio, backend=str(row.get("backend", "")), target=str(row.get("target", "")), status=status,
+        on_premise=on_premise, privacy=privacy, rank_privacy=_opt(row.get("rank_privacy")), accuracy=acc,
+        phone_ms=phone, upload_bytes=nbytes, upload_ms=up, cloud_ms=cloud, latency_ms=latency, memory_mb=memory,
+        breaks=tuple(breaks), excess=excess)
+
+
+def pareto_frontier(cands: list[Candidate] | tuple[Candidate, ...]) -> tuple[Candidate, ...]:
+    """Measured candidates no other beats on both privacy (higher) and latency (lower), fastest first."""
+    ok = [c for c in cands if c.status == "ok" and c.privacy is not None and c.latency_ms is not None]
+    ok.sort(key=lambda c: (c.latency_ms, -c.privacy, c.config))
+    front: list[Candidate] = []
+    for c in ok:
+        if not front or c.privacy > front[-1].privacy:
+            front.append(c)
+    return tuple(front)
+
+
+def choose(table: pd.DataFrame, budget: Budget) -> Recommendation:
+    """The most private configuration of one model's merged table that fits ``budget`` (pure function).
+
+    ``table`` is :func:`harness.merge.merge_privacy`'s output (optionally with ``cloud_ms``).
+    """
+    models = sorted(set(table["model"].astype(str)))
+    if len(models) != 1:
+        raise UserError(f"choose() takes one model's table, got {len(models)}: {', '.join(models)}")
+    if budget.min_accuracy is not None and budget.min_accuracy > 1:
+        raise UserError(f"--min-accuracy is a fraction in [0, 1] (0.9 for 90%), got {budget.min_accuracy:g}")
+    net = budget.profile()
+    if budget.target is not None:
+        targets = sorted(set(table["target"].astype(str)))
+        if budget.target not in targets:
+            raise UserError(f"no measurements on target {budget.target!r}; the run has {', '.join(targets)}")
+        table = table[table["target"].astype(str) == budget.target]
+    cloud_included = "cloud_ms" in table.columns and table["cloud_ms"].notna().all()
+    rows = table.to_dict("records")
+    all_c = [_candidate(r, budget, net, cloud_included) for r in rows]
+    cands = [c for c in all_c if not c.on_premise]
+    fitting = [c for c in cands if c.fits]
+    choice = max(fitting, key=lambda c: (c.privacy, -c.latency_ms, c.config), default=None)
+    # A configuration below the accuracy floor is no trade-off at all: the frontier is drawn among the
+    # others (among every candidate when none reaches the floor).
+    floor = budget.min_accuracy
+    usable = [c for c in cands if floor is None or (c.accuracy is not None and c.accuracy >= floor)] or cands
+    return Recommendation(model=models[0], budget=budget, network=net, cloud_included=cloud_included,
+                          choice=choice, frontier=pareto_frontier(usable), candidates=tuple(cands),
+                          on_premise=tuple(c for c in all_c if c.on_premise))
+
+
+def choose_all(table: pd.DataFrame, budget: Budget) -> list[Recommendation]:
+    """One :class:`Recommendation` per model of the table, in table order."""
+    models = list(dict.fromkeys(table["model"].astype(str)))
+    return [choose(table[table["model"].astype(str) == m], budget) for m in models]
+
+
+# -------------------------------------------------------------------------------------------- command
+
+
+def _f(x: float | None, fmt: str = ".1f") -> str:
+    return "-" if x is None else f"{x:{fmt}}"
+
+
+def latency_formula(rec: Recommendation) -> str:
+    if rec.cloud_included:
+        return "end-to-end latency = phone inference median + upload + cloud part (cloud.csv)"
+    return ("end-to-end latency = phone inference median + upload; the cloud part is NOT included "
+            "(no cloud.csv in the results directory)")
+
+
+def candidate_row(c: Candidate) -> list[str]:
+    """The cells of the frontier table (also used by the HTML report), under CANDIDATE_HEADERS."""
+    kb = None if c.upload_bytes is None else c.upload_bytes / BYTES_PER_KB
+    return [c.config, c.where, _f(c.privacy, ".3f"), _f(c.accuracy, ".3f"), _f(c.latency_ms), _f(c.phone_ms),
+            _f(c.upload_ms), _f(c.memory_mb), _f(kb, ".2f")]
+
+
+CANDIDATE_HEADERS = ["configuration", "backend/target", "log-rank privacy", "accuracy", "latency ms",
+                     "phone ms", "upload ms", "memory MB", "upload kB"]
+
+
+def breaks_text(c: Candidate, choice: Candidate | None) -> str:
+    if c.breaks:
+        return "; ".join(c.breaks)
+    if c.on_premise:
+        return "fits: nothing but the output leaves the phone"
+    return f"fits, less private than {choice.config}" if choice else "fits"
+
+
+def _print(rec: Recommendation, console) -> None:
+    from rich.table import Table
+
+    c = rec.choice
+    console.print(f"[bold]{rec.model}[/bold]  budget: {rec.budget.describe()}")
+    console.print(f"network {rec.network.describe()}")
+    console.print(latency_formula(rec))
+    cloud = f" + cloud {_f(c.cloud_ms)}" if rec.cloud_included else ""
+    kb = _f(c.upload_bytes / BYTES_PER_KB if c.upload_bytes is not None else None, ".2f")
+    console.print(f"[bold green]Recommended:[/bold green] {c.config} on {c.where}: log-rank privacy "
+                  f"{_f(c.privacy, '.3f')}, accuracy {_f(c.accuracy, '.3f')}, latency {_f(c.latency_ms)} ms "
+                  f"(phone {_f(c.phone_ms)} + upload {_f(c.upload_ms)}{cloud}), memory {_f(c.memory_mb)} MB, "
+                  f"upload {kb} kB")
+    front = Table("configuration", "backend/target", "privacy", "accuracy", "latency ms", "memory MB",
+                  "upload kB", "fits", title="Pareto frontier (log-rank privacy vs end-to-end latency)")
+    for f in rec.frontier:
+        cells = candidate_row(f)
+        front.add_row(*cells[:5], *cells[7:], "chosen" if f is c else ("yes" if f.fits else "no"))
+    console.print(front)
+    others = Table("configuration", "backend/target", "privacy", "why not chosen",
+                   title="Every other configuration")
+    for o in rec.others:
+        others.add_row(o.config, o.where, _f(o.privacy, ".3f"), breaks_text(o, c))
+    for b in rec.on_premise:
+        others.add_row(f"{b.config} (on-premise baseline)", b.where, "on-device", breaks_text(b, c))
+    console.print(others)
+
+
+def recommend(results_dir: str | Path, budget: Budget, *, json_out: bool = False, console=None) -> int:
+    """Print the recommendation for ``budget`` from a results directory; return the exit code (0).
+
+    Nothing fitting raises :class:`UserError` with one line (exit 1 through the CLI), after the JSON.
+    """
+    recs = choose_all(load_table(results_dir), budget)
+    if json_out:
+        net = recs[0].network if recs else budget.profile()
+        obj = {"budget": asdict(budget), "network": asdict(net),
+               "latency": latency_formula(recs[0]) if recs else "", "cloud_included": all(r.cloud_included for r in recs)}
+        if len(recs) == 1:
+            obj.update(recs[0].to_dict())
+        else:
+            obj["models"] = [r.to_dict() for r in recs]
+        sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+    if not json_out:
+        if console is None:
+            from rich.console import Console
+
+            console = Console()
+        for r in recs:
+            if r.choice is not None:
+                _print(r, console)
+    failed = [r for r in recs if r.choice is None]
+    if failed:
+        raise UserError(" | ".join(r.impossible_line() for r in failed))
+    return 0

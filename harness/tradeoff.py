@@ -1,0 +1,164 @@
+"""The privacy-complexity trade-off figures: privacy against each phone cost, and accuracy against privacy.
+
+Cost figures (one per model and cost: phone inference time, phone model memory, upload size): one point
+per measured split configuration and (backend, target), y = log-rank privacy, labelled with the
+configuration name; the Pareto frontier (more privacy for less cost) is drawn as a step line. Only the
+noise-free rows are plotted there (the lowest noise ratio of the sweep): noise changes privacy, not
+phone cost, and its effect is the accuracy-privacy figure. On-premise has no feature to score, so it is
+drawn as a vertical dashed line at its cost: the baseline every cut is compared with.
+
+The accuracy-privacy figure is DPFE's Fig. 10: x = log-rank privacy, y = primary accuracy, one curve
+per (cut, embedding), one marker per noise ratio (annotated).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+FIGURES_DIR = "figures"
+COSTS = (  # column, axis label, file stem, scale to the axis unit
+    ("infer_ms_median", "phone inference time, median (ms)", "privacy_vs_inference", 1.0),
+    ("mem_model_mb", "phone model memory (MB)", "privacy_vs_memory", 1.0),
+    ("upload_bytes", "uploaded feature (kB)", "privacy_vs_upload", 1e-3),
+)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, out: Path, stem: str) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "svg"):
+        p = out / f"{stem}.{ext}"
+        fig.savefig(p, dpi=130 if ext == "png" else None, bbox_inches="tight", metadata=None if ext == "png"
+                    else {"Date": None})
+        paths.append(p)
+    _pyplot().close(fig)
+    return paths
+
+
+def pareto_points(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indices of the points no other has both lower-or-equal x and higher y, by increasing x."""
+    order = np.lexsort((-y, x))
+    keep, best = [], -np.inf
+    for i in order:
+        if y[i] > best:
+            keep.append(i)
+            best = y[i]
+    return np.array(keep, dtype=int)
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
+
+
+def cost_figures(merged: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Privacy against inference time, memory and upload size, per model (see the module doc)."""
+    from harness.merge import config_label
+
+    plt = _pyplot()
+    paths: list[Path] = []
+    ok = merged[merged["status"].astype(str) == "ok"] if "status" in merged.columns else merged
+    models = list(dict.fromkeys(ok["model"].astype(str)))
+    for model in models:
+        rows = ok[ok["model"].astype(str) == model]
+        cuts = rows[~rows["on_premise"].astype(bool)]
+        if "noise_ratio" in cuts.columns and cuts["noise_ratio"].notna().any():
+            cuts = cuts[cuts["noise_ratio"] == cuts["noise_ratio"].min()]
+        ratio = cuts["noise_ratio"].min() if "noise_ratio" in cuts.columns else np.nan
+        full = rows[rows["on_premise"].astype(bool)]
+        groups = list(dict.fromkeys(zip(cuts["backend"].astype(str), cuts["target"].astype(str))))
+        colors = plt.get_cmap("tab10")
+        for col, xlabel, stem, scale in COSTS:
+            fig, ax = plt.subplots(figsize=(7.5, 4.8))
+            pts = cuts[[col, "log_rank_privacy"]].apply(pd.to_numeric, errors="coerce").notna().all(axis=1)
+            data = cuts[pts]
+            for gi, (backend, target) in enumerate(groups):
+                g = data[(data["backend"].astype(str) == backend) & (data["target"].astype(str) == target)]
+                x = g[col].to_numpy(float) * scale
+                y = g["log_rank_privacy"].to_numpy(float)
+                ax.scatter(x, y, color=colors(gi % 10), s=36, zorder=3, label=f"{backend} / {target}")
+                for xi, yi, (_, r) in zip(x, y, g.iterrows()):
+                    ax.annotate(config_label(r, with_ratio=False), (xi, yi), textcoords="offset points",
+                                xytext=(4, 4), fontsize=7.5)
+            if len(data):
+                x = data[col].to_numpy(float) * scale
+                y = data["log_rank_privacy"].to_numpy(float)
+                front = pareto_points(x, y)
+                ax.step(x[front], y[front], where="post", color="0.25", lw=1.2, ls="-", zorder=2,
+                        label="Pareto frontier (more privacy, less cost)")
+            for gi, (_, r) in enumerate(full.iterrows()):
+                xv = pd.to_numeric(pd.Series([r.get(col)]), errors="coerce").iloc[0]
+                if pd.notna(xv):
+                    ax.axvline(xv * scale, color="0.5", ls="--", lw=1,
+                               label=f"on-premise ({r['backend']} / {r['target']}), nothing uploaded"
+                               if col != "upload_bytes" else f"on-premise output ({r['backend']})")
+            xs = data[col].to_numpy(float) * scale if len(data) else np.array([])
+            if len(xs) and xs.min() > 0 and xs.max() / xs.min() > 100:  # e.g. 8 floats vs a conv map
+                ax.set_xscale("log")
+                xlabel = xlabel.replace(")", ", log scale)")
+            suffix = f", noise ratio {ratio:g}" if pd.notna(ratio) else ""
+            ax.set_title(f"{model}: privacy vs {xlabel.split(' (')[0]}{suffix}")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("log-rank privacy (0 = always identified, 1 = never)")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7.5, loc="best")
+            paths += _save(fig, out_dir, f"{stem}_{_safe(model)}" if len(models) > 1 else stem)
+    return paths
+
+
+def accuracy_privacy_figure(privacy: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """DPFE Fig. 10: primary accuracy against log-rank privacy, one curve per cut/embedding per model."""
+    plt = _pyplot()
+    priv = privacy[privacy["cut"].astype(str) != "full"]
+    priv = priv[priv[["log_rank_privacy", "primary_accuracy"]].notna().all(axis=1)]
+    if priv.empty:
+        return []
+    models = list(dict.fromkeys(priv["model"].astype(str)))
+    markers = "osD^v<>phX*"
+    paths: list[Path] = []
+    for model in models:
+        rows = priv[priv["model"].astype(str) == model]
+        fig, ax = plt.subplots(figsize=(7.5, 4.8))
+        curves = list(dict.fromkeys(zip(rows["cut"].astype(str), rows["embedding"].astype(str))))
+        for i, (cut, emb) in enumerate(curves):
+            c = rows[(rows["cut"].astype(str) == cut) & (rows["embedding"].astype(str) == emb)]
+            c = c.sort_values("noise_ratio", na_position="first")
+            x, y = c["log_rank_privacy"].to_numpy(float), c["primary_accuracy"].to_numpy(float)
+            ax.plot(x, y, marker=markers[i % len(markers)], ms=5, lw=1.3, label=f"{cut}-{emb}")
+            for xi, yi, r in zip(x, y, c["noise_ratio"]):
+                if pd.notna(r):
+                    ax.annotate(f"{r:g}", (xi, yi), textcoords="offset points", xytext=(3, -9), fontsize=6.5,
+                                color="0.35")
+        ax.set_title(f"{model}: accuracy vs privacy under the noise sweep (labels: noise ratio r)")
+        ax.set_xlabel("log-rank privacy of the sensitive label (0..1, higher = more private)")
+        ax.set_ylabel("primary-task accuracy (fraction)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, title="cut-embedding", title_fontsize=8)
+        paths += _save(fig, out_dir, f"accuracy_privacy_{_safe(model)}" if len(models) > 1 else "accuracy_privacy")
+    return paths
+
+
+def make_tradeoff_figures(results_dir: str | Path, merged: pd.DataFrame | None = None,
+                          privacy: pd.DataFrame | None = None) -> list[Path]:
+    """Every trade-off figure of a results directory into DIR/figures (PNG and SVG); returns the paths."""
+    from harness.merge import load_privacy
+    from harness.recommend import load_table
+
+    d = Path(results_dir)
+    if privacy is None:
+        privacy = load_privacy(d)
+    if merged is None:
+        merged = load_table(d)
+    out = d / FIGURES_DIR
+    return cost_figures(merged, out) + accuracy_privacy_figure(privacy, out)

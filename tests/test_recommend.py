@@ -1,0 +1,269 @@
+"""Merge of privacy scores, the network model, and `splitbench recommend` on hand-made results."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.cli import main
+from harness.errors import UserError
+from harness.merge import load_privacy, merge_privacy
+from harness.network import PROFILES, get_profile, upload_ms
+from harness.recommend import Budget, choose, load_table, pareto_frontier
+
+# ------------------------------------------------------------------------------------------ fixtures
+
+# A hand-made model "toy": cut, embedding, phone median ms, model MB, upload bytes, log-rank privacy, accuracy.
+# With a network of no delay and a huge uplink, end-to-end latency == phone ms (upload < 0.01 ms).
+TOY = [
+    ("c1", "simple", 10.0, 20.0, 4000, 0.10, 0.95),
+    ("c1", "reduced", 20.0, 22.0, 32, 0.30, 0.93),
+    ("c2", "simple", 25.0, 30.0, 2000, 0.20, 0.94),  # dominated by c1-reduced (slower, less private)
+    ("c2", "reduced", 40.0, 32.0, 24, 0.50, 0.91),
+    ("c3", "simple", 40.0, 50.0, 1000, 0.40, 0.92),  # same latency as c2-reduced, less private
+]
+FULL_ROW = ("full", "full", 80.0, 120.0, 8)
+FAST = dict(network="custom", uplink_mbps=1e6, delay_ms=0.0)
+
+
+def summary_rows(model: str = "toy", spec=TOY, full=FULL_ROW, failed: bool = False) -> list[dict]:
+    rows = []
+    for cut, emb, ms, mb, up, *_ in [*spec, full]:
+        rows.append(dict(model=model, cut=cut, embedding=emb, config="full" if cut == "full" else f"{cut}-{emb}",
+                         backend="onnxruntime", target="cpu-1core", status="ok", reason="", n_runs=60,
+                         infer_ms_median=ms, infer_ms_p90=ms * 1.1, infer_ms_iqr=ms * 0.04, infer_ms_min=ms * 0.9,
+                         load_ms_cold=ms * 3, load_ms_warm=ms * 2, mem_model_mb=mb, mem_peak_mb=mb + 40,
+                         cpu_ms=ms * 60, params=1000, macs=10 ** 6, upload_bytes=up, artifact_bytes=4096,
+                         artifact=f"{cut}-{emb}.onnx", warnings="", verified=True, max_rel_err=1e-6))
+    if failed:
+        rows.append(dict(rows[0], backend="litert", status="timeout", reason="worker exceeded 60 s\nstderr tail",
+                         infer_ms_median=np.nan, n_runs=0))
+    return rows
+
+
+def privacy_rows(model: str = "toy", spec=TOY, ratios=(None,)) -> list[dict]:
+    rows = []
+    for cut, emb, _ms, _mb, _up, lrp, acc in spec:
+        for r in ratios:
+            bump = 0.0 if r is None else 0.1 * r
+            rows.append(dict(model=model, cut=cut, embedding=emb, noise_ratio=r, primary_accuracy=acc - bump / 2,
+                             rank_privacy=(lrp + bump) / 2, log_rank_privacy=lrp + bump, bayes_error=0.5,
+                             rank_mean=2.0, rank_std=1.0, nn1_error=0.5, attacker_accuracy=0.5, n_classes=10))
+    return rows
+
+
+def write_run(d: Path, *, ratios=(0.0, 0.5, 2.0), failed: bool = True, privacy: bool = True,
+              cloud: bool = False, samples: bool = True) -> Path:
+    """A small fake results directory: summary.csv, manifest.json, samples.parquet, privacy.csv."""
+    d.mkdir(parents=True, exist_ok=True)
+    summary = pd.DataFrame(summary_rows(failed=failed))
+    summary.to_csv(d / "summary.csv", index=False)
+    (d / "manifest.json").write_text(json.dumps({
+        "schema_version": 1, "splitbench_version": "0.1.0", "spec_hash": "abc123",
+        "host": {"cpu_model": "Fake CPU 3000", "kernel": "6.1.0", "governor": "performance"},
+        "devices": {"cpu-1core": {"profile": "cpu-1core", "pinned_cpu": 0, "threads": 1}},
+        "versions": {"onnxruntime": "1.20.0"}, "spec": {"models": ["toy"], "split": {"embeddings": ["simple", "reduced"]}},
+    }))
+    if samples:
+        ok = summary[summary["status"] == "ok"]
+        pd.DataFrame([dict(model=r.model, config=r.config, backend=r.backend, target=r.target, phase="timed", run=i,
+                           infer_ms=r.infer_ms_median * (1 + 0.01 * (i % 5)))
+                      for r in ok.itertuples() for i in range(12)]).to_parquet(d / "samples.parquet")
+    if privacy:
+        pd.DataFrame(privacy_rows(ratios=ratios)).to_csv(d / "privacy.csv", index=False)
+    if cloud:
+        pd.DataFrame([dict(model="toy", cut=c, embedding=e, cloud_ms=5.0) for c, e, *_ in TOY]).to_csv(
+            d / "cloud.csv", index=False)
+    return d
+
+
+def toy_table(ratios=(None,), **kw) -> pd.DataFrame:
+    return merge_privacy(pd.DataFrame(summary_rows(**kw)), pd.DataFrame(privacy_rows(ratios=ratios)))
+
+
+# ---------------------------------------------------------------------------------------------- merge
+
+
+def test_merge_matches_every_row_and_repeats_measurement_per_ratio():
+    merged = toy_table(ratios=(0.0, 0.5, 2.0))
+    cuts = merged[~merged["on_premise"]]
+    assert len(cuts) == len(TOY) * 3 and merged["on_premise"].sum() == 1
+    one = cuts[(cuts["cut"] == "c2") & (cuts["embedding"] == "reduced")]
+    assert sorted(one["noise_ratio"]) == [0.0, 0.5, 2.0]
+    assert one["infer_ms_median"].nunique() == 1 and one["log_rank_privacy"].nunique() == 3
+
+
+def test_on_premise_has_no_privacy_and_the_models_accuracy():
+    merged = toy_table()
+    full = merged[merged["on_premise"]].iloc[0]
+    assert full["cut"] == "full" and math.isnan(full["log_rank_privacy"]) and math.isnan(full["noise_ratio"])
+    assert full["primary_accuracy"] == pytest.approx(0.94)  # median of the noise-free simple cuts
+
+
+def test_unmatched_rows_are_named_in_one_message():
+    summary = pd.DataFrame(summary_rows())
+    priv = pd.DataFrame(privacy_rows())
+    priv = priv[priv["cut"] != "c3"]  # a measured cut without a score
+    extra = dict(priv.iloc[0], cut="conv9", embedding="simple")  # a score without a measurement
+    priv = pd.concat([priv, pd.DataFrame([extra])], ignore_index=True)
+    with pytest.raises(UserError) as err:
+        merge_privacy(summary, priv)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "toy/conv9/simple" in msg and "toy/c3/simple" in msg
+    assert "no measurement" in msg and "no privacy score" in msg
+
+
+def test_missing_column_is_named(tmp_path):
+    priv = pd.DataFrame(privacy_rows()).drop(columns=["log_rank_privacy"])
+    priv.to_csv(tmp_path / "privacy.csv", index=False)
+    with pytest.raises(UserError, match="log_rank_privacy"):
+        load_privacy(tmp_path / "privacy.csv")
+    with pytest.raises(UserError, match="embedding"):
+        merge_privacy(pd.DataFrame(summary_rows()), pd.DataFrame(privacy_rows()).drop(columns=["embedding"]))
+
+
+def test_optional_columns_and_bad_values(tmp_path):
+    minimal = pd.DataFrame(privacy_rows())[["model", "cut", "embedding", "log_rank_privacy"]]
+    merged = merge_privacy(pd.DataFrame(summary_rows()), minimal)
+    assert "attacker_accuracy" in merged.columns and merged["attacker_accuracy"].isna().all()
+    dup = pd.concat([minimal, minimal.iloc[:1]])
+    with pytest.raises(UserError, match="duplicated.*toy/c1/simple"):
+        merge_privacy(pd.DataFrame(summary_rows()), dup)
+    bad = minimal.astype({"log_rank_privacy": object})
+    bad.loc[0, "log_rank_privacy"] = "high"
+    with pytest.raises(UserError, match="numeric"):
+        merge_privacy(pd.DataFrame(summary_rows()), bad)
+
+
+# -------------------------------------------------------------------------------------------- network
+
+
+def test_upload_time_is_delay_plus_bits_over_uplink():
+    lte = get_profile("lte")
+    assert (lte.uplink_mbps, lte.downlink_mbps, lte.delay_ms) == (15.0, 30.0, 25.0)
+    assert upload_ms(1_875_000, lte) == pytest.approx(25.0 + 1000.0)  # 15 Mbit at 15 Mbps = 1 s
+    assert upload_ms(0, lte) == pytest.approx(25.0)
+    assert upload_ms(600_000, lte) == pytest.approx(345.0)  # FaceMix's whole 0.6 MB image
+    custom = get_profile("custom", uplink_mbps=8.0, delay_ms=10.0)
+    assert upload_ms(1000, custom) == pytest.approx(11.0)
+    assert get_profile("wifi", delay_ms=1.0).delay_ms == 1.0
+    assert set(PROFILES) == {"lte", "3g", "wifi", "5g"}
+    assert all(p.source for p in PROFILES.values())
+    with pytest.raises(UserError, match="uplink"):
+        get_profile("custom")
+    with pytest.raises(UserError, match="unknown network"):
+        get_profile("carrier-pigeon")
+
+
+# --------------------------------------------------------------------------------------------- choose
+
+
+def test_frontier_on_a_hand_made_table():
+    rec = choose(toy_table(), Budget(**FAST))
+    assert [c.config for c in rec.frontier] == ["c1-simple", "c1-reduced", "c2-reduced"]
+    assert [c.config for c in pareto_frontier(rec.candidates)] == ["c1-simple", "c1-reduced", "c2-reduced"]
+
+
+def test_most_private_fitting_configuration_is_chosen():
+    assert choose(toy_table(), Budget(**FAST)).choice.config == "c2-reduced"
+    rec = choose(toy_table(), Budget(max_latency_ms=30, **FAST))
+    assert rec.choice.config == "c1-reduced"
+    assert choose(toy_table(), Budget(max_memory_mb=31, **FAST)).choice.config == "c1-reduced"
+    assert choose(toy_table(), Budget(max_upload_kb=0.03, **FAST)).choice.config == "c2-reduced"
+    assert choose(toy_table(), Budget(min_accuracy=0.935, **FAST)).choice.config == "c2-simple"
+
+
+def test_ties_in_privacy_go_to_the_lower_latency():
+    spec = [("a", "simple", 30.0, 10.0, 100, 0.4, 0.9), ("b", "simple", 20.0, 10.0, 100, 0.4, 0.9)]
+    table = merge_privacy(pd.DataFrame(summary_rows(spec=spec)), pd.DataFrame(privacy_rows(spec=spec)))
+    assert choose(table, Budget(**FAST)).choice.config == "b-simple"
+
+
+def test_each_rejection_names_the_broken_constraint_with_numbers():
+    rec = choose(toy_table(failed=True), Budget(max_latency_ms=30, max_memory_mb=31, max_upload_kb=3,
+                                               min_accuracy=0.92, **FAST))
+    assert rec.choice.config == "c1-reduced"
+    why = {(c.config, c.backend): c.breaks for c in rec.others}
+    assert any(b.startswith("upload 4.00 kB > 3 kB") for b in why[("c1-simple", "onnxruntime")])
+    assert any(b.startswith("latency 40.0 ms > 30 ms") for b in why[("c2-reduced", "onnxruntime")])
+    assert any(b.startswith("memory 32.0 MB > 31 MB") for b in why[("c2-reduced", "onnxruntime")])
+    assert any(b.startswith("accuracy 0.910 < 0.92") for b in why[("c2-reduced", "onnxruntime")])
+    assert why[("c1-simple", "litert")] == ("measurement timeout: worker exceeded 60 s",)
+    assert rec.on_premise[0].breaks and "latency" in rec.on_premise[0].breaks[0]
+
+
+def test_lte_and_cloud_part_enter_the_latency(tmp_path):
+    d = write_run(tmp_path / "run", ratios=(0.0,), cloud=True)
+    rec = choose(load_table(d), Budget(network="lte"))
+    c = {(x.cut, x.embedding, x.backend): x for x in rec.candidates}[("c1", "simple", "onnxruntime")]
+    assert rec.cloud_included
+    assert c.latency_ms == pytest.approx(10.0 + 25.0 + 4000 * 8 / 15e6 * 1e3 + 5.0)
+
+
+def test_impossible_budget_is_one_line_naming_the_closest():
+    rec = choose(toy_table(), Budget(max_latency_ms=15, max_memory_mb=5, **FAST))
+    assert rec.choice is None
+    assert rec.closest.config == "c1-simple"  # the smallest summed relative excess
+    line = rec.impossible_line()
+    assert "\n" not in line and "c1-simple" in line and "memory 20.0 MB > 5 MB" in line
+
+
+def test_bad_budget_values():
+    with pytest.raises(UserError, match="fraction"):
+        choose(toy_table(), Budget(min_accuracy=90))
+    with pytest.raises(UserError, match="cpu-1core"):
+        choose(toy_table(), Budget(target="pixel7"))
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def test_cli_prints_choice_frontier_and_rejections(tmp_path, capsys):
+    d = write_run(tmp_path / "run")
+    code = main(["recommend", str(d), "--max-latency-ms", "100", "--min-accuracy", "0.9", "--network", "lte"])
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps at the terminal width
+    assert code == 0
+    assert "Recommended:" in out and "Pareto frontier" in out and "cloud part is NOT included" in out
+    assert "c2-reduced r=0.5" in out  # the most private row that keeps accuracy >= 0.9
+
+
+def test_frontier_leaves_out_rows_below_the_accuracy_floor():
+    rec = choose(toy_table(ratios=(0.0, 2.0)), Budget(min_accuracy=0.9, **FAST))
+    assert rec.choice.config == "c2-reduced"  # r=0: no noise, no suffix
+    assert all(c.accuracy >= 0.9 for c in rec.frontier) and rec.choice in rec.frontier
+
+
+def test_cli_impossible_budget_exit_1_one_line(tmp_path, capsys):
+    d = write_run(tmp_path / "run")
+    code = main(["recommend", str(d), "--max-latency-ms", "1"])
+    cap = capsys.readouterr()
+    assert code == 1
+    lines = cap.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in cap.err
+    assert "closest is c1-" in lines[0] and "latency" in lines[0] and "> 1 ms" in lines[0]
+
+
+def test_cli_json_parses(tmp_path, capsys):
+    d = write_run(tmp_path / "run")
+    assert main(["recommend", str(d), "--max-memory-mb", "31", "--json"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    assert obj["choice"]["cut"] == "c1" and obj["choice"]["embedding"] == "reduced"
+    assert obj["frontier"] and all("latency_ms" in f for f in obj["frontier"])
+    assert any("memory" in b for r in obj["rejections"] for b in r["breaks"])
+    assert obj["network"]["name"] == "lte" and obj["cloud_included"] is False
+    assert main(["recommend", str(d), "--max-latency-ms", "1", "--json"]) == 1
+    cap = capsys.readouterr()
+    assert json.loads(cap.out)["choice"] is None and len(cap.err.strip().splitlines()) == 1
+
+
+def test_cli_without_privacy_scores_is_one_line(tmp_path, capsys):
+    d = write_run(tmp_path / "run", privacy=False)
+    assert main(["recommend", str(d)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "privacy" in err
