@@ -142,14 +142,22 @@ def _load_state_dict(module: "torch.nn.Module", path: Path) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise UserError(f"[model].weights: cannot read {path}: {exc}") from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # torch's messages run long
+        raise UserError(f"[model].weights: cannot read {path} as a torch.save file: {first}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise UserError(f"[model].weights: {path.name} holds a {type(state).__name__}, not a state_dict "
+                        "(save it with torch.save(model.state_dict(), path))")
     try:
         module.load_state_dict(state)
     except (RuntimeError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise UserError(f"[model].weights: {path.name} does not match the model: {first}") from None
+        # torch's message is "Error(s) in loading state_dict for X:" then one indented line per problem.
+        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+        detail = "; ".join(lines[1:] or lines[:1])
+        if len(detail) > 300:
+            detail = detail[:297] + "..."
+        raise UserError(f"[model].weights: {path.name} does not match {type(module).__name__}: {detail}") from None
 
 
 def load_model(spec: Spec) -> LoadedModel:
@@ -177,7 +185,11 @@ def load_model(spec: Spec) -> LoadedModel:
         fn = getattr(user, factory, None)
         if not callable(fn):
             raise UserError(f"[model].source: {path} has no function {factory!r}")
-        result = fn()
+        try:
+            result = fn()
+        except Exception as exc:  # noqa: BLE001 - the user's factory failed: one line, as for the import
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise UserError(f"[model].source: {factory}() failed: {type(exc).__name__}: {first}") from None
         if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], torch.nn.Module)
                 and isinstance(result[1], torch.Tensor)):
             raise UserError(f"[model].source: {factory}() must return (torch.nn.Module, example_input tensor)")

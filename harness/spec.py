@@ -156,6 +156,11 @@ def parse_spec(data: dict[str, Any], origin: str = "spec", path: Path | None = N
         raise UserError(f"{origin}: missing [model] table (give zoo = \"vgg16_gender\" or source = \"file.py:factory\")")
     if ("zoo" in m) == ("source" in m):
         raise UserError(f"{origin}: [model] needs exactly one of zoo or source")
+    if "zoo" in m:
+        import models  # the zoo is a torch-free table: checking the name here costs nothing
+
+        if m["zoo"] not in models.zoo():
+            raise UserError(f"{origin}: [model].zoo: unknown model {m['zoo']!r}; the zoo has: {', '.join(models.zoo())}")
     weights = None
     if "weights" in m:
         weights = (base / m["weights"]).resolve()

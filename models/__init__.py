@@ -56,9 +56,16 @@ _ZOO = (
     ZooModel("moon_tiny", "moon_tiny", "build_moon_tiny", (1, 3, 218, 178),
              ("conv1", "conv2", "conv3", "conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3",
               "conv5_4", "conv6_1", "conv6_2", "conv6_3", "conv6_4", "conv7", "conv8"),
-             {}, "Osia et al. (DPFE)", "tiny-darknet facial-attribute model, 40 CelebA attributes"),
+             # DPFE's private feature is 10-dimensional (its Sec. 4.2 and 5); used here for every cut.
+             {cut: 10 for cut in ("conv1", "conv2", "conv3", "conv4_1", "conv4_2", "conv4_3", "conv5_1",
+                                  "conv5_2", "conv5_3", "conv5_4", "conv6_1", "conv6_2", "conv6_3",
+                                  "conv6_4", "conv7", "conv8")},
+             "Osia et al. (DPFE)", "tiny-darknet facial-attribute model, 40 CelebA attributes"),
+    # FaceMix's N_pre = 1, 2, 3 conv blocks on the edge: the stem, then each BasicBlock of layer1
+    # (its edge FLOPs and params fit this reading, not stages; see models/resnet18.py).
     ZooModel("resnet18_facemix", "resnet18", "build_resnet18_facemix", (1, 3, 224, 224),
-             ("layer1", "layer2", "layer3"), {}, "FaceMix", "ResNet-18 facial-attribute model, 40 attributes"),
+             ("maxpool", "layer1.0", "layer1.1"), {}, "FaceMix",
+             "ResNet-18 facial-attribute model, 40 attributes; cuts = N_pre 1, 2, 3"),
 )
 
 
