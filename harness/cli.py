@@ -51,10 +51,12 @@ def export_cmd(
 
     Exit code 0, or 2 when some (configuration, backend) failed to convert or verify.
     """
-    from harness.export import export_spec, print_export_table
     from harness.spec import load_spec
 
-    result = export_spec(load_spec(spec), force=force, progress=not json_out)
+    loaded = load_spec(spec)  # validate before the exporters' imports
+    from harness.export import export_spec, print_export_table
+
+    result = export_spec(loaded, force=force, progress=not json_out)
     if json_out:
         _emit_json([a.to_dict() for a in result])
     else:

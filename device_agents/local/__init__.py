@@ -1,0 +1,1 @@
+"""The local single-core CPU profile: transport (a local process), protocol, worker, agent."""
