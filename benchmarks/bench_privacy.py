@@ -1,0 +1,79 @@
+"""Scoring time of the privacy measures at the issue's size: N = 2000, d = 512, K = 40, on one core.
+
+The process is pinned to one CPU (``os.sched_setaffinity``) with one BLAS/OpenMP thread, so the
+figure is what one core does whatever the host. 2000 training features (what the attacker knows)
+and 2000 test features (what is scored), 50 per class, classes overlapping; the budget is 10 s for the whole
+:func:`harness.privacy.score` call, trained attacker included. Median of 3, every sample kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+N_TRAIN = N_TEST = 2000
+DIM = 512
+CLASSES = 40
+REPEATS = 3
+BUDGET_S = 10.0
+OUT = Path("results/benchmarks/privacy.json")  # relative, like the runner's summary.json
+
+
+def _data(seed: int = 0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(CLASSES, DIM)) * 0.3  # classes overlap: ranks spread over 1..K
+    ytr = np.arange(N_TRAIN) % CLASSES
+    yte = np.arange(N_TEST) % CLASSES
+    return (centres[ytr] + rng.normal(size=(N_TRAIN, DIM)), ytr,
+            centres[yte] + rng.normal(size=(N_TEST, DIM)), yte)
+
+
+def run() -> dict:
+    """Time :func:`harness.privacy.score` (with and without the trained attacker); write and print the JSON."""
+    from threadpoolctl import threadpool_limits
+
+    from harness.privacy import score
+
+    xtr, ytr, xte, yte = _data()
+    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    cpu = min(affinity) if affinity else None
+    samples: dict[str, list[float]] = {"score_s": [], "density_only_s": []}
+    try:
+        if affinity:
+            os.sched_setaffinity(0, {cpu})
+        with threadpool_limits(1):
+            score(xtr[:200], ytr[:200], xte[:200], yte[:200])  # untimed: imports and first-call costs
+            for _ in range(REPEATS):
+                t0 = time.perf_counter()
+                result = score(xtr, ytr, xte, yte, seed=0)
+                samples["score_s"].append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                score(xtr, ytr, xte, yte, seed=0, attacker=False)
+                samples["density_only_s"].append(time.perf_counter() - t0)
+    finally:
+        if affinity:
+            os.sched_setaffinity(0, affinity)
+    median = statistics.median(samples["score_s"])
+    record = {
+        "benchmark": "privacy_score", "n_train": N_TRAIN, "n_test": N_TEST, "dim": DIM, "classes": CLASSES,
+        "cpu": cpu, "threads": 1, "repeats": REPEATS, "median_s": median,
+        "density_only_median_s": statistics.median(samples["density_only_s"]), "samples_s": samples["score_s"],
+        "density_only_samples_s": samples["density_only_s"], "budget_s": BUDGET_S, "within_budget": median < BUDGET_S,
+        "log_rank_privacy": result.log_rank_privacy, "attacker_accuracy": result.attacker_accuracy,
+        "python": sys.version.split()[0], "machine": platform.machine(),
+    }
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
+    return record
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

@@ -1,0 +1,47 @@
+"""The cloud side of a split: the rest of the network timed on this host with all its cores.
+
+End-to-end latency of a configuration = phone inference + upload + cloud part. The phone part is
+measured on the device; the cloud part is measured here, in eager PyTorch with one intra-op
+thread per core (a server runs the rest at full width). The host is not a datacenter GPU, so the
+figure is an upper bound for a real service, and it is reported with the host's core count.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from typing import Any
+
+
+def time_cloud_part(rest_module: Any, feature_example: Any, runs: int = 20, warmup: int = 3) -> dict[str, Any]:
+    """Time ``rest_module(feature_example)`` ``runs`` times after ``warmup`` untimed calls.
+
+    Torch uses ``os.cpu_count()`` threads while timing and the caller's setting is restored
+    afterwards. One clock (``time.perf_counter_ns``) around the module call only; every sample is
+    kept. Returns ``cloud_ms_median``, ``cloud_ms_iqr``, ``cloud_ms_min``, ``samples_ms``,
+    ``runs``, ``threads`` and ``batch`` (the example's first dimension).
+    """
+    import torch
+
+    if runs < 1:
+        raise ValueError("runs must be at least 1")
+    threads = os.cpu_count() or 1
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        rest_module.eval()
+        with torch.inference_mode():
+            for _ in range(warmup):
+                rest_module(feature_example)
+            samples_ms = []
+            for _ in range(runs):
+                t0 = time.perf_counter_ns()
+                rest_module(feature_example)
+                samples_ms.append((time.perf_counter_ns() - t0) / 1e6)
+    finally:
+        torch.set_num_threads(previous)
+    q = statistics.quantiles(samples_ms, n=4) if len(samples_ms) >= 2 else [samples_ms[0]] * 3
+    return {"cloud_ms_median": statistics.median(samples_ms), "cloud_ms_iqr": q[2] - q[0],
+            "cloud_ms_min": min(samples_ms), "samples_ms": samples_ms, "runs": runs, "threads": threads,
+            "batch": int(feature_example.shape[0]) if getattr(feature_example, "ndim", 0) else 1}
