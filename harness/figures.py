@@ -1,0 +1,253 @@
+"""The papers' figures, drawn from a results directory alone (``summary.csv`` + ``samples.parquet``).
+
+- ``infer_box``: a box plot of the timed inference runs of every configuration;
+- ``load_bars``: load time, cold and warm side by side;
+- ``memory_bars``: model memory (peak minus the pre-load baseline), with the peak resident memory as a marker.
+
+One panel per (backend, target), configurations in model order with on-premise last. A configuration
+that was not measured keeps its slot, labelled with its status, so a gap is never silent. Each figure
+is written as PNG and SVG under ``DIR/figures``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.errors import UserError
+from harness.results import OK, SAMPLES_PARQUET, SKIPPED, SUMMARY_CSV
+
+FIGURES_DIR = "figures"
+FORMATS = ("png", "svg")
+_COLD, _WARM, _MEM, _PEAK = "#4C72B0", "#DD8452", "#55A868", "#C44E52"
+
+
+def _load(out: Path):
+    import pandas as pd
+
+    summary_path = out / SUMMARY_CSV
+    if not summary_path.is_file():
+        raise UserError(f"{out} has no {SUMMARY_CSV}: run `splitbench run SPEC --out {out}` first")
+    summary = pd.read_csv(summary_path, keep_default_na=True)
+    samples_path = out / SAMPLES_PARQUET
+    samples = pd.read_parquet(samples_path) if samples_path.is_file() else pd.DataFrame(
+        columns=["config", "backend", "target", "phase", "infer_ms"])
+    if "order" not in summary.columns:  # an older or hand-made CSV: keep its row order
+        summary["order"] = range(len(summary))
+    summary["reason"] = summary["reason"].fillna("")
+    return summary, samples[samples["phase"] == "timed"] if "phase" in samples.columns else samples
+
+
+def _panels(summary):
+    """(backend, target) pairs in backend order, and the configurations (model order) each panel shows.
+
+    A pair whose every row was skipped (Core ML on a Linux target) gets no empty panel; the figure
+    names it in a note instead (see :func:`_skipped_note`).
+    """
+    from harness.spec import BACKENDS
+
+    rank = {b: i for i, b in enumerate(BACKENDS)}
+    pairs = sorted({(b, t) for b, t in zip(summary["backend"], summary["target"])},
+                   key=lambda p: (rank.get(p[0], len(rank)), p[0], p[1]))
+    shown = [p for p in pairs if not _all_skipped(summary, *p)] or pairs
+    configs = (summary.sort_values("order", kind="stable").drop_duplicates("config")["config"].tolist())
+    return shown, configs
+
+
+def _all_skipped(summary, backend: str, target: str) -> bool:
+    sel = summary[(summary["backend"] == backend) & (summary["target"] == target)]
+    return bool(len(sel)) and bool((sel["status"] == SKIPPED).all())
+
+
+def _skipped_note(fig, summary) -> None:
+    """Say which (backend, target) pairs have no panel because nothing of them could run there."""
+    from harness.spec import BACKENDS
+
+    pairs = sorted({(b, t) for b, t in zip(summary["backend"], summary["target"]) if _all_skipped(summary, b, t)},
+                   key=lambda p: (BACKENDS.index(p[0]) if p[0] in BACKENDS else len(BACKENDS), p))
+    if not pairs or len(pairs) == len({*zip(summary["backend"], summary["target"])}):
+        return
+    parts = []
+    for b, t in pairs:
+        reason = summary[(summary["backend"] == b) & (summary["target"] == t)]["reason"].iloc[0]
+        parts.append(f"{b} on {t} ({reason.removeprefix('skipped: ')})")
+    fig.text(0.01, 0.005, "not measured, skipped: " + "; ".join(parts), fontsize=7, color="#555555",
+             ha="left", va="bottom")
+
+
+def _gap_label(row) -> str:
+    if row is None:
+        return "not run"
+    if row["status"] == SKIPPED:
+        return "skipped"
+    return str(row["status"])
+
+
+def _row(summary, config, backend, target):
+    sel = summary[(summary["config"] == config) & (summary["backend"] == backend) & (summary["target"] == target)]
+    return None if sel.empty else sel.iloc[0]
+
+
+def _mark_gap(ax, x: float, label: str) -> None:
+    """A labelled empty slot: the configuration exists but has no number (failed, timed out, skipped)."""
+    import matplotlib.transforms as mtransforms
+
+    trans = mtransforms.blended_transform_factory(ax.transData, ax.transAxes)
+    ax.axvspan(x - 0.4, x + 0.4, color="#dddddd", alpha=0.6, zorder=0, lw=0)
+    ax.text(x, 0.5, label, transform=trans, rotation=90, ha="center", va="center", fontsize=8, color="#7a0000"
+            if label not in ("skipped", "not run") else "#555555")
+
+
+def _figure(n_panels: int, n_configs: int):
+    import matplotlib.pyplot as plt
+
+    cols = 1 if n_panels == 1 else 2
+    rows = (n_panels + cols - 1) // cols
+    width = max(6.0, 0.65 * n_configs + 2.5) * cols
+    fig, axes = plt.subplots(rows, cols, figsize=(width, 4.2 * rows), squeeze=False)
+    for ax in axes.flat[n_panels:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n_panels])
+
+
+def _save(fig, out_dir: Path, stem: str) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    for fmt in FORMATS:
+        path = out_dir / f"{stem}.{fmt}"
+        tmp = out_dir / f".{stem}.tmp.{fmt}"
+        fig.savefig(tmp, dpi=150, format=fmt)
+        tmp.replace(path)
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def _xaxis(ax, configs: list[str], title: str) -> None:
+    ax.set_xticks(range(len(configs)))
+    ax.set_xticklabels(configs, rotation=35, ha="right", fontsize=8)
+    ax.set_xlim(-0.6, len(configs) - 0.4)
+    ax.set_xlabel("configuration (model order, on-premise last)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def _model_name(summary) -> str:
+    return ", ".join(dict.fromkeys(summary["model"].astype(str)))
+
+
+def infer_box(summary, samples, out_dir: Path) -> list[Path]:
+    pairs, configs = _panels(summary)
+    fig, axes = _figure(len(pairs), len(configs))
+    for ax, (backend, target) in zip(axes, pairs):
+        data, positions = [], []
+        for x, config in enumerate(configs):
+            row = _row(summary, config, backend, target)
+            sel = samples[(samples["config"] == config) & (samples["backend"] == backend)
+                          & (samples["target"] == target)]["infer_ms"]
+            if row is not None and row["status"] == OK and len(sel):
+                data.append(sel.to_numpy())
+                positions.append(x)
+            else:
+                _mark_gap(ax, x, _gap_label(row))
+        if data:
+            ax.boxplot(data, positions=positions, widths=0.6, showfliers=True,
+                       medianprops={"color": "#C44E52"}, flierprops={"markersize": 3})
+            _clip_outliers(ax, data, positions)
+        else:
+            ax.set_ylim(0, 1)
+        _xaxis(ax, configs, f"{backend} on {target}")
+        ax.set_ylabel("inference time (ms)")
+    n = int(summary.loc[summary["status"] == OK, "n_runs"].max()) if (summary["status"] == OK).any() else 0
+    fig.suptitle(f"Inference time per configuration ({_model_name(summary)}; {n} timed runs each)")
+    _skipped_note(fig, summary)
+    return _save(fig, out_dir, "infer_box")
+
+
+def _clip_outliers(ax, data, positions) -> None:
+    """Scale the axis to the boxes and whiskers, not to one stray run (a page fault, a preemption): runs
+    above the top are counted and their maximum printed at the top of their column, never hidden."""
+    import numpy as np
+
+    tops = []
+    for values in data:
+        q1, q3 = np.percentile(values, [25, 75])
+        tops.append(float(values[values <= q3 + 1.5 * (q3 - q1)].max()))
+    top = max(tops) * 1.25 if max(tops) > 0 else 1.0
+    ax.set_ylim(0, top)
+    for x, values in zip(positions, data):
+        above = values[values > top]
+        if above.size:
+            ax.annotate(f"{above.size} above\n(max {above.max():.3g} ms)", (x, top), xytext=(0, -3),
+                        textcoords="offset points", ha="center", va="top", fontsize=7, color="#7a0000")
+
+
+def load_bars(summary, out_dir: Path) -> list[Path]:
+    pairs, configs = _panels(summary)
+    fig, axes = _figure(len(pairs), len(configs))
+    w = 0.38
+    for ax, (backend, target) in zip(axes, pairs):
+        for x, config in enumerate(configs):
+            row = _row(summary, config, backend, target)
+            if row is None or row["status"] != OK:
+                _mark_gap(ax, x, _gap_label(row))
+                continue
+            ax.bar(x - w / 2, row["load_ms_cold"], w, color=_COLD, label="cold (page cache dropped)")
+            ax.bar(x + w / 2, row["load_ms_warm"], w, color=_WARM, label="warm (median)")
+        _xaxis(ax, configs, f"{backend} on {target}")
+        ax.set_ylabel("load time (ms)")
+        _headroom(ax)
+        _dedupe_legend(ax)
+    fig.suptitle(f"Model load time, file to ready session ({_model_name(summary)})")
+    _skipped_note(fig, summary)
+    return _save(fig, out_dir, "load_bars")
+
+
+def memory_bars(summary, out_dir: Path) -> list[Path]:
+    pairs, configs = _panels(summary)
+    fig, axes = _figure(len(pairs), len(configs))
+    for ax, (backend, target) in zip(axes, pairs):
+        for x, config in enumerate(configs):
+            row = _row(summary, config, backend, target)
+            if row is None or row["status"] != OK:
+                _mark_gap(ax, x, _gap_label(row))
+                continue
+            ax.bar(x, row["mem_model_mb"], 0.6, color=_MEM, label="model memory (peak - pre-load)")
+            ax.plot([x], [row["mem_peak_mb"]], marker="_", markersize=18, mew=2.5, color=_PEAK, ls="none",
+                    label="peak resident memory")
+        _xaxis(ax, configs, f"{backend} on {target}")
+        ax.set_ylabel("memory (MB, 10^6 bytes)")
+        _headroom(ax)
+        _dedupe_legend(ax)
+    fig.suptitle(f"Memory per configuration ({_model_name(summary)})")
+    _skipped_note(fig, summary)
+    return _save(fig, out_dir, "memory_bars")
+
+
+def _headroom(ax) -> None:
+    """Bars start at zero and leave the top quarter free for the legend."""
+    top = ax.get_ylim()[1]
+    ax.set_ylim(0, top * 1.3 if top > 0 else 1)
+
+
+def _dedupe_legend(ax) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    if unique:
+        ax.legend(unique.values(), unique.keys(), fontsize=7, loc="upper left", ncols=2)
+
+
+def make_figures(out_dir: str | Path) -> list[Path]:
+    """Draw every figure of a results directory into ``out_dir/figures``; returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display here, and the same bytes whatever the machine
+
+    out = Path(out_dir)
+    summary, samples = _load(out)
+    if summary.empty:
+        raise UserError(f"{out / SUMMARY_CSV} has no rows: nothing was measured")
+    fig_dir = out / FIGURES_DIR
+    return [*infer_box(summary, samples, fig_dir), *load_bars(summary, fig_dir), *memory_bars(summary, fig_dir)]

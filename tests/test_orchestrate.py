@@ -1,0 +1,462 @@
+"""`splitbench run`: records, tables, manifest, failures as rows, --resume, Ctrl-C, statistics, figures.
+
+Most tests drive the orchestrator with a scripted device agent and artifact records (no export, no
+worker), so they check the orchestration itself in milliseconds. The last test is a real run of a
+tiny model through the export cache and the local single-core agent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from device_agents.base import CRASHED, OK, TIMEOUT, DeviceAgent, MeasureJob, MeasureResult
+from harness import orchestrate
+from harness import results as res
+from harness.configurations import configurations
+from harness.errors import UserError
+from harness.spec import load_spec
+
+FIXTURES = Path(__file__).parent / "fixtures"
+RUNS = 8
+
+
+# --------------------------------------------------------------------------------------------------
+# Fakes
+
+
+@dataclass(frozen=True)
+class FakeArtifact:
+    """The fields of harness.export.Artifact the orchestrator reads."""
+
+    config: Any
+    backend: str
+    key: str
+    path: Path | None
+    status: str = "ok"
+    verified: bool | None = True
+    max_abs_err: float | None = 1e-6
+    max_rel_err: float | None = 1e-5
+    reason: str = ""
+    artifact_bytes: int | None = 1234
+    input_shape: tuple[int, ...] = (1, 3, 32, 32)
+    output_shape: tuple[int, ...] = (1, 10)
+    costs: dict = field(default_factory=lambda: {"params": 100, "macs": 2000, "flops": 4000,
+                                                 "upload_bytes": 640, "mac_share": 0.5})
+    converter: dict = field(default_factory=dict)
+
+
+def _samples(n: int, base_ns: int, seed: int) -> tuple[int, ...]:
+    rng = np.random.default_rng(seed)
+    return tuple(int(base_ns * (1 + 0.01 * x)) for x in rng.standard_normal(n))
+
+
+class FakeAgent(DeviceAgent):
+    """Returns scripted results; ``script`` maps (config name, backend) to a status or an exception."""
+
+    backends = ("onnx", "litert", "executorch")
+
+    def __init__(self, target: str = "cpu-1core", script: dict | None = None, raise_on_call: int | None = None):
+        self.target = target
+        self.script = script or {}
+        self.raise_on_call = raise_on_call
+        self.calls: list[MeasureJob] = []
+        self.prepared: list[str] = []
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"target": self.target, "cpu_model": "Fake CPU", "kernel": "6.0", "uptime_s": 123.0}
+
+    def prepare(self, artifact_path: str) -> str:
+        self.prepared.append(artifact_path)
+        return artifact_path
+
+    def measure(self, job: MeasureJob) -> MeasureResult:
+        self.calls.append(job)
+        if self.raise_on_call is not None and len(self.calls) == self.raise_on_call:
+            raise KeyboardInterrupt
+        name = Path(job.artifact_path).stem.split("__")[0]
+        scripted = self.script.get((name, job.backend))
+        if isinstance(scripted, BaseException):
+            raise scripted
+        if scripted in (CRASHED, TIMEOUT):
+            return MeasureResult(status=scripted, reason=f"worker {scripted} (scripted)",
+                                 stderr_tail="Traceback ...\nSegmentation fault")
+        base = 1_000_000 + 100_000 * len(self.calls)
+        return MeasureResult(
+            status=OK, infer_ns=_samples(job.runs, base, len(self.calls)), first_infer_ns=3 * base,
+            warmup_ns=_samples(job.warmup, base, 99), load_cold_ns=20_000_000, load_warm_ns=(5_000_000, 6_000_000, 7_000_000),
+            cold_cache_dropped=True, rss_before_load_b=50_000_000, rss_after_load_b=60_000_000,
+            rss_peak_b=62_000_000, uss_b=58_000_000, cpu_ns=job.runs * base, wall_runs_ns=job.runs * base,
+            pinned_cpus=(0,), threads={"intra_op": 1}, runtime={job.backend: "1.0"})
+
+
+def _spec(tmp_path: Path, backends=("onnx", "litert"), runs: int = RUNS):
+    spec = load_spec(FIXTURES / "tiny.toml")
+    return dataclasses.replace(
+        spec, export=dataclasses.replace(spec.export, backends=tuple(backends), cache_dir=tmp_path / "cache"),
+        run=dataclasses.replace(spec.run, runs=runs, warmup=2, warm_loads=3))
+
+
+def _fake_export(tmp_path: Path, failing: dict | None = None):
+    """An exporter returning one FakeArtifact per (configuration, backend); ``failing`` maps to a reason."""
+    failing = failing or {}
+
+    def export(spec, *, progress):
+        out = []
+        for c in configurations(spec):
+            for b in spec.export.backends:
+                reason = failing.get((c.name, b))
+                path = tmp_path / "art" / f"{c.name}__{b}.bin"
+                out.append(FakeArtifact(config=c, backend=b, key=f"key-{c.name}-{b}", path=None if reason else path,
+                                        status="failed" if reason else "ok", reason=reason or "",
+                                        converter={"name": f"{b}-conv", "version": "0.1"}))
+        return out
+
+    return export
+
+
+@pytest.fixture
+def fake(monkeypatch, tmp_path):
+    """Install a fake exporter and agent; returns a function to (re)configure them."""
+    state: dict[str, Any] = {}
+
+    def setup(script=None, failing=None, raise_on_call=None):
+        agent = FakeAgent(script=script, raise_on_call=raise_on_call)
+        monkeypatch.setattr(orchestrate, "export_artifacts", _fake_export(tmp_path, failing))
+        monkeypatch.setattr(orchestrate, "get_agent", lambda target: agent)
+        monkeypatch.setattr(orchestrate, "_after_run", lambda out, console: ())  # figures tested on their own
+        state["agent"] = agent
+        return agent
+
+    return setup
+
+
+def _run(spec, out, **kw):
+    return orchestrate.run_spec(spec, out, progress=False, **kw)
+
+
+# tiny.toml: conv1-simple, conv2-simple, full; x2 backends = 6 jobs
+N_JOBS = 6
+
+
+# --------------------------------------------------------------------------------------------------
+# Results files
+
+
+def test_run_writes_manifest_records_and_tables(fake, tmp_path):
+    agent = fake()
+    out = tmp_path / "out"
+    outcome = _run(_spec(tmp_path), out)
+    assert outcome.exit_code == 0
+    assert len(agent.calls) == N_JOBS and len(outcome.records) == N_JOBS
+    assert len(list((out / "records").glob("*.json"))) == N_JOBS
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    for key in ("schema_version", "schema_history", "host", "devices", "versions", "converters", "git",
+                "splitbench_version", "spec", "spec_hash", "started_at", "ended_at", "status", "counts"):
+        assert key in manifest, key
+    assert manifest["schema_version"] == res.RESULTS_SCHEMA_VERSION
+    for key in ("cpu_model", "kernel", "cpu_governor", "mem_total_b", "python"):
+        assert key in manifest["host"]
+    assert manifest["devices"]["cpu-1core"]["cpu_model"] == "Fake CPU"
+    assert manifest["status"] == "complete" and manifest["counts"]["ok"] == N_JOBS
+    assert manifest["spec"]["run"]["runs"] == RUNS
+    assert "commit" in manifest["git"] and "dirty" in manifest["git"]
+
+    samples = pd.read_parquet(out / "samples.parquet")
+    timed = samples[samples["phase"] == "timed"]
+    assert len(timed) == RUNS * N_JOBS
+    assert set(samples["phase"]) == {"first", "warmup", "timed"}
+    assert (samples[samples["phase"] == "first"].groupby(["config", "backend"]).size() == 1).all()
+    assert np.allclose(timed["infer_ms"], timed["infer_ns"] / 1e6)
+
+    summary = pd.read_csv(out / "summary.csv")
+    issue_columns = ["model", "cut", "embedding", "config", "backend", "target", "status", "reason", "n_runs",
+                     "infer_ms_median", "infer_ms_p90", "infer_ms_iqr", "infer_ms_min", "load_ms_cold",
+                     "load_ms_warm", "mem_model_mb", "mem_peak_mb", "cpu_ms", "params", "macs", "upload_bytes",
+                     "artifact_bytes", "artifact", "warnings", "verified", "max_rel_err"]
+    assert list(summary.columns[: len(issue_columns)]) == issue_columns
+    assert len(summary) == N_JOBS
+    assert list(summary["config"]) == ["conv1-simple"] * 2 + ["conv2-simple"] * 2 + ["full"] * 2  # model order
+    assert list(summary["backend"]) == ["onnx", "litert"] * 3
+    row = summary.iloc[0]
+    assert row["load_ms_cold"] == 20.0 and row["load_ms_warm"] == 6.0
+    assert row["mem_model_mb"] == 12.0 and row["mem_peak_mb"] == 62.0
+    assert row["n_runs"] == RUNS and row["params"] == 100
+
+
+def test_record_is_immutable_and_round_trips(fake, tmp_path):
+    fake()
+    out = tmp_path / "out"
+    _run(_spec(tmp_path), out)
+    record = res.load_records(out)[0]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record.model = "x"  # type: ignore[misc]
+    path = out / "records" / f"{record.record_key}.json"
+    data = json.loads(path.read_text())
+    assert data["schema_version"] == res.RESULTS_SCHEMA_VERSION
+    assert data["job"]["runs"] == RUNS and data["job"]["backend"] == record.backend
+    assert "uptime_s" not in data["device"]  # volatile fingerprint keys never enter the key
+    assert res.ResultRecord.from_dict(data) == record
+    assert not list((out / "records").glob(".*"))  # no temp files left behind
+
+
+def test_failures_are_rows_and_the_rest_is_measured(fake, tmp_path):
+    agent = fake(script={("conv2-simple", "onnx"): CRASHED,
+                         ("full", "onnx"): RuntimeError("agent bug")},
+                 failing={("conv1-simple", "litert"): "litert-torch: unsupported op aten::foo\nlong trace"})
+    out = tmp_path / "out"
+    outcome = _run(_spec(tmp_path), out)
+    assert outcome.exit_code == 2
+    assert len(agent.calls) == N_JOBS - 1  # the failed export was never measured
+    summary = pd.read_csv(out / "summary.csv", keep_default_na=False).set_index(["config", "backend"])
+    assert summary.loc[("conv1-simple", "litert"), "status"] == "failed"
+    assert summary.loc[("conv1-simple", "litert"), "reason"] == "export failed: litert-torch: unsupported op aten::foo"
+    assert summary.loc[("conv2-simple", "onnx"), "status"] == "crashed"
+    assert summary.loc[("full", "onnx"), "status"] == "failed"
+    assert "agent error: RuntimeError: agent bug" in summary.loc[("full", "onnx"), "reason"]
+    assert (summary.loc[[("conv1-simple", "onnx"), ("conv2-simple", "litert"), ("full", "litert")], "status"]
+            == "ok").all()
+    crashed = next(r for r in res.load_records(out) if r.status == "crashed")
+    assert "Segmentation fault" in crashed.result["stderr_tail"]
+    samples = pd.read_parquet(out / "samples.parquet")
+    assert len(samples[samples["phase"] == "timed"]) == RUNS * 3
+
+
+def test_coreml_is_skipped_not_failed(fake, tmp_path):
+    agent = fake()
+    out = tmp_path / "out"
+    outcome = _run(_spec(tmp_path, backends=("onnx", "coreml")), out)
+    assert outcome.exit_code == 0
+    assert all(j.backend == "onnx" for j in agent.calls)
+    summary = pd.read_csv(out / "summary.csv")
+    skipped = summary[summary["backend"] == "coreml"]
+    assert len(skipped) == 3 and (skipped["status"] == "skipped").all()
+    assert skipped["reason"].str.contains("Core ML needs iOS/macOS").all()
+    assert skipped["infer_ms_median"].isna().all()
+
+
+def test_resume_redoes_nothing_finished_and_completes(fake, tmp_path):
+    out = tmp_path / "out"
+    spec = _spec(tmp_path)
+    agent = fake(script={("full", "litert"): TIMEOUT})
+    assert _run(spec, out).exit_code == 2
+    assert len(agent.calls) == N_JOBS
+    # Lose two records (as if the run had stopped there): resume measures exactly those two.
+    records = res.load_records(out)
+    for r in records[-2:]:
+        (out / "records" / f"{r.record_key}.json").unlink()
+    agent = fake()
+    outcome = _run(spec, out, resume=True)
+    assert len(agent.calls) == 2
+    assert {(Path(j.artifact_path).stem) for j in agent.calls} == {"full__onnx", "full__litert"}
+    assert outcome.exit_code == 0 and outcome.measured == 2 and len(outcome.records) == N_JOBS
+    agent = fake()
+    assert _run(spec, out, resume=True).exit_code == 0
+    assert agent.calls == []  # everything is on disk
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert len(manifest["sessions"]) == 2 and manifest["counts"]["resumed"] == N_JOBS
+
+
+def test_interrupted_run_keeps_finished_records_and_resume_completes(fake, tmp_path):
+    out = tmp_path / "out"
+    spec = _spec(tmp_path)
+    agent = fake(raise_on_call=3)
+    outcome = _run(spec, out)
+    assert outcome.exit_code == 130 and outcome.interrupted
+    assert len(agent.calls) == 3
+    kept = res.load_records(out)
+    assert [(r.config, r.backend) for r in kept] == [("conv1-simple", "onnx"), ("conv1-simple", "litert")]
+    assert len(pd.read_csv(out / "summary.csv")) == 2  # tables rebuilt on the way out
+    assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
+    agent = fake()
+    outcome = _run(spec, out, resume=True)
+    assert outcome.exit_code == 0 and len(agent.calls) == N_JOBS - 2
+    assert len(pd.read_csv(out / "summary.csv")) == N_JOBS
+
+
+def test_out_of_another_spec_is_refused_unless_resume(fake, tmp_path):
+    fake()
+    out = tmp_path / "out"
+    _run(_spec(tmp_path), out)
+    other = _spec(tmp_path, runs=RUNS + 1)
+    with pytest.raises(UserError, match="another spec.*--resume"):
+        _run(other, out)
+    with pytest.raises(UserError, match="another spec"):
+        _run(_spec(tmp_path), out, runs=3)  # a command-line override changes what is measured
+    (tmp_path / "stuff").mkdir()
+    (tmp_path / "stuff" / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="not empty"):
+        _run(_spec(tmp_path), tmp_path / "stuff")
+    assert _run(_spec(tmp_path), tmp_path / "stuff", resume=True).exit_code == 0  # --resume: the caller vouches
+    assert (tmp_path / "stuff" / "notes.txt").read_text() == "mine"
+    agent = fake()
+    assert _run(other, out, resume=True).exit_code == 0  # new job parameters: new keys, all measured
+    assert len(agent.calls) == N_JOBS
+    summary = pd.read_csv(out / "summary.csv")
+    assert len(summary) == N_JOBS and (summary["n_runs"] == RUNS + 1).all()  # the newest record per row
+    assert len(list((out / "records").glob("*.json"))) == 2 * N_JOBS  # the older ones are kept
+
+
+def test_same_spec_without_resume_measures_again(fake, tmp_path):
+    fake()
+    out = tmp_path / "out"
+    _run(_spec(tmp_path), out)
+    agent = fake()
+    assert _run(_spec(tmp_path), out).exit_code == 0
+    assert len(agent.calls) == N_JOBS
+    assert len(list((out / "records").glob("*.json"))) == N_JOBS  # same keys: records replaced
+
+
+# --------------------------------------------------------------------------------------------------
+# Statistics
+
+
+def _record(infer_ns, **result) -> res.ResultRecord:
+    return res.ResultRecord(record_key="k", model="m", cut="c", embedding="simple", config="c-simple", order=0,
+                            backend="onnx", target="cpu-1core", artifact_key="a", artifact_path=None,
+                            artifact_bytes=None, result={"status": "ok", "infer_ns": list(infer_ns), **result})
+
+
+def test_statistics_match_numpy():
+    rng = np.random.default_rng(7)
+    ns = [int(v) for v in rng.integers(900_000, 1_300_000, size=60)]
+    s = res.compute_stats(_record(ns, load_cold_ns=12_345_678, load_warm_ns=[3_000_000, 1_000_000, 2_000_000],
+                                  rss_before_load_b=10_000_000, rss_peak_b=35_500_000, cpu_ns=61_000_001))
+    a = np.asarray(ns, dtype=float)
+    assert s.n_runs == 60
+    assert s.infer_ms_median == pytest.approx(np.median(a) / 1e6, rel=1e-12)
+    assert s.infer_ms_p90 == pytest.approx(np.percentile(a, 90) / 1e6, rel=1e-12)
+    assert s.infer_ms_iqr == pytest.approx((np.percentile(a, 75) - np.percentile(a, 25)) / 1e6, rel=1e-12)
+    assert s.infer_ms_min == a.min() / 1e6
+    assert s.load_ms_cold == 12.345678 and s.load_ms_warm == 2.0
+    assert s.mem_model_mb == 25.5 and s.mem_peak_mb == 35.5 and s.cpu_ms == 61.000001
+
+
+def test_statistics_on_known_samples_are_not_rounded(tmp_path):
+    ns = [1_000_001, 1_000_003, 1_000_002, 1_000_007, 1_000_005]
+    rec = _record(ns)
+    s = res.compute_stats(rec)
+    assert s.infer_ms_median == 1.000003 and s.infer_ms_min == 1.000001
+    res.write_record(tmp_path, rec)
+    res.write_tables(tmp_path)
+    row = pd.read_csv(tmp_path / "summary.csv").iloc[0]
+    assert row["infer_ms_median"] == 1.000003 and row["infer_ms_p90"] == s.infer_ms_p90
+
+
+def test_stability_warnings_are_data():
+    steady = [1_000_000 + i for i in range(60)]
+    assert res.stability_warnings(steady) == []
+    noisy = [1_000_000 if i % 2 else 1_500_000 for i in range(60)]
+    codes = {w.code for w in res.stability_warnings(noisy)}
+    assert "iqr_high" in codes
+    outlier = [1_000_000] * 59 + [500_000]
+    warns = res.stability_warnings(outlier)
+    assert [w.code for w in warns] == ["min_far"] and warns[0].value == pytest.approx(0.5)
+    few = res.stability_warnings([1_000_000] * 5)
+    assert [w.code for w in few] == ["few_runs"] and "[run].runs" in few[0].fix
+    assert [w.code for w in res.stability_warnings(steady, cold_cache_dropped=False)] == ["cold_not_dropped"]
+    # in the summary, with the fix to try
+    row = res.summary_row(_record(noisy))
+    assert row["warnings"].startswith("iqr_high:") and "try:" in row["warnings"]
+
+
+def test_record_key_depends_on_what_produced_the_numbers():
+    job = MeasureJob(artifact_path="/a/x.onnx", backend="onnx", input_shape=(1, 3, 8, 8)).to_dict()
+    dev = res.device_essentials({"cpu_model": "X", "kernel": "6", "uptime_s": 1, "mem_available_b": 5,
+                                 "runtime_versions": {"onnxruntime": "1.2"}, "boot_time": 3})
+    assert dev == {"cpu_model": "X", "kernel": "6", "runtime_versions": {"onnxruntime": "1.2"}}
+    k = res.make_record_key("art", "cpu-1core", dev, job)
+    assert k == res.make_record_key("art", "cpu-1core", dev, {**job, "artifact_path": "/elsewhere.onnx"})
+    assert k != res.make_record_key("art2", "cpu-1core", dev, job)
+    assert k != res.make_record_key("art", "cpu-1core-512mb", dev, job)
+    assert k != res.make_record_key("art", "cpu-1core", {**dev, "kernel": "7"}, job)
+    assert k != res.make_record_key("art", "cpu-1core", dev, {**job, "runs": 61})
+
+
+# --------------------------------------------------------------------------------------------------
+# Figures
+
+
+def test_figures_are_drawn_with_failed_rows_as_gaps(fake, tmp_path):
+    from harness.figures import make_figures
+
+    fake(script={("conv2-simple", "onnx"): TIMEOUT}, failing={("full", "litert"): "converter crashed"})
+    out = tmp_path / "out"
+    assert _run(_spec(tmp_path, backends=("onnx", "litert", "coreml")), out).exit_code == 2
+    paths = make_figures(out)
+    names = sorted(p.name for p in paths)
+    assert names == sorted(f"{stem}.{ext}" for stem in ("infer_box", "load_bars", "memory_bars")
+                           for ext in ("png", "svg"))
+    for p in paths:
+        assert p.parent == out / "figures" and p.stat().st_size > 1000
+    svg = (out / "figures" / "infer_box.svg").read_text()
+    # the gaps are labelled in the figure, not dropped
+    assert "timeout" in svg and "failed" in svg and "skipped" in svg
+    assert "conv2-simple" in svg and "inference time (ms)" in svg
+    for stem, unit in (("load_bars", "load time (ms)"), ("memory_bars", "memory (MB")):
+        text = (out / "figures" / f"{stem}.svg").read_text()
+        assert unit in text and "timeout" in text
+
+
+def test_figures_need_a_results_dir(tmp_path):
+    from harness.figures import make_figures
+
+    with pytest.raises(UserError, match="summary.csv"):
+        make_figures(tmp_path)
+
+
+# --------------------------------------------------------------------------------------------------
+# The real thing
+
+
+def _real_stack_missing() -> str | None:
+    import importlib.util
+
+    for mod in ("harness.export", "device_agents.local.agent"):
+        if importlib.util.find_spec(mod) is None:
+            return f"{mod} is not written yet"
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_real_run_of_a_tiny_model(tmp_path):
+    missing = _real_stack_missing()
+    if missing:
+        pytest.skip(missing)
+    from harness.cli import main
+
+    spec_text = (FIXTURES / "tiny.toml").read_text()
+    spec_path = tmp_path / "tiny.toml"
+    (tmp_path / "tiny_model.py").write_text((FIXTURES / "tiny_model.py").read_text())
+    spec_path.write_text(spec_text.replace("[export]\n", f'[export]\ncache_dir = "{tmp_path / "cache"}"\n'))
+    out = tmp_path / "out"
+    code = main(["run", str(spec_path), "--out", str(out)])
+    summary = pd.read_csv(out / "summary.csv")
+    assert code == 0, summary[["config", "backend", "status", "reason"]].to_string()
+    assert len(summary) == 6 and (summary["status"] == "ok").all()
+    assert list(summary["config"]) == ["conv1-simple"] * 2 + ["conv2-simple"] * 2 + ["full"] * 2
+    assert (summary["n_runs"] == 5).all()
+    assert (summary["infer_ms_median"] > 0).all() and (summary["load_ms_cold"] > 0).all()
+    assert (summary["load_ms_warm"] > 0).all() and (summary["mem_peak_mb"] > 0).all()
+    assert summary["warnings"].str.contains("few_runs").all()  # 5 runs: the warning says to raise them
+    samples = pd.read_parquet(out / "samples.parquet")
+    assert len(samples[samples["phase"] == "timed"]) == 5 * 6
+    for rec in res.load_records(out):
+        assert len(rec.result["pinned_cpus"]) == 1, (rec.config, rec.backend, rec.result["pinned_cpus"],
+                                                     rec.result["threads"], rec.result["extra"])
+        assert rec.job["runs"] == 5 and rec.job["warm_loads"] == 1
+        assert Path(rec.artifact_path).is_file()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["devices"]["cpu-1core"] and manifest["versions"]["onnxruntime"]
+    assert (out / "figures" / "infer_box.png").stat().st_size > 1000
+    # resume on a complete directory measures nothing and keeps the exit code
+    assert main(["run", str(spec_path), "--out", str(out), "--resume"]) == 0
