@@ -146,7 +146,8 @@ def recommend_cmd(
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning a UserError into one line and exit code 1."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode click returns a command's typer.Exit code instead of exiting.
+        rc = app(args=argv, standalone_mode=False)
     except UserError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, click.exceptions.Abort):
             return 130
         raise
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

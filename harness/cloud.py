@@ -45,3 +45,40 @@ def time_cloud_part(rest_module: Any, feature_example: Any, runs: int = 20, warm
     return {"cloud_ms_median": statistics.median(samples_ms), "cloud_ms_iqr": q[2] - q[0],
             "cloud_ms_min": min(samples_ms), "samples_ms": samples_ms, "runs": runs, "threads": threads,
             "batch": int(feature_example.shape[0]) if getattr(feature_example, "ndim", 0) else 1}
+
+
+CLOUD_CSV = "cloud.csv"
+
+
+def write_cloud_table(spec: Any, out: Any, runs: int = 20) -> Any:
+    """Time the cloud part of every configuration of ``spec`` and write ``OUT/cloud.csv``.
+
+    Columns: model, cut, embedding, config, cloud_ms (the median), cloud_ms_iqr, cloud_ms_min, runs,
+    threads. On-premise has no cloud part: its cloud_ms is 0 by definition, not a measurement.
+    The feature fed to each cloud part is the phone part's output on the spec's seeded example input.
+    """
+    from pathlib import Path
+
+    import pandas as pd
+    import torch
+
+    from harness.configurations import build_parts, configurations, load_model
+    from harness.results import atomic_write_bytes
+
+    loaded = load_model(spec)
+    rows = []
+    for config in configurations(spec):
+        row = {"model": config.model, "cut": config.cut, "embedding": config.embedding, "config": config.name}
+        if config.cut == "full":
+            rows.append({**row, "cloud_ms": 0.0, "cloud_ms_iqr": 0.0, "cloud_ms_min": 0.0, "runs": 0,
+                         "threads": 0})
+            continue
+        phone, rest, _ = build_parts(loaded, config, spec)
+        with torch.inference_mode():
+            feature = phone(loaded.example_input)
+        t = time_cloud_part(rest, feature, runs=runs)
+        rows.append({**row, "cloud_ms": t["cloud_ms_median"], "cloud_ms_iqr": t["cloud_ms_iqr"],
+                     "cloud_ms_min": t["cloud_ms_min"], "runs": t["runs"], "threads": t["threads"]})
+    path = Path(out) / CLOUD_CSV
+    atomic_write_bytes(path, pd.DataFrame(rows).to_csv(index=False).encode())
+    return path

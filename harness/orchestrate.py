@@ -430,6 +430,7 @@ def run_spec(spec: Spec, out: str | Path, *, resume: bool = False, targets: Iter
 
     figures: tuple[Path, ...] = ()
     if not interrupted:
+        _cloud_and_privacy(spec, out, bar.console)
         figures = _after_run(out, bar.console)
     if interrupted:
         code = EXIT_INTERRUPTED
@@ -451,6 +452,37 @@ def _runtimes(records: list[res.ResultRecord]) -> dict[str, dict[str, str]]:
         if r.ok and r.result.get("runtime"):
             seen.setdefault(r.backend, {}).update(r.result["runtime"])
     return seen
+
+
+def _cloud_and_privacy(spec: Spec, out: Path, console) -> None:
+    """After the phone measurements: the cloud part of each cut timed on this host (``cloud.csv``) and,
+    when the spec has a [privacy] table, the privacy scores (``privacy.csv``) the report merges.
+
+    The phone measurements are already on disk: a failure here is one warning line naming the stage.
+    """
+    from harness.cloud import write_cloud_table
+
+    try:
+        write_cloud_table(spec, out)
+    except Exception as exc:  # noqa: BLE001 - reported, the run's data is safe
+        console.print(f"warning: timing the cloud parts failed: {type(exc).__name__}: {exc}", markup=False)
+    privacy = spec.privacy
+    if not privacy:
+        return
+    try:
+        if "csv" in privacy:
+            from harness.merge import load_privacy
+
+            table = load_privacy(privacy["csv"])
+        else:
+            from harness.noise import PAPER_RATIOS
+            from harness.privacy_demo import sweep_from_spec
+
+            table = sweep_from_spec(spec, privacy["data"], ratios=privacy.get("ratios", PAPER_RATIOS),
+                                    seed=privacy.get("seed", 0))
+        res.atomic_write_bytes(out / "privacy.csv", table.to_csv(index=False).encode())
+    except Exception as exc:  # noqa: BLE001 - a UserError here names the file and key
+        console.print(f"warning: privacy scores not written: {exc}", markup=False)
 
 
 def _after_run(out: Path, console) -> tuple[Path, ...]:

@@ -60,7 +60,7 @@ class Spec:
     split: SplitSpec = SplitSpec()
     export: ExportSpec = ExportSpec()
     run: RunSpec = RunSpec()
-    privacy: dict[str, Any] = field(default_factory=dict)  # validated by harness.privacy
+    privacy: dict[str, Any] = field(default_factory=dict)  # csv or data (resolved paths), ratios, seed
     text_hash: str = ""  # sha256 of the spec file's bytes
 
     @property
@@ -96,7 +96,12 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "warm_loads": (int, "a non-negative integer"),
         "timeout_s": ((int, float), "seconds"),
     },
-    "privacy": {},  # checked by the privacy stage, which owns its keys
+    "privacy": {
+        "csv": (str, "a CSV of privacy scores keyed by model, cut, embedding (and noise_ratio)"),
+        "data": (str, "an .npz of inputs, primary and sensitive labels for the noise sweep"),
+        "ratios": (list, "a list of noise ratios >= 0"),
+        "seed": (int, "an integer seed"),
+    },
 }
 
 
@@ -147,8 +152,7 @@ def parse_spec(data: dict[str, Any], origin: str = "spec", path: Path | None = N
             if table not in _SCHEMA or table == "":
                 known = ", ".join(f"[{t}]" for t in _SCHEMA if t)
                 raise UserError(f"{origin}: unknown table [{table}]; known tables: {known}")
-            if table != "privacy":
-                _check_table(value, table, origin)
+            _check_table(value, table, origin)
     base = path.parent if path else Path.cwd()
 
     m = data.get("model")
@@ -206,9 +210,22 @@ def parse_spec(data: dict[str, Any], origin: str = "spec", path: Path | None = N
         runs=r.get("runs", 60), warmup=r.get("warmup", 5), warm_loads=r.get("warm_loads", 5),
         timeout_s=float(r.get("timeout_s", 900.0)),
     )
+    privacy = dict(data.get("privacy", {}))
+    if "csv" in privacy and "data" in privacy:
+        raise UserError(f"{origin}: [privacy] takes csv (scores you computed) or data (inputs to score), not both")
+    for key in ("csv", "data"):
+        if key in privacy:
+            privacy[key] = (base / privacy[key]).resolve()
+            if not privacy[key].is_file():
+                raise UserError(f"{origin}: [privacy].{key}: file not found: {privacy[key]}")
+    if "ratios" in privacy:
+        r = privacy["ratios"]
+        if not r or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in r):
+            raise UserError(f"{origin}: [privacy].ratios must be a list of numbers >= 0, got {r!r}")
+        privacy["ratios"] = tuple(float(v) for v in r)
     name = data.get("name") or (path.stem if path else (model.zoo or "model"))
     return Spec(name=name, path=path, model=model, split=split, export=export, run=run,
-                privacy=dict(data.get("privacy", {})), text_hash=text_hash)
+                privacy=privacy, text_hash=text_hash)
 
 
 def load_spec(path: str | Path) -> Spec:

@@ -242,6 +242,20 @@ def _failure(status: str, exc: BaseException) -> dict[str, Any]:
     return {"status": status, "reason": reason[:2000], "traceback": traceback.format_exc()[-4000:]}
 
 
+def time_calls(call: Callable[[], Any], n: int) -> list[int]:
+    """``n`` samples of ``call()``: one clock read before and one after, nothing else inside.
+
+    The list is allocated beforehand so no allocation falls in a sample. benchmarks/bench_measure.py
+    times this very function against a bare loop to bound its overhead.
+    """
+    samples = [0] * n
+    for i in range(n):
+        t0 = clock()
+        call()
+        samples[i] = clock() - t0
+    return samples
+
+
 def measure_cold(backend: Backend, job: MeasureJob, x, memory_cap_b: int | None,
                  channel_fd: int) -> dict[str, Any]:
     """Child 1: cold load, first inference, warm-up, timed runs, memory, thread checks."""
@@ -274,17 +288,9 @@ def measure_cold(backend: Backend, job: MeasureJob, x, memory_cap_b: int | None,
     t0 = clock()
     call()
     out["first_infer_ns"] = clock() - t0
-    warmup = [0] * job.warmup
-    for i in range(job.warmup):
-        t0 = clock()
-        call()
-        warmup[i] = clock() - t0
-    samples = [0] * job.runs
+    warmup = time_calls(call, job.warmup)
     cpu0, wall0 = cpu_clock(), clock()
-    for i in range(job.runs):
-        t0 = clock()
-        call()
-        samples[i] = clock() - t0
+    samples = time_calls(call, job.runs)
     wall1, cpu1 = clock(), cpu_clock()
 
     status = proc_status()

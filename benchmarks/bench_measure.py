@@ -1,0 +1,206 @@
+"""How honest the cpu-1core measurements are: fidelity, overhead, wall time against its floor, memory.
+
+Four figures, each printed and saved in results/benchmarks/measure.json:
+
+- fidelity: our LiteRT median against LiteRT's own benchmark tool (`benchmark_litert_model.py`,
+  the `litert-benchmark` command) on the same .tflite, pinned to the same CPU, one thread, the two
+  interleaved ROUNDS times. Target: within 5%. (Our agent times the classic `Interpreter.invoke`,
+  the tool times the newer `CompiledModel.run_by_name`; both run XNNPACK on one thread.)
+- overhead: on a tiny model, the per-sample time of the worker's own timing loop
+  (`device_agents.local.worker.time_calls`) minus a bare tight loop of the same runtime call,
+  interleaved blocks in one pinned process. Target: under 5 microseconds.
+- wall time of the VGG-16 seven-configuration run (examples/osia_vgg16_gender.toml, the backends
+  that run here) against the floor sum(load + (warm-up + runs) x median), on a warm export cache.
+  Target: at most 1.15x. The floor with the warm loads and first inference is reported beside it.
+- memory accounting, from the same run: on-premise model memory is at least its float32 weight
+  bytes, and every cut's model memory is below on-premise.
+
+Set SPLITBENCH_BENCH_VGG_SPEC to another spec to shorten the run (the figures say which spec ran).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "results" / "benchmarks"
+ROUNDS = 3
+FIDELITY_RUNS = 60
+
+FIDELITY_SPEC = """
+name = "bench_fidelity"
+[model]
+zoo = "vgg16_gender"
+input_shape = [1, 3, 112, 112]
+[split]
+cuts = ["conv5_3"]
+embeddings = ["simple"]
+[export]
+backends = ["litert"]
+"""
+
+
+def _cpu() -> int:
+    return int(os.environ.get("SPLITBENCH_LOCAL_CPU", max(os.sched_getaffinity(0))))
+
+
+# -- fidelity --------------------------------------------------------------------------------------
+def _official(tflite: Path, cpu: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        cmd = ["taskset", "-c", str(cpu), sys.executable, "-m", "ai_edge_litert.tools.benchmark_litert_model",
+               f"--model={tflite}", f"--num_runs={FIDELITY_RUNS}", "--warmup_runs=5", "--num_threads=1",
+               f"--result_json={out}"]
+        subprocess.run(cmd, check=True, capture_output=True, env=env, timeout=600)
+        return json.loads(out.read_text())
+
+
+def fidelity() -> dict:
+    from device_agents.base import MeasureJob
+    from device_agents.local.agent import LocalAgent
+    from harness.export import export_spec
+    from harness.spec import parse_spec
+
+    spec = parse_spec(tomllib.loads(FIDELITY_SPEC), origin="bench_fidelity")
+    (artifact,) = [a for a in export_spec(spec, progress=False) if a.config.cut != "full"]
+    if artifact.status != "ok":
+        raise RuntimeError(f"export failed: {artifact.reason}")
+    cpu = _cpu()
+    agent = LocalAgent.from_target("cpu-1core")
+    job = MeasureJob(artifact_path=str(artifact.path), backend="litert", input_shape=tuple(artifact.input_shape),
+                     runs=FIDELITY_RUNS, warmup=5, warm_loads=0, timeout_s=600)
+    ours, theirs = [], []
+    for _ in range(ROUNDS):  # interleaved, so drift on the shared machine hits both alike
+        result = agent.measure(job)
+        if not result.ok:
+            raise RuntimeError(f"our measurement failed: {result.reason}")
+        ours.append(statistics.median(result.infer_ns) / 1e6)
+        theirs.append(_official(Path(artifact.path), cpu)["latency"]["median_ms"])
+    ratio = statistics.median(ours) / statistics.median(theirs)
+    return {"model": "vgg16_gender conv5_3 simple, 112x112 (.tflite)", "cpu": cpu,
+            "ours_median_ms_per_round": ours, "official_median_ms_per_round": theirs,
+            "ratio_of_medians": ratio, "per_round_ratios": [o / t for o, t in zip(ours, theirs)],
+            "target": "within 5%", "met": abs(ratio - 1) <= 0.05}
+
+
+# -- overhead --------------------------------------------------------------------------------------
+_OVERHEAD_CHILD = r"""
+import json, os, sys, statistics
+import numpy as np
+cpu, path = int(sys.argv[1]), sys.argv[2]
+os.sched_setaffinity(0, {cpu})
+from device_agents.local.worker import OnnxBackend, clock, time_calls
+backend = OnnxBackend(); backend.import_runtime()
+session = backend.load(path)
+call = backend.bind(session, np.random.default_rng(0).standard_normal((1, 16), dtype=np.float32))
+N, BLOCKS = 2000, 15
+time_calls(call, 500)  # warm-up
+ours, bare = [], []
+for _ in range(BLOCKS):
+    s = time_calls(call, N)
+    ours.append(sum(s) / N)
+    t0 = clock()
+    for _ in range(N):
+        call()
+    bare.append((clock() - t0) / N)
+print(json.dumps({"ours_ns": ours, "bare_ns": bare}))
+"""
+
+
+def overhead() -> dict:
+    import torch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "tiny.onnx"
+        torch.onnx.export(torch.nn.Linear(16, 4).eval(), (torch.zeros(1, 16),), str(path), dynamo=True,
+                          external_data=False, verbose=False)
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+        proc = subprocess.run([sys.executable, "-c", _OVERHEAD_CHILD, str(_cpu()), str(path)], check=True,
+                              capture_output=True, text=True, env=env, timeout=600)
+    data = json.loads(proc.stdout.strip().splitlines()[-1])
+    diffs = [o - b for o, b in zip(data["ours_ns"], data["bare_ns"])]
+    over_us = statistics.median(diffs) / 1e3
+    return {"model": "Linear(16, 4), ONNX Runtime", "bare_call_us_median": statistics.median(data["bare_ns"]) / 1e3,
+            "our_sample_us_median": statistics.median(data["ours_ns"]) / 1e3, "overhead_us_median": over_us,
+            "overhead_us_per_block": [d / 1e3 for d in diffs], "target": "under 5 us", "met": over_us < 5}
+
+
+# -- wall time against the floor, memory accounting -------------------------------------------------
+def vgg_run() -> dict:
+    import pandas as pd
+
+    from harness.export import export_spec
+    from harness.orchestrate import run_spec
+    from harness.spec import load_spec
+
+    spec_path = Path(os.environ.get("SPLITBENCH_BENCH_VGG_SPEC", ROOT / "examples" / "osia_vgg16_gender.toml"))
+    spec = load_spec(spec_path)
+    export_spec(spec, progress=False)  # warm the cache: the figure is about measuring, not converting
+    out = OUT / "vgg16_run"
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    t0 = time.perf_counter()
+    outcome = run_spec(spec, out, progress=False)
+    wall_s = time.perf_counter() - t0
+    summary = pd.read_csv(out / "summary.csv")
+    ok = summary[summary["status"] == "ok"]
+    samples = pd.read_parquet(out / "samples.parquet")
+    floor_s = float(((ok["load_ms_cold"] + (spec.run.warmup + spec.run.runs) * ok["infer_ms_median"]) / 1e3).sum())
+    first = samples[samples["phase"] == "first"]["infer_ms"].sum() / 1e3
+    warm_loads = float((ok["load_ms_warm"] * ok["load_warm_n"]).sum() / 1e3)
+    full_floor_s = floor_s + warm_loads + first
+    result = {"spec": str(spec_path), "exit_code": outcome.exit_code, "jobs_ok": int(len(ok)),
+              "jobs": int(len(summary[summary["status"] != "skipped"])), "wall_s": wall_s,
+              "floor_s": floor_s, "ratio": wall_s / floor_s,
+              "floor_with_warm_loads_and_first_inference_s": full_floor_s,
+              "ratio_to_that_floor": wall_s / full_floor_s, "target": "at most 1.15x the floor",
+              "met": wall_s / floor_s <= 1.15}
+
+    memory = {}
+    for backend, g in ok.groupby("backend"):
+        full = g[g["cut"] == "full"]
+        cuts = g[g["cut"] != "full"]
+        if full.empty:
+            continue
+        weights_mb = float(full["params"].iloc[0]) * 4 / 1e6
+        full_mb = float(full["mem_model_mb"].iloc[0])
+        memory[backend] = {
+            "on_premise_model_mb": full_mb, "float32_weights_mb": weights_mb,
+            "on_premise_at_least_weights": full_mb >= weights_mb,
+            "cuts_model_mb": dict(zip(cuts["config"], cuts["mem_model_mb"].astype(float))),
+            "every_cut_below_on_premise": bool((cuts["mem_model_mb"] < full_mb).all()),
+            "on_premise_load_ms_cold": float(full["load_ms_cold"].iloc[0]),
+            "cuts_load_ms_cold": dict(zip(cuts["config"], cuts["load_ms_cold"].astype(float))),
+        }
+    result["memory"] = memory
+    return result
+
+
+def run() -> dict:
+    OUT.mkdir(parents=True, exist_ok=True)
+    figures: dict = {}
+    for name, fn in (("overhead", overhead), ("fidelity", fidelity), ("wall_and_memory", vgg_run)):
+        t0 = time.perf_counter()
+        try:
+            figures[name] = fn()
+        except Exception as exc:  # one figure failing must not hide the others
+            figures[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        figures[name]["bench_seconds"] = time.perf_counter() - t0
+        print(f"{name}: {json.dumps(figures[name], default=str)}", flush=True)
+    (OUT / "measure.json").write_text(json.dumps(figures, indent=2, default=str) + "\n")
+    return figures
+
+
+if __name__ == "__main__":
+    run()
