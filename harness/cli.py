@@ -69,13 +69,15 @@ def run_cmd(
     spec: Path = typer.Argument(..., help="The TOML spec."),
     out: Path = typer.Option(..., "--out", help="Results directory."),
     resume: bool = typer.Option(False, "--resume", help="Skip what OUT already holds for the same key."),
-    target: Optional[list[str]] = typer.Option(None, "--target", help="Override [run].targets (repeatable)."),
-    runs: Optional[int] = typer.Option(None, "--runs", help="Override [run].runs (the papers use 60)."),
+    target: Optional[list[str]] = typer.Option(None, "--target", help="Override the spec's run.targets (repeatable)."),
+    runs: Optional[int] = typer.Option(None, "--runs", help="Override the spec's run.runs (the papers use 60)."),
 ) -> None:
     """Export (through the cache), then measure every (configuration, backend, target) of SPEC.
 
-    Writes manifest.json, samples.parquet, summary.csv and the figures into OUT.
-    Exit code 0, or 2 when some configuration failed.
+    Writes into OUT, as each job finishes: records/, summary.csv, samples.parquet, manifest.json;
+    then cloud.csv (the cloud part timed on this host), privacy.csv (when the spec has a privacy
+    table), figures/ and report.html. Exit code 0, 2 when some configuration failed, 130 when
+    interrupted (finish with --resume).
     """
     from harness.orchestrate import run_spec
     from harness.spec import load_spec

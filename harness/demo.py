@@ -143,5 +143,5 @@ def run_demo(out: Path) -> int:
     for part in ("vgg16_gender", "digits"):
         d = out / part
         print(f"  {part:13s} {d / 'report.html'}   (summary: {d / 'summary.csv'}, figures: {d / 'figures'})")
-    print(f"Try: splitbench recommend {out / 'digits'} --max-latency-ms 60 --max-memory-mb 20 --network lte")
+    print(f"Try: splitbench recommend {out / 'digits'} --max-latency-ms 60 --max-memory-mb 20 --network lte --min-accuracy 0.9")
     return max(codes)

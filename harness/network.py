@@ -35,11 +35,12 @@ PROFILES: dict[str, NetworkProfile] = {
     "lte": NetworkProfile("lte", 15.0, 30.0, 25.0, "FaceMix Table 1, 4G LTE"),
     # Rates: mean 3G upload/download measured in Neurosurgeon (Kang et al., ASPLOS 2017, Table 3:
     # 1.1 / 2.03 Mbps). Delay: our assumption of 100 ms one-way, the order of HSPA user-plane latency;
-    # the paper gives no delay we could use.
-    "3g": NetworkProfile("3g", 1.1, 2.03, 100.0, "rates: Neurosurgeon Table 3; delay: assumed"),
+    # the paper gives no delay we could use. The rates were not re-checked against the paper's text
+    # on the machine this was written on: the source string says so until someone does.
+    "3g": NetworkProfile("3g", 1.1, 2.03, 100.0, "rates: Neurosurgeon Table 3 (not re-checked); delay: assumed"),
     # Rates: mean Wi-Fi upload/download in Neurosurgeon (Table 3: 18.88 / 54.97 Mbps). Delay: our
     # assumption of 5 ms, one hop on a local access point to a nearby cloud region.
-    "wifi": NetworkProfile("wifi", 18.88, 54.97, 5.0, "rates: Neurosurgeon Table 3; delay: assumed"),
+    "wifi": NetworkProfile("wifi", 18.88, 54.97, 5.0, "rates: Neurosurgeon Table 3 (not re-checked); delay: assumed"),
     # The IMT-2020 (5G) minimum requirements, ITU-R M.2410-0 (2017): user-experienced data rate
     # 50 Mbps uplink / 100 Mbps downlink, user-plane latency 4 ms (eMBB).
     "5g": NetworkProfile("5g", 50.0, 100.0, 4.0, "ITU-R M.2410-0 IMT-2020 minimum requirements"),

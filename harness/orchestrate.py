@@ -13,8 +13,6 @@ import datetime as _dt
 import hashlib
 import importlib.util
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -27,6 +25,7 @@ from device_agents.base import FAILED, DeviceAgent, MeasureJob, MeasureResult, g
 from harness import __version__
 from harness import results as res
 from harness.errors import UserError
+from harness.host import host_fingerprint
 from harness.spec import BACKENDS, Spec
 
 EXIT_OK = 0
@@ -92,39 +91,6 @@ def spec_hash(spec: Spec) -> str:
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
-
-
-def _read(path: str) -> str | None:
-    try:
-        return Path(path).read_text().strip()
-    except OSError:
-        return None
-
-
-def host_fingerprint() -> dict[str, Any]:
-    """The machine the orchestrator runs on (for the local target, also the measuring machine)."""
-    cpu_model = None
-    for line in (_read("/proc/cpuinfo") or "").splitlines():
-        if line.lower().startswith(("model name", "hardware", "processor\t: arm")):
-            cpu_model = line.split(":", 1)[1].strip()
-            break
-    governors = sorted({g for p in Path("/sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq/scaling_governor")
-                        if (g := _read(str(p)))})
-    mem_total = None
-    try:
-        import psutil
-
-        mem_total = psutil.virtual_memory().total
-    except ImportError:  # pragma: no cover - psutil is a dependency
-        pass
-    return {
-        "hostname": platform.node(), "system": platform.system(), "kernel": platform.release(),
-        "kernel_version": platform.version(), "machine": platform.machine(),
-        "cpu_model": cpu_model or platform.processor() or None, "cpu_count": os.cpu_count(),
-        "cpu_governor": ",".join(governors) if governors else "unavailable (no cpufreq in this kernel/VM)",
-        "mem_total_b": mem_total,
-        "python": platform.python_version(), "python_implementation": platform.python_implementation(),
-    }
 
 
 def package_versions() -> dict[str, str | None]:

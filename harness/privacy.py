@@ -52,7 +52,7 @@ import math
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -374,6 +374,19 @@ FILE_KEYS = ("train_features", "train_sensitive", "test_features", "test_sensiti
 OPTIONAL_FILE_KEYS = ("train_primary", "test_primary")
 
 
+def open_npz(path: Path, keys: Iterable[str]) -> Any:
+    """Open an .npz for reading (no pickles); a missing or unreadable file is one UserError line."""
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
+        raise UserError(f"{path}: not a readable .npz ({type(exc).__name__}: {exc})") from None
+    if not hasattr(npz, "files"):
+        raise UserError(f"{path}: a single array, not an .npz with keys {', '.join(keys)}")
+    return npz
+
+
 def score_file(path: str | Path, seed: int = 0) -> dict[str, Any]:
     """Score an ``.npz`` (the ``privacy-score`` command): a flat dict of :class:`PrivacyScores`.
 
@@ -382,14 +395,7 @@ def score_file(path: str | Path, seed: int = 0) -> dict[str, Any]:
     line naming the file and the key.
     """
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise UserError(f"{path}: not a readable .npz ({type(exc).__name__}: {exc})") from None
-    if not hasattr(npz, "files"):
-        raise UserError(f"{path}: a single array, not an .npz with keys {', '.join(FILE_KEYS)}")
+    npz = open_npz(path, FILE_KEYS)
     with npz:
         missing = [k for k in FILE_KEYS if k not in npz.files]
         if missing:

@@ -178,14 +178,10 @@ def privacy_sweep(module: "torch.nn.Module", cuts: Iterable[str], inputs: Any, p
 
 def load_inputs_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Read ``inputs``, ``primary`` and ``sensitive`` from an .npz (UserError naming a missing key)."""
+    from harness.privacy import open_npz
+
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise UserError(f"{path}: not a readable .npz ({type(exc).__name__}: {exc})") from None
-    with npz:
+    with open_npz(path, ("inputs", "primary", "sensitive")) as npz:
         for key in ("inputs", "primary", "sensitive"):
             if key not in npz.files:
                 raise UserError(f"{path}: missing key {key!r} (an .npz of inputs needs inputs, primary, sensitive)")

@@ -112,7 +112,7 @@ def cost_figures(merged: pd.DataFrame, out_dir: Path) -> list[Path]:
             ax.set_xlabel(xlabel)
             ax.set_ylabel("log-rank privacy (0 = always identified, 1 = never)")
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=7.5, loc="best")
+            ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # outside: never hides a point
             paths += _save(fig, out_dir, f"{stem}_{_safe(model)}" if len(models) > 1 else stem)
     return paths
 

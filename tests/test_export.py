@@ -13,6 +13,7 @@ import tomllib
 from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from harness import configurations as conf
@@ -269,17 +270,28 @@ def test_example_spec_validates(path):
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
-def test_example_exports_at_reduced_size(path, tmp_path):
-    """The example's first cut (each embedding) and on-premise, at a small input, to ONNX."""
+def test_example_exports_and_runs_at_reduced_size(path, tmp_path):
+    """The example's first cut (each embedding) and on-premise, at a small input, to ONNX, then
+    measured by the real cpu-1core agent with a few runs: every example runs in the tests."""
     data = tomllib.loads(path.read_text())
     zoo = data["model"]["zoo"]
     if zoo in SMALL_INPUT:
         data["model"]["input_shape"] = SMALL_INPUT[zoo]
     data["split"]["cuts"] = data["split"]["cuts"][:1]
-    data["export"] = {**data["export"], "backends": ["onnx"], "cache_dir": str(tmp_path)}
+    data["export"] = {**data["export"], "backends": ["onnx"], "cache_dir": str(tmp_path / "cache")}
+    data["run"] = {**data.get("run", {}), "runs": 3, "warmup": 1, "warm_loads": 1, "timeout_s": 300}
     spec = parse_spec(data, origin=str(path))
     artifacts = ex.export_spec(spec, progress=False)
     assert len(artifacts) == len(data["split"]["embeddings"]) + 1
     for a in artifacts:
         assert a.status == "ok" and a.verified, (a.name, a.reason, a.max_rel_err)
         assert a.input_shape == tuple(data["model"]["input_shape"])
+
+    from harness.orchestrate import run_spec
+
+    outcome = run_spec(spec, tmp_path / "out", progress=False)
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert outcome.exit_code == 0, summary[["config", "status", "reason"]].to_string()
+    assert list(summary["status"]) == ["ok"] * len(artifacts)
+    assert (summary["n_runs"] == 3).all() and (summary["infer_ms_median"] > 0).all()
+    assert (tmp_path / "out" / "cloud.csv").is_file()

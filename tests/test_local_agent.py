@@ -164,7 +164,7 @@ def test_memory_cap_exceeded_is_oom_with_the_numbers(artifacts):
     agent = LocalAgent.from_target("cpu-1core-1mb")
     r = agent.measure(job(artifacts["onnx"]))
     assert r.status == OOM, (r.reason, r.stderr_tail)
-    assert r.memory_cap_b == 2**20
+    assert r.memory_cap_b == 10**6
     assert r.model_memory_b > r.memory_cap_b
     assert r.rss_before_load_b and r.rss_after_load_b and r.load_cold_ns
     assert "exceeds the profile's cap of 1.0 MB" in r.reason
@@ -174,14 +174,14 @@ def test_memory_cap_exceeded_is_oom_with_the_numbers(artifacts):
 def test_a_cap_that_fits_is_ok(artifacts):
     r = LocalAgent.from_target("cpu-1core-512mb").measure(job(artifacts["litert"], "litert", warm_loads=0))
     assert r.status == OK, r.reason
-    assert r.memory_cap_b == 512 * 2**20 and r.model_memory_b < r.memory_cap_b
+    assert r.memory_cap_b == 512 * 10**6 and r.model_memory_b < r.memory_cap_b
 
 
 # -- the agent's surface, no worker ----------------------------------------------------------------
 def test_targets_parse_and_get_agent_finds_the_local_agent():
     assert LocalAgent.from_target("cpu-1core").memory_cap_b is None
-    assert LocalAgent.from_target("cpu-1core-512mb").memory_cap_b == 512 * 2**20
-    assert LocalAgent.from_target("cpu-1core-2gb").memory_cap_b == 2 * 2**30
+    assert LocalAgent.from_target("cpu-1core-512mb").memory_cap_b == 512 * 10**6
+    assert LocalAgent.from_target("cpu-1core-2gb").memory_cap_b == 2 * 10**9
     assert isinstance(get_agent("cpu-1core-512mb"), LocalAgent)
     for bad in ("cpu-1core-512", "cpu-1core-0mb", "cpu-2core"):
         with pytest.raises(UserError):

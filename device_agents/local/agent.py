@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from device_agents.base import CRASHED, FAILED, TIMEOUT, DeviceAgent, MeasureJob, MeasureResult
+from harness.host import cpu_model, read_text
 from device_agents.local import protocol
 from device_agents.local.transport import LocalProcessTransport, TransportClosed, TransportTimeout, worker_env
 
@@ -23,22 +24,6 @@ WORKER_MODULE = "device_agents.local.worker"
 # Runtime and converter distributions whose versions identify a measurement.
 VERSIONED_DISTRIBUTIONS = ("onnxruntime", "ai-edge-litert", "executorch", "torch", "numpy", "litert-torch")
 _RESULT_FIELDS = {f.name for f in dataclasses.fields(MeasureResult)}
-
-
-def _read(path: str) -> str | None:
-    try:
-        return Path(path).read_text().strip()
-    except OSError:
-        return None
-
-
-def _cpu_model() -> str:
-    text = _read("/proc/cpuinfo") or ""
-    for key in ("model name", "Hardware", "Processor", "cpu model"):
-        m = re.search(rf"^{key}\s*:\s*(.+)$", text, re.MULTILINE)
-        if m:
-            return m.group(1).strip()
-    return platform.processor() or "unknown"
 
 
 class LocalAgent(DeviceAgent):
@@ -72,7 +57,7 @@ class LocalAgent(DeviceAgent):
             raise UserError(f"unknown local target {target!r}; use cpu-1core, cpu-1core-<N>mb or cpu-1core-<N>gb")
         cap = None
         if m["size"]:
-            cap = int(m["size"]) * (2**20 if m["unit"] == "mb" else 2**30)
+            cap = int(m["size"]) * (10**6 if m["unit"] == "mb" else 10**9)  # SI, like every MB splitbench reports
             if cap <= 0:
                 raise UserError(f"{target!r}: the memory cap must be positive")
         if "cpu" not in kwargs and os.environ.get("SPLITBENCH_LOCAL_CPU"):
@@ -93,14 +78,14 @@ class LocalAgent(DeviceAgent):
         return {
             "target": self.target,
             "platform": "local",
-            "cpu_model": _cpu_model(),
+            "cpu_model": cpu_model(),
             "machine": platform.machine(),
             "os": platform.system(),
             "kernel": platform.release(),
             "cpu_count": os.cpu_count(),
             "pinned_cpu": self.cpu,
-            "cpu_governor": _read(f"{cpufreq}/scaling_governor"),  # None when not exposed (VMs)
-            "cpu_max_freq_khz": _read(f"{cpufreq}/cpuinfo_max_freq"),
+            "cpu_governor": read_text(f"{cpufreq}/scaling_governor"),  # None when not exposed (VMs)
+            "cpu_max_freq_khz": read_text(f"{cpufreq}/cpuinfo_max_freq"),
             "memory_cap_b": self.memory_cap_b,
             "python": platform.python_version(),
             "runtime_versions": versions,

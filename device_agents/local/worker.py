@@ -317,8 +317,8 @@ def measure_warm(backend: Backend, job: MeasureJob, channel_fd: int) -> dict[str
 
 
 def _oom_reason(when: str, model_b: int, cap_b: int) -> str:
-    return (f"model memory {model_b / 2**20:.1f} MB after {when} exceeds the profile's cap of "
-            f"{cap_b / 2**20:.1f} MB (peak RSS minus the pre-load baseline)")
+    return (f"model memory {model_b / 1e6:.1f} MB after {when} exceeds the profile's cap of "
+            f"{cap_b / 1e6:.1f} MB (peak RSS minus the pre-load baseline)")
 
 
 def run_child(fn: Callable[[], dict[str, Any]], phase: str, index: int, channel_fd: int) -> dict[str, Any]:
