@@ -68,7 +68,7 @@ def export_cmd(
 def run_cmd(
     spec: Path = typer.Argument(..., help="The TOML spec."),
     out: Path = typer.Option(..., "--out", help="Results directory."),
-    resume: bool = typer.Option(False, "--resume", help="Skip what OUT already holds for the same key."),
+    resume: bool = typer.Option(False, "--resume", help="Keep what OUT already measured for the same key; retry failed jobs."),
     target: Optional[list[str]] = typer.Option(None, "--target", help="Override the spec's run.targets (repeatable)."),
     runs: Optional[int] = typer.Option(None, "--runs", help="Override the spec's run.runs (the papers use 60)."),
 ) -> None:

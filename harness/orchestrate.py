@@ -348,7 +348,9 @@ def run_spec(spec: Spec, out: str | Path, *, resume: bool = False, targets: Iter
     res.atomic_write_json(out / res.MANIFEST_JSON, manifest)
 
     plan = _plan(spec, artifacts, devices)
-    existing = {r.record_key: r for r in res.load_records(out)} if resume else {}
+    # --resume keeps what was measured (and what was skipped) and retries what failed: a timeout or a
+    # crash may have been the machine's, not the configuration's. The old failure is kept aside.
+    existing = {r.record_key: r for r in res.load_records(out) if not r.failed} if resume else {}
     records: list[res.ResultRecord] = []
     measured = 0
     interrupted = False
@@ -372,6 +374,7 @@ def run_spec(spec: Spec, out: str | Path, *, resume: bool = False, targets: Iter
                 duration = time.monotonic() - t0 if worked else None
                 record = _record(job, result, measure_job=mjob, device=devices[job.target], hash_=hash_,
                                  started_at=started_at, duration_s=duration)
+                res.keep_retried(out, record.record_key)
                 res.write_record(out, record)  # the moment it finishes, atomically
                 res.write_tables(out)
                 records.append(record)

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -199,6 +200,17 @@ def write_record(out: str | Path, record: ResultRecord) -> Path:
     path = record_path(out, record.record_key)
     atomic_write_json(path, record.to_dict())
     return path
+
+
+def keep_retried(out: str | Path, record_key: str) -> Path | None:
+    """Move an earlier record of the same job (a failure being retried) to ``records/retried/``."""
+    old = record_path(out, record_key)
+    if not old.is_file():
+        return None
+    kept = old.parent / "retried" / f"{record_key}-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**9}.json"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(old, kept)
+    return kept
 
 
 def read_record(path: Path) -> ResultRecord:

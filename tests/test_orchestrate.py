@@ -132,6 +132,7 @@ def fake(monkeypatch, tmp_path):
         monkeypatch.setattr(orchestrate, "export_artifacts", _fake_export(tmp_path, failing))
         monkeypatch.setattr(orchestrate, "get_agent", lambda target: agent)
         monkeypatch.setattr(orchestrate, "_after_run", lambda out, console: ())  # figures tested on their own
+        monkeypatch.setattr(orchestrate, "_cloud_and_privacy", lambda spec, out, console: None)  # needs a real model
         state["agent"] = agent
         return agent
 
@@ -460,3 +461,18 @@ def test_real_run_of_a_tiny_model(tmp_path):
     assert (out / "figures" / "infer_box.png").stat().st_size > 1000
     # resume on a complete directory measures nothing and keeps the exit code
     assert main(["run", str(spec_path), "--out", str(out), "--resume"]) == 0
+
+
+def test_resume_retries_failed_jobs_and_keeps_the_old_failure(fake, tmp_path):
+    out = tmp_path / "out"
+    spec = _spec(tmp_path)
+    fake(script={("full", "litert"): TIMEOUT})
+    assert _run(spec, out).exit_code == 2
+    agent = fake()  # the machine is quiet now: the retried job succeeds
+    outcome = _run(spec, out, resume=True)
+    assert [Path(j.artifact_path).stem for j in agent.calls] == ["full__litert"]
+    assert outcome.exit_code == 0 and outcome.measured == 1
+    retried = list((out / "records" / "retried").glob("*.json"))
+    assert len(retried) == 1 and json.loads(retried[0].read_text())["result"]["status"] == TIMEOUT
+    summary = pd.read_csv(out / "summary.csv")
+    assert (summary["status"] == "ok").all() and len(summary) == N_JOBS
