@@ -476,3 +476,34 @@ def test_resume_retries_failed_jobs_and_keeps_the_old_failure(fake, tmp_path):
     assert len(retried) == 1 and json.loads(retried[0].read_text())["result"]["status"] == TIMEOUT
     summary = pd.read_csv(out / "summary.csv")
     assert (summary["status"] == "ok").all() and len(summary) == N_JOBS
+
+
+def test_real_corrupted_artifact_is_a_failed_row_and_resume_completes(tmp_path):
+    """The real stack: a corrupted artifact fails its row with the runtime's reason, the others are
+    measured, and after a rebuild --resume measures only that job."""
+    missing = _real_stack_missing()
+    if missing:
+        pytest.skip(missing)
+    from harness.export import export_spec
+    from harness.spec import load_spec
+
+    spec_path = tmp_path / "tiny.toml"
+    (tmp_path / "tiny_model.py").write_text((FIXTURES / "tiny_model.py").read_text())
+    text = (FIXTURES / "tiny.toml").read_text().replace('backends = ["onnx", "litert"]', 'backends = ["onnx"]')
+    spec_path.write_text(text.replace("[export]\n", f'[export]\ncache_dir = "{tmp_path / "cache"}"\n'))
+    spec = load_spec(spec_path)
+    victim = next(a for a in export_spec(spec, progress=False) if a.config.name == "conv2-simple")
+    Path(victim.path).write_bytes(b"\x00not an onnx model" * 64)
+
+    out = tmp_path / "out"
+    outcome = orchestrate.run_spec(spec, out, progress=False)
+    summary = pd.read_csv(out / "summary.csv").set_index("config")
+    assert outcome.exit_code == 2
+    assert summary.loc["conv2-simple", "status"] == "failed"
+    assert "protobuf" in summary.loc["conv2-simple", "reason"].lower()
+    assert (summary.drop(index="conv2-simple")["status"] == "ok").all()
+
+    export_spec(spec, progress=False, force=True)  # the fix: rebuild the artifact
+    outcome = orchestrate.run_spec(spec, out, resume=True, progress=False)
+    assert outcome.exit_code == 0 and outcome.measured == 1
+    assert (pd.read_csv(out / "summary.csv")["status"] == "ok").all()
