@@ -68,7 +68,8 @@ def _check_inputs(inputs: Any, primary: Any, sensitive: Any) -> tuple["torch.Ten
     import torch
 
     x = inputs if isinstance(inputs, torch.Tensor) else torch.as_tensor(np.asarray(inputs))
-    if not torch.is_floating_point(x):
+    # The network's parameters are float32 (as on a phone): integer pixels or float64 arrays are cast.
+    if x.dtype != torch.float32:
         x = x.float()
     p = np.asarray(primary).reshape(-1)
     s = np.asarray(sensitive).reshape(-1)

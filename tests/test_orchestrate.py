@@ -507,3 +507,43 @@ def test_real_corrupted_artifact_is_a_failed_row_and_resume_completes(tmp_path):
     outcome = orchestrate.run_spec(spec, out, resume=True, progress=False)
     assert outcome.exit_code == 0 and outcome.measured == 1
     assert (pd.read_csv(out / "summary.csv")["status"] == "ok").all()
+
+
+def test_privacy_table_of_a_spec_runs_the_sweep_on_the_users_data(tmp_path):
+    """[privacy] data = "inputs.npz": the sweep runs with the spec's model; cloud.csv times each cut."""
+    import numpy as np
+    from rich.console import Console
+
+    from harness.spec import load_spec
+
+    rng = np.random.default_rng(0)
+    n = 120
+    sensitive = np.arange(n) % 3
+    inputs = rng.standard_normal((n, 3, 32, 32)).astype(np.float32) + sensitive[:, None, None, None] * 0.5
+    np.savez(tmp_path / "inputs.npz", inputs=inputs, primary=(np.arange(n) % 2), sensitive=sensitive)
+    (tmp_path / "tiny_model.py").write_text((FIXTURES / "tiny_model.py").read_text())
+    text = (FIXTURES / "tiny.toml").read_text() + '\n[privacy]\ndata = "inputs.npz"\nratios = [0, 1]\n'
+    (tmp_path / "tiny.toml").write_text(text)
+    spec = load_spec(tmp_path / "tiny.toml")
+    out = tmp_path / "out"
+    out.mkdir()
+    orchestrate._cloud_and_privacy(spec, out, Console(stderr=True))
+
+    privacy = pd.read_csv(out / "privacy.csv")
+    assert set(privacy["cut"]) == {"conv1", "conv2"} and set(privacy["noise_ratio"]) == {0, 1}
+    assert privacy["log_rank_privacy"].between(0, 1).all()
+    cloud = pd.read_csv(out / "cloud.csv").set_index("config")
+    assert list(cloud.index) == ["conv1-simple", "conv2-simple", "full"]
+    assert (cloud.loc[["conv1-simple", "conv2-simple"], "cloud_ms"] > 0).all() and cloud.loc["full", "cloud_ms"] == 0
+
+
+def test_privacy_table_is_validated(tmp_path):
+    from harness.spec import parse_spec
+
+    base = {"model": {"zoo": "vgg16_gender"}}
+    with pytest.raises(UserError, match=r"\[privacy\]\.colour"):
+        parse_spec({**base, "privacy": {"colour": 1}})
+    with pytest.raises(UserError, match=r"\[privacy\]\.data: file not found"):
+        parse_spec({**base, "privacy": {"data": "nope.npz"}})
+    with pytest.raises(UserError, match=r"\[privacy\]\.ratios"):
+        parse_spec({**base, "privacy": {"ratios": [-1]}})
