@@ -6,9 +6,12 @@ primary accuracy and the privacy are measured on the noisy features (one point o
 accuracy-privacy curve per ratio). For a reduced embedding the noise is added after the PCA
 projection, to the k numbers actually uploaded.
 
-Sampling: ``C = V diag(lambda) V^T`` by a symmetric eigen-decomposition (round-off eigenvalues
-set to 0), so a singular covariance (dead ReLU channels, more dimensions than
-samples) needs no jitter and noise never enters a direction the features never vary in. One
+Sampling: with the centred training features ``Xc`` (n x d) and their economy SVD
+``Xc = U S V^T``, ``C = Xc^T Xc / (n - 1) = (S V^T)^T (S V^T) / (n - 1)``, so ``z @ S V^T / sqrt(n - 1)``
+with ``z ~ N(0, I)`` of width ``min(n, d)`` is an exact draw from ``N(0, C)``. No d x d matrix is ever
+formed (a VGG-16 conv5 feature has d = 100,352), a singular covariance (dead ReLU channels, more
+dimensions than samples) needs no jitter, and noise never enters a direction the features never
+vary in (round-off singular values are dropped, constant dimensions get exactly none). One
 standard normal draw ``Z`` per feature set is scaled by ``sqrt(r)`` for every ratio (common random
 numbers): the curves then move with ``r`` alone, not with a new draw at each point.
 """
@@ -24,7 +27,7 @@ from harness.errors import UserError
 
 #: The ratios of DPFE's Procedure 2 (aliosia/DPFE ``PrivacyAnalyzer.scales``).
 PAPER_RATIOS: tuple[float, ...] = (0.0, 0.01, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 4.0, 6.0, 8.0)
-_EIG_RTOL = 1e-12
+_SV_RTOL = 1e-9  # singular values; 1e-9 of the largest is 1e-18 in variance, as before
 
 
 def check_ratios(ratios: Iterable[float]) -> tuple[float, ...]:
@@ -42,7 +45,7 @@ def check_ratios(ratios: Iterable[float]) -> tuple[float, ...]:
 class FeatureNoise:
     """Gaussian noise shaped like the features' covariance: ``sample(Z, r) = sqrt(r) Z S`` with ``S^T S = C``."""
 
-    scale: np.ndarray  # (d, d): diag(sqrt(lambda)) V^T, so Z @ scale ~ N(0, C)
+    scale: np.ndarray  # (r, d) with r = min(n, d): S V^T / sqrt(n - 1), so z @ scale ~ N(0, C)
 
     @classmethod
     def fit(cls, train_features: np.ndarray) -> "FeatureNoise":
@@ -50,23 +53,23 @@ class FeatureNoise:
         x = np.asarray(train_features, dtype=np.float64).reshape(len(train_features), -1)
         if x.shape[0] < 2:
             raise UserError("noise: the covariance needs at least 2 training features")
-        cov = np.atleast_2d(np.cov(x, rowvar=False))
-        lam, vec = np.linalg.eigh(cov)
-        # Round-off eigenvalues (negative or ~1e-17 of the largest) are 0, and dimensions that never
-        # vary (dead ReLU channels) get exactly no noise: eigenvectors leak ~1e-9 into them otherwise,
-        # which standardisation would blow up into unit-variance noise.
-        lam = np.where(lam > _EIG_RTOL * max(float(lam.max()), 0.0), lam, 0.0)
-        scale = np.sqrt(lam)[:, None] * vec.T
-        scale[:, np.diag(cov) <= 0.0] = 0.0
+        xc = x - x.mean(axis=0)
+        _, sv, vt = np.linalg.svd(xc, full_matrices=False)
+        keep = sv > _SV_RTOL * max(float(sv.max()), 0.0)  # round-off directions carry no variance
+        scale = (sv[keep, None] * vt[keep]) / np.sqrt(x.shape[0] - 1)
+        # Dimensions that never vary (dead ReLU channels) get exactly no noise: singular vectors leak
+        # ~1e-9 into them otherwise, which standardisation would blow up into unit-variance noise.
+        scale[:, ~xc.any(axis=0)] = 0.0
         return cls(scale=scale)
 
     @property
     def dim(self) -> int:
-        return self.scale.shape[0]
+        """The features' dimension d."""
+        return self.scale.shape[1]
 
     def standard_draw(self, n: int, seed: Any) -> np.ndarray:
-        """The (n, d) standard normal draw shared by every ratio (``seed``: anything numpy seeds with)."""
-        return np.random.default_rng(seed).standard_normal((n, self.dim))
+        """The (n, r) standard normal draw shared by every ratio (``seed``: anything numpy seeds with)."""
+        return np.random.default_rng(seed).standard_normal((n, self.scale.shape[0]))
 
     def noise(self, z: np.ndarray, ratio: float) -> np.ndarray:
         """The noise for a standard draw ``z`` at ``ratio``: covariance ``ratio x C``."""

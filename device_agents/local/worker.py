@@ -151,27 +151,32 @@ class ExecuTorchBackend(Backend):
 
         torch.set_num_threads(1)
         torch.set_num_interop_threads(1)
-        from executorch.extension.pybindings import portable_lib
-        from executorch.runtime import Runtime
+        # The runtime is the native extension _C. Its Python wrappers (executorch.runtime,
+        # portable_lib) import the whole executorch.exir compiler for one warning class: ~5 s per
+        # worker here, for nothing the measurement uses. We make the calls executorch.runtime makes.
+        from executorch.extension.pybindings import _C
 
         # ExecuTorch's XNNPACK thread pool is sized from the CPU count read by cpuinfo, not from
         # the affinity mask: on 2 CPUs it starts a second thread. Reset it to the caller only,
         # here in the worker, before any child is forked.
-        portable_lib._unsafe_reset_threadpool(1)
-        self.torch, self.portable_lib, self.runtime = torch, portable_lib, Runtime.get()
+        _C._unsafe_reset_threadpool(1)
+        self.torch, self.C = torch, _C
 
     def load(self, path: str):
-        return self.runtime.load_program(path).load_method("forward")
+        # As executorch.runtime.Runtime.load_program(path).load_method("forward") does.
+        program = self.C._load_program(path, enable_etdump=False, debug_buffer_size=0,
+                                       program_verification=self.C.Verification.InternalConsistency,
+                                       data_path=None)
+        return program.load_method("forward")
 
     def bind(self, session, x):
         inputs = [self.torch.from_numpy(x)]
-        execute = session.execute
-        return lambda: execute(inputs)
+        return lambda: session(inputs)  # what executorch.runtime's Method.execute(inputs) calls
 
     def thread_checks(self, session):
         return {"torch_num_threads": self.torch.get_num_threads(),
                 "torch_num_interop_threads": self.torch.get_num_interop_threads(),
-                "executorch_threadpool_threads": self.portable_lib._threadpool_get_thread_count()}
+                "executorch_threadpool_threads": self.C._threadpool_get_thread_count()}
 
 
 BACKENDS: dict[str, type[Backend]] = {b.name: b for b in (OnnxBackend, LiteRTBackend, ExecuTorchBackend)}
