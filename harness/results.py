@@ -46,6 +46,7 @@ OK = "ok"
 IQR_REL_MAX = 0.10  # IQR / median above this: the timings are noisy
 MIN_GAP_REL_MAX = 0.20  # (median - min) / median above this: some runs were much faster than typical
 MIN_RUNS = 20  # fewer timed runs than this: the median and p90 are not trustworthy
+CPU_SHARE_MIN = 0.90  # CPU time / wall time of the timed runs below this: the pinned core was shared
 
 _NS_PER_MS = 1e6
 _B_PER_MB = 1e6
@@ -256,7 +257,7 @@ def _model_order(r: ResultRecord) -> tuple:
 class StabilityWarning:
     """A reason to doubt a measurement, and what to try; data in the tables, never an exception."""
 
-    code: str  # "iqr_high", "min_far", "few_runs", "cold_not_dropped"
+    code: str  # "iqr_high", "min_far", "few_runs", "cold_not_dropped", "core_shared"
     message: str
     fix: str
     value: float | None = None
@@ -293,8 +294,10 @@ def _mb(b: float | int | None) -> float | None:
     return None if b is None else float(b) / _B_PER_MB
 
 
-def stability_warnings(infer_ns: Iterable[int], *, cold_cache_dropped: bool | None = None) -> list[StabilityWarning]:
-    """pyperf-style checks on the timed runs: noise (IQR/median), outlier-fast runs, too few runs."""
+def stability_warnings(infer_ns: Iterable[int], *, cold_cache_dropped: bool | None = None,
+                       cpu_ns: int | None = None, wall_runs_ns: int | None = None) -> list[StabilityWarning]:
+    """pyperf-style checks on the timed runs: noise (IQR/median), outlier-fast runs, too few runs, and
+    a shared core (the worker got less CPU time than the wall time of its runs)."""
     import numpy as np
 
     samples = np.asarray(list(infer_ns), dtype=np.float64)
@@ -320,6 +323,13 @@ def stability_warnings(infer_ns: Iterable[int], *, cold_cache_dropped: bool | No
                 "min_far", f"the fastest run is {gap_rel:.1%} below the median (above {MIN_GAP_REL_MAX:.0%})",
                 "check CPU frequency scaling and turbo, other load on the pinned core; raise [run].warmup",
                 gap_rel, MIN_GAP_REL_MAX))
+    if cpu_ns and wall_runs_ns:
+        share = cpu_ns / wall_runs_ns
+        if share < CPU_SHARE_MIN:
+            out.append(StabilityWarning(
+                "core_shared", f"the worker ran {share:.0%} of the timed runs' wall time (below {CPU_SHARE_MIN:.0%}): "
+                "something else ran on its core", "stop other load, or choose an idle core with SPLITBENCH_LOCAL_CPU",
+                share, CPU_SHARE_MIN))
     if cold_cache_dropped is False:
         out.append(StabilityWarning(
             "cold_not_dropped", "the page cache could not be dropped, so the cold load may be warm",
@@ -340,7 +350,8 @@ def compute_stats(record: ResultRecord) -> Stats:
         median, p90, iqr, low = float(np.median(infer)), float(q90), float(q75 - q25), float(infer.min())
     else:
         median = p90 = iqr = low = None
-    warnings = stability_warnings(infer, cold_cache_dropped=r.get("cold_cache_dropped")) if record.ok else []
+    warnings = stability_warnings(infer, cold_cache_dropped=r.get("cold_cache_dropped"), cpu_ns=r.get("cpu_ns"),
+                                  wall_runs_ns=r.get("wall_runs_ns")) if record.ok else []
     return Stats(
         n_runs=int(infer.size),
         infer_ms_median=_ms(median), infer_ms_p90=_ms(p90), infer_ms_iqr=_ms(iqr), infer_ms_min=_ms(low),

@@ -547,3 +547,10 @@ def test_privacy_table_is_validated(tmp_path):
         parse_spec({**base, "privacy": {"data": "nope.npz"}})
     with pytest.raises(UserError, match=r"\[privacy\]\.ratios"):
         parse_spec({**base, "privacy": {"ratios": [-1]}})
+
+
+def test_a_shared_core_is_a_warning_with_the_fix():
+    samples = [1_000_000] * 60
+    shared = res.stability_warnings(samples, cpu_ns=50_000_000, wall_runs_ns=100_000_000)
+    assert [w.code for w in shared] == ["core_shared"] and "SPLITBENCH_LOCAL_CPU" in shared[0].fix
+    assert res.stability_warnings(samples, cpu_ns=97_000_000, wall_runs_ns=100_000_000) == []
