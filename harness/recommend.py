@@ -301,8 +301,13 @@ def choose_all(table: pd.DataFrame, budget: Budget) -> list[Recommendation]:
 # -------------------------------------------------------------------------------------------- command
 
 
-def _f(x: float | None, fmt: str = ".1f") -> str:
-    return "-" if x is None else f"{x:{fmt}}"
+def _f(x: float | None, fmt: str | None = None) -> str:
+    """One decimal, or three significant digits below 1 (a tiny model's 0.0143 ms must not print as 0.0)."""
+    if x is None:
+        return "-"
+    if fmt:
+        return f"{x:{fmt}}"
+    return f"{x:.1f}" if x == 0 or abs(x) >= 1 else f"{x:.3g}"
 
 
 def latency_formula(rec: Recommendation) -> str:
