@@ -136,7 +136,12 @@ def recommend_cmd(
     target: Optional[str] = typer.Option(None, "--target", help="Only this target's measurements."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
-    """Pick the most private configuration that fits a hardware and network budget."""
+    """Pick the most private configuration that fits a hardware and network budget.
+
+    End-to-end latency = phone inference median + upload (delay + bytes over the uplink) + the cloud
+    part (cloud.csv). Prints the choice, the Pareto frontier and what each other configuration breaks.
+    Exit code 0; 1 when nothing fits (one line names the closest configuration and what it breaks).
+    """
     from harness.recommend import Budget, recommend
 
     budget = Budget(max_latency_ms=max_latency_ms, max_memory_mb=max_memory_mb, max_upload_kb=max_upload_kb,
