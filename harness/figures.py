@@ -184,46 +184,46 @@ def _clip_outliers(ax, data, positions) -> None:
                         textcoords="offset points", ha="center", va="top", fontsize=7, color="#7a0000")
 
 
-def load_bars(summary, out_dir: Path) -> list[Path]:
+def _bar_figure(summary, out_dir: Path, draw, ylabel: str, title: str, stem: str) -> list[Path]:
+    """One panel per (backend, target), configurations in model order; ``draw(ax, x, row)`` draws one
+    measured row, and a failed or missing row is a labelled gap."""
     pairs, configs = _panels(summary)
     fig, axes = _figure(len(pairs), len(configs))
-    w = 0.38
     for ax, (backend, target) in zip(axes, pairs):
         for x, config in enumerate(configs):
             row = _row(summary, config, backend, target)
             if row is None or row["status"] != OK:
                 _mark_gap(ax, x, _gap_label(row))
                 continue
-            ax.bar(x - w / 2, row["load_ms_cold"], w, color=_COLD, label="cold (page cache dropped)")
-            ax.bar(x + w / 2, row["load_ms_warm"], w, color=_WARM, label="warm (median)")
+            draw(ax, x, row)
         _xaxis(ax, configs, f"{backend} on {target}")
-        ax.set_ylabel("load time (ms)")
+        ax.set_ylabel(ylabel)
         _headroom(ax)
         _dedupe_legend(ax)
-    fig.suptitle(f"Model load time, file to ready session ({_model_name(summary)})")
+    fig.suptitle(f"{title} ({_model_name(summary)})")
     _skipped_note(fig, summary)
-    return _save(fig, out_dir, "load_bars")
+    return _save(fig, out_dir, stem)
+
+
+def load_bars(summary, out_dir: Path) -> list[Path]:
+    w = 0.38
+
+    def draw(ax, x, row):
+        ax.bar(x - w / 2, row["load_ms_cold"], w, color=_COLD, label="cold (page cache dropped)")
+        ax.bar(x + w / 2, row["load_ms_warm"], w, color=_WARM, label="warm (median)")
+
+    return _bar_figure(summary, out_dir, draw, "load time (ms)", "Model load time, file to ready session",
+                       "load_bars")
 
 
 def memory_bars(summary, out_dir: Path) -> list[Path]:
-    pairs, configs = _panels(summary)
-    fig, axes = _figure(len(pairs), len(configs))
-    for ax, (backend, target) in zip(axes, pairs):
-        for x, config in enumerate(configs):
-            row = _row(summary, config, backend, target)
-            if row is None or row["status"] != OK:
-                _mark_gap(ax, x, _gap_label(row))
-                continue
-            ax.bar(x, row["mem_model_mb"], 0.6, color=_MEM, label="model memory (peak - pre-load)")
-            ax.plot([x], [row["mem_peak_mb"]], marker="_", markersize=18, mew=2.5, color=_PEAK, ls="none",
-                    label="peak resident memory")
-        _xaxis(ax, configs, f"{backend} on {target}")
-        ax.set_ylabel("memory (MB, 10^6 bytes)")
-        _headroom(ax)
-        _dedupe_legend(ax)
-    fig.suptitle(f"Memory per configuration ({_model_name(summary)})")
-    _skipped_note(fig, summary)
-    return _save(fig, out_dir, "memory_bars")
+    def draw(ax, x, row):
+        ax.bar(x, row["mem_model_mb"], 0.6, color=_MEM, label="model memory (peak - pre-load)")
+        ax.plot([x], [row["mem_peak_mb"]], marker="_", markersize=18, mew=2.5, color=_PEAK, ls="none",
+                label="peak resident memory")
+
+    return _bar_figure(summary, out_dir, draw, "memory (MB, 10^6 bytes)", "Memory per configuration",
+                       "memory_bars")
 
 
 def _headroom(ax) -> None:
