@@ -49,10 +49,6 @@ warm_loads = 3
 timeout_s = 600
 """
 
-DIGITS_CUTS = ("conv1", "conv2", "conv3", "fc1")
-DIGITS_K = 8  # PCA dims of the reduced embedding, for every cut
-
-
 def digits_factory():
     """The digits CNN and an example input: the spec's ``source`` for the measured part."""
     import torch
@@ -63,7 +59,9 @@ def digits_factory():
 
 
 def _digits_spec(weights: Path, runs: int) -> str:
-    dims = "\n".join(f"{c} = {DIGITS_K}" for c in DIGITS_CUTS)
+    from harness.privacy_demo import DIGITS_CUTS, DIGITS_REDUCED_DIM
+
+    dims = "\n".join(f"{c} = {DIGITS_REDUCED_DIM}" for c in DIGITS_CUTS)
     return f"""
 name = "demo_digits"
 
@@ -97,26 +95,17 @@ def _say(msg: str) -> None:
 
 def run_digits(out: Path, *, runs: int = 60, ratios=None) -> int:
     """Privacy sweep, measured phone cost, merge, report: the digits half of the demo."""
-    import torch
-
     from harness.configurations import identify
     from harness.orchestrate import run_spec
-    from harness.privacy_demo import DIGITS_RATIOS, digits_data, privacy_sweep, train_digits_cnn
+    from harness.privacy_demo import DIGITS_RATIOS, digits_demo
     from harness.report import build_report
 
     out.mkdir(parents=True, exist_ok=True)
-    data = digits_data(0)
-    model = train_digits_cnn(data["train_x"], data["train_digit"] >= 5, seed=0)
     weights = out / "digits_cnn.pt"
-    torch.save(model.state_dict(), weights)
+    _say("digits: training, then the privacy sweep (every cut x embedding x noise ratio)")
+    table = digits_demo(None, ratios=DIGITS_RATIOS if ratios is None else ratios, seed=0, weights=weights)
     spec = parse_spec(tomllib.loads(_digits_spec(weights, runs)), origin="demo (digits)", path=out / "spec.toml")
-    model_name = identify(spec).name
-
-    _say("digits: privacy sweep (every cut x embedding x noise ratio)")
-    test_primary = (data["test_digit"] >= 5).astype("int64")
-    table = privacy_sweep(model, DIGITS_CUTS, data["test_x"], test_primary, data["test_digit"],
-                          embeddings=("simple", "reduced"), dims=DIGITS_K,
-                          ratios=DIGITS_RATIOS if ratios is None else ratios, seed=0, model_name=model_name)
+    table["model"] = identify(spec).name  # the privacy rows join the measurements on this name
     table.to_csv(out / "privacy.csv", index=False)
 
     _say("digits: phone cost on cpu-1core")

@@ -271,8 +271,11 @@ def train_digits_cnn(train_x: np.ndarray, train_primary: np.ndarray, *, seed: in
 
 def digits_demo(out: str | Path | None = None, *, ratios: Iterable[float] = DIGITS_RATIOS, seed: int = 0,
                 cuts: Iterable[str] = DIGITS_CUTS, embeddings: Iterable[str] = EMBEDDINGS,
-                reduced_dim: int = DIGITS_REDUCED_DIM, epochs: int = 25) -> "pd.DataFrame":
+                reduced_dim: int = DIGITS_REDUCED_DIM, epochs: int = 25,
+                weights: str | Path | None = None) -> "pd.DataFrame":
     """Train the digits CNN, sweep every cut x embedding x ratio, and write ``OUT/privacy.csv`` when ``out`` is given.
+
+    ``weights``: where to save the trained CNN's state_dict (the demo measures that very network).
 
     Primary task "digit >= 5", sensitive label the digit (K = 10). The table's ``model`` is
     ``digits-cnn``; ``DataFrame.attrs`` holds the CNN's held-out accuracy without a cut
@@ -289,18 +292,20 @@ def digits_demo(out: str | Path | None = None, *, ratios: Iterable[float] = DIGI
     try:
         with threadpool_limits(1):
             return _digits_demo(out, ratios=ratios, seed=seed, cuts=cuts, embeddings=embeddings,
-                                reduced_dim=reduced_dim, epochs=epochs)
+                                reduced_dim=reduced_dim, epochs=epochs, weights=weights)
     finally:
         torch.set_num_threads(previous)
 
 
-def _digits_demo(out, *, ratios, seed, cuts, embeddings, reduced_dim, epochs) -> "pd.DataFrame":
+def _digits_demo(out, *, ratios, seed, cuts, embeddings, reduced_dim, epochs, weights) -> "pd.DataFrame":
     import torch
 
     t0 = time.perf_counter()
     data = digits_data(seed)
     model = train_digits_cnn(data["train_x"], data["train_digit"] >= 5, seed=seed, epochs=epochs)
     t_train = time.perf_counter() - t0
+    if weights is not None:
+        torch.save(model.state_dict(), weights)
     test_primary = (data["test_digit"] >= 5).astype(np.int64)
     with torch.no_grad():
         full_acc = float((model(torch.from_numpy(data["test_x"])).argmax(1).numpy() == test_primary).mean())
