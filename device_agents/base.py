@@ -465,12 +465,29 @@ def open_agent(target: str, **options: Any) -> DeviceAgent:
     return module.agent_for(target, **options)
 
 
+@dataclass(frozen=True)
+class Check:
+    """One precondition of a platform, for ``splitbench doctor PLATFORM``: what was checked, whether it
+    holds (None: could not be told), what was seen, and one line on how to fix it when it does not."""
+
+    name: str
+    ok: bool | None
+    detail: str = ""
+    fix: str = ""
+
+
 def discover_devices() -> tuple[list[DeviceInfo], list[str]]:
     """Every device this host can reach (the local profile first), and one note per platform that could
     not be asked (its client library missing, its daemon not running), for ``splitbench devices``.
 
-    Each platform module exposes ``agent_for(target, **options)`` and ``discover() -> list[DeviceInfo]``;
-    ``discover`` raises :class:`AgentError` with one line when the platform cannot be asked at all.
+    Each platform module (``device_agents/<platform>/agent.py``) exposes:
+
+    - ``agent_for(target, **options) -> DeviceAgent`` (options: the spec's ``[android]`` / ``[ios]`` table,
+      validated by the agent, an unknown key being an :class:`AgentError`);
+    - ``discover() -> list[DeviceInfo]``, raising :class:`AgentError` with one line when the platform
+      cannot be asked at all (client library missing, daemon not running);
+    - ``doctor(target, **options) -> list[Check]`` for ``splitbench doctor PLATFORM``;
+    - ``clean(target, **options) -> list[str]`` for ``splitbench clean --device TARGET`` (what it removed).
     """
     import importlib
 
