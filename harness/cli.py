@@ -1,5 +1,7 @@
 """The `splitbench` command line. This layer only parses; each command calls one function of a stage
-module (which tests call directly). A :class:`UserError` is printed once, as one line, exit code 1.
+module (which tests call directly). A :class:`UserError` (or a device agent's :class:`AgentError`), an
+unknown option or command, are printed once, as one line, with their exit code (see
+:mod:`harness.exitcodes`); never a traceback, except for a bug (exit code 70).
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from typing import Optional
 
 import typer
 
+from harness import exitcodes
 from harness.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Measure what each split of a neural network costs on a phone, beside how private "
-                       "the features it uploads are.")
+                       "the features it uploads are.\n\nExit codes: " + exitcodes.describe() + ".")
 
 
 def _emit_json(obj) -> None:
@@ -49,7 +52,7 @@ def export_cmd(
 ) -> None:
     """Export and verify every split configuration for every backend of SPEC.
 
-    Exit code 0, or 2 when some (configuration, backend) failed to convert or verify.
+    Exit code 0, or 2 when some (configuration, backend) failed to convert or verify; 1 for bad input.
     """
     from harness.spec import load_spec
 
@@ -61,7 +64,7 @@ def export_cmd(
         _emit_json([a.to_dict() for a in result])
     else:
         print_export_table(result)
-    raise typer.Exit(2 if any(a.status != "ok" for a in result) else 0)
+    raise typer.Exit(exitcodes.CONFIG_FAILED if any(a.status != "ok" for a in result) else exitcodes.OK)
 
 
 @app.command("run")
@@ -69,20 +72,27 @@ def run_cmd(
     spec: Path = typer.Argument(..., help="The TOML spec."),
     out: Path = typer.Option(..., "--out", help="Results directory."),
     resume: bool = typer.Option(False, "--resume", help="Keep what OUT already measured for the same key; retry failed jobs."),
-    target: Optional[list[str]] = typer.Option(None, "--target", help="Override the spec's run.targets (repeatable)."),
+    target: Optional[list[str]] = typer.Option(None, "--target", help="Override the spec's run.targets (repeatable): "
+                                               "cpu-1core[-<N>mb][:<cpu>], android, android:<serial>, "
+                                               "android:<host>:<port>, ios, ios:<udid>."),
     runs: Optional[int] = typer.Option(None, "--runs", help="Override the spec's run.runs (the papers use 60)."),
+    executor: str = typer.Option("serial", "--executor", help="serial (one job at a time), devices (every device "
+                                 "of this host at once, one job each), or ray (many hosts)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="The Ray cluster (with --executor ray)."),
 ) -> None:
-    """Export (through the cache), then measure every (configuration, backend, target) of SPEC.
+    """Export (through the cache), then measure every (configuration, backend, device) of SPEC.
 
     Writes into OUT, as each job finishes: records/, summary.csv, samples.parquet, manifest.json;
     then cloud.csv (the cloud part timed on this host), privacy.csv (when the spec has a privacy
-    table), figures/ and report.html. Exit code 0, 2 when some configuration failed, 130 when
-    interrupted (finish with --resume).
+    table), figures/ and report.html. Exit code 0; 2 when some configuration failed; 4 when a device
+    was lost mid-run (finish with --resume); 5 when OUT or a device is in use by another run; 6 when
+    OUT cannot be written; 130 when interrupted (finish with --resume).
     """
     from harness.orchestrate import run_spec
     from harness.spec import load_spec
 
-    outcome = run_spec(load_spec(spec), out, resume=resume, targets=target, runs=runs)
+    outcome = run_spec(load_spec(spec), out, resume=resume, targets=target, runs=runs, executor=executor,
+                       ray_address=ray_address)
     raise typer.Exit(outcome.exit_code)
 
 
@@ -140,7 +150,9 @@ def recommend_cmd(
 
     End-to-end latency = phone inference median + upload (delay + bytes over the uplink) + the cloud
     part (cloud.csv). Prints the choice, the Pareto frontier and what each other configuration breaks.
-    Exit code 0; 1 when nothing fits (one line names the closest configuration and what it breaks).
+    Without privacy scores the fastest configuration that fits is chosen, and the output says privacy
+    was not scored. Exit code 0; 3 when nothing fits (one line names the closest configuration and what
+    it breaks); 1 for bad input.
     """
     from harness.recommend import Budget, recommend
 
@@ -150,28 +162,79 @@ def recommend_cmd(
     raise typer.Exit(recommend(results, budget, json_out=json_out))
 
 
+@app.command("devices")
+def devices_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON for scripts.")) -> None:
+    """List every device this host can measure on: the local profile, Android phones, iPhones.
+
+    With no phone attached it says so and exits 0.
+    """
+    from harness.devices import list_devices
+
+    raise typer.Exit(list_devices(json_out=json_out))
+
+
+@app.command("doctor")
+def doctor_cmd(
+    platform: str = typer.Argument(..., help="local, android or ios."),
+    target: Optional[str] = typer.Option(None, "--target", help="The device (default: the platform's only one)."),
+    spec: Optional[Path] = typer.Option(None, "--spec", help="A spec whose [android] / [ios] table to use."),
+) -> None:
+    """Check, one line each, what a platform needs to measure (tools, preconditions), and how to fix it.
+
+    Exit code 0 when every check passes, 1 otherwise.
+    """
+    from harness.devices import doctor
+
+    raise typer.Exit(doctor(platform, target=target, spec_path=spec))
+
+
+@app.command("clean")
+def clean_cmd(
+    device: str = typer.Option(..., "--device", help="The target whose splitbench files to remove "
+                                                      "(android, android:<serial>, ios:<udid>, ...)."),
+    spec: Optional[Path] = typer.Option(None, "--spec", help="A spec whose [android] / [ios] table to use."),
+) -> None:
+    """Remove what splitbench left on a device (pushed artifacts, its work directory)."""
+    from harness.devices import clean
+
+    raise typer.Exit(clean(device, spec_path=spec))
+
+
+def _usage_line(exc) -> str:
+    """One line from a typer/click usage error: the message and where to find help."""
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+    return f"error: {exc.format_message()}{where}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app, turning a UserError into one line and exit code 1."""
+    """Entry point: run the app; every error the user can fix is one line and its exit code."""
+    from typer._click import exceptions as click_exc  # typer >= 0.29 vendors click here (pinned in pyproject)
+
+    from device_agents.base import AgentError
+
     try:
         # Without standalone mode click returns a command's typer.Exit code instead of exiting.
-        rc = app(args=argv, standalone_mode=False)
-    except UserError as exc:
+        rc = app(args=argv, standalone_mode=False, prog_name="splitbench")
+    except (UserError, AgentError) as exc:
         sys.stderr.write(f"error: {exc}\n")
-        return 1
+        return getattr(exc, "exit_code", exitcodes.USAGE)
     except typer.Exit as exc:
         return exc.exit_code
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort, click_exc.ClickException) as exc:
+        if isinstance(exc, click_exc.NoArgsIsHelpError):
+            return exitcodes.OK  # the help was printed
+        if isinstance(exc, click_exc.ClickException):
+            sys.stderr.write(_usage_line(exc) + "\n")
+            return exitcodes.USAGE
         sys.stderr.write("interrupted\n")
-        return 130
-    except Exception as exc:  # click's own usage errors
-        import click
+        return exitcodes.INTERRUPTED
+    except Exception:  # noqa: BLE001 - a bug: say so, with the traceback, and a code of its own
+        import traceback
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            return 130
-        raise
+        traceback.print_exc()
+        sys.stderr.write("internal error: this is a bug in splitbench; please report it with the traceback above\n")
+        return exitcodes.INTERNAL
     return rc if isinstance(rc, int) else 0
 
 
