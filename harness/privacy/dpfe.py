@@ -49,6 +49,11 @@ _WHAT_TO_DO = ("reduce the dimension first (the papers project onto 4-10 PCA com
                "embedding) or use the splitbench estimator (the default)")
 
 
+def _show(label: Any) -> str:
+    """A label as the user wrote it (``3``, ``'alice'``), not as numpy prints its scalars."""
+    return repr(label.item() if isinstance(label, np.generic) else label)
+
+
 def split_indices(labels: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """DPFE's train/test split of one labelled set, as row indices in DPFE's order, and what it dropped.
 
@@ -96,7 +101,7 @@ def _class_densities(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, classes:
     if small.size:
         c = small[np.argmin(counts[small])]
         raise UserError(f"the dpfe estimator cannot run: {small.size} of {classes.size} sensitive classes have no "
-                        f"more training features than dimensions (class {classes[c]!r}: {counts[c]} in d = {d}), "
+                        f"more training features than dimensions (class {_show(classes[c])}: {counts[c]} in d = {d}), "
                         "so their covariance is singular and scipy's gaussian_kde, which the DPFE code fits per "
                         f"class, cannot use it; {_WHAT_TO_DO}")
     densities = []
@@ -104,7 +109,7 @@ def _class_densities(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, classes:
         try:
             kde = gaussian_kde(xtr[ytr == c].T)
         except (np.linalg.LinAlgError, ValueError):
-            raise UserError(f"the dpfe estimator cannot run: the training features of sensitive class {c!r} lie in a "
+            raise UserError(f"the dpfe estimator cannot run: the training features of sensitive class {_show(c)} lie in a "
                             "lower-dimensional subspace (e.g. a constant dimension such as a dead ReLU channel), so "
                             "their covariance is singular and scipy's gaussian_kde, which the DPFE code fits per "
                             f"class, cannot use it; {_WHAT_TO_DO}") from None
