@@ -368,7 +368,8 @@ def _print(rec: Recommendation, console) -> None:
     cloud = f" + cloud {_f(c.cloud_ms)}" if rec.cloud_included else ""
     kb = _f(c.upload_bytes / BYTES_PER_KB if c.upload_bytes is not None else None, ".2f")
     console.print(f"[bold green]Recommended:[/bold green] {c.config} on {c.where}: log-rank privacy "
-                  f"{_f(c.privacy, '.3f')} ({rec.estimator} estimator), accuracy {_f(c.accuracy, '.3f')}, latency {_f(c.latency_ms)} ms "
+                  f"{_f(c.privacy, '.3f')} ({rec.estimator} estimator), accuracy {_f(c.accuracy, '.3f')}, "
+                  f"latency {_f(c.latency_ms)} ms "
                   f"(phone {_f(c.phone_ms)} + upload {_f(c.upload_ms)}{cloud}), memory {_f(c.memory_mb)} MB, "
                   f"upload {kb} kB")
     front = Table("configuration", "backend/target", "privacy", "accuracy", "latency ms", "memory MB",

@@ -236,7 +236,8 @@ def _recommend_section(merged: pd.DataFrame) -> str:
             parts.append(f'<p class="warn">{_e(rec.impossible_line())}</p>')
         else:
             parts.append(f'<p class="choice">Most private configuration that fits: <b>{_e(c.config)}</b> on '
-                         f"{_e(c.where)}: log-rank privacy {c.privacy:.3f} ({_e(rec.estimator)} estimator), accuracy {_fmt(c.accuracy, 3)}, "
+                         f"{_e(c.where)}: log-rank privacy {c.privacy:.3f} ({_e(rec.estimator)} estimator), "
+                         f"accuracy {_fmt(c.accuracy, 3)}, "
                          f"end-to-end latency {_fmt(c.latency_ms, 1)} ms, model memory {_fmt(c.memory_mb, 1)} MB."
                          "</p>")
         parts += [f"<h4>Pareto frontier (log-rank privacy, {_e(rec.estimator)} estimator, vs end-to-end latency)</h4>",

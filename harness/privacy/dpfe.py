@@ -109,10 +109,10 @@ def _class_densities(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, classes:
         try:
             kde = gaussian_kde(xtr[ytr == c].T)
         except (np.linalg.LinAlgError, ValueError):
-            raise UserError(f"the dpfe estimator cannot run: the training features of sensitive class {_show(c)} lie in a "
-                            "lower-dimensional subspace (e.g. a constant dimension such as a dead ReLU channel), so "
-                            "their covariance is singular and scipy's gaussian_kde, which the DPFE code fits per "
-                            f"class, cannot use it; {_WHAT_TO_DO}") from None
+            raise UserError(f"the dpfe estimator cannot run: the training features of sensitive class {_show(c)} "
+                            "lie in a lower-dimensional subspace (e.g. a constant dimension such as a dead ReLU "
+                            "channel), so their covariance is singular and scipy's gaussian_kde, which the DPFE code "
+                            f"fits per class, cannot use it; {_WHAT_TO_DO}") from None
         densities.append(kde.evaluate(xte.T))
     return np.asarray(densities)
 

@@ -85,7 +85,8 @@ def score_file(path: str | Path, seed: int = 0, *, estimator: str = DEFAULT_ESTI
         raise UserError("the osia estimator needs --noise-var: the variance of the isotropic Gaussian noise added to "
                         "the features (its kernel is that noise's density, as in Osia et al.)")
     if estimator != "osia" and noise_var is not None:
-        raise UserError(f"--noise-var is for the osia estimator; the {estimator} estimator scores the features as given")
+        raise UserError(f"--noise-var is for the osia estimator; the {estimator} estimator scores the features "
+                        "as given")
     npz = open_npz(path, FILE_KEYS)
     with npz:
         keys = _layout(path, list(npz.files), estimator, split)

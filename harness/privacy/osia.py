@@ -80,8 +80,9 @@ def class_scores(clean: np.ndarray, labels: np.ndarray, noisy: np.ndarray, varia
 
     ``clean`` and ``noisy`` are in coordinates where the noise is ``N(0, variance * I)``. With
     ``outside = (clean_perp, noisy_perp, tol)``, the components outside the noise's span: a pair
-    whose components differ there (squared distance above ``tol``) has density 0. At ``variance == 0`` the limit is returned instead:
-    ``-min`` squared distance to the class's clean features (a monotone score, not a posterior).
+    whose components differ there (squared distance above ``tol``) has density 0. At
+    ``variance == 0`` the limit is returned instead: ``-min`` squared distance to the class's clean
+    features (a monotone score, not a posterior).
     """
     from scipy.special import logsumexp
 

@@ -49,9 +49,9 @@ documented where it is made, and why:
   ``mean_rank``, ``std_rank``, ``mean_log_rank``, ``std_log_rank`` are the same expectations.
 
 Besides the density attacker, two trained attackers: the 1-NN misclassification rate of the
-sensitive label (DPFE's second measure, here on the standardised features) and the test accuracy of a multinomial logistic regression
-fitted on the training features (FaceMix's "attack success rate"). Higher ``attacker_accuracy``
-means less privacy; chance level is about ``1/K``.
+sensitive label (DPFE's second measure, here on the standardised features) and the test accuracy
+of a multinomial logistic regression fitted on the training features (FaceMix's "attack success
+rate"). Higher ``attacker_accuracy`` means less privacy; chance level is about ``1/K``.
 """
 
 from __future__ import annotations

@@ -98,7 +98,8 @@ def _split(s: np.ndarray, split: str, test_size: float, seed: int) -> tuple[np.n
     try:
         tr, te = train_test_split(np.arange(s.shape[0]), test_size=test_size, random_state=seed, stratify=s)
     except ValueError as exc:
-        raise UserError(f"sensitive: cannot split {s.shape[0]} inputs into attacker train/test by class ({exc})") from None
+        raise UserError(f"sensitive: cannot split {s.shape[0]} inputs into attacker train/test by class "
+                        f"({exc})") from None
     return np.sort(tr), np.sort(te), []
 
 
