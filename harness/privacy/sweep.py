@@ -213,7 +213,9 @@ def privacy_sweep(module: "torch.nn.Module", cuts: Iterable[str], inputs: Any, p
                                      attacker=attacker)
                     rows.append({"model": model_name, "cut": cut, "embedding": emb, "noise_ratio": r,
                                  "primary_accuracy": acc, **extra, **scores})
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+    table = pd.DataFrame(rows, columns=list(COLUMNS))
+    # Counts stay integers (10, not 10.0) when a row of an estimator that could not run has none.
+    return table.astype({c: "Int64" for c in ("n_classes", "dim", "n_train", "n_test")})
 
 
 # --------------------------------------------------------------------------------------------------
