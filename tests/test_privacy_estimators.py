@@ -408,7 +408,8 @@ def test_merge_selects_one_estimator():
     default = merge_privacy(summary, priv)
     chosen = merge_privacy(summary, priv, "dpfe")
     cuts = ~default["on_premise"]
-    assert set(default.loc[cuts, "estimator"]) == {"splitbench"} and set(chosen.loc[~chosen["on_premise"], "estimator"]) == {"dpfe"}
+    assert set(default.loc[cuts, "estimator"]) == {"splitbench"}
+    assert set(chosen.loc[~chosen["on_premise"], "estimator"]) == {"dpfe"}
     assert np.allclose(chosen.loc[cuts, "log_rank_privacy"], default.loc[cuts, "log_rank_privacy"] / 2)
     assert default.loc[~cuts, "estimator"].isna().all()  # on-premise has no score, so no estimator
     with pytest.raises(UserError, match="no scores of the osia estimator"):
