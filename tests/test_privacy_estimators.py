@@ -443,3 +443,28 @@ def test_recommend_and_report_name_the_estimator(tmp_path, capsys):
     assert "computed by the <b>splitbench</b> estimator" in page and "also holds scores of the dpfe" in page
     names = {p.name for p in paths}
     assert {"accuracy_privacy_splitbench.png", "accuracy_privacy_dpfe.png"} <= names  # never one series
+
+
+def test_the_specs_estimator_and_split_reach_the_sweep(tmp_path):
+    from pathlib import Path
+
+    from harness.privacy.sweep import sweep_from_spec
+    from harness.spec import load_spec
+
+    fixtures = Path(__file__).parent / "fixtures"
+    rng = np.random.default_rng(0)
+    sensitive = np.arange(120) % 3
+    inputs = rng.standard_normal((120, 3, 32, 32)).astype(np.float32) + sensitive[:, None, None, None] * 0.5
+    np.savez(tmp_path / "inputs.npz", inputs=inputs, primary=np.arange(120) % 2, sensitive=sensitive)
+    (tmp_path / "tiny_model.py").write_text((fixtures / "tiny_model.py").read_text())
+    text = (fixtures / "tiny.toml").read_text().replace('embeddings = ["simple"]', 'embeddings = ["simple", "reduced"]')
+    text += ('\n[split.reduced_dims]\nconv1 = 4\nconv2 = 4\n'
+             '[privacy]\ndata = "inputs.npz"\nratios = [0]\nestimator = "dpfe"\nsplit = "dpfe"\n')
+    (tmp_path / "tiny.toml").write_text(text)
+    spec = load_spec(tmp_path / "tiny.toml")
+    table = sweep_from_spec(spec, spec.privacy["data"], ratios=spec.privacy["ratios"])
+    assert set(table["estimator"]) == {"dpfe"} and set(table["split"]) == {"dpfe"} and len(table) == 4
+    reduced = table[table["embedding"] == "reduced"]
+    assert reduced["log_rank_privacy"].between(0, 1).all() and (reduced["n_test"] == 12).all()  # 10% of 120
+    simple = table[table["embedding"] == "simple"]
+    assert simple["log_rank_privacy"].isna().all() and simple["warnings"].str.contains("cannot run").all()
