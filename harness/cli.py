@@ -118,14 +118,29 @@ def demo_cmd(
 @app.command("privacy-score")
 def privacy_score_cmd(
     features: Path = typer.Argument(..., help="An .npz with train_features, train_sensitive, test_features, "
-                                              "test_sensitive (optionally train_primary, test_primary)."),
+                                              "test_sensitive (optionally train_primary, test_primary), or one "
+                                              "set: features, sensitive (optionally primary)."),
+    estimator: str = typer.Option("splitbench", "--estimator",
+                                  help="splitbench (default: standardised features, one shared bandwidth, works in "
+                                       "d = 512), dpfe (exactly the DPFE authors' code: one gaussian_kde per class "
+                                       "on the raw features) or osia (Osia et al.'s rank privacy; needs --noise-var)."),
+    split: str = typer.Option("given", "--split", help="given: the file's train/test pair; dpfe: split one feature "
+                                                      "set as the DPFE code does (classes of <= 18 features dropped, "
+                                                      "10% test, random_state 14)."),
+    noise_var: Optional[float] = typer.Option(None, "--noise-var", help="osia only: the variance of the isotropic "
+                                                                         "Gaussian noise added to the features "
+                                                                         "(seeded by --seed)."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random choice (the scores are deterministic)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
-    """Score how much FEATURES give away of the sensitive label (rank and log-rank privacy, ...)."""
+    """Score how much FEATURES give away of the sensitive label (rank and log-rank privacy, ...).
+
+    Every output names the estimator that produced it; numbers of different estimators are not
+    comparable one to one (see the README's Privacy section).
+    """
     from harness.privacy import score_file
 
-    scores = score_file(features, seed=seed)
+    scores = score_file(features, seed=seed, estimator=estimator, split=split, noise_var=noise_var)
     if json_out:
         _emit_json(scores)
     else:
@@ -144,6 +159,8 @@ def recommend_cmd(
     delay_ms: Optional[float] = typer.Option(None, "--delay-ms", help="Custom one-way delay."),
     min_accuracy: Optional[float] = typer.Option(None, "--min-accuracy", help="Primary-task accuracy floor."),
     target: Optional[str] = typer.Option(None, "--target", help="Only this target's measurements."),
+    estimator: Optional[str] = typer.Option(None, "--estimator", help="Rank by this privacy estimator's scores "
+                                            "(default: privacy.csv's only one, else the spec's, else splitbench)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """Pick the most private configuration that fits a hardware and network budget.
@@ -159,7 +176,7 @@ def recommend_cmd(
     budget = Budget(max_latency_ms=max_latency_ms, max_memory_mb=max_memory_mb, max_upload_kb=max_upload_kb,
                     network=network, uplink_mbps=uplink_mbps, delay_ms=delay_ms, min_accuracy=min_accuracy,
                     target=target)
-    raise typer.Exit(recommend(results, budget, json_out=json_out))
+    raise typer.Exit(recommend(results, budget, json_out=json_out, estimator=estimator))
 
 
 @app.command("devices")

@@ -521,7 +521,7 @@ def _cloud_and_privacy(spec: Spec, out: Path, console) -> None:
             table = load_privacy(privacy["csv"])
         else:
             from harness.noise import PAPER_RATIOS
-            from harness.privacy_demo import sweep_from_spec
+            from harness.privacy.sweep import sweep_from_spec
 
             table = sweep_from_spec(spec, privacy["data"], ratios=privacy.get("ratios", PAPER_RATIOS),
                                     seed=privacy.get("seed", 0))

@@ -102,6 +102,8 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "data": (str, "an .npz of inputs, primary and sensitive labels for the noise sweep"),
         "ratios": (list, "a list of noise ratios >= 0"),
         "seed": (int, "an integer seed"),
+        "estimator": (str, "an estimator name: splitbench, dpfe or osia (see `splitbench privacy-score --help`)"),
+        "split": (str, 'how the attacker splits the inputs: "stratified" or "dpfe"'),
     },
 }
 
@@ -231,6 +233,11 @@ def parse_spec(data: dict[str, Any], origin: str = "spec", path: Path | None = N
         if not r or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in r):
             raise UserError(f"{origin}: [privacy].ratios must be a list of numbers >= 0, got {r!r}")
         privacy["ratios"] = tuple(float(v) for v in r)
+    for key, allowed in (("estimator", ("splitbench", "dpfe", "osia")), ("split", ("stratified", "dpfe"))):
+        if key in privacy and privacy[key] not in allowed:
+            raise UserError(f"{origin}: [privacy].{key}: unknown value {privacy[key]!r}; valid: {', '.join(allowed)}")
+    if "split" in privacy and "data" not in privacy:
+        raise UserError(f"{origin}: [privacy].split applies to the noise sweep of [privacy].data, not to a csv")
     name = data.get("name") or (path.stem if path else (model.zoo or "model"))
     devices = {t: _device_table(data[t], base) for t in DEVICE_TABLES if isinstance(data.get(t), dict)}
     return Spec(name=name, path=path, model=model, split=split, export=export, run=run,
