@@ -150,6 +150,27 @@ def recommend_cmd(
     raise typer.Exit(recommend(results, budget, json_out=json_out))
 
 
+@app.command("import-log")
+def import_log_cmd(
+    log: Path = typer.Argument(..., help="A log of benchmark_model, onnxruntime_perf_test or executor_runner."),
+    tool: Optional[str] = typer.Option(None, "--tool", help="litert, onnxruntime or executorch (default: detected)."),
+    result_file: Optional[Path] = typer.Option(None, "--result-file",
+                                               help="onnxruntime_perf_test's result file: one line per run."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Read one benchmark tool run's log into splitbench's measurement record (ns, bytes, units named).
+
+    Exit code 0, or 1 with one line naming what is missing when the log cannot be read.
+    """
+    from harness.import_log import import_log, print_import_table
+
+    record = import_log(log, tool, result_file=result_file)
+    if json_out:
+        _emit_json(record)
+    else:
+        print_import_table(record)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning a UserError into one line and exit code 1."""
     try:

@@ -1,4 +1,4 @@
-"""The benchmark tools' log readers, on real published logs.
+"""The benchmark tools' log readers and `splitbench import-log`, on real published logs.
 
 Every fixture in tests/fixtures/tool_logs is a copy of a log someone published (SOURCES.md gives each
 one's address and date) except the `_DERIVED` ones, built from the tools' format strings with made-up
@@ -15,6 +15,9 @@ import pytest
 
 from device_agents.android.tool_logs import ToolLogError, detect_tool, parse_log, read_log
 from device_agents.base import MeasureJob, MeasureResult
+from harness.cli import main
+from harness.errors import UserError
+from harness.import_log import import_log
 
 LOGS = Path(__file__).parent / "fixtures" / "tool_logs"
 MIB = 1 << 20
@@ -318,3 +321,43 @@ def test_result_fields_make_a_valid_measure_result(name):
     assert bool(result.infer_ns) != (result.infer_aggregate is not None)
     assert result.warmup_ns == ()
     assert (result.load_cold_ns is None) == (result.cold_method is None)
+
+
+# ------------------------------------------------------------------------------------------- import-log
+
+
+def test_import_log_record():
+    record = import_log(LOGS / "litert_tflite2.8_opprofiling_2022.txt")
+    assert record["tool"] == "benchmark_model" and record["source"].endswith("opprofiling_2022.txt")
+    assert record["aggregate"]["mean_ns"] == 2_950_340_000.0
+    assert record["measure_result"]["infer_aggregate"]["n"] == 50
+    json.dumps(record)
+
+
+def test_import_log_errors_are_one_line_user_errors(tmp_path):
+    with pytest.raises(UserError) as info:
+        import_log(LOGS / "litert_opprofiling_only_android_2021.txt")
+    assert str(info.value).startswith(str(LOGS / "litert_opprofiling_only_android_2021.txt") + ": ")
+    with pytest.raises(UserError, match="unknown --tool"):
+        import_log(LOGS / "ort_android_sme2.txt", "tflite")
+    with pytest.raises(UserError, match="no such file"):
+        import_log(tmp_path / "absent.txt")
+
+
+def test_cli_import_log(capsys):
+    assert main(["import-log", str(LOGS / "ort_android_sme2.txt"), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["aggregate"]["n"] == 5 and record["memory"][0]["peak_b"] == 271_122_432
+    assert main(["import-log", str(LOGS / "executorch_iterations_logcat_DERIVED.txt")]) == 0
+    assert "first inference" in capsys.readouterr().out
+    assert main(["import-log", str(LOGS / "litert_apk_logcat_summary_only.txt")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_cli_import_log_with_result_file(capsys):
+    assert main(["import-log", str(LOGS / "ort_result_file_DERIVED.csv"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["samples_ns"] == [12_345_600, 12_000_100, 13_100_000]
+    assert main(["import-log", str(LOGS / "ort_android_sme2.txt"), "--result-file",
+                 str(LOGS / "ort_result_file_DERIVED.csv")]) == 1
+    assert "3 runs, the log 5" in capsys.readouterr().err
