@@ -8,6 +8,7 @@ the parser the Android agent uses on the same tools' output.
 from __future__ import annotations
 
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from device_agents.android.tool_logs import TOOLS, ToolLogError, read_log
@@ -67,9 +68,9 @@ def print_import_table(record: dict[str, Any]) -> None:
     table = Table("figure", "value", "from the log", title=f"{record['tool']}: {record['source']}")
     agg = record["aggregate"]
     if record["samples_ns"]:
-        s = sorted(record["samples_ns"])
+        s = record["samples_ns"]
         table.add_row("timed runs", f"{record['runs']} samples", units.get("timed", ""))
-        table.add_row("  median / min / max ms", f"{_ms(s[len(s) // 2])} / {_ms(s[0])} / {_ms(s[-1])}", "")
+        table.add_row("  median / min / max ms", f"{_ms(median(s))} / {_ms(min(s))} / {_ms(max(s))}", "")
     else:
         table.add_row("timed runs", f"{agg['n']} (the tool's aggregate)", units.get("timed", ""))
         table.add_row("  mean ms", _ms(agg["mean_ns"]), "")

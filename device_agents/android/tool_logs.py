@@ -22,10 +22,11 @@ cited per reader below):
 - onnxruntime_perf_test: the summary gives an aggregate; its result file (``--result-file``) gives one CSV
   line per timed run (``PerformanceResult::DumpToFile``): those are samples. Its one warm-up run is the
   ``First inference time cost`` (whole milliseconds).
-- executor_runner: ``Iteration i of N: <ms> ms`` lines (builds since April 2026) are samples. The tool has
+- executor_runner: ``Iteration i of N: <ms> ms`` lines (builds since April 2026, #18802) are samples. The tool has
   no warm-up, so iteration 1 is the first execution after load: it is kept apart as the first inference
-  and iterations 2..N are the timed runs. Older builds print only ``Model executed successfully N time(s)
-  in <ms> ms``: an aggregate of the N executions, first one included (it cannot be separated).
+  and iterations 2..N are the timed runs. Builds from March 2025 (#9342) print only ``Model executed
+  successfully N time(s) in <ms> ms``: an aggregate of the N executions, first one included (it cannot
+  be separated); earlier ones print no time at all.
 """
 
 from __future__ import annotations
@@ -501,7 +502,8 @@ def _litert_memory(lines: list[str], block: dict) -> tuple[tuple[MemoryReading, 
 #
 # Formats: microsoft/onnxruntime onnxruntime/test/perftest/performance_runner.cc (PerformanceRunner::Run,
 # PerformanceResult::DumpToFile). Spacing changed over the years ("cost:1.84149 s" in 2020, "cost: 0.2 s"
-# later); since 2025 the mean reads "Average inference time cost total:" (#25895, submit vs total time).
+# later); recent builds print "Average inference time cost total:" (seen in the 2025-2026 logs; #25895, Aug
+# 2025, added submit vs total times, and #26313 made the statistics and the result file use the total).
 
 _ORT = {
     "session": re.compile(rf"Session creation time cost:\s*({NUM})\s*s"),
@@ -693,7 +695,7 @@ def parse_executorch(text: str) -> ToolMeasurement:
     if done is None:
         if any(_ET_DONE_UNTIMED.search(ln) for ln in lines):
             raise ToolLogError("this executor_runner prints 'Model executed successfully.' without a time "
-                               "(builds before October 2025): no timing to read")
+                               "(builds before March 2025, #9342): no timing to read")
         raise ToolLogError("no 'Model executed successfully N time(s) in <ms> ms' line: the run did not finish "
                            "or this is not executor_runner's output" + _tool_errors(lines))
     n, total = int(done.group(1)), done.group(2)
