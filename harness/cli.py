@@ -224,6 +224,27 @@ def _usage_line(exc) -> str:
     return f"error: {exc.format_message()}{where}"
 
 
+@app.command("import-log")
+def import_log_cmd(
+    log: Path = typer.Argument(..., help="A log of benchmark_model, onnxruntime_perf_test or executor_runner."),
+    tool: Optional[str] = typer.Option(None, "--tool", help="litert, onnxruntime or executorch (default: detected)."),
+    result_file: Optional[Path] = typer.Option(None, "--result-file",
+                                               help="onnxruntime_perf_test's result file: one line per run."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Read one benchmark tool run's log into splitbench's measurement record (ns, bytes, units named).
+
+    Exit code 0, or 1 with one line naming what is missing when the log cannot be read.
+    """
+    from harness.import_log import import_log, print_import_table
+
+    record = import_log(log, tool, result_file=result_file)
+    if json_out:
+        _emit_json(record)
+    else:
+        print_import_table(record)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app; every error the user can fix is one line and its exit code."""
     from typer._click import exceptions as click_exc  # typer >= 0.29 vendors click here (pinned in pyproject)
