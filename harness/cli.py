@@ -217,6 +217,61 @@ def clean_cmd(
     raise typer.Exit(clean(device, spec_path=spec))
 
 
+# --------------------------------------------------------------------------------------------------
+# splitbench cluster: a lab of phones on many hosts, through Ray (harness/cluster.py does the work)
+
+cluster_app = typer.Typer(no_args_is_help=True, help=(
+    "A lab of phones on many hosts as one Ray cluster: `start-head` on the first host, `join ADDR` on each "
+    "device host (each registers its devices and serves until Ctrl-C), `status` anywhere; then `splitbench run "
+    "SPEC --executor ray --ray-address ADDR` on the head. Token authentication is on unless --no-auth: "
+    "`ray get-auth-token` on the head prints the token every other host needs in ~/.ray/auth_token."))
+app.add_typer(cluster_app, name="cluster")
+
+_DEVICE_HELP = ("Register this target (repeatable), e.g. cpu-1core:1, android:<serial>; default: every device "
+                "`splitbench devices` finds here.")
+
+
+@cluster_app.command("start-head")
+def cluster_start_head_cmd(
+    port: int = typer.Option(6379, "--port", help="The cluster's port (its address is this host's IP:PORT)."),
+    device: Optional[list[str]] = typer.Option(None, "--device", help=_DEVICE_HELP),
+    no_devices: bool = typer.Option(False, "--no-devices", help="Register no device on the head."),
+    no_auth: bool = typer.Option(False, "--no-auth", help="Turn Ray's token authentication off (trusted network)."),
+    dashboard: bool = typer.Option(False, "--dashboard", help="Start Ray's dashboard too."),
+) -> None:
+    """Start the lab's head on this host (with its devices) and serve until Ctrl-C."""
+    from harness.cluster import ServeOptions, serve
+
+    targets = () if no_devices else (tuple(device) if device else None)
+    raise typer.Exit(serve(ServeOptions(head=True, port=port, targets=targets, auth=not no_auth,
+                                        dashboard=dashboard), say=typer.echo))
+
+
+@cluster_app.command("join")
+def cluster_join_cmd(
+    address: str = typer.Argument(..., help="The head's address, IP:PORT (printed by start-head)."),
+    device: Optional[list[str]] = typer.Option(None, "--device", help=_DEVICE_HELP),
+    no_auth: bool = typer.Option(False, "--no-auth", help="The head was started with --no-auth."),
+) -> None:
+    """Join this host and its devices to the lab and serve until Ctrl-C; a phone plugged in later needs a new join."""
+    from harness.cluster import ServeOptions, serve
+
+    raise typer.Exit(serve(ServeOptions(head=False, address=address, targets=tuple(device) if device else None,
+                                        auth=not no_auth), say=typer.echo))
+
+
+@cluster_app.command("status")
+def cluster_status_cmd(
+    address: Optional[str] = typer.Option(None, "--address", help="The head's address (default: RAY_ADDRESS, "
+                                          "or the cluster this host belongs to)."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """The lab's hosts, each with its devices, free or busy (and which run holds it), and devices lost."""
+    from harness.cluster import cluster_status, print_status
+
+    raise typer.Exit(print_status(cluster_status(address), json_out=json_out, write=typer.echo))
+
+
 def _usage_line(exc) -> str:
     """One line from a typer/click usage error: the message and where to find help."""
     ctx = getattr(exc, "ctx", None)

@@ -25,8 +25,8 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from device_agents.base import (FAILED, AgentError, ContractError, DeviceAgent, DeviceInfo, DeviceUnavailable,
-                                MeasureJob, MeasureResult, open_agent)
+from device_agents.base import (FAILED, AgentError, ArtifactRef, ContractError, DeviceAgent, DeviceInfo,
+                                DeviceUnavailable, MeasureJob, MeasureResult, open_agent)
 from harness import exitcodes, store
 from harness.errors import UserError
 from harness.spec import Spec
@@ -77,19 +77,24 @@ class Session:
     def measure(self, job) -> tuple[MeasureResult, MeasureJob | None]:
         """Prepare (once per content key) and measure one job. A failure of the job is a result; a device
         that went away raises DeviceUnavailable; Ctrl-C propagates."""
-        a = job.artifact
+        return self.measure_artifact(job.artifact.key, job.artifact.ref, job.job)
+
+    def measure_artifact(self, key: str, ref: Callable[[], ArtifactRef],
+                         job: MeasureJob) -> tuple[MeasureResult, MeasureJob | None]:
+        """:meth:`measure` from the artifact's content key, a function giving its :class:`ArtifactRef` (called
+        only on the first use of that key) and the job: what a device host runs for a remote driver."""
         try:
-            path = self.prepared.get(a.key)
+            path = self.prepared.get(key)
             if path is None:
-                path = self.agent.prepare(a.ref())
-                self.prepared[a.key] = path
-            mjob = dataclasses.replace(job.job, artifact_path=str(path))
+                path = self.agent.prepare(ref())
+                self.prepared[key] = path
+            mjob = dataclasses.replace(job, artifact_path=str(path))
             result = self.agent.measure(mjob)
         except (DeviceUnavailable, KeyboardInterrupt):
             raise
         except Exception as exc:  # noqa: BLE001 - the agent broke its contract; still a row, and the run goes on
             return MeasureResult(status=FAILED, reason=f"agent error: {type(exc).__name__}: {exc}",
-                                 stderr_tail=traceback.format_exc()[-2000:]), job.job
+                                 stderr_tail=traceback.format_exc()[-2000:]), job
         try:
             result.check(mjob)
         except ContractError as exc:
@@ -165,6 +170,10 @@ class Executor:
                     event.left = sum(1 for j in jobs[i:] if j.spec_target == job.spec_target)
                 yield event
 
+    def describe(self) -> dict[str, Any]:
+        """For the manifest: which executor ran the jobs (a cluster's also says where each device was)."""
+        return {"name": "serial"}
+
     def stop(self) -> None:
         self._stop.set()
 
@@ -181,6 +190,9 @@ class DevicesExecutor(Executor):
     @property
     def parallel(self) -> int:  # type: ignore[override]
         return max(len(self.sessions), 1)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": "devices"}
 
     def run(self, jobs: list, *, say: Callable[[str], None], start: Callable[[str], None]) -> Iterator[Event]:
         results: queue.Queue = queue.Queue()
@@ -217,6 +229,9 @@ class DevicesExecutor(Executor):
             t.join(timeout=30)
 
 
+RAY_INSTALL_HINT = "pip install 'splitbench[ray]'"
+
+
 def make_executor(name: str, spec: Spec, *, ray_address: str | None = None) -> Executor:
     if name == "serial":
         return Executor(spec)
@@ -226,7 +241,7 @@ def make_executor(name: str, spec: Spec, *, ray_address: str | None = None) -> E
         try:
             from harness.ray_executor import RayExecutor
         except ImportError as exc:
-            raise UserError(f"--executor ray needs Ray ({exc}): pip install 'splitbench[ray]'") from None
+            raise UserError(f"--executor ray needs Ray ({exc}): {RAY_INSTALL_HINT}") from None
         return RayExecutor(spec, address=ray_address)
     raise UserError(f"unknown executor {name!r}; use serial, devices or ray")
 

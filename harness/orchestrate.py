@@ -394,6 +394,7 @@ def _run_locked(spec: Spec, out: Path, hash_: str, ex, *, resume: bool, progress
 
     manifest = build_manifest(spec, hash_, devices, resume=resume, previous=previous)
     manifest["converters"] = {a.backend: dict(a.converter) for a in artifacts if getattr(a, "converter", None)}
+    manifest["executor"] = ex.describe()
     store.atomic_write_json(out / store.MANIFEST_JSON, manifest)
 
     plan = plan_jobs(spec, ident, artifacts, devices)
