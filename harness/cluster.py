@@ -75,6 +75,10 @@ def _auth_env(auth: bool, *, head: bool) -> dict[str, str]:
         env["RAY_AUTH_MODE"] = "disabled"
         return env
     env["RAY_AUTH_MODE"] = "token"
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if path and not os.environ.get("RAY_AUTH_TOKEN") and not Path(path).is_file():
+        raise UserError(f"RAY_AUTH_TOKEN_PATH={path} does not exist: put the cluster's token there (on the head, "
+                        "`ray get-auth-token` prints it), or unset it")
     if not token_available():
         if not head:
             raise UserError("no Ray token on this host: on the head, `ray get-auth-token` prints it; put it in "
@@ -110,6 +114,9 @@ def ray_start_command(opts: ServeOptions, resources: dict[str, float]) -> list[s
 
 def serve(opts: ServeOptions, *, say: Callable[[str], None]) -> int:
     """Start this host's Ray node with its devices, register them, and serve until interrupted."""
+    env = _auth_env(opts.auth, head=opts.head)
+    # Ray reads the mode when it is imported: this process registers the devices through Ray too.
+    os.environ["RAY_AUTH_MODE"] = env["RAY_AUTH_MODE"]
     _require_ray()
     from harness import device_server
 
@@ -117,7 +124,6 @@ def serve(opts: ServeOptions, *, say: Callable[[str], None]) -> int:
     for note in notes:
         say(f"note: {note}")
     resources = device_server.node_resources(regs)
-    env = _auth_env(opts.auth, head=opts.head)
     cmd = ray_start_command(opts, resources)
     tail: deque[str] = deque(maxlen=40)
     ready = threading.Event()
@@ -132,7 +138,7 @@ def serve(opts: ServeOptions, *, say: Callable[[str], None]) -> int:
                 ready.set()
 
     threading.Thread(target=pump, daemon=True).start()
-    stop = _on_sigterm()
+    stop = threading.Event()
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not ready.is_set():
@@ -141,7 +147,8 @@ def serve(opts: ServeOptions, *, say: Callable[[str], None]) -> int:
                 raise UserError(f"`ray start` failed (exit {child.returncode}): " + " | ".join(list(tail)[-6:]))
             time.sleep(0.2)
         address = opts.address or f"{_node_ip()}:{opts.port}"
-        node_id = _register(address, regs, env)
+        node_id = _register(address, regs)
+        stop = _on_sigterm()  # after Ray's own driver has come and gone (it sets a handler of its own)
         what = ", ".join(f"{r.target} ({r.name})" for r in regs) or "no device"
         say(f"{'head' if opts.head else 'host'} {regs[0].host if regs else ''} is serving {what} in the cluster "
             f"at {address} (node {node_id[:12]}); Ctrl-C leaves the cluster")
@@ -187,14 +194,13 @@ def _node_ip() -> str:
     return ray.util.get_node_ip_address()
 
 
-def _register(address: str, regs: list, env: dict[str, str]) -> str:
+def _register(address: str, regs: list) -> str:
     """Connect to the cluster, find this server's node (the one carrying its resources), write the
     registrations; returns the node id."""
     import ray
 
     from harness import device_server
 
-    os.environ["RAY_AUTH_MODE"] = env["RAY_AUTH_MODE"]
     ray.init(address=address, namespace=device_server.NAMESPACE, logging_level="WARNING", log_to_driver=False)
     try:
         wanted = set(device_server.node_resources(regs))

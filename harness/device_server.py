@@ -313,6 +313,7 @@ class DeviceActor:
         self.session = None
         self.placed: dict[str, str] = {}  # artifact key -> how it reached this host
         self.versions: dict[str, Any] = {}
+        self.lost: str | None = None  # once the device is gone, queued jobs are answered without touching it
 
     def open(self) -> dict[str, Any]:
         from harness import __version__, store
@@ -353,6 +354,8 @@ class DeviceActor:
     def measure(self, job: dict[str, Any], artifact: dict[str, Any], payload: list) -> dict[str, Any]:
         """Place the artifact (once per content key), then measure; ``payload`` is ``[ObjectRef]`` of the
         artifact's bytes, or ``[]``, wrapped in a list so Ray fetches it only when this host needs it."""
+        if self.lost is not None or self.session is None:
+            return {"lost": self.lost or "the session was closed"}
         ref = ArtifactRef.from_dict(artifact)
         mjob = MeasureJob.from_dict(job)
 
@@ -376,6 +379,7 @@ class DeviceActor:
         try:
             result, ran = self.session.measure_artifact(ref.key, placed, mjob)
         except DeviceUnavailable as exc:
+            self.lost = exc.reason
             return {"lost": exc.reason}
         return {"result": result.to_dict(), "job": ran.to_dict() if ran else None, "started_at": started_at,
                 "duration_s": time.monotonic() - t0, "placed": self.placed.get(ref.key, "")}

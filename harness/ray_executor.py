@@ -10,8 +10,8 @@ carries jobs to devices and results back:
 - **actors**: one :class:`harness.device_server.DeviceActor` per device on the device's host, holding its
   resource and no CPU, never restarted, never moved: a job is bound to its device id, and a device (or
   host) lost mid-run is one ``lost`` event, its jobs are not attempted, ``--resume`` finishes them later;
-- **jobs**: one job in flight per device, in plan order; the device's next job is sent before the
-  finished one is handed to the writer, so writing never keeps a phone idle;
+- **jobs**: each device runs its jobs one at a time, in plan order; its next job is already queued on its
+  actor, so the driver writing a result never keeps a phone idle;
 - **artifacts**: sent by content key, once: the driver puts each artifact's bytes in Ray's object store
   once per run and passes a reference; a host fetches them only if its content cache does not have them
   and it cannot read the driver's path with the same bytes (``SPLITBENCH_RAY_ARTIFACTS``: auto,
@@ -54,6 +54,7 @@ from harness.spec import Spec
 RAY_REQUIREMENT = "ray[default]==2.60.0"  # every node of a cluster must run the same Ray (and Python)
 ENV_ARTIFACTS = "SPLITBENCH_RAY_ARTIFACTS"
 _POLL_S = 0.2  # how often the driver looks up from ray.wait (Ctrl-C, stop) while jobs run
+_DEPTH = 2  # jobs sent ahead to each device: the one it runs and the next
 _CLOSE_S = 15.0  # how long the actors get to close their sessions before they are killed
 
 
@@ -345,42 +346,48 @@ class RayExecutor(Executor):
         in_flight: dict[Any, tuple[_Remote, Any]] = {}
 
         def submit(r: _Remote) -> None:
-            job = queues[r.spec_target].popleft()
-            start(job.label)
-            artifact, payload = self._artifact(job)
-            in_flight[r.actor.measure.remote(job.job.to_dict(), artifact, payload)] = (r, job)
+            """Keep _DEPTH jobs sent to the device: it starts the next one the moment one ends, however long
+            the writer takes over the last result (the actor runs them one at a time, in order)."""
+            while queues[r.spec_target] and sum(1 for x, _ in in_flight.values() if x is r) < _DEPTH:
+                job = queues[r.spec_target].popleft()
+                start(job.label)
+                artifact, payload = self._artifact(job)
+                in_flight[r.actor.measure.remote(job.job.to_dict(), artifact, payload)] = (r, job)
 
-        def lose(r: _Remote, job, why: str) -> Event:
-            left = queues[r.spec_target]
-            for j in (job, *left):
+        def lose(r: _Remote, why: str) -> Event:
+            """The device is gone: its jobs sent and queued are not attempted (no row); its actor is ended."""
+            sent = [obj for obj, (x, _) in in_flight.items() if x is r]
+            dropped = [in_flight.pop(obj)[1] for obj in sent] + list(queues[r.spec_target])
+            queues[r.spec_target].clear()
+            for j in dropped:
                 self._done_with(j)
-            event = Event(r.reg.device_id, lost=why, left=1 + len(left))
-            left.clear()
             r.lost = why
             with contextlib.suppress(Exception):
                 ray.kill(r.actor, no_restart=True)  # nothing of that device runs on, wherever it is
-            return event
+            return Event(r.reg.device_id, lost=why, left=len(dropped))
 
         for r in self.remotes.values():
-            if queues[r.spec_target]:
-                submit(r)
+            submit(r)
         while in_flight:
             if self._stop.is_set():
                 return
             done, _ = ray.wait(list(in_flight), num_returns=1, timeout=_POLL_S)
             for obj in done:
-                r, job = in_flight.pop(obj)
+                if obj not in in_flight:  # a job of a device lost meanwhile
+                    continue
+                r, job = in_flight[obj]
                 try:
                     answer = ray.get(obj)
                 except ray.exceptions.RayActorError as exc:
-                    yield lose(r, job, _lost_reason(exc))
+                    yield lose(r, _lost_reason(exc))
                     continue
                 if "lost" in answer:
-                    yield lose(r, job, answer["lost"])
+                    yield lose(r, answer["lost"])
                     continue
+                del in_flight[obj]
                 self._done_with(job)
-                if queues[r.spec_target] and not self._stop.is_set():
-                    submit(r)  # the device's next job starts before this result is written
+                if not self._stop.is_set():
+                    submit(r)
                 yield self._event(r, job, answer)
 
     @staticmethod

@@ -196,10 +196,10 @@ def lab(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     for k, v in env.items():
         mp.setenv(k, v)
-    # Ray reads RAY_AUTH_MODE when it is imported: set before, as a lab's driver has it in its environment.
-    assert "ray" not in sys.modules or sys.modules["ray"] is None, "ray imported before the lab's environment"
     ray = pytest.importorskip("ray")
     from ray.cluster_utils import Cluster
+
+    _reload_ray_auth()  # Ray read RAY_AUTH_MODE when it was imported (as a lab's driver has it from the start)
 
     # Node processes inherit this environment: their workers import splitbench from this checkout.
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
@@ -218,6 +218,16 @@ def lab(tmp_path_factory):
             ray.shutdown()
         cluster.shutdown()
         mp.undo()
+        _reload_ray_auth()
+
+
+def _reload_ray_auth() -> None:
+    """Make this process's Ray see the authentication variables as they are now (what ``ray`` does itself
+    when ``ray.init`` turns token authentication on)."""
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
 
 
 @pytest.fixture

@@ -1,0 +1,228 @@
+"""How the executors scale: one sweep measured on k simulated devices by ``serial``, ``devices`` and ``ray``.
+
+The devices are the local profile pinned to distinct CPUs (``cpu-1core:0``, ``cpu-1core:1``: k = 1, 2 on
+this 2-core machine); for ``ray`` each CPU is a node of a ``ray.cluster_utils.Cluster`` (a simulated host),
+started once. The sweep is a tiny zoo model (moon_tiny, a few cuts, ONNX) with the papers' protocol (60
+runs, 5 warm loads), on a warm export cache; the figures and the cloud timing after the measurements are
+left out (the same for every executor).
+
+For each run: the wall time of ``run_spec``; the time to open the devices (Ray: reserve them, start one
+actor per device); the time of the job phase (first job sent to last result written); each job's time on
+its device (prepare + measure, as the record's ``duration_s``). From them:
+
+- speedup = serial job phase / executor's job phase (the ideal is k), and the same on whole wall times;
+- per-job overhead = (job phase x devices measuring at once - sum of device times) / jobs: how long a
+  device waits between two jobs (the driver writing a record and the tables, Ray's round trip), in
+  milliseconds. Serial measures on one device at a time, the others on all k at once.
+
+The machine is shared (other engineers run tests): each round runs the executors in a rotated order, and
+the figures are medians over the rounds, with the load average before and after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "results" / "benchmarks" / "scale.json"
+ROUNDS = int(os.environ.get("SPLITBENCH_BENCH_SCALE_ROUNDS", "3"))
+EXECUTORS = ("serial", "devices", "ray")
+SPEC = """
+name = "bench_scale"
+[model]
+zoo = "moon_tiny"
+seed = 0
+input_shape = [1, 3, 218, 178]
+[split]
+cuts = ["conv1", "conv4_2", "conv6_1"]
+embeddings = ["simple"]
+[export]
+backends = ["onnx"]
+[run]
+runs = 60
+warmup = 5
+warm_loads = 5
+timeout_s = 300
+"""
+
+
+class _Timed:
+    """An executor with its phases timed (open, job phase, close); everything else passes through."""
+
+    def __init__(self, ex):
+        self.ex, self.times = ex, {}
+
+    def __getattr__(self, name):
+        return getattr(self.ex, name)
+
+    @property
+    def parallel(self):
+        return self.ex.parallel
+
+    def open_devices(self):
+        t0 = time.perf_counter()
+        try:
+            return self.ex.open_devices()
+        finally:
+            self.times["open_s"] = time.perf_counter() - t0
+
+    def run(self, jobs, **kw):
+        t0 = time.perf_counter()
+        yield from self.ex.run(jobs, **kw)
+        self.times["jobs_s"] = time.perf_counter() - t0
+        # devices measuring at the same time: 1 for serial, every device of the sweep for the others
+        self.times["lanes"] = min(self.ex.parallel, len({j.device_id for j in jobs}))
+
+    def close(self):
+        t0 = time.perf_counter()
+        try:
+            self.ex.close()
+        finally:
+            self.times["close_s"] = time.perf_counter() - t0
+
+
+def _lab(cpus: list[int], tmp: Path):
+    """A Cluster with a head and one node per CPU, each registering the local profile on that CPU."""
+    from ray.cluster_utils import Cluster
+
+    from harness import device_server, ray_executor
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    for cpu in cpus:
+        regs, _ = device_server.host_registrations([f"cpu-1core:{cpu}"])
+        node = cluster.add_node(num_cpus=0, resources=device_server.node_resources(regs))
+        ray_executor.connect(cluster.address)
+        try:
+            device_server.register([dataclasses.replace(r, node_id=node.node_id) for r in regs])
+        finally:
+            ray_executor.disconnect()
+    return cluster
+
+
+def _one(spec, executor: str, out: Path, address: str) -> dict:
+    from harness import executors, orchestrate
+
+    made = {}
+    real = executors.make_executor
+
+    def timed(name, spec_, **kw):
+        made["ex"] = _Timed(real(name, spec_, **kw))
+        return made["ex"]
+
+    executors.make_executor = timed
+    try:
+        t0 = time.perf_counter()
+        outcome = orchestrate.run_spec(spec, out, progress=False, executor=executor, ray_address=address)
+        wall = time.perf_counter() - t0
+    finally:
+        executors.make_executor = real
+    if outcome.exit_code != 0:
+        raise RuntimeError(f"{executor}: exit {outcome.exit_code}: "
+                           f"{[(r.config, r.status, r.reason) for r in outcome.records if not r.ok]}")
+    t = made["ex"].times
+    busy = sum(r.duration_s or 0 for r in outcome.records)
+    n = len(outcome.records)
+    return {"executor": executor, "wall_s": wall, **t, "jobs": n, "device_s": busy,
+            "overhead_ms": (t["jobs_s"] * t["lanes"] - busy) / n * 1000}
+
+
+def _median(rows: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in rows)
+
+
+def run() -> dict:
+    os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="rb", dir="/tmp"))
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a throwaway local cluster; a lab keeps the token
+    root = str(ROOT)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    import tomllib
+
+    from harness import orchestrate
+    from harness.export import export_spec
+    from harness.spec import parse_spec
+
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    base = parse_spec(tomllib.loads(SPEC), origin="bench_scale")
+    export_spec(base, progress=False)  # warm the export cache: every run below reads it
+    # what comes after the measurements is the same for every executor: left out
+    orchestrate._after_run = lambda out, console: ()
+    orchestrate._cloud_and_privacy = lambda spec, out, console: None
+
+    rows: list[dict] = []
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        os.environ.setdefault("SPLITBENCH_LEASE_DIR", str(Path(tmp) / "leases"))
+        t0 = time.perf_counter()
+        cluster = _lab(cpus, Path(tmp))
+        cluster_s = time.perf_counter() - t0
+        try:
+            for rnd in range(ROUNDS):
+                for k in range(1, len(cpus) + 1):
+                    spec = dataclasses.replace(base, run=dataclasses.replace(
+                        base.run, targets=tuple(f"cpu-1core:{c}" for c in cpus[:k])))
+                    order = EXECUTORS[rnd % 3:] + EXECUTORS[: rnd % 3]  # rotated each round
+                    for name in order:
+                        row = _one(spec, name, Path(tmp) / f"r{rnd}-k{k}-{name}", cluster.address)
+                        row.update(round=rnd, k=k)
+                        rows.append(row)
+                        print(f"round {rnd} k={k} {name:8s} wall {row['wall_s']:6.2f} s  jobs {row['jobs_s']:6.2f} s  "
+                              f"open {row['open_s']:5.2f} s  overhead {row['overhead_ms']:7.1f} ms/job", flush=True)
+        finally:
+            with contextlib.suppress(Exception):
+                import ray
+
+                if ray.is_initialized():
+                    ray.shutdown()
+            cluster.shutdown()
+    load_after = os.getloadavg()
+
+    summary: dict = {}
+    for k in range(1, len(cpus) + 1):
+        serial = [r for r in rows if r["k"] == k and r["executor"] == "serial"]
+        for name in EXECUTORS:
+            mine = [r for r in rows if r["k"] == k and r["executor"] == name]
+            summary[f"k={k} {name}"] = {
+                "jobs": mine[0]["jobs"],
+                "wall_s_median": round(_median(mine, "wall_s"), 3),
+                "jobs_s_median": round(_median(mine, "jobs_s"), 3),
+                "open_s_median": round(_median(mine, "open_s"), 3),
+                "close_s_median": round(_median(mine, "close_s"), 3),
+                "device_s_median": round(_median(mine, "device_s"), 3),
+                "overhead_ms_per_job_median": round(_median(mine, "overhead_ms"), 1),
+                "overhead_ms_per_job_range": [round(min(r["overhead_ms"] for r in mine), 1),
+                                              round(max(r["overhead_ms"] for r in mine), 1)],
+                "speedup_jobs_vs_serial": round(_median(serial, "jobs_s") / _median(mine, "jobs_s"), 2),
+                "speedup_wall_vs_serial": round(_median(serial, "wall_s") / _median(mine, "wall_s"), 2),
+            }
+    result = {
+        "what": "wall time of one sweep on k simulated devices (local profile on distinct CPUs; ray: one "
+                "Cluster node per CPU) by each executor; medians over rounds in rotated order",
+        "spec": SPEC.strip(), "rounds": ROUNDS, "cpus": cpus, "cpu_count": os.cpu_count(),
+        "load_average_before": load_before, "load_average_after": load_after,
+        "ray_cluster_start_s": round(cluster_s, 2), "date": datetime.now().isoformat(timespec="seconds"),
+        "note": "shared 2-core machine: other engineers' tests ran at the same time; with k=2 both cores "
+                "measure while the driver, Ray's daemons and those tests compete for them",
+        "summary": summary, "runs": rows,
+    }
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    for key, s in summary.items():
+        print(f"{key:12s} wall {s['wall_s_median']:6.2f} s  jobs {s['jobs_s_median']:6.2f} s  speedup "
+              f"{s['speedup_jobs_vs_serial']:4.2f}x (wall {s['speedup_wall_vs_serial']:4.2f}x)  overhead "
+              f"{s['overhead_ms_per_job_median']:6.1f} ms/job  open {s['open_s_median']:5.2f} s")
+    print(f"wrote {OUT}")
+    return {"summary": summary, "ray_cluster_start_s": result["ray_cluster_start_s"],
+            "load_average": [load_before, load_after]}
+
+
+if __name__ == "__main__":
+    sys.exit(0 if run() else 1)
