@@ -55,6 +55,9 @@ class Stats:
     infer_ms_min: float | None
     infer_ms_mean: float | None
     infer_ms_std: float | None
+    infer_ms_p5: float | None
+    infer_ms_p95: float | None
+    infer_ms_max: float | None
     first_infer_ms: float | None
     load_ms_cold: float | None
     cold_method: str | None
@@ -146,17 +149,19 @@ def compute_stats(record: ResultRecord) -> Stats:
     agg: dict[str, Any] | None = r.get("infer_aggregate")
     warm = np.asarray(r.get("load_warm_ns") or (), dtype=np.float64)
     memory = (r.get("memory") or [None])[0]
-    median = p90 = iqr = low = mean = std = None
+    median = p90 = iqr = low = mean = std = p5 = p95 = high = None
     kind, tool, n = None, None, 0
     if infer.size:
         kind, n = SAMPLES, int(infer.size)
-        q25, q75, q90 = np.percentile(infer, [25, 75, 90])
+        q5, q25, q75, q90, q95 = np.percentile(infer, [5, 25, 75, 90, 95])
         median, p90, iqr, low = float(np.median(infer)), float(q90), float(q75 - q25), float(infer.min())
+        p5, p95, high = float(q5), float(q95), float(infer.max())
         mean, std = float(infer.mean()), float(infer.std(ddof=1)) if infer.size > 1 else None
     elif agg:
         kind, tool, n = AGGREGATE, agg.get("tool"), int(agg["n"])
         pct = {str(k): v for k, v in (agg.get("percentiles") or {}).items()}
-        median, p90, low = pct.get("50"), pct.get("90"), agg.get("min_ns")
+        median, p90, low, high = pct.get("50"), pct.get("90"), agg.get("min_ns"), agg.get("max_ns")
+        p5, p95 = pct.get("5"), pct.get("95")
         iqr = pct["75"] - pct["25"] if "75" in pct and "25" in pct else None
         mean, std = agg.get("mean_ns"), agg.get("std_ns")
     warnings: list[StabilityWarning] = []
@@ -168,7 +173,8 @@ def compute_stats(record: ResultRecord) -> Stats:
     return Stats(
         n_runs=n, timing_kind=kind, aggregate_tool=tool,
         infer_ms_median=_ms(median), infer_ms_p90=_ms(p90), infer_ms_iqr=_ms(iqr), infer_ms_min=_ms(low),
-        infer_ms_mean=_ms(mean), infer_ms_std=_ms(std), first_infer_ms=_ms(r.get("first_infer_ns")),
+        infer_ms_mean=_ms(mean), infer_ms_std=_ms(std), infer_ms_p5=_ms(p5), infer_ms_p95=_ms(p95),
+        infer_ms_max=_ms(high), first_infer_ms=_ms(r.get("first_infer_ns")),
         load_ms_cold=_ms(r.get("load_cold_ns")), cold_method=r.get("cold_method"),
         load_ms_warm=_ms(float(np.median(warm))) if warm.size else None, load_warm_n=int(warm.size),
         compile_ms=_ms(r.get("compile_ns")),
