@@ -46,7 +46,7 @@ from device_agents.ios.transport import Services
 STANDIN = Path(__file__).with_name("loopback_ios_app.py")
 BUNDLE_ID = "org.splitbench.agent"
 EXECUTABLE = "SplitbenchAgent"
-FAULTS = ("unplug", "lock", "jetsam", "watchdog", "hang")
+FAULTS = ("unplug", "lock", "jetsam", "watchdog", "hang", "bad_result")
 
 
 @dataclass
@@ -151,8 +151,8 @@ class LoopbackPhone:
                "STANDIN_BUNDLE_ID": bundle_id, "STANDIN_APP_VERSION": app["CFBundleShortVersionString"],
                "STANDIN_APP_BUILD": app["CFBundleVersion"], "STANDIN_OS_VERSION": self.ios,
                "STANDIN_HELD_DIR": str(held)}
-        if fault and fault.kind == "hang":
-            env["STANDIN_FAULT"] = "hang"
+        if fault and fault.kind in ("hang", "bad_result"):
+            env["STANDIN_FAULT"] = fault.kind
         elif fault and fault.kind in ("jetsam", "watchdog", "lock"):
             env["STANDIN_FAULT"] = "hold"  # block once loaded, until the "system" acts
         log = open(self.root / "console.log", "ab")

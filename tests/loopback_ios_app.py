@@ -10,7 +10,8 @@ the compiled copy into memory, a "prediction" is one matrix-vector product of th
 weight bytes viewed as float32. Times come from ``time.perf_counter_ns`` around those calls only; memory
 is VmRSS/VmHWM of this process (method ``vmhwm_in_process``), as the local profile reads it.
 
-Fault switches from the loopback (environment): ``STANDIN_FAULT=hang`` never finishes; ``hold`` stops once
+Fault switches from the loopback (environment): ``STANDIN_FAULT=hang`` never finishes; ``bad_result``
+writes a result with a key the schema does not know (an app of another version); ``hold`` stops once
 the model is loaded and waits for the loopback to kill it (jetsam, the watchdog) or to send SIGUSR1 (the
 app sent to the background: it writes an ``interrupted`` result, like the app's background handler).
 """
@@ -168,6 +169,8 @@ def main(argv: list[str]) -> int:
         run(job, docs, result)
     except Exception as exc:  # noqa: BLE001 - a failed row, like Core ML's errors in the app
         result.update(status="failed", reason=f"{type(exc).__name__}: {exc}")
+    if os.environ.get("STANDIN_FAULT") == "bad_result":
+        result["gpu_ns"] = []
     write_result(docs, job, result)
     return 0
 

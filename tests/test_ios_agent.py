@@ -153,6 +153,18 @@ def test_a_package_core_ml_refuses_is_a_failed_row(phone, tmp_path):
     assert leftovers(phone) == []
 
 
+def test_a_result_that_breaks_the_schema_is_a_failed_row(tmp_path):
+    phone = lb.LoopbackPhone(tmp_path / "phone", knobs=lb.Knobs(faults=[lb.Fault("bad_result", "warm")]))
+    try:
+        with make_agent(phone) as agent:
+            result = agent.measure(job(agent.prepare(tiny())))
+        assert result.status == FAILED
+        assert result.reason == ("the agent app and this host disagree on the result format: result v1 at (top): "
+                                 "Additional properties are not allowed ('gpu_ns' was unexpected)")
+    finally:
+        phone.shutdown()
+
+
 def test_options_are_validated():
     with pytest.raises(AgentError, match=r"\[ios\]: unknown key 'units'; known keys: app, bundle_id"):
         ios_agent.agent_for("ios", units="cpuOnly")

@@ -477,7 +477,7 @@ class IosAgent(DeviceAgent):
         timeout_s = self.options.timeout_s or job.timeout_s
         deadline = time.monotonic() + timeout_s
         job_id = f"{re.sub(r'[^A-Za-z0-9]', '', job.artifact_key)[:12] or 'job'}-{uuid.uuid4().hex[:8]}"
-        reports_before = t.crash_report_names()
+        reports_before = self._report_names()
         launches: list[Launch] = []
         host_peak: list[int] = []
         try:
@@ -531,25 +531,45 @@ class IosAgent(DeviceAgent):
         if sysmon:
             t.sysmon_start(pid, SYSMON_INTERVAL_MS)
         try:
-            while True:
-                if t.exists(result_path):
-                    result = protocol.decode_result(t.read(result_path))
-                    duration = time.monotonic() - start
-                    self._reap(pid)
-                    if result["launch_id"] != lid:
-                        raise SchemaError(f"asked for launch {lid}, the result is for {result['launch_id']}")
-                    return Launch(phase, index, lid, pid, duration, result)
-                if not t.is_running(pid):
-                    if t.exists(result_path):  # written just before it exited
-                        continue
-                    return _NoResult(phase, index, pid, time.monotonic() - start, timed_out=False)
-                if time.monotonic() >= deadline:
+            return self._wait(pid, lid, phase, index, result_path, start, deadline)
+        except BaseException as exc:
+            if not isinstance(exc, DeviceUnavailable):  # Ctrl-C, a result that breaks the schema: stop the app
+                with contextlib.suppress(Exception):
                     t.kill(pid)
-                    return _NoResult(phase, index, pid, time.monotonic() - start, timed_out=True)
-                time.sleep(POLL_S)
+            raise
         finally:
             if sysmon and samples is not None:
                 samples.extend(t.sysmon_stop())
+
+    def _wait(self, pid: int, lid: str, phase: str, index: int, result_path: str, start: float,
+              deadline: float) -> Launch | _NoResult:
+        """Poll until the app's result is there, the app is gone, or the deadline (then kill it)."""
+        t = self._t()
+        while True:
+            if t.exists(result_path):
+                result = protocol.decode_result(t.read(result_path))
+                duration = time.monotonic() - start
+                self._reap(pid)
+                if result["launch_id"] != lid:
+                    raise SchemaError(f"asked for launch {lid}, the result is for {result['launch_id']}")
+                return Launch(phase, index, lid, pid, duration, result)
+            if not t.is_running(pid):
+                if t.exists(result_path):  # written just before it exited
+                    continue
+                return _NoResult(phase, index, pid, time.monotonic() - start, timed_out=False)
+            if time.monotonic() >= deadline:
+                t.kill(pid)
+                return _NoResult(phase, index, pid, time.monotonic() - start, timed_out=True)
+            time.sleep(POLL_S)
+
+    def _report_names(self) -> set[str] | None:
+        """The crash reports on the phone now; None when they cannot be read (a crashed row then says so)."""
+        try:
+            return self._t().crash_report_names()
+        except DeviceUnavailable:
+            raise
+        except Exception:  # noqa: BLE001 - the reports only explain a crash; measuring goes on without them
+            return None
 
     def _reap(self, pid: int) -> None:
         t = self._t()
@@ -560,7 +580,7 @@ class IosAgent(DeviceAgent):
                 return
             time.sleep(POLL_S)
 
-    def _no_result(self, out: _NoResult, launches: list[Launch], before: set[str], timeout_s: float,
+    def _no_result(self, out: _NoResult, launches: list[Launch], before: set[str] | None, timeout_s: float,
                    units: str) -> MeasureResult:
         reached = ", ".join(f"warm load {la.index + 1}" if la.phase == "warm" else la.phase for la in launches) or "nothing"
         if out.timed_out:
@@ -576,10 +596,12 @@ class IosAgent(DeviceAgent):
                              diagnostics={"pid": out.pid, "phase": out.phase,
                                           "reports": [posixpath.basename(n) for n, _ in logged]})
 
-    def _system_reports(self, before: set[str], pid: int) -> list[tuple[str, str]]:
+    def _system_reports(self, before: set[str] | None, pid: int) -> list[tuple[str, str]]:
         """The crash or jetsam reports written since the job started that concern the app (waits a little:
         ReportCrash writes them a moment after the process ends)."""
         t = self._t()
+        if before is None:
+            return [("the crash reports could not be read", "")]
         end = time.monotonic() + self.crash_report_wait_s
         while True:
             new = sorted(n for n in t.crash_report_names() - before if _is_app_report(n, self._executable))
