@@ -280,7 +280,10 @@ class LoopbackRsd(LoopbackLockdown):
 
 class LoopbackRsdTunnel:
     """``PreferredRsdTunnel(serial, autopair, prefer_native)`` (remote/rsd_tunnel.py l.28-104): an async
-    context manager yielding the RSD; ``UserspaceTunnelUnavailableError`` when it cannot serve the phone."""
+    context manager yielding the RSD; ``UserspaceTunnelUnavailableError`` when it cannot serve the phone,
+    and, like the userspace tunnel, one per process (remote/userspace_tunnel.py l.755-761)."""
+
+    active: Optional["LoopbackRsdTunnel"] = None  # the process's one userspace tunnel
 
     def __init__(self, phones: dict[str, LoopbackPhone], serial: Optional[str] = None, autopair: bool = True,
                  prefer_native: bool = False):
@@ -291,10 +294,15 @@ class LoopbackRsdTunnel:
         phone.require_attached()
         if not phone.knobs.tunnel:
             raise pmd3.UserspaceTunnelUnavailableError()
+        if LoopbackRsdTunnel.active is not None:
+            raise pmd3.PyMobileDevice3Exception("A userspace tunnel is already active in this process; only one "
+                                                "userspace tunnel per process is supported.")
+        LoopbackRsdTunnel.active = self
         return LoopbackRsd(phone)
 
     async def aclose(self) -> None:
-        pass
+        if LoopbackRsdTunnel.active is self:
+            LoopbackRsdTunnel.active = None
 
     async def __aenter__(self) -> LoopbackRsd:
         return await self.aopen()

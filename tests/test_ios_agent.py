@@ -246,6 +246,20 @@ def test_the_tunnel_below_17_tunneld_and_only_tunneld(tmp_path):
             p.shutdown()
 
 
+def test_two_iphones_on_ios_17_need_tunneld(tmp_path):
+    a = lb.LoopbackPhone(tmp_path / "a", udid="00008020-AAAA")
+    b = lb.LoopbackPhone(tmp_path / "b", udid="00008020-BBBB")
+    try:
+        with make_agent(a, b, target="ios:00008020-AAAA"):  # holds the process's one userspace tunnel
+            _fails([a, b], r"tunnel \(iOS 17\+\): PyMobileDevice3Exception: A userspace tunnel is already active.*"
+                           r"tunnel = 'tunneld'", target="ios:00008020-BBBB")
+        with make_agent(a, b, target="ios:00008020-BBBB"):  # released when the first session closed
+            pass
+    finally:
+        a.shutdown()
+        b.shutdown()
+
+
 def _app_package(tmp_path: Path, *, signed: bool, ipa: bool) -> Path:
     app = tmp_path / "SplitbenchAgent.app"
     app.mkdir()

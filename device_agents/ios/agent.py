@@ -186,6 +186,11 @@ def summarize_report(name: str, text: str, executable: str = APP_EXECUTABLE, pid
     return f"{base}: {meta.get('name') or 'report'} (bug_type {bug})"
 
 
+def _one_line(text: str) -> str:
+    """What the CLI prints is one line: device messages may hold several."""
+    return " ".join(str(text).split())
+
+
 def _size(b: int) -> str:
     """Bytes for people (SI units, like every size splitbench reports)."""
     return f"{b / 1e9:.2f} GB" if b >= 1e9 else f"{b / 1e6:.1f} MB" if b >= 1e6 else f"{b / 1e3:.0f} kB"
@@ -385,13 +390,13 @@ class IosAgent(DeviceAgent):
         try:
             for check in session.checks():
                 if check.ok is False:
-                    raise AgentError(f"iPhone {self.udid}: {check.name}: {check.detail}. Fix: {check.fix}")
+                    raise AgentError(_one_line(f"iPhone {self.udid}: {check.name}: {check.detail}. Fix: {check.fix}"))
         except DeviceUnavailable as exc:
             self.close()
             raise AgentError(f"iPhone {self.udid}: {exc.reason}: {FIX['attached']}") from None
         except TransportError as exc:
             self.close()
-            raise AgentError(f"iPhone {self.udid}: {type(exc).__name__}: {exc}") from None
+            raise AgentError(_one_line(f"iPhone {self.udid}: {type(exc).__name__}: {exc}")) from None
         except BaseException:
             self.close()
             raise

@@ -370,7 +370,18 @@ class IosTransport:
                 return rsd
             if self.tunnel == "tunneld":
                 raise TunnelUnavailable("tunneld runs but has no tunnel to this iPhone")
-        return await self._stack.enter_async_context(self.services.PreferredRsdTunnel(serial=self.udid, autopair=False))
+        try:
+            return await self._stack.enter_async_context(self.services.PreferredRsdTunnel(serial=self.udid,
+                                                                                        autopair=False))
+        except Exception as exc:  # noqa: BLE001 - sorted below
+            new = translate(self.udid, exc)
+            if new is not exc:
+                raise new from exc
+            # e.g. "A userspace tunnel is already active in this process" (one per process,
+            # remote/userspace_tunnel.py l.755-761): a second iPhone on iOS 17+ needs tunneld.
+            said = exc.args[0] if exc.args else exc  # str() of a bare pymobiledevice3 error adds "please report"
+            raise TunnelUnavailable(f"{type(exc).__name__}: {said} (several iPhones on iOS 17+ in one run need "
+                                    "`sudo pymobiledevice3 remote tunneld` and [ios] tunnel = 'tunneld')") from exc
 
     def open_container(self, bundle_id: str) -> str:
         """The app's container over house arrest: the whole sandbox (development-signed apps), else Documents."""
