@@ -106,8 +106,8 @@ class LoopbackPhone:
     @property
     def values(self) -> dict[str, Any]:
         """lockdown's GetValue dict (the keys lockdown.py l.221-231 and restore/device.py read)."""
-        return {"UniqueDeviceID": self.udid, "ProductType": "iPhone11,2", "ProductVersion": self.ios,
-                "BuildVersion": "LOOPBACK", "HardwareModel": "D321AP", "CPUArchitecture": "arm64e",
+        return {"UniqueDeviceID": self.udid, "ProductType": "Loopback1,1", "ProductVersion": self.ios,
+                "BuildVersion": "LOOPBACK", "HardwareModel": "LOOPBACKAP", "CPUArchitecture": "arm64e",
                 "DeviceClass": "iPhone", "DeviceName": "Loopback iPhone", "UniqueChipID": 1,
                 "DevicePublicKey": b"loopback"}
 
@@ -202,7 +202,7 @@ class LoopbackPhone:
                   "os_version": f"iPhone OS {self.ios} (LOOPBACK)", "incident_id": f"LOOPBACK-{pid}"}
         if kind == "jetsam":
             name = f"JetsamEvent-{stamp}.ips"
-            body = {"product": "iPhone11,2", "largestProcess": EXECUTABLE,
+            body = {"product": "Loopback1,1", "largestProcess": EXECUTABLE,
                     "processes": [{"name": EXECUTABLE, "pid": pid, "reason": "per-process-limit", "rpages": 180000,
                                    "states": ["frontmost"]},
                                   {"name": "SpringBoard", "pid": 34, "rpages": 9000, "states": ["daemon"]}]}
@@ -420,7 +420,7 @@ class LoopbackAfc:
         """GET_DEVINFO (afc.py l.695): string values, as the device sends them."""
         self._check()
         free = max(0, self.phone.knobs.free_bytes - self.phone.used_bytes)
-        return {"Model": "iPhone11,2", "FSTotalBytes": str(64 * 10**9), "FSFreeBytes": str(free), "FSBlockSize": "4096"}
+        return {"Model": "Loopback1,1", "FSTotalBytes": str(64 * 10**9), "FSFreeBytes": str(free), "FSBlockSize": "4096"}
 
     async def aclose(self) -> None:
         pass

@@ -339,8 +339,8 @@ def test_locked_mid_job_is_device_unavailable(tmp_path):
 
 
 @pytest.mark.parametrize("kind, said", [
-    ("jetsam", r"jetsam event \(the system ended processes to free memory\), SplitbenchAgent: per-process-limit"),
-    ("watchdog", r"crash EXC_CRASH SIGKILL; termination FRONTBOARD 0x8badf00d .*watchdog"),
+    ("jetsam", r"^the system logged: jetsam \(the system freed memory\): SplitbenchAgent per-process-limit"),
+    ("watchdog", r"^the system logged: the watchdog \(0x8badf00d.*crash EXC_CRASH SIGKILL, termination FRONTBOARD"),
 ])
 def test_an_app_the_system_kills_is_a_crashed_row_with_what_it_logged(tmp_path, kind, said):
     phone = lb.LoopbackPhone(tmp_path / "phone", knobs=lb.Knobs(faults=[lb.Fault(kind, "cold")]))
@@ -348,7 +348,7 @@ def test_an_app_the_system_kills_is_a_crashed_row_with_what_it_logged(tmp_path, 
         with make_agent(phone) as agent:
             result = agent.measure(job(agent.prepare(tiny())))
             assert result.status == CRASHED
-            assert result.reason.startswith("the cold launch (pid ")
+            assert "; the cold launch ended without a result (pid " in result.reason
             assert __import__("re").search(said, result.reason), result.reason
             assert result.reason.endswith("(finished: compile)") and result.stderr_tail
             assert leftovers(phone) == []
@@ -363,7 +363,8 @@ def test_a_hung_app_is_killed_and_is_a_timeout_row(tmp_path):
         with make_agent(phone) as agent:
             result = agent.measure(job(agent.prepare(tiny()), timeout_s=4))
             assert result.status == TIMEOUT
-            assert result.reason.startswith("no result within timeout_s=4: the cold launch (pid ")
+            assert result.reason.startswith("no result within timeout_s=4: the cold launch wrote no result in time "
+                                            "and was killed (pid ")
             hung = next(la["pid"] for la in phone.launches if la["fault"] == "hang")
             assert phone.processes[hung].poll() is not None  # killed
             assert agent.measure(job(agent.prepare(tiny()), warm_loads=0)).status == OK

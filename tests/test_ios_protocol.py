@@ -148,11 +148,12 @@ WATCHDOG = (json.dumps({"bug_type": "309", "name": "SplitbenchAgent"}) + "\n"
 
 def test_system_reports_are_summarised_in_one_line():
     line = summarize_report("/JetsamEvent-2026-01-02-100000.ips", JETSAM, pid=77)
-    assert line == ("JetsamEvent-2026-01-02-100000.ips: jetsam event (the system ended processes to free memory), "
-                    "SplitbenchAgent: per-process-limit; largest process SplitbenchAgent")
+    assert line == ("jetsam (the system freed memory): SplitbenchAgent per-process-limit; largest process "
+                    "SplitbenchAgent [JetsamEvent-2026-01-02-100000.ips]")
     line = summarize_report("/SplitbenchAgent-2026.ips", WATCHDOG)
-    assert "EXC_CRASH SIGKILL" in line and "0x8badf00d" in line and "watchdog" in line
-    assert summarize_report("/x.ips", "not json at all").startswith("x.ips: not json")
+    assert line == ("the watchdog (0x8badf00d: the app took too long); crash EXC_CRASH SIGKILL, termination "
+                    "FRONTBOARD 0x8badf00d [SplitbenchAgent-2026.ips]")
+    assert summarize_report("/x.ips", "not json at all") == "not json at all [x.ips]"
 
 
 def test_the_app_speaks_the_host_s_versions():

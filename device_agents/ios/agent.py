@@ -154,13 +154,13 @@ def resolve_udid(services: Services, wanted: str | None) -> str:
 def summarize_report(name: str, text: str, executable: str = APP_EXECUTABLE, pid: int | None = None) -> str:
     """One line from an ``.ips`` report (a JSON header line, then a JSON body; pycrashreport reads the same
     shape): a jetsam event's reason for the app, or a crash's exception and termination (0x8badf00d: the
-    watchdog)."""
+    watchdog). The report's file name comes last, in brackets."""
     base = posixpath.basename(name)
     head, _, body = text.partition("\n")
     try:
         meta = json.loads(head)
     except ValueError:
-        return f"{base}: {' '.join(text.split())[:200]}"
+        return f"{' '.join(text.split())[:160]} [{base}]"
     try:
         data = json.loads(body)
     except ValueError:
@@ -170,20 +170,20 @@ def summarize_report(name: str, text: str, executable: str = APP_EXECUTABLE, pid
         procs = data.get("processes") or []
         mine = next((p for p in procs if isinstance(p, dict) and (p.get("pid") == pid or p.get("name") == executable)),
                     None)
-        reason = f", {executable}: {mine.get('reason')}" if mine and mine.get("reason") else ""
+        reason = f" {executable} {mine.get('reason')}" if mine and mine.get("reason") else ""
         largest = data.get("largestProcess")
-        return (f"{base}: jetsam event (the system ended processes to free memory){reason}"
-                + (f"; largest process {largest}" if largest else ""))
+        return (f"jetsam (the system freed memory):{reason or ' the app was not named'}"
+                + (f"; largest process {largest}" if largest else "") + f" [{base}]")
     if bug in ("309", "109"):  # a crash of a user process
         exc = data.get("exception") or {}
         term = data.get("termination") or {}
         code = term.get("code")
         code_s = hex(code) if isinstance(code, int) else (str(code) if code is not None else "")
-        watchdog = " (the watchdog: the app took too long)" if code_s.lower() == "0x8badf00d" else ""
+        watchdog = "the watchdog (0x8badf00d: the app took too long); " if code_s.lower() == "0x8badf00d" else ""
         what = " ".join(str(v) for v in (exc.get("type"), exc.get("signal")) if v)
         ended = " ".join(str(v) for v in (term.get("namespace"), code_s, term.get("indicator")) if v)
-        return f"{base}: crash {what or '(no exception)'}; termination {ended or '(none given)'}{watchdog}"
-    return f"{base}: {meta.get('name') or 'report'} (bug_type {bug})"
+        return f"{watchdog}crash {what or '(no exception)'}, termination {ended or '(none given)'} [{base}]"
+    return f"{meta.get('name') or 'a report'} (bug_type {bug}) [{base}]"
 
 
 def _one_line(text: str) -> str:
@@ -351,8 +351,8 @@ class _NoResult:
 
     def describe(self) -> str:
         if self.timed_out:
-            return f"the {self.phase} launch (pid {self.pid}) wrote no result within the time allowed and was killed"
-        return f"the {self.phase} launch (pid {self.pid}) ended after {self.duration_s:.1f} s without a result"
+            return f"the {self.phase} launch wrote no result in time and was killed (pid {self.pid})"
+        return f"the {self.phase} launch ended without a result (pid {self.pid}, after {self.duration_s:.1f} s)"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -390,7 +390,8 @@ class IosAgent(DeviceAgent):
         try:
             for check in session.checks():
                 if check.ok is False:
-                    raise AgentError(_one_line(f"iPhone {self.udid}: {check.name}: {check.detail}. Fix: {check.fix}"))
+                    raise AgentError(_one_line(f"iPhone {self.udid}: {check.name}: {check.detail.rstrip('.')}. "
+                                               f"Fix: {check.fix}"))
         except DeviceUnavailable as exc:
             self.close()
             raise AgentError(f"iPhone {self.udid}: {exc.reason}: {FIX['attached']}") from None
@@ -596,7 +597,7 @@ class IosAgent(DeviceAgent):
         logged = self._system_reports(before, out.pid)
         said = "; ".join(line for line, _ in logged) or "no crash or jetsam report appeared"
         return MeasureResult(status=CRASHED, compute_units=units,
-                             reason=f"{out.describe()}; the system logged: {said} (finished: {reached})",
+                             reason=f"the system logged: {said}; {out.describe()} (finished: {reached})",
                              stderr_tail="\n\n".join(text for _, text in logged)[-4000:],
                              diagnostics={"pid": out.pid, "phase": out.phase,
                                           "reports": [posixpath.basename(n) for n, _ in logged]})
