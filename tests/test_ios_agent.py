@@ -312,6 +312,16 @@ def test_an_app_not_signed_for_development_gets_its_documents(tmp_path):
 # Faults during a run
 
 
+def test_unplugged_while_the_session_opens_is_device_unavailable(tmp_path):
+    phone = lb.LoopbackPhone(tmp_path / "phone", knobs=lb.Knobs(faults=[lb.Fault("unplug", "hello")]))
+    try:
+        with pytest.raises(DeviceUnavailable, match="dropped"):
+            with make_agent(phone):
+                pass
+    finally:
+        phone.shutdown()
+
+
 def test_unplugged_mid_job_is_device_unavailable(tmp_path):
     phone = lb.LoopbackPhone(tmp_path / "phone", knobs=lb.Knobs(faults=[lb.Fault("unplug", "cold", 2)]))
     try:

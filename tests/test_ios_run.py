@@ -188,6 +188,15 @@ def test_an_unmet_precondition_stops_the_run_before_any_work_with_one_line(workd
         phone.shutdown()
 
 
+def test_a_phone_that_drops_while_the_run_starts_is_unreachable(workdir, tmp_path, phone, capsys):
+    phone.knobs.faults = [lb.Fault("unplug", "hello")]
+    spec, out = write_spec(workdir, tmp_path, phone.udid), tmp_path / "out"
+    assert main(["run", str(spec), "--out", str(out)]) == exitcodes.DEVICE_LOST
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: ios:{phone.udid} is unavailable: the connection to the iPhone dropped")
+    assert err.endswith("connect it (or remove it from [run].targets) and run again")
+
+
 def test_devices_doctor_and_clean_commands(workdir, tmp_path, phone, capsys):
     assert main(["devices", "--json"]) == exitcodes.OK
     found = json.loads(capsys.readouterr().out)["devices"]

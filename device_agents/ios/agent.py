@@ -383,6 +383,8 @@ class IosAgent(DeviceAgent):
 
     # -- session ---------------------------------------------------------------------------------
     def open(self) -> None:
+        """Check the preconditions in order (an unmet one: :class:`AgentError` with its fix), install the app
+        when asked, say hello. A phone that drops during the checks raises :class:`DeviceUnavailable`."""
         services = self._services or _services()
         self.udid = resolve_udid(services, self.wanted_udid)
         self.transport = IosTransport(self.udid, services, tunnel=self.options.tunnel)
@@ -392,9 +394,6 @@ class IosAgent(DeviceAgent):
                 if check.ok is False:
                     raise AgentError(_one_line(f"iPhone {self.udid}: {check.name}: {check.detail.rstrip('.')}. "
                                                f"Fix: {check.fix}"))
-        except DeviceUnavailable as exc:
-            self.close()
-            raise AgentError(f"iPhone {self.udid}: {exc.reason}: {FIX['attached']}") from None
         except TransportError as exc:
             self.close()
             raise AgentError(_one_line(f"iPhone {self.udid}: {type(exc).__name__}: {exc}")) from None
@@ -472,7 +471,7 @@ class IosAgent(DeviceAgent):
 
     # -- measuring -------------------------------------------------------------------------------
     def measure(self, job: MeasureJob) -> MeasureResult:
-        t = self._t()
+        self._t()  # a session is open
         units = self.options.compute_units
         if job.backend != "coreml":
             return MeasureResult(status=FAILED, reason=f"the iOS agent runs Core ML only, not {job.backend}")

@@ -416,7 +416,11 @@ class IosTransport:
         self._call(lambda: self.afc.set_file_contents(path, data))
 
     def makedirs(self, path: str) -> None:
-        self._call(lambda: self.afc.makedirs(path))
+        async def go():
+            if not await self.afc.exists(path):  # as pymobiledevice3's own push does (afc.py l.568-569)
+                await self.afc.makedirs(path)
+
+        self._call(go)
 
     def remove(self, path: str) -> None:
         """Remove a file or a directory tree; nothing when it is not there."""
