@@ -144,7 +144,7 @@ def test_a_phone_lost_mid_run_keeps_what_finished_and_resume_goes_on(workdir, tm
 
 def test_an_app_the_system_kills_and_a_hung_app_are_rows_and_the_run_goes_on(workdir, tmp_path, phone):
     phone.knobs.faults = [lb.Fault("jetsam", "cold", 1), lb.Fault("hang", "cold", 2)]
-    spec, out = write_spec(workdir, tmp_path, phone.udid, timeout_s=5), tmp_path / "out"
+    spec, out = write_spec(workdir, tmp_path, phone.udid, timeout_s=4), tmp_path / "out"
     assert main(["run", str(spec), "--out", str(out)]) == exitcodes.CONFIG_FAILED
     s = summary(out)
     assert s.loc["conv1-simple", "status"] == "crashed"
@@ -153,7 +153,7 @@ def test_an_app_the_system_kills_and_a_hung_app_are_rows_and_the_run_goes_on(wor
     crashed = next(r for r in store.load_records(out) if r.config == "conv1-simple")
     assert "JetsamEvent-" in crashed.reason and '"bug_type": "298"' in crashed.result["stderr_tail"]
     assert s.loc["conv2-simple", "status"] == "timeout"
-    assert s.loc["conv2-simple", "reason"].startswith("no result within timeout_s=5: the cold launch")
+    assert s.loc["conv2-simple", "reason"].startswith("no result within timeout_s=4: the cold launch")
     assert s.loc["full", "status"] == "ok"
     hung = next(la["pid"] for la in phone.launches if la["fault"] == "hang")
     assert phone.processes[hung].poll() is not None  # killed, not left running on the phone
