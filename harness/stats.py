@@ -81,7 +81,7 @@ def _mb(b: float | int | None) -> float | None:
 
 
 def _timing_warnings(n: int, median: float | None, iqr: float | None, low: float | None, mean: float | None,
-                     std: float | None) -> list[StabilityWarning]:
+                     std: float | None, pinned: bool = True) -> list[StabilityWarning]:
     out: list[StabilityWarning] = []
     if n < MIN_RUNS:
         out.append(StabilityWarning("few_runs", f"only {n} timed runs (fewer than {MIN_RUNS})",
@@ -104,7 +104,8 @@ def _timing_warnings(n: int, median: float | None, iqr: float | None, low: float
         if gap_rel > MIN_GAP_REL_MAX:
             out.append(StabilityWarning(
                 "min_far", f"the fastest run is {gap_rel:.1%} below the median (above {MIN_GAP_REL_MAX:.0%})",
-                "check CPU frequency scaling and turbo, other load on the pinned core; raise [run].warmup",
+                "check CPU frequency scaling and turbo, other load on the pinned core; raise [run].warmup" if pinned
+                else "let the device cool between jobs, close other apps; raise [run].warmup",
                 gap_rel, MIN_GAP_REL_MAX))
     return out
 
@@ -124,9 +125,12 @@ def stability_warnings(infer_ns: Iterable[int], *, cold_method: str | None = Non
     return out + _other_warnings(cold_method, cpu_ns, wall_runs_ns)
 
 
-def _other_warnings(cold_method: str | None, cpu_ns: int | None, wall_runs_ns: int | None) -> list[StabilityWarning]:
+def _other_warnings(cold_method: str | None, cpu_ns: int | None, wall_runs_ns: int | None,
+                    pinned: bool = True) -> list[StabilityWarning]:
     out = []
-    if cpu_ns and wall_runs_ns:
+    # Only a run pinned to one core can tell a shared core: unpinned (iOS, Core ML on the GPU) the CPU may
+    # idle legitimately while the accelerator works.
+    if pinned and cpu_ns and wall_runs_ns:
         share = cpu_ns / wall_runs_ns
         if share < CPU_SHARE_MIN:
             out.append(StabilityWarning(
@@ -166,8 +170,8 @@ def compute_stats(record: ResultRecord) -> Stats:
         mean, std = agg.get("mean_ns"), agg.get("std_ns")
     warnings: list[StabilityWarning] = []
     if record.ok and kind:
-        warnings = _timing_warnings(n, median, iqr, low, mean, std) + _other_warnings(
-            r.get("cold_method"), r.get("cpu_ns"), r.get("wall_runs_ns"))
+        warnings = _timing_warnings(n, median, iqr, low, mean, std, pinned=bool(r.get("pinned_cpus"))) + \
+            _other_warnings(r.get("cold_method"), r.get("cpu_ns"), r.get("wall_runs_ns"), bool(r.get("pinned_cpus")))
     before = memory.get("before_load_b") if memory else None
     peak = memory.get("peak_b") if memory else None
     return Stats(
