@@ -179,12 +179,15 @@ class LoopbackPhone:
     def set_thermal_status(self, status: int) -> None:
         self.write_state("thermal_status", str(status))
 
-    def set_full(self, full: bool = True) -> None:
-        """Storage full: ``df`` reports 1 MB available and a push fails with ENOSPC."""
+    def set_full(self, full: bool = True, *, df_knows: bool = True) -> None:
+        """Storage full: a push fails with ENOSPC, and ``df`` reports 1 MB available (unless
+        ``df_knows`` is False: the space went between the check and the push)."""
+        for name in ("full", "full_df"):
+            (self.state / name).unlink(missing_ok=True)
         if full:
             self.write_state("full", "1")
-        else:
-            (self.state / "full").unlink(missing_ok=True)
+            if df_knows:
+                self.write_state("full_df", "1")
 
     @property
     def full(self) -> bool:

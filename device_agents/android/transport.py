@@ -258,19 +258,27 @@ class AdbLink:
             signer = load_signer(self.notify)
             device = self._new_device(timeout_s)
 
-            def prompt(_io_manager: Any) -> None:
-                self.notify(f"splitbench: the phone {self.address} asks to allow USB debugging from this computer: "
-                            f"accept the prompt on the phone (waiting {AUTH_TIMEOUT_S:.0f} s)")
+            prompted = []
 
+            def prompt(_io_manager: Any) -> None:
+                prompted.append(True)
+                self.notify(f"splitbench: the phone {self.address} asks to allow USB debugging from this computer: "
+                            f"accept the prompt on the phone (waiting {auth_timeout_s:.0f} s)")
+
+            auth_timeout_s = AUTH_TIMEOUT_S
             try:
                 device.connect(rsa_keys=[signer], transport_timeout_s=timeout_s, read_timeout_s=timeout_s,
-                               auth_timeout_s=AUTH_TIMEOUT_S, auth_callback=prompt)
+                               auth_timeout_s=auth_timeout_s, auth_callback=prompt)
             except self._m.exceptions.DeviceAuthError as exc:
                 raise AgentError(f"the phone {self.address} refused this computer's adb key ({exc}): unlock it and "
                                  "accept the USB debugging prompt, or revoke and re-allow the authorisations") from None
             except Exception as exc:  # noqa: BLE001 - classified below
                 device.close()
                 self._raise_usb_hint(exc)
+                if prompted and self._is_timeout(exc):
+                    raise AgentError(f"the phone {self.address} did not allow this computer within {auth_timeout_s:.0f} s: "
+                                     "unlock it, accept the USB debugging prompt (tick 'Always allow'), and run again"
+                                     ) from None
                 raise self._gone(exc, "cannot connect") from None
             self._device = device
 
@@ -451,7 +459,7 @@ class AdbLink:
 
 def usb_serials() -> list[str]:
     """Serials of the phones with USB debugging on (needs libusb1; the adb server must not hold them)."""
-    m = adb_shell_modules()
+    adb_shell_modules()
     usb_module()
     from adb_shell.transport.usb_transport import UsbTransport
 
@@ -459,8 +467,7 @@ def usb_serials() -> list[str]:
     for transport in UsbTransport.find_all_adb_devices():
         try:
             out.append(transport.serial_number)
-        except Exception as exc:  # noqa: BLE001 - a device we may not open
-            out.append(f"unknown-serial-{id(transport)}")
-            del exc
-    del m
+        except Exception as exc:  # noqa: BLE001 - a device we may not open: say why, once
+            raise AgentError(f"a phone on USB cannot be opened ({type(exc).__name__}: {exc}): stop the adb server "
+                             "(`adb kill-server`) or add a udev rule for it") from None
     return out

@@ -113,7 +113,7 @@ class PeakMonitor(threading.Thread):
 
 
 def main(argv: list[str]) -> int:
-    out = Output("benchmark_model")
+    out = Output("benchmark_model", argv)
     say = lambda msg: out.line(f"INFO: {msg}")  # noqa: E731
     say("STARTING!")
     if "--help" in argv:

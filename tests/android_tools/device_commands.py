@@ -32,10 +32,10 @@ def getprop(args: list[str]) -> int:
     return 0
 
 
-def _battery_temp() -> int:
-    """The next battery temperature (tenths of a degree); the last one stays."""
+def _battery_temp(pop: bool = True) -> int:
+    """The next battery temperature (tenths of a degree), consumed by `dumpsys battery`; the last one stays."""
     lines = [x for x in _state("battery_temps", "285\n").splitlines() if x.strip()]
-    if len(lines) > 1:
+    if pop and len(lines) > 1:
         tmp = STATE / ".battery_temps.tmp"
         tmp.write_text("".join(f"{x}\n" for x in lines[1:]))
         os.replace(tmp, STATE / "battery_temps")
@@ -47,7 +47,7 @@ def dumpsys(args: list[str]) -> int:
     (https://android.stackexchange.com/questions/246774; BatteryService dump)."""
     if args[:1] == ["thermalservice"]:
         status = _state("thermal_status", "0").strip()
-        temp = _battery_temp() / 10
+        temp = _battery_temp(pop=False) / 10
         print("IsStatusOverride: false\nThermalEventListeners:\n\tcallbacks: 1\n\tkilled: false\n"
               "\tbroadcasts count: -1\nThermalStatusListeners:\n\tcallbacks: 1\n\tkilled: false\n"
               f"\tbroadcasts count: -1\nThermal Status: {status}\nCached temperatures:\n"
@@ -74,8 +74,11 @@ def _rooted() -> bool:
 
 def id_(args: list[str]) -> int:
     """toybox id: adbd's shell runs as uid 2000 (shell) unless adbd itself runs as root."""
+    root = os.environ.get("LOOPBACK_AS_ROOT") == "1"  # under our su
     if args[:1] == ["-u"]:
-        print(2000)
+        print(0 if root else 2000)
+    elif root:
+        print("uid=0(root) gid=0(root) groups=0(root) context=u:r:magisk:s0")
     else:
         print("uid=2000(shell) gid=2000(shell) groups=2000(shell),1004(input),1007(log),1011(adb),1015(sdcard_rw)")
     return 0
@@ -86,6 +89,7 @@ def su(args: list[str]) -> int:
     if not _rooted():
         print("/system/bin/sh: su: inaccessible or not found", file=sys.stderr)
         return 127
+    os.environ["LOOPBACK_AS_ROOT"] = "1"
     if args[:1] == ["-c"] and len(args) >= 2:
         os.execv("/bin/sh", ["/bin/sh", "-c", args[1]])
     if args[:1] in (["0"], ["root"]) and len(args) >= 2:
@@ -96,7 +100,7 @@ def su(args: list[str]) -> int:
 
 def df(args: list[str]) -> int:
     """toybox ``df -k PATH``: the host's df, or 1 MB available when the storage is full."""
-    if (STATE / "full").exists():
+    if (STATE / "full_df").exists():
         print("Filesystem     1K-blocks     Used Available Use% Mounted on")
         print("/dev/block/dm-5 115000000 114999000     1000 100% /data")
         return 0

@@ -54,7 +54,7 @@ class Log:
 
 
 def main(argv: list[str]) -> int:
-    out = Output("executor_runner")
+    out = Output("executor_runner", argv)
     try:
         android = (STATE / "logcat_pal").read_text().strip() == "1"
     except OSError:

@@ -55,7 +55,7 @@ def parse(argv: list[str]) -> tuple[dict, list[str]]:
 
 
 def main(argv: list[str]) -> int:
-    out = Output("onnxruntime_perf_test")
+    out = Output("onnxruntime_perf_test", argv)
     try:
         opts, positional = parse(argv)
     except (ValueError, IndexError) as exc:
