@@ -263,6 +263,7 @@ class MemoryReading:
     before_load_b: int | None = None
     after_load_b: int | None = None
     peak_b: int | None = None
+    growth_b: int | None = None  # what a tool reports as growth since its own start, when it gives no baseline
     detail: dict[str, int] = field(default_factory=dict)  # e.g. RssAnon, RssFile, VmSwap at the peak
 
     def __post_init__(self) -> None:
@@ -271,10 +272,11 @@ class MemoryReading:
 
     @property
     def model_b(self) -> int | None:
-        """What the model costs: the peak minus the baseline before the load (None when either is missing)."""
-        if self.peak_b is None or self.before_load_b is None:
-            return None
-        return self.peak_b - self.before_load_b
+        """What the model costs: the peak minus the baseline before the load; without a baseline, the growth
+        the tool reported (its own figure, named by the method); else None."""
+        if self.peak_b is not None and self.before_load_b is not None:
+            return self.peak_b - self.before_load_b
+        return self.growth_b
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
 """The `splitbench` command line. This layer only parses; each command calls one function of a stage
-module (which tests call directly). A :class:`UserError` is printed once, as one line, exit code 1.
+module (which tests call directly). A :class:`UserError` (or a device agent's :class:`AgentError`), an
+unknown option or command, are printed once, as one line, with their exit code (see
+:mod:`harness.exitcodes`); never a traceback, except for a bug (exit code 70).
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from typing import Optional
 
 import typer
 
+from harness import exitcodes
 from harness.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Measure what each split of a neural network costs on a phone, beside how private "
-                       "the features it uploads are.")
+                       "the features it uploads are.\n\nExit codes: " + exitcodes.describe() + ".")
 
 
 def _emit_json(obj) -> None:
@@ -49,7 +52,7 @@ def export_cmd(
 ) -> None:
     """Export and verify every split configuration for every backend of SPEC.
 
-    Exit code 0, or 2 when some (configuration, backend) failed to convert or verify.
+    Exit code 0, or 2 when some (configuration, backend) failed to convert or verify; 1 for bad input.
     """
     from harness.spec import load_spec
 
@@ -61,7 +64,7 @@ def export_cmd(
         _emit_json([a.to_dict() for a in result])
     else:
         print_export_table(result)
-    raise typer.Exit(2 if any(a.status != "ok" for a in result) else 0)
+    raise typer.Exit(exitcodes.CONFIG_FAILED if any(a.status != "ok" for a in result) else exitcodes.OK)
 
 
 @app.command("run")
@@ -69,20 +72,27 @@ def run_cmd(
     spec: Path = typer.Argument(..., help="The TOML spec."),
     out: Path = typer.Option(..., "--out", help="Results directory."),
     resume: bool = typer.Option(False, "--resume", help="Keep what OUT already measured for the same key; retry failed jobs."),
-    target: Optional[list[str]] = typer.Option(None, "--target", help="Override the spec's run.targets (repeatable)."),
+    target: Optional[list[str]] = typer.Option(None, "--target", help="Override the spec's run.targets (repeatable): "
+                                               "cpu-1core[-<N>mb][:<cpu>], android, android:<serial>, "
+                                               "android:<host>:<port>, ios, ios:<udid>."),
     runs: Optional[int] = typer.Option(None, "--runs", help="Override the spec's run.runs (the papers use 60)."),
+    executor: str = typer.Option("serial", "--executor", help="serial (one job at a time), devices (every device "
+                                 "of this host at once, one job each), or ray (many hosts)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="The Ray cluster (with --executor ray)."),
 ) -> None:
-    """Export (through the cache), then measure every (configuration, backend, target) of SPEC.
+    """Export (through the cache), then measure every (configuration, backend, device) of SPEC.
 
     Writes into OUT, as each job finishes: records/, summary.csv, samples.parquet, manifest.json;
     then cloud.csv (the cloud part timed on this host), privacy.csv (when the spec has a privacy
-    table), figures/ and report.html. Exit code 0, 2 when some configuration failed, 130 when
-    interrupted (finish with --resume).
+    table), figures/ and report.html. Exit code 0; 2 when some configuration failed; 4 when a device
+    was lost mid-run (finish with --resume); 5 when OUT or a device is in use by another run; 6 when
+    OUT cannot be written; 130 when interrupted (finish with --resume).
     """
     from harness.orchestrate import run_spec
     from harness.spec import load_spec
 
-    outcome = run_spec(load_spec(spec), out, resume=resume, targets=target, runs=runs)
+    outcome = run_spec(load_spec(spec), out, resume=resume, targets=target, runs=runs, executor=executor,
+                       ray_address=ray_address)
     raise typer.Exit(outcome.exit_code)
 
 
@@ -108,14 +118,29 @@ def demo_cmd(
 @app.command("privacy-score")
 def privacy_score_cmd(
     features: Path = typer.Argument(..., help="An .npz with train_features, train_sensitive, test_features, "
-                                              "test_sensitive (optionally train_primary, test_primary)."),
+                                              "test_sensitive (optionally train_primary, test_primary), or one "
+                                              "set: features, sensitive (optionally primary)."),
+    estimator: str = typer.Option("splitbench", "--estimator",
+                                  help="splitbench (default: standardised features, one shared bandwidth, works in "
+                                       "d = 512), dpfe (exactly the DPFE authors' code: one gaussian_kde per class "
+                                       "on the raw features) or osia (Osia et al.'s rank privacy; needs --noise-var)."),
+    split: str = typer.Option("given", "--split", help="given: the file's train/test pair; dpfe: split one feature "
+                                                      "set as the DPFE code does (classes of <= 18 features dropped, "
+                                                      "10% test, random_state 14)."),
+    noise_var: Optional[float] = typer.Option(None, "--noise-var", help="osia only: the variance of the isotropic "
+                                                                         "Gaussian noise added to the features "
+                                                                         "(seeded by --seed)."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random choice (the scores are deterministic)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
-    """Score how much FEATURES give away of the sensitive label (rank and log-rank privacy, ...)."""
+    """Score how much FEATURES give away of the sensitive label (rank and log-rank privacy, ...).
+
+    Every output names the estimator that produced it; numbers of different estimators are not
+    comparable one to one (see the README's Privacy section).
+    """
     from harness.privacy import score_file
 
-    scores = score_file(features, seed=seed)
+    scores = score_file(features, seed=seed, estimator=estimator, split=split, noise_var=noise_var)
     if json_out:
         _emit_json(scores)
     else:
@@ -134,44 +159,120 @@ def recommend_cmd(
     delay_ms: Optional[float] = typer.Option(None, "--delay-ms", help="Custom one-way delay."),
     min_accuracy: Optional[float] = typer.Option(None, "--min-accuracy", help="Primary-task accuracy floor."),
     target: Optional[str] = typer.Option(None, "--target", help="Only this target's measurements."),
+    estimator: Optional[str] = typer.Option(None, "--estimator", help="Rank by this privacy estimator's scores "
+                                            "(default: privacy.csv's only one, else the spec's, else splitbench)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """Pick the most private configuration that fits a hardware and network budget.
 
     End-to-end latency = phone inference median + upload (delay + bytes over the uplink) + the cloud
     part (cloud.csv). Prints the choice, the Pareto frontier and what each other configuration breaks.
-    Exit code 0; 1 when nothing fits (one line names the closest configuration and what it breaks).
+    Without privacy scores the fastest configuration that fits is chosen, and the output says privacy
+    was not scored. Exit code 0; 3 when nothing fits (one line names the closest configuration and what
+    it breaks); 1 for bad input.
     """
     from harness.recommend import Budget, recommend
 
     budget = Budget(max_latency_ms=max_latency_ms, max_memory_mb=max_memory_mb, max_upload_kb=max_upload_kb,
                     network=network, uplink_mbps=uplink_mbps, delay_ms=delay_ms, min_accuracy=min_accuracy,
                     target=target)
-    raise typer.Exit(recommend(results, budget, json_out=json_out))
+    raise typer.Exit(recommend(results, budget, json_out=json_out, estimator=estimator))
+
+
+@app.command("devices")
+def devices_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON for scripts.")) -> None:
+    """List every device this host can measure on: the local profile, Android phones, iPhones.
+
+    With no phone attached it says so and exits 0.
+    """
+    from harness.devices import list_devices
+
+    raise typer.Exit(list_devices(json_out=json_out))
+
+
+@app.command("doctor")
+def doctor_cmd(
+    platform: str = typer.Argument(..., help="local, android or ios."),
+    target: Optional[str] = typer.Option(None, "--target", help="The device (default: the platform's only one)."),
+    spec: Optional[Path] = typer.Option(None, "--spec", help="A spec whose [android] / [ios] table to use."),
+) -> None:
+    """Check, one line each, what a platform needs to measure (tools, preconditions), and how to fix it.
+
+    Exit code 0 when every check passes, 1 otherwise.
+    """
+    from harness.devices import doctor
+
+    raise typer.Exit(doctor(platform, target=target, spec_path=spec))
+
+
+@app.command("clean")
+def clean_cmd(
+    device: str = typer.Option(..., "--device", help="The target whose splitbench files to remove "
+                                                      "(android, android:<serial>, ios:<udid>, ...)."),
+    spec: Optional[Path] = typer.Option(None, "--spec", help="A spec whose [android] / [ios] table to use."),
+) -> None:
+    """Remove what splitbench left on a device (pushed artifacts, its work directory)."""
+    from harness.devices import clean
+
+    raise typer.Exit(clean(device, spec_path=spec))
+
+
+def _usage_line(exc) -> str:
+    """One line from a typer/click usage error: the message and where to find help."""
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+    return f"error: {exc.format_message()}{where}"
+
+
+@app.command("import-log")
+def import_log_cmd(
+    log: Path = typer.Argument(..., help="A log of benchmark_model, onnxruntime_perf_test or executor_runner."),
+    tool: Optional[str] = typer.Option(None, "--tool", help="litert, onnxruntime or executorch (default: detected)."),
+    result_file: Optional[Path] = typer.Option(None, "--result-file",
+                                               help="onnxruntime_perf_test's result file: one line per run."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Read one benchmark tool run's log into splitbench's measurement record (ns, bytes, units named).
+
+    Exit code 0, or 1 with one line naming what is missing when the log cannot be read.
+    """
+    from harness.import_log import import_log, print_import_table
+
+    record = import_log(log, tool, result_file=result_file)
+    if json_out:
+        _emit_json(record)
+    else:
+        print_import_table(record)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app, turning a UserError into one line and exit code 1."""
+    """Entry point: run the app; every error the user can fix is one line and its exit code."""
+    from typer._click import exceptions as click_exc  # typer >= 0.29 vendors click here (pinned in pyproject)
+
+    from device_agents.base import AgentError
+
     try:
         # Without standalone mode click returns a command's typer.Exit code instead of exiting.
-        rc = app(args=argv, standalone_mode=False)
-    except UserError as exc:
+        rc = app(args=argv, standalone_mode=False, prog_name="splitbench")
+    except (UserError, AgentError) as exc:
         sys.stderr.write(f"error: {exc}\n")
-        return 1
+        return getattr(exc, "exit_code", exitcodes.USAGE)
     except typer.Exit as exc:
         return exc.exit_code
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort, click_exc.ClickException) as exc:
+        if isinstance(exc, click_exc.NoArgsIsHelpError):
+            return exitcodes.OK  # the help was printed
+        if isinstance(exc, click_exc.ClickException):
+            sys.stderr.write(_usage_line(exc) + "\n")
+            return exitcodes.USAGE
         sys.stderr.write("interrupted\n")
-        return 130
-    except Exception as exc:  # click's own usage errors
-        import click
+        return exitcodes.INTERRUPTED
+    except Exception:  # noqa: BLE001 - a bug: say so, with the traceback, and a code of its own
+        import traceback
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            return 130
-        raise
+        traceback.print_exc()
+        sys.stderr.write("internal error: this is a bug in splitbench; please report it with the traceback above\n")
+        return exitcodes.INTERNAL
     return rc if isinstance(rc, int) else 0
 
 

@@ -48,6 +48,28 @@ def time_cloud_part(rest_module: Any, feature_example: Any, runs: int = 20, warm
 
 
 CLOUD_CSV = "cloud.csv"
+CLOUD_META = "cloud.json"
+
+
+def cloud_fingerprint(spec: Any) -> str:
+    """What the cloud timings depend on: the model (definition, weights, input shape), the configurations,
+    the host's CPU and core count, torch's version and this module's code. Not the phone-side settings."""
+    import hashlib
+    import inspect
+    import json
+    import os
+    from importlib import metadata
+
+    from device_agents.local.host import cpu_model
+    from harness.configurations import configurations, identify
+
+    ident = identify(spec)
+    blob = {"model": [ident.name, ident.definition_hash, ident.weights_id, list(ident.input_shape)],
+            "configs": [[c.cut, c.embedding, c.reduced_dim] for c in configurations(spec)],
+            "host": [cpu_model(), os.cpu_count()], "torch": metadata.version("torch"),
+            "code": hashlib.sha256(inspect.getsource(time_cloud_part).encode()
+                                   + inspect.getsource(write_cloud_table).encode()).hexdigest()}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
 
 def write_cloud_table(spec: Any, out: Any, runs: int = 20) -> Any:
@@ -59,15 +81,27 @@ def write_cloud_table(spec: Any, out: Any, runs: int = 20) -> Any:
     For a reduced embedding the cloud part starts with the k -> d reconstruction; its cost does not
     depend on the PCA's values (as the phone's does not depend on the weights), so an unfitted layer
     of the same shape is timed instead of fitting the PCA again (32 forward passes of the phone part).
+
+    A stage of its own: ``cloud.json`` keeps its fingerprint (:func:`cloud_fingerprint`), and a run that
+    finds the same fingerprint beside ``cloud.csv`` keeps the table instead of timing it again.
     """
+    import json
     from pathlib import Path
+
+    path, meta_path = Path(out) / CLOUD_CSV, Path(out) / CLOUD_META
+    fingerprint = cloud_fingerprint(spec)
+    try:
+        if path.is_file() and json.loads(meta_path.read_text()).get("fingerprint") == fingerprint:
+            return path  # the same stage already ran here: nothing it depends on changed
+    except (OSError, ValueError):
+        pass
 
     import pandas as pd
     import torch
     import torch.nn as nn
 
     from harness.configurations import configurations, load_model, split_at
-    from harness.results import atomic_write_bytes
+    from harness.store import atomic_write_bytes, atomic_write_json
 
     loaded = load_model(spec)
     rows = []
@@ -87,6 +121,7 @@ def write_cloud_table(spec: Any, out: Any, runs: int = 20) -> Any:
         t = time_cloud_part(rest, feature, runs=runs)
         rows.append({**row, "cloud_ms": t["cloud_ms_median"], "cloud_ms_iqr": t["cloud_ms_iqr"],
                      "cloud_ms_min": t["cloud_ms_min"], "runs": t["runs"], "threads": t["threads"]})
-    path = Path(out) / CLOUD_CSV
     atomic_write_bytes(path, pd.DataFrame(rows).to_csv(index=False).encode())
+    atomic_write_json(meta_path, {"fingerprint": fingerprint, "runs": runs,
+                                  "what": "the cloud part of each configuration timed on this host, all cores"})
     return path

@@ -2,4 +2,10 @@
 
 
 class UserError(Exception):
-    """Bad input (spec, file, option). The message says what to fix; the CLI exits 1."""
+    """Bad input (spec, file, option). The message says what to fix; the CLI exits with ``exit_code``.
+
+    Subclasses that are not the user's input but the situation (a busy directory, a full disk, a device
+    that cannot be reached) carry exit codes of their own (see :mod:`harness.exitcodes`).
+    """
+
+    exit_code = 1  # harness.exitcodes.USAGE

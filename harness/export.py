@@ -1,15 +1,6 @@
 """Export stage: every (configuration, backend) of a spec becomes a file a phone runtime loads,
-verified against the PyTorch phone part and cached by content.
-
-Backends and what proves each artifact:
-
-- ``onnx``: ``torch.onnx.export(dynamo=True)``, one self-contained ``.onnx`` (external data only
-  above protobuf's 2 GB limit); run with ONNX Runtime.
-- ``litert``: ``litert_torch.convert`` to a ``.tflite`` flatbuffer; run with ``ai_edge_litert``.
-- ``executorch``: ``.pte`` lowered with the XNNPACK partitioner; run with ``executorch.runtime``.
-- ``coreml``: ``coremltools`` ML program ``.mlpackage`` in float32. Core ML cannot predict off
-  macOS, so the package is reloaded and its input/output names and shapes are checked instead; it
-  is marked not numerically verified.
+verified against the PyTorch phone part and cached by content (:mod:`harness.artifact_cache`). What
+each backend builds and runs is in :mod:`harness.backends`.
 
 Verification feeds every runnable artifact one fixed seeded input (``VERIFY_SEED``) and compares
 its output with the PyTorch phone part's. ``max_rel_err`` is ``max|out - ref| / max|ref|``: the
@@ -20,351 +11,35 @@ divided by the size of those sums instead (see :func:`_error_scale`; ``info["err
 the divisor and ``info["output_rel_err"]`` keeps ``max|out - ref| / max|ref|``).
 An artifact above ``RTOL`` is ``failed`` with reason ``verification: ...`` (its errors are kept).
 
-Cache: ``<cache_dir>/<key>/`` holds the artifact and ``meta.json`` (everything in :class:`Artifact`).
-The key hashes what changes the artifact (see :func:`cache_key`). A warm export reads only the
-``meta.json`` files: it imports neither torch nor a converter and builds no model. Failed
-conversions are not cached: a failure is often environmental (a converter missing, out of memory),
-and a rerun should try again; their converter output is kept in ``<cache_dir>/failed/<key>.log``.
+A failed conversion is a row with the converter's reason; its whole output and the traceback are
+kept in ``<cache_dir>/failed/<key>.log``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
 import importlib
-import json
 import os
 import re
 import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
-from importlib import metadata
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from harness.configurations import Configuration, ModelIdentity, configurations, file_sha256, identify
+from device_agents.base import ArtifactRef
+from harness.artifact_cache import (RTOL, VERIFY_SEED, Artifact, cache_dir_for, cache_key, converter_versions,
+                                    publish, read_cached, write_meta)
+from harness.backends import BACKENDS, COREML_NOTE, check_coreml
+from harness.configurations import Configuration, configurations, identify
 from harness.errors import UserError
-from harness.spec import BACKENDS, Spec
+from harness.spec import Spec
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import torch
-
-# Version of the cache layout and meta.json. Bump when either changes meaning; every old entry is
-# then rebuilt, never misread.
-#   1: one directory per key holding the artifact, meta.json and convert.log.
-EXPORT_FORMAT = 1
-
-# The seed of the verification input (a standard normal tensor of the model's input shape).
-VERIFY_SEED = 20240
-# Largest accepted max|out - ref| / max|ref|. Every backend here computes in float32; a correct
-# conversion lands around 1e-6 (different summation order, fused kernels). 1e-4 is the bound the
-# project promises; a wrong conversion (a dropped layer, wrong layout) is off by order 1.
-RTOL = 1e-4
-
-ARTIFACT_NAMES = {"onnx": "model.onnx", "litert": "model.tflite", "executorch": "model.pte",
-                  "coreml": "model.mlpackage"}
-# Distributions whose versions change what a backend builds or how it is verified. Read with
-# importlib.metadata: importing a converter to ask its version costs seconds.
-PACKAGES = {
-    "onnx": ("torch", "onnx", "onnxscript", "onnxruntime"),
-    "litert": ("torch", "litert-torch", "ai-edge-litert"),
-    "executorch": ("torch", "executorch"),
-    "coreml": ("torch", "coremltools"),
-}
-# Modules a backend's conversion and verification import: imported before the conversion clock starts,
-# so ``export_s`` is the conversion alone, not the converter's import (up to ~15 s for the first one).
-MODULES = {
-    "onnx": ("onnxscript", "onnxruntime"),
-    "litert": ("litert_torch", "ai_edge_litert.interpreter"),
-    "executorch": ("executorch.exir", "executorch.backends.xnnpack.partition.xnnpack_partitioner",
-                   "executorch.runtime"),
-    "coreml": ("coremltools",),
-}
-INSTALL_HINT = {"onnx": "pip install onnx onnxscript onnxruntime", "litert": "pip install 'splitbench[litert]'",
-                "executorch": "pip install 'splitbench[executorch]'", "coreml": "pip install 'splitbench[coreml]'"}
-COREML_NOTE = "Core ML prediction needs macOS; spec checked: input/output names and shapes match"
-ENV_CACHE = "SPLITBENCH_CACHE"
-
-
-@dataclass(frozen=True)
-class Artifact:
-    """One exported phone part for one runtime: where it is, whether it is right, what it costs."""
-
-    config: Configuration
-    backend: str
-    key: str  # the cache key (sha256 hex); also the cache directory's name
-    path: Path | None  # the file (or .mlpackage directory) the runtime loads; None when failed
-    status: str  # "ok" | "failed"
-    verified: bool  # output compared with PyTorch on this host and within RTOL
-    max_abs_err: float | None = None  # max|out - ref| on the verification input
-    max_rel_err: float | None = None  # max|out - ref| / max|ref| (reduced: / max(|W||f|+|b|))
-    reason: str = ""  # the converter's reason on failure, or why not verified
-    artifact_bytes: int | None = None
-    input_shape: tuple[int, ...] = ()
-    output_shape: tuple[int, ...] = ()
-    input_name: str = ""  # the runtime's name for the input (ExecuTorch: "forward/input0", by position)
-    output_name: str = ""
-    input_dtype: str = "float32"
-    costs: dict[str, Any] = field(default_factory=dict)  # harness.costs.Costs.to_dict()
-    export_s: float | None = None  # conversion seconds (the original conversion's when cached)
-    cached: bool = False  # read from the cache by this export
-    converter: dict[str, str] = field(default_factory=dict)  # distribution -> version
-    info: dict[str, Any] = field(default_factory=dict)  # e.g. PCA explained variance, log file
-
-    @property
-    def name(self) -> str:
-        return f"{self.config.name}/{self.backend}"
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["config"] = {**asdict(self.config), "name": self.config.name}
-        d["path"] = str(self.path) if self.path else None
-        d["input_shape"] = list(self.input_shape)
-        d["output_shape"] = list(self.output_shape)
-        return d
-
-
-# --------------------------------------------------------------------------------------------------
-# Cache keys and the cache directory
-
-
-_VERSIONS: dict[str, str] = {}
-
-
-def package_version(dist: str) -> str:
-    """The installed version of a distribution, or "missing"; never imports it."""
-    if dist not in _VERSIONS:
-        try:
-            _VERSIONS[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            _VERSIONS[dist] = "missing"
-    return _VERSIONS[dist]
-
-
-def converter_versions(backend: str) -> dict[str, str]:
-    return {dist: package_version(dist) for dist in PACKAGES[backend]}
-
-
-@functools.cache
-def _pipeline_hash() -> str:
-    """Hash of the code that decides what a phone part is and what meta.json records about it.
-
-    The functions that seed and build the model, split it and fit the PCA (not the whole of
-    configurations.py, whose messages change often) and the cost counter. inspect reads their
-    source from the files already imported; no torch is needed.
-    """
-    import inspect
-
-    from harness import configurations as conf
-
-    h = hashlib.sha256()
-    for fn in (conf.load_model, conf._trace, conf.split_at, conf.reduce_with_pca, conf.calibration_batch,
-               conf.build_parts):
-        h.update(inspect.getsource(fn).encode() + b"\0")
-    costs = Path(conf.__file__).with_name("costs.py")
-    h.update(file_sha256(costs).encode() if costs.is_file() else b"no costs.py")
-    return h.hexdigest()[:16]
-
-
-def cache_key(ident: ModelIdentity, config: Configuration, backend: str, spec: Spec) -> str:
-    """sha256 over everything that changes the artifact or its verification.
-
-    Model definition (its source file) and weights, the splitting code, cut, embedding, PCA size and
-    calibration (reduced only), input shape, backend, the converter's, runtime's and torch's
-    versions, the verification input and tolerance, and ``EXPORT_FORMAT``.
-    """
-    reduced = config.embedding == "reduced"
-    payload = {
-        "format": EXPORT_FORMAT,
-        "model": ident.name,
-        "definition": ident.definition_hash,
-        "weights": ident.weights_id,
-        "pipeline": _pipeline_hash(),
-        "cut": config.cut,
-        "embedding": config.embedding,
-        "reduced_dim": config.reduced_dim,
-        "calibration": [spec.export.calibration_samples, spec.export.calibration_seed] if reduced else None,
-        "input_shape": list(ident.input_shape),
-        "backend": backend,
-        "versions": converter_versions(backend),
-        "verify": [VERIFY_SEED, RTOL],
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-def cache_dir_for(spec: Spec) -> Path:
-    """``[export].cache_dir``, else ``$SPLITBENCH_CACHE``, else ``results/cache`` under the current directory."""
-    if spec.export.cache_dir:
-        return Path(spec.export.cache_dir)
-    if os.environ.get(ENV_CACHE):
-        return Path(os.environ[ENV_CACHE]).resolve()
-    return Path.cwd() / "results" / "cache"
-
-
-def _read_cached(entry: Path, config: Configuration, backend: str, key: str) -> Artifact | None:
-    """The artifact recorded in ``entry/meta.json``, or None when absent, unreadable or stale."""
-    try:
-        meta = json.loads((entry / "meta.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if meta.get("format") != EXPORT_FORMAT or meta.get("key") != key or meta.get("status") != "ok":
-        return None
-    try:
-        path = entry / meta["artifact"]
-        if not path.exists():
-            return None
-        return Artifact(config=config, backend=backend, key=key, path=path, status="ok", verified=meta["verified"],
-                        max_abs_err=meta["max_abs_err"], max_rel_err=meta["max_rel_err"], reason=meta["reason"],
-                        artifact_bytes=meta["artifact_bytes"], input_shape=tuple(meta["input_shape"]),
-                        output_shape=tuple(meta["output_shape"]), input_name=meta["input_name"],
-                        output_name=meta["output_name"], input_dtype=meta.get("input_dtype", "float32"),
-                        costs=meta["costs"], export_s=meta["export_s"], cached=True, converter=meta["converter"],
-                        info=meta["info"])
-    except (KeyError, TypeError):  # written by other code: rebuild rather than trust it
-        return None
-
-
-def _write_meta(directory: Path, artifact: Artifact) -> None:
-    meta = artifact.to_dict()
-    meta.update(format=EXPORT_FORMAT, artifact=artifact.path.name, path=None, cached=False,
-                written_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    (directory / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-
-
-def _publish(tmp: Path, final: Path) -> None:
-    """Move a finished entry into place atomically (rename), replacing an older one (``force``)."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".old-{final.name}-{os.getpid()}")
-        os.rename(final, old)
-    try:
-        os.rename(tmp, final)
-    except OSError:
-        if not (final / "meta.json").is_file():
-            raise
-        # Another export of the same key published first; its entry is the same artifact.
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-# --------------------------------------------------------------------------------------------------
-# Exporters: one function per backend, (phone, example, out_dir) -> _Exported
-
-
-@dataclass(frozen=True)
-class _Exported:
-    path: Path
-    input_name: str
-    output_name: str
-
-
-def _export_onnx(phone: "torch.nn.Module", example: "torch.Tensor", out_dir: Path) -> _Exported:
-    import torch
-
-    path = out_dir / ARTIFACT_NAMES["onnx"]
-    # One file unless the weights pass protobuf's 2 GB limit; then a .onnx.data file sits beside it.
-    weight_bytes = sum(p.numel() * p.element_size() for p in phone.parameters())
-    torch.onnx.export(phone, (example,), str(path), dynamo=True, external_data=weight_bytes > 1.9e9,
-                      input_names=["input"], output_names=["feature"], verbose=False)
-    return _Exported(path, "input", "feature")
-
-
-def _run_onnx(exported: _Exported, x: "np.ndarray") -> "np.ndarray":
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(exported.path), providers=["CPUExecutionProvider"])
-    return session.run([exported.output_name], {exported.input_name: x})[0]
-
-
-def _export_litert(phone: "torch.nn.Module", example: "torch.Tensor", out_dir: Path) -> _Exported:
-    import litert_torch
-    from ai_edge_litert.interpreter import Interpreter
-
-    path = out_dir / ARTIFACT_NAMES["litert"]
-    litert_torch.convert(phone.eval(), (example,)).export(str(path))
-    interpreter = Interpreter(model_path=str(path), num_threads=1)
-    return _Exported(path, interpreter.get_input_details()[0]["name"], interpreter.get_output_details()[0]["name"])
-
-
-def _run_litert(exported: _Exported, x: "np.ndarray") -> "np.ndarray":
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(exported.path), num_threads=1)
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
-    interpreter.invoke()
-    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy()
-
-
-def _export_executorch(phone: "torch.nn.Module", example: "torch.Tensor", out_dir: Path) -> _Exported:
-    import torch
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
-
-    path = out_dir / ARTIFACT_NAMES["executorch"]
-    program = to_edge_transform_and_lower(torch.export.export(phone, (example,)),
-                                          partitioner=[XnnpackPartitioner()]).to_executorch()
-    path.write_bytes(program.buffer)
-    # A .pte's tensors have no names: a runtime calls method "forward" with positional inputs.
-    return _Exported(path, "forward/input0", "forward/output0")
-
-
-def _run_executorch(exported: _Exported, x: "np.ndarray") -> "np.ndarray":
-    import torch
-    from executorch.runtime import Runtime
-
-    method = Runtime.get().load_program(str(exported.path)).load_method("forward")
-    return method.execute([torch.from_numpy(x)])[0].numpy().copy()
-
-
-def _export_coreml(phone: "torch.nn.Module", example: "torch.Tensor", out_dir: Path) -> _Exported:
-    import coremltools as ct
-    import torch
-
-    path = out_dir / ARTIFACT_NAMES["coreml"]
-    program = torch.export.export(phone, (example,)).run_decompositions({})
-    # float32 like every other backend here (the ML program default is float16), so the artifacts of
-    # one configuration compute the same thing on every runtime.
-    model = ct.convert(program, inputs=[ct.TensorType(name="input", shape=tuple(example.shape))],
-                       outputs=[ct.TensorType(name="feature")], convert_to="mlprogram",
-                       compute_precision=ct.precision.FLOAT32)
-    model.save(str(path))
-    return _Exported(path, "input", "feature")
-
-
-def _check_coreml(exported: _Exported, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> str | None:
-    """Reload the package's spec; None when its input/output names and shapes match, else what differs."""
-    import coremltools as ct
-
-    description = ct.utils.load_spec(str(exported.path)).description
-    found = {
-        "inputs": [(i.name, tuple(i.type.multiArrayType.shape)) for i in description.input],
-        "outputs": [(o.name, tuple(o.type.multiArrayType.shape)) for o in description.output],
-    }
-    wanted = {"inputs": [(exported.input_name, input_shape)], "outputs": [(exported.output_name, output_shape)]}
-    for side in ("inputs", "outputs"):
-        if found[side] != wanted[side]:
-            return f"Core ML spec {side} {found[side]} != expected {wanted[side]}"
-    return None
-
-
-@dataclass(frozen=True)
-class _Backend:
-    export: Callable[["torch.nn.Module", "torch.Tensor", Path], _Exported]
-    run: Callable[[_Exported, "np.ndarray"], "np.ndarray"] | None  # None: cannot run on this host
-
-
-EXPORTERS: dict[str, _Backend] = {
-    "onnx": _Backend(_export_onnx, _run_onnx),
-    "litert": _Backend(_export_litert, _run_litert),
-    "executorch": _Backend(_export_executorch, _run_executorch),
-    "coreml": _Backend(_export_coreml, None),
-}
-
 
 # --------------------------------------------------------------------------------------------------
 # Failure reasons and quiet converters
@@ -502,27 +177,27 @@ def _convert(config: Configuration, backend: str, key: str, part: _Part, root: P
     try:
         missing = [d for d, v in base.converter.items() if v == "missing"]
         if missing:
-            return replace(base, reason=f"{', '.join(missing)} not installed; {INSTALL_HINT[backend]}")
-        spec = EXPORTERS[backend]
+            return replace(base, reason=f"{', '.join(missing)} not installed; {BACKENDS[backend].install_hint}")
+        spec = BACKENDS[backend]
         try:
             with _quiet(log):
-                for module in MODULES[backend]:
+                for module in spec.modules:
                     importlib.import_module(module)
         except ImportError as exc:
-            return _failed(replace(base, reason=f"{failure_reason(exc)}; {INSTALL_HINT[backend]}"), log, root)
+            return _failed(replace(base, reason=f"{failure_reason(exc)}; {spec.install_hint}"), log, root, exc)
         try:
             with _quiet(log):
                 start = time.perf_counter()
                 exported = spec.export(part.phone, part.example, tmp)
                 export_s = time.perf_counter() - start
         except Exception as exc:  # noqa: BLE001 - any converter error is this row's data, not a crash
-            return _failed(replace(base, reason=failure_reason(exc)), log, root)
+            return _failed(replace(base, reason=failure_reason(exc)), log, root, exc)
         done = replace(base, input_name=exported.input_name, output_name=exported.output_name, export_s=export_s,
                        artifact_bytes=_size(exported.path))
         try:
             with _quiet(log):
                 if spec.run is None:
-                    problem = _check_coreml(exported, done.input_shape, done.output_shape)
+                    problem = check_coreml(exported, done.input_shape, done.output_shape)
                     done = replace(done, reason=COREML_NOTE) if problem is None else \
                         replace(done, reason=f"verification: {problem}")
                 else:
@@ -535,24 +210,33 @@ def _convert(config: Configuration, backend: str, key: str, part: _Part, root: P
                         problem = f"max relative error {rel_err:.3g} > {RTOL:g} (max abs {abs_err:.3g})"
                         done = replace(done, verified=False, reason=f"verification: {problem}")
         except Exception as exc:  # noqa: BLE001 - a runtime that cannot load the artifact fails the row
-            return _failed(replace(done, reason=f"verification: {failure_reason(exc)}"), log, root)
+            return _failed(replace(done, reason=f"verification: {failure_reason(exc)}"), log, root, exc)
         if done.reason.startswith("verification:"):
             return _failed(done, log, root)
-        done = replace(done, status="ok", path=exported.path)
-        _write_meta(tmp, done)
+        files = ArtifactRef.from_path(exported.path, key=key, backend=backend).files
+        done = replace(done, status="ok", path=exported.path, files=files)
+        write_meta(tmp, done)
         final = root / key
-        _publish(tmp, final)
+        publish(tmp, final)
         return replace(done, path=final / exported.path.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already when published
 
 
-def _failed(artifact: Artifact, log: Path, root: Path) -> Artifact:
-    """A failed row, not cached; the converter's output is kept as ``failed/<key>.log``."""
+def _failed(artifact: Artifact, log: Path, root: Path, exc: BaseException | None = None) -> Artifact:
+    """A failed row, not cached; the converter's output, the reason and the traceback are kept as
+    ``failed/<key>.log``."""
+    import traceback
+
     kept = root / "failed" / f"{artifact.key}.log"
     with contextlib.suppress(OSError):
         kept.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(log, kept)
+        with open(kept, "wb") as out:
+            if log.is_file():
+                out.write(log.read_bytes())
+            out.write(f"\n--- splitbench: {artifact.name} failed: {artifact.reason}\n".encode())
+            if exc is not None:
+                out.write("".join(traceback.format_exception(exc)).encode(errors="replace"))
         return replace(artifact, info={**artifact.info, "log": str(kept)})
     return artifact
 
@@ -599,7 +283,7 @@ def export_spec(spec: Spec, *, force: bool = False, progress: bool = True,
     if not force:
         for c in configs:
             for b in chosen:
-                hit = _read_cached(root / keys[c.name, b], c, b, keys[c.name, b])
+                hit = read_cached(root / keys[c.name, b], c, b, keys[c.name, b])
                 if hit is not None:
                     found[c.name, b] = hit
     todo = [(c, b) for c in configs for b in chosen if (c.name, b) not in found]

@@ -14,7 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.errors import UserError
-from harness.results import OK, SAMPLES_PARQUET, SKIPPED, SUMMARY_CSV
+from harness.records import OK, SKIPPED
+from harness.store import SAMPLES_PARQUET, SUMMARY_CSV
 
 FIGURES_DIR = "figures"
 FORMATS = ("png", "svg")

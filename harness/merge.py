@@ -8,6 +8,12 @@ row, because the noise of DPFE's Procedure 2 is added to the feature after the p
 Nothing is dropped silently: a privacy row with no measurement, or a measured cut with no privacy
 score, is named in one :class:`UserError`.
 
+One estimator at a time: every privacy row names the estimator that scored it (column
+``estimator``; a user's table without that column is ``unspecified``), and numbers of different
+estimators are never joined, compared or plotted as one series. When a table holds several, the
+caller picks one (:func:`select_estimator`): the one asked for, else the table's only one, else the
+spec's, else the default ``splitbench``; anything else is one :class:`UserError` line.
+
 On-premise rows (``cut == "full"``) need no privacy row: nothing leaves the phone but the model's
 output, so there is no feature to score. They are kept once (``noise_ratio`` NaN), with every privacy
 column NaN and ``on_premise`` True, as the cost baseline of the plots, the report and ``recommend``.
@@ -34,6 +40,9 @@ REQUIRED_PRIVACY_COLUMNS = (*KEY, "log_rank_privacy")
 OPTIONAL_PRIVACY_COLUMNS = ("noise_ratio", "primary_accuracy", "rank_privacy", "bayes_error", "rank_mean",
                             "rank_std", "nn1_error", "attacker_accuracy", "n_classes")
 PRIVACY_VALUE_COLUMNS = tuple(c for c in (*REQUIRED_PRIVACY_COLUMNS, *OPTIONAL_PRIVACY_COLUMNS) if c not in KEY)
+ESTIMATOR = "estimator"
+UNSPECIFIED = "unspecified"  # the estimator of a user's table that does not say
+DEFAULT_ESTIMATOR = "splitbench"  # harness.privacy's default (not imported: this module stays light)
 _MAX_NAMED = 12  # keys listed in one error message before "... and N more"
 
 
@@ -50,6 +59,9 @@ def normalize_privacy(privacy: pd.DataFrame, origin: str = "the privacy table") 
     df = privacy.copy()
     for col in KEY:
         df[col] = df[col].astype(str).str.strip()
+    if ESTIMATOR not in df.columns:
+        df[ESTIMATOR] = UNSPECIFIED
+    df[ESTIMATOR] = df[ESTIMATOR].fillna(UNSPECIFIED).astype(str).str.strip().replace("", UNSPECIFIED)
     for col in OPTIONAL_PRIVACY_COLUMNS:
         if col not in df.columns:
             df[col] = np.nan
@@ -64,12 +76,40 @@ def normalize_privacy(privacy: pd.DataFrame, origin: str = "the privacy table") 
     if has_ratio and df["noise_ratio"].isna().any():
         raise UserError(f"{origin}: noise_ratio is empty on some rows but not others; give every row a ratio "
                         f"(0 for no noise)")
-    key = [*KEY, "noise_ratio"] if has_ratio else list(KEY)
+    key = [*KEY, "noise_ratio", ESTIMATOR] if has_ratio else [*KEY, ESTIMATOR]
     dup = df.duplicated(key, keep=False)
     if dup.any():
-        names = sorted({_key_name(r, has_ratio) for r in df[dup].to_dict("records")})
+        names = sorted({f"{_key_name(r, has_ratio)} ({r[ESTIMATOR]})" for r in df[dup].to_dict("records")})
         raise UserError(f"{origin}: duplicated privacy rows for {_list(names)}; keep one row per key")
     return df
+
+
+def estimators_of(privacy: pd.DataFrame) -> list[str]:
+    """The estimators of a normalised privacy table, in table order."""
+    return list(dict.fromkeys(privacy[ESTIMATOR].astype(str)))
+
+
+def select_estimator(privacy: pd.DataFrame, estimator: str | None = None, *, preferred: str | None = None,
+                     origin: str = "the privacy table") -> tuple[pd.DataFrame, str]:
+    """The rows of one estimator and its name: ``estimator`` if given, else the only one, else
+    ``preferred`` (the spec's), else ``splitbench``; otherwise one UserError line saying how to choose."""
+    names = estimators_of(privacy)
+    if estimator is not None:
+        if estimator not in names:
+            raise UserError(f"{origin} holds no scores of the {estimator} estimator (it has: {', '.join(names)}); "
+                            "score with it or choose one of those")
+        chosen = estimator
+    elif len(names) == 1:
+        chosen = names[0]
+    elif preferred in names:
+        chosen = preferred
+    elif DEFAULT_ESTIMATOR in names:
+        chosen = DEFAULT_ESTIMATOR
+    else:
+        raise UserError(f"{origin} holds scores of {len(names)} estimators ({', '.join(names)}), which are never "
+                        "compared as one: choose one (e.g. `splitbench recommend DIR --estimator "
+                        f"{names[0]}`)")
+    return privacy[privacy[ESTIMATOR] == chosen], chosen
 
 
 def load_privacy(path: str | Path) -> pd.DataFrame:
@@ -99,18 +139,21 @@ def _list(names: list[str]) -> str:
     return shown + (f" ... and {len(names) - _MAX_NAMED} more" if len(names) > _MAX_NAMED else "")
 
 
-def merge_privacy(summary: pd.DataFrame, privacy: pd.DataFrame) -> pd.DataFrame:
-    """Join privacy scores to summary rows on (model, cut, embedding[, noise_ratio]); see the module doc.
+def merge_privacy(summary: pd.DataFrame, privacy: pd.DataFrame, estimator: str | None = None, *,
+                  preferred: str | None = None) -> pd.DataFrame:
+    """Join one estimator's privacy scores to summary rows on (model, cut, embedding[, noise_ratio]).
 
-    Returns the summary's columns plus the privacy columns and ``on_premise``; a summary row appears once
-    per noise ratio of its key. Raises :class:`UserError` naming every unmatched key, both ways.
+    ``estimator`` and ``preferred``: see :func:`select_estimator`. Returns the summary's columns plus
+    the privacy columns (``estimator`` among them; NaN on-premise, which has no score) and
+    ``on_premise``; a summary row appears once per noise ratio of its key. Raises
+    :class:`UserError` naming every unmatched key, both ways.
     """
     _check_columns(summary, KEY, "summary.csv")
-    priv = normalize_privacy(privacy)
+    priv, _ = select_estimator(normalize_privacy(privacy), estimator, preferred=preferred)
     meas = summary.copy()
     for col in KEY:
         meas[col] = meas[col].astype(str).str.strip()
-    clash = [c for c in PRIVACY_VALUE_COLUMNS if c in meas.columns]
+    clash = [c for c in (*PRIVACY_VALUE_COLUMNS, ESTIMATOR) if c in meas.columns]
     meas = meas.drop(columns=clash)
     meas["on_premise"] = meas["cut"] == FULL
     meas["_row"] = np.arange(len(meas))  # keep the summary's order (model order), ratios ascending within
@@ -134,7 +177,7 @@ def merge_privacy(summary: pd.DataFrame, privacy: pd.DataFrame) -> pd.DataFrame:
 
     cuts = meas[~meas["on_premise"]].merge(priv_cut, on=list(KEY), how="inner", validate="many_to_many")
     full = meas[meas["on_premise"]].copy()
-    for col in PRIVACY_VALUE_COLUMNS:
+    for col in (*PRIVACY_VALUE_COLUMNS, ESTIMATOR):
         full[col] = np.nan
     for model in full["model"].unique():
         full.loc[full["model"] == model, "primary_accuracy"] = _baseline_accuracy(priv, model)

@@ -91,13 +91,15 @@ class FeatureNoise:
 def noise_sweep(train_features: np.ndarray, train_sensitive: np.ndarray, test_features: np.ndarray,
                 test_sensitive: np.ndarray, *, ratios: Iterable[float] = PAPER_RATIOS, seed: int = 0,
                 primary_accuracy: Callable[[np.ndarray], float] | None = None, attacker: bool = True,
-                ) -> list[dict[str, Any]]:
+                estimator: str = "splitbench") -> list[dict[str, Any]]:
     """Procedure 2 on one feature set: the privacy (and primary accuracy) of the noisy features per ratio.
 
     The covariance is estimated on ``train_features``; train and test features both get noise (the
     attacker only ever sees noisy uploads). ``primary_accuracy(noisy_test_features)``, when given,
-    returns the primary-task accuracy of the rest of the network on them. Returns one flat dict
-    per ratio: ``noise_ratio``, ``primary_accuracy`` and the :class:`~harness.privacy.PrivacyScores`.
+    returns the primary-task accuracy of the rest of the network on them. ``estimator``: ``splitbench``
+    or ``dpfe`` (see :mod:`harness.privacy`; ``osia`` scores one set, see
+    :func:`harness.privacy.sweep.privacy_sweep`). Returns one flat dict per ratio: ``noise_ratio``,
+    ``primary_accuracy`` and the :class:`~harness.privacy.PrivacyScores` (with its ``estimator``).
     """
     from harness.privacy import score
 
@@ -109,7 +111,8 @@ def noise_sweep(train_features: np.ndarray, train_sensitive: np.ndarray, test_fe
     for r in ratios:
         noisy_train = noise.add(train_features, z_train, r)
         noisy_test = noise.add(test_features, z_test, r)
-        scores = score(noisy_train, train_sensitive, noisy_test, test_sensitive, seed=seed, attacker=attacker)
+        scores = score(noisy_train, train_sensitive, noisy_test, test_sensitive, seed=seed, attacker=attacker,
+                       estimator=estimator)
         row = {"noise_ratio": r, **scores.to_dict()}
         # The rest of the network on the noisy feature, not the score's classifier proxy.
         row["primary_accuracy"] = primary_accuracy(noisy_test) if primary_accuracy is not None else None

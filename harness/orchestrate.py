@@ -1,9 +1,20 @@
 """`splitbench run`: export every configuration (through the cache), then measure each
-(configuration, backend, target) on its device agent and write the results directory.
+(configuration, backend, device) on its device agent and write the results directory.
 
-The orchestrator never measures: each job goes to a :class:`~device_agents.base.DeviceAgent`, which
-runs it in a worker of its own. Each finished job is written at once as an atomic record, so Ctrl-C
-or a crash loses at most the job in flight, and ``--resume`` picks up from the records on disk.
+The orchestrator plans jobs, hands them to an executor and is the only writer of results:
+
+- plan: every (configuration, backend, device) in model order, each with its :class:`Identity` and
+  record key; rows that need no device (an export that failed, a backend the device cannot run) are
+  written at once;
+- executors (:mod:`harness.executors`): ``serial`` (one job at a time, in plan order) or ``devices``
+  (every device at once, one job per device at a time); each opens one agent session per device,
+  holds the device's lease, prepares each artifact once per device, and hands results back;
+- the writer (this module, the calling thread): each finished job becomes a record written at once,
+  atomically, then the tables; Ctrl-C or a crash loses at most the jobs in flight, and ``--resume``
+  picks up from the records on disk.
+
+A device that becomes unavailable stops only its own jobs: jobs it never attempted get no row, the
+others go on, and the run says what was left and exits ``DEVICE_LOST``.
 """
 
 from __future__ import annotations
@@ -15,26 +26,25 @@ import importlib.util
 import json
 import subprocess
 import sys
-import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from device_agents.base import FAILED, DeviceAgent, MeasureJob, MeasureResult, get_agent
-from harness import __version__
-from harness import results as res
+from device_agents.base import FAILED, AgentError, DeviceInfo, MeasureJob
+from harness import __version__, exitcodes
+from harness import store
+from harness.backends import not_runnable_reason, rank
+from harness.configurations import ModelIdentity, identify
 from harness.errors import UserError
-from harness.host import host_fingerprint
-from harness.spec import BACKENDS, Spec
-
-EXIT_OK = 0
-EXIT_FAILED = 2  # some configuration failed: the run finished, the failures are rows in summary.csv
-EXIT_INTERRUPTED = 130
+from harness.records import SKIPPED, Identity, ResultRecord, device_essentials, make_record_key
+from harness.spec import Spec
+from harness.stats import compute_stats
+from harness.tables import short_reason, write_tables
 
 # Distributions whose versions define what a number means (runtimes and converters).
 _VERSIONED = ("splitbench", "torch", "numpy", "onnx", "onnxscript", "onnxruntime", "ai-edge-litert",
               "litert-torch", "executorch", "coremltools", "pandas", "pyarrow", "matplotlib")
+EXECUTORS = ("serial", "devices", "ray")
 
 
 @dataclass(frozen=True)
@@ -42,11 +52,13 @@ class RunOutcome:
     """What `run` did: the exit code, every record of this spec's plan (new and resumed), the directory."""
 
     exit_code: int
-    records: tuple[res.ResultRecord, ...]
+    records: tuple[ResultRecord, ...]
     out: Path
     measured: int = 0  # jobs run in this session (the rest came from --resume or were skipped)
     interrupted: bool = False
     figures: tuple[Path, ...] = ()
+    lost: dict[str, str] = dataclasses.field(default_factory=dict)  # device_id -> why it was lost
+    not_attempted: int = 0  # jobs of lost devices that were never measured (no row)
 
 
 def export_artifacts(spec: Spec, *, progress: bool) -> list:
@@ -80,12 +92,21 @@ def spec_dict(spec: Spec) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(spec), default=str))
 
 
+# What never changes a number: where the spec file and the cache are, the timeout, display names.
+_NOT_IDENTITY = (("path",), ("text_hash",), ("export", "cache_dir"), ("run", "timeout_s"), ("name",),
+                 ("budget",))
+
+
 def spec_hash(spec: Spec) -> str:
-    """Hash of what the spec asks for: not where the file is, nor its comments or formatting."""
+    """Hash of what the spec asks to measure: not where the file is, its comments or formatting, the
+    timeout or the cache directory (none of them changes a number)."""
     d = spec_dict(spec)
-    for key in ("path", "text_hash"):
-        d.pop(key, None)
-    d.get("export", {}).pop("cache_dir", None)  # where artifacts are cached does not change them
+    for path in _NOT_IDENTITY:
+        parent = d
+        for key in path[:-1]:
+            parent = parent.get(key) or {}
+        if isinstance(parent, dict):
+            parent.pop(path[-1], None)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
@@ -126,52 +147,60 @@ def git_state() -> dict[str, Any]:
 
 
 def check_out_dir(out: Path, hash_: str, *, resume: bool) -> dict[str, Any] | None:
-    """Refuse to mix results: a non-empty OUT must be a results directory of the same spec, or --resume.
+    """Refuse to mix results: a non-empty OUT must be a results directory of the same spec.
 
-    Returns the manifest already in OUT (None for a new or empty directory).
+    ``--resume`` into a directory of another spec is refused too: its records would be mixed with a
+    different plan. Returns the manifest already in OUT (None for a new or empty directory).
     """
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a directory")
-    if not out.exists() or not any(out.iterdir()):
+    if not out.exists() or not any(p.name != store.LOCK_FILE for p in out.iterdir()):
         return None
-    manifest_path = out / res.MANIFEST_JSON
+    manifest_path = out / store.MANIFEST_JSON
     if not manifest_path.is_file():
         if resume:  # the caller vouches for the directory (the demo puts its privacy table there first)
             return None
-        raise UserError(f"--out {out} is not empty and holds no {res.MANIFEST_JSON}: choose a new or empty "
+        raise UserError(f"--out {out} is not empty and holds no {store.MANIFEST_JSON}: choose a new or empty "
                         "directory, or add results to it with --resume")
     try:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise UserError(f"{manifest_path} is not readable ({exc}); choose a new --out") from None
+    from harness.records import RESULTS_SCHEMA_VERSION
+
     version = manifest.get("schema_version")
-    if not isinstance(version, int) or version > res.RESULTS_SCHEMA_VERSION:
+    if not isinstance(version, int) or version > RESULTS_SCHEMA_VERSION:
         raise UserError(f"{out} was written by a newer splitbench (results schema {version!r}); upgrade splitbench "
                         "or choose a new --out")
-    if manifest.get("spec_hash") != hash_ and not resume:
+    if manifest.get("spec_hash") != hash_:
+        what = "--resume cannot continue it with a different spec" if resume else "choose a new --out"
         raise UserError(f"--out {out} holds results of another spec (hash {str(manifest.get('spec_hash'))[:12]}, "
-                        f"this one {hash_[:12]}): choose a new --out, or add to it with --resume")
+                        f"this one {hash_[:12]}; the spec, --target or --runs differ): {what}")
     return manifest
 
 
 def _session(manifest: dict[str, Any]) -> dict[str, Any]:
-    keys = ("started_at", "ended_at", "status", "spec_hash", "resume", "splitbench_version", "git", "counts")
+    keys = ("started_at", "ended_at", "status", "spec_hash", "resume", "splitbench_version", "git", "counts", "lost")
     return {k: manifest.get(k) for k in keys}
 
 
-def build_manifest(spec: Spec, hash_: str, devices: dict[str, dict], *, resume: bool,
+def build_manifest(spec: Spec, hash_: str, devices: dict[str, DeviceInfo], *, resume: bool,
                    previous: dict[str, Any] | None) -> dict[str, Any]:
+    from device_agents.local.host import host_fingerprint
+    from harness.records import RESULTS_SCHEMA_HISTORY, RESULTS_SCHEMA_VERSION
+
     sessions = list(previous.get("sessions", [])) + [_session(previous)] if previous else []
     return {
-        "schema_version": res.RESULTS_SCHEMA_VERSION,
-        "schema_history": {str(k): v for k, v in res.RESULTS_SCHEMA_HISTORY.items()},
+        "schema_version": RESULTS_SCHEMA_VERSION,
+        "schema_history": {str(k): v for k, v in RESULTS_SCHEMA_HISTORY.items()},
         "splitbench_version": __version__,
         "git": git_state(),
         "spec_hash": hash_,
         "spec_file_sha256": spec.text_hash or None,
         "spec": spec_dict(spec),
         "host": host_fingerprint(),
-        "devices": devices,
+        # by device id: one phone is one entry, whatever its target is called
+        "devices": {info.device_id: {"spec_target": t, **info.to_dict()} for t, info in devices.items()},
         "versions": package_versions(),
         "converters": {},
         "started_at": _now(),
@@ -180,6 +209,7 @@ def build_manifest(spec: Spec, hash_: str, devices: dict[str, dict], *, resume: 
         "resume": resume,
         "argv": list(sys.argv),
         "counts": {},
+        "lost": {},
         "sessions": sessions,  # earlier runs into this directory (resumed or repeated), oldest first
     }
 
@@ -189,80 +219,79 @@ def build_manifest(spec: Spec, hash_: str, devices: dict[str, dict], *, resume: 
 
 
 @dataclass(frozen=True)
-class _Job:
-    artifact: Any  # harness.export.Artifact (or a record with its fields)
-    target: str
+class Job:
+    """One planned (configuration, backend, device)."""
+
+    artifact: Any  # harness.artifact_cache.Artifact (or a record with its fields)
+    spec_target: str  # the spec's target string that names the device ("android:127.0.0.1:5555")
+    identity: Identity
     record_key: str
-    job: MeasureJob | None  # None when there is nothing to run (export failed)
+    job: MeasureJob | None  # None when there is nothing to measure (export failed, backend not runnable)
+    skip: tuple[str, str] | None = None  # (status, reason) of the row written at once when job is None
 
+    @property
+    def device_id(self) -> str:
+        return self.identity.device_id
 
-def _backend_rank(backend: str) -> int:
-    return BACKENDS.index(backend) if backend in BACKENDS else len(BACKENDS)
-
-
-def _not_runnable_reason(agent: DeviceAgent, backend: str) -> str:
-    if backend == "coreml":
-        return f"skipped: Core ML needs iOS/macOS; {agent.target} cannot run it"
-    return f"skipped: {agent.target} has no {backend} runtime (it runs {', '.join(agent.backends)})"
+    @property
+    def label(self) -> str:
+        return f"{self.artifact.config.name} {self.artifact.backend} {self.spec_target}"
 
 
 def _measure_job(spec: Spec, artifact: Any) -> MeasureJob:
     return MeasureJob(artifact_path=str(artifact.path) if artifact.path else "", backend=artifact.backend,
                       input_shape=tuple(artifact.input_shape or ()), runs=spec.run.runs, warmup=spec.run.warmup,
-                      warm_loads=spec.run.warm_loads, timeout_s=spec.run.timeout_s, seed=spec.model.seed)
+                      warm_loads=spec.run.warm_loads, timeout_s=spec.run.timeout_s, seed=spec.model.seed,
+                      artifact_key=artifact.key)
 
 
-def _plan(spec: Spec, artifacts: list, devices: dict[str, dict]) -> list[_Job]:
-    """Every (configuration, backend, target) in model order: configuration, then backend, then target."""
+def identity_of(ident: ModelIdentity, artifact: Any, info: DeviceInfo) -> Identity:
+    c = artifact.config
+    return Identity(model=c.model, model_definition=ident.definition_hash, weights=ident.weights_id, cut=c.cut,
+                    embedding=c.embedding, reduced_dim=c.reduced_dim, backend=artifact.backend,
+                    artifact_key=artifact.key, target=info.target, device_id=info.device_id,
+                    runtime_version=info.backends.get(artifact.backend, ""), threads=info.threads,
+                    compute_units=info.compute_units)
+
+
+def plan_jobs(spec: Spec, ident: ModelIdentity, artifacts: list, devices: dict[str, DeviceInfo]) -> list[Job]:
+    """Every (configuration, backend, device) in model order: configuration, then backend, then device."""
     jobs = []
-    for a in sorted(artifacts, key=lambda a: (a.config.order, _backend_rank(a.backend))):
-        job = _measure_job(spec, a)
-        for target in spec.run.targets:
-            essentials = res.device_essentials(devices[target])
-            params = job.to_dict()
+    for a in sorted(artifacts, key=lambda a: (a.config.order, rank(a.backend))):
+        mjob = _measure_job(spec, a)
+        for spec_target, info in devices.items():
+            identity = identity_of(ident, a, info)
+            protocol = mjob.protocol()
+            skip = None
             if a.status != "ok":
-                params["export_status"] = a.status  # never the same key as a measured row
-            key = res.make_record_key(a.key, target, essentials, params)
-            jobs.append(_Job(a, target, key, job if a.status == "ok" else None))
+                protocol["export_status"] = a.status  # never the same key as a measured row
+                skip = (FAILED, f"export failed: {a.reason or 'no reason given'}")
+            elif a.backend not in info.backends:
+                protocol["skipped"] = True
+                skip = (SKIPPED, not_runnable_reason(a.backend, info.target, list(info.backends)))
+            key = make_record_key(identity, device_essentials(info.fingerprint), protocol)
+            jobs.append(Job(a, spec_target, identity, key, None if skip is not None else mjob, skip))
     return jobs
 
 
-def _record(job: _Job, result: MeasureResult, *, measure_job: MeasureJob | None, device: dict, hash_: str,
-            started_at: str, duration_s: float | None) -> res.ResultRecord:
-    a, c = job.artifact, job.artifact.config
-    return res.ResultRecord(
-        record_key=job.record_key, model=c.model, cut=c.cut, embedding=c.embedding, config=c.name, order=c.order,
-        backend=a.backend, target=job.target, artifact_key=a.key,
-        artifact_path=str(a.path) if a.path else None, artifact_bytes=a.artifact_bytes,
-        reduced_dim=c.reduced_dim, verified=a.verified, max_abs_err=a.max_abs_err, max_rel_err=a.max_rel_err,
-        costs=dict(a.costs or {}), job=measure_job.to_dict() if measure_job else {}, result=result.to_dict(),
-        device=res.device_essentials(device), spec_hash=hash_, started_at=started_at, finished_at=_now(),
-        duration_s=duration_s, splitbench_version=__version__,
-    )
-
-
-def _run_one(job: _Job, agent: DeviceAgent) -> tuple[MeasureResult, MeasureJob | None]:
-    """Prepare and measure one job. A failure of the job is a result, never an exception (but Ctrl-C is)."""
+def make_record(job: Job, result: dict[str, Any], *, measure_job: MeasureJob | None, info: DeviceInfo, hash_: str,
+                started_at: str, duration_s: float | None) -> ResultRecord:
     a = job.artifact
-    if job.job is None:
-        return MeasureResult(status=FAILED, reason=f"export failed: {a.reason or 'no reason given'}"), None
-    if a.backend not in agent.backends:
-        return MeasureResult(status=res.SKIPPED, reason=_not_runnable_reason(agent, a.backend)), None
-    try:
-        device_path = agent.prepare(str(a.path))
-        mjob = dataclasses.replace(job.job, artifact_path=str(device_path))
-        return agent.measure(mjob), mjob
-    except Exception as exc:  # noqa: BLE001 - the agent broke its contract; still a row, and the run goes on
-        tail = traceback.format_exc()[-2000:]
-        return MeasureResult(status=FAILED, reason=f"agent error: {type(exc).__name__}: {exc}",
-                             stderr_tail=tail), job.job
+    return ResultRecord(
+        record_key=job.record_key, identity=job.identity, config=a.config.name, order=a.config.order,
+        artifact_path=str(a.path) if a.path else None, artifact_bytes=a.artifact_bytes,
+        verified=a.verified, max_abs_err=a.max_abs_err, max_rel_err=a.max_rel_err,
+        costs=dict(a.costs or {}), job=measure_job.to_dict() if measure_job else {}, result=result,
+        device=device_essentials(info.fingerprint), device_name=info.name, spec_hash=hash_, started_at=started_at,
+        finished_at=_now(), duration_s=duration_s, splitbench_version=__version__,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
 # Progress
 
 
-class _Progress:
+class Progress:
     """A rich progress bar on stderr with the time left estimated from the jobs finished so far."""
 
     def __init__(self, total: int, enabled: bool):
@@ -275,13 +304,13 @@ class _Progress:
         self._bar = None
         self._task = None
 
-    def __enter__(self) -> "_Progress":
+    def __enter__(self) -> "Progress":
         if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn
 
-            self._bar = Progress(TextColumn("measuring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                 TextColumn("{task.fields[left]}"), TextColumn("{task.description}"),
-                                 console=self.console, transient=True)
+            self._bar = Bar(TextColumn("measuring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            TextColumn("{task.fields[left]}"), TextColumn("{task.description}"),
+                            console=self.console, transient=True)
             self._bar.__enter__()
             self._task = self._bar.add_task("", total=self.total, left="time left: estimating")
         return self
@@ -290,19 +319,22 @@ class _Progress:
         if self._bar is not None:
             self._bar.__exit__(*exc)
 
+    def say(self, line: str) -> None:
+        self.console.print(line, markup=False, soft_wrap=True)
+
     def start(self, label: str) -> None:
         if self._bar is not None:
             self._bar.update(self._task, description=label)
 
-    def done(self, line: str, duration_s: float | None, remaining_measured: int) -> None:
+    def done(self, line: str, duration_s: float | None, remaining_measured: int, parallel: int = 1) -> None:
         """One finished job: its line above the bar; the estimate is the mean duration of measured jobs."""
         if duration_s is not None:
             self.durations.append(duration_s)
-        self.console.print(line, markup=False, soft_wrap=True)
+        self.say(line)
         if self._bar is not None:
             left = "time left: estimating"
             if self.durations:
-                secs = sum(self.durations) / len(self.durations) * remaining_measured
+                secs = sum(self.durations) / len(self.durations) * remaining_measured / max(parallel, 1)
                 left = f"time left ~{_fmt_s(secs)}"
             self._bar.update(self._task, advance=1, left=left)
 
@@ -312,14 +344,18 @@ def _fmt_s(secs: float) -> str:
     return f"{secs // 3600}:{secs // 60 % 60:02d}:{secs % 60:02d}" if secs >= 3600 else f"{secs // 60}:{secs % 60:02d}"
 
 
-def _line(record: res.ResultRecord, note: str = "") -> str:
-    s = res.compute_stats(record)
-    median = f"{s.infer_ms_median:10.3f} ms" if s.infer_ms_median is not None else f"{'—':>10s}   "
-    status = record.status if record.ok else f"{record.status}: {res.short_reason(record.reason, 90)}"
-    if record.status == res.SKIPPED:
-        status = res.short_reason(record.reason, 90)
+def job_line(record: ResultRecord, spec_target: str, note: str = "") -> str:
+    from harness.units import fmt_ms
+
+    s = compute_stats(record)
+    median = fmt_ms(s.infer_ms_median) if s.infer_ms_median is not None else "—"
+    if s.timing_kind == "aggregate":
+        median += " (tool aggregate)"
+    status = record.status if record.ok else f"{record.status}: {short_reason(record.reason, 90)}"
+    if record.status == SKIPPED:
+        status = short_reason(record.reason, 90)
     warn = f"  [{', '.join(w.code for w in s.warnings)}]" if s.warnings else ""
-    return f"{record.config:<22s} {record.backend:<10s} {record.target:<16s} {median}  {status}{warn}{note}"
+    return f"{record.config:<22s} {record.backend:<10s} {spec_target:<18s} {median:>12s}  {status}{warn}{note}"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -327,94 +363,131 @@ def _line(record: res.ResultRecord, note: str = "") -> str:
 
 
 def run_spec(spec: Spec, out: str | Path, *, resume: bool = False, targets: Iterable[str] | None = None,
-             runs: int | None = None, progress: bool = True) -> RunOutcome:
-    """Export, then measure every (configuration, backend, target) of ``spec`` into ``out``.
+             runs: int | None = None, progress: bool = True, executor: str = "serial",
+             ray_address: str | None = None) -> RunOutcome:
+    """Export, then measure every (configuration, backend, device) of ``spec`` into ``out``.
 
-    Exit code 0, 2 when some configuration failed (its row says why), 130 when interrupted (everything
-    finished is on disk; ``--resume`` completes the run).
+    Exit code 0; ``CONFIG_FAILED`` when some configuration failed (its row says why); ``DEVICE_LOST`` when a
+    device went away (its unattempted jobs have no row; ``--resume`` completes the run); ``INTERRUPTED``
+    on Ctrl-C (everything finished is on disk).
     """
+    from harness.executors import make_executor
+
     out = Path(out)
     spec = effective_spec(spec, targets=targets, runs=runs)
     hash_ = spec_hash(spec)
+    if executor not in EXECUTORS:
+        raise UserError(f"--executor {executor!r}: use one of {', '.join(EXECUTORS)}")
+    ex = make_executor(executor, spec, ray_address=ray_address)  # an unknown target fails before any work
+    try:
+        with store.ResultsLock(out):
+            return _run_locked(spec, out, hash_, ex, resume=resume, progress=progress)
+    finally:
+        ex.close()
+
+
+def _run_locked(spec: Spec, out: Path, hash_: str, ex, *, resume: bool, progress: bool) -> RunOutcome:
     previous = check_out_dir(out, hash_, resume=resume)
-
-    agents = {t: get_agent(t) for t in spec.run.targets}  # an unknown target fails before any export
-    devices = {t: a.fingerprint() for t, a in agents.items()}
+    devices = ex.open_devices()  # spec target -> DeviceInfo (a device that cannot be reached: AgentError)
     artifacts = export_artifacts(spec, progress=progress)
+    ident = identify(spec)
 
-    out.mkdir(parents=True, exist_ok=True)
     manifest = build_manifest(spec, hash_, devices, resume=resume, previous=previous)
     manifest["converters"] = {a.backend: dict(a.converter) for a in artifacts if getattr(a, "converter", None)}
-    res.atomic_write_json(out / res.MANIFEST_JSON, manifest)
+    store.atomic_write_json(out / store.MANIFEST_JSON, manifest)
 
-    plan = _plan(spec, artifacts, devices)
+    plan = plan_jobs(spec, ident, artifacts, devices)
+    on_disk = store.load_records(out)
     # --resume keeps what was measured (and what was skipped) and retries what failed: a timeout or a
     # crash may have been the machine's, not the configuration's. The old failure is kept aside.
-    existing = {r.record_key: r for r in res.load_records(out) if not r.failed} if resume else {}
-    records: list[res.ResultRecord] = []
+    existing = {r.record_key: r for r in on_disk if not r.failed} if resume else {}
+    latest: dict[tuple, ResultRecord] = {}
+    for r in sorted(on_disk, key=lambda r: r.finished_at):
+        latest[r.identity.key()] = r
+    by_device = {info.device_id: info for info in devices.values()}
+    records: list[ResultRecord] = []
     measured = 0
+
+    def write(record: ResultRecord) -> None:
+        store.keep_retried(out, record.record_key)
+        store.write_record(out, record)  # the moment it finishes, atomically
+        latest[record.identity.key()] = record
+        write_tables(out, list(latest.values()))
+        records.append(record)
+
+    todo = [j for j in plan if j.record_key not in existing and j.job is not None]
+    remaining = len(todo)
+    lost: dict[str, str] = {}
     interrupted = False
-
-    def needs_worker(j: _Job) -> bool:
-        return j.job is not None and j.artifact.backend in agents[j.target].backends
-
-    remaining = sum(1 for j in plan if j.record_key not in existing and needs_worker(j))
-    with _Progress(len(plan), progress) as bar:
+    with Progress(len(plan), progress) as bar:
+        for j in plan:  # what needs no device: kept from disk, export failures, skipped backends
+            if j.record_key in existing:
+                records.append(existing[j.record_key])
+                bar.done(job_line(existing[j.record_key], j.spec_target, "  (resumed)"), None, remaining)
+            elif j.job is None:
+                status, reason = j.skip
+                record = make_record(j, {"status": status, "reason": reason}, measure_job=None,
+                                     info=by_device[j.device_id], hash_=hash_, started_at=_now(), duration_s=None)
+                write(record)
+                bar.done(job_line(record, j.spec_target), None, remaining)
         try:
-            for job in plan:
-                if job.record_key in existing:
-                    records.append(existing[job.record_key])
-                    bar.done(_line(existing[job.record_key], "  (resumed)"), None, remaining)
+            for event in ex.run(todo, say=bar.say, start=bar.start):
+                if event.lost is not None:
+                    lost[event.device_id] = event.lost
+                    bar.say(f"device {event.device_id} is unavailable ({event.lost}): its {event.left} remaining "
+                            "job(s) were not measured; the other devices go on; finish with --resume when it is back")
+                    remaining -= event.left
                     continue
-                a = job.artifact
-                bar.start(f"{a.config.name} {a.backend} {job.target}")
-                started_at, t0 = _now(), time.monotonic()
-                result, mjob = _run_one(job, agents[job.target])
-                worked = needs_worker(job)
-                duration = time.monotonic() - t0 if worked else None
-                record = _record(job, result, measure_job=mjob, device=devices[job.target], hash_=hash_,
-                                 started_at=started_at, duration_s=duration)
-                res.keep_retried(out, record.record_key)
-                res.write_record(out, record)  # the moment it finishes, atomically
-                res.write_tables(out)
-                records.append(record)
-                if worked:
-                    measured += 1
-                    remaining -= 1
-                bar.done(_line(record), duration, remaining)
+                j = event.job
+                record = make_record(j, event.result.to_dict(), measure_job=event.measure_job,
+                                     info=by_device[j.device_id], hash_=hash_, started_at=event.started_at,
+                                     duration_s=event.duration_s)
+                write(record)
+                measured += 1
+                remaining -= 1
+                bar.done(job_line(record, j.spec_target), event.duration_s, remaining, ex.parallel)
         except KeyboardInterrupt:
             interrupted = True
-            bar.console.print(f"interrupted: {len(records)} of {len(plan)} jobs are on disk in {out}; "
-                              "finish with --resume", markup=False, soft_wrap=True)
+            ex.stop()
+            bar.say(f"interrupted: {len(records)} of {len(plan)} jobs are on disk in {out}; finish with --resume")
 
-    res.write_tables(out)
+    attempted = {r.record_key for r in records}
+    not_attempted = sum(1 for j in todo if j.record_key not in attempted)
     failed = sum(1 for r in records if r.failed)
-    skipped = sum(1 for r in records if r.status == res.SKIPPED)
-    manifest.update(ended_at=_now(), status="interrupted" if interrupted else "complete",
+    skipped = sum(1 for r in records if r.status == SKIPPED)
+    manifest.update(ended_at=_now(), status="interrupted" if interrupted else ("device lost" if lost else "complete"),
                     counts={"planned": len(plan), "done": len(records), "measured_now": measured,
                             "resumed": sum(1 for j in plan if j.record_key in existing),
-                            "ok": sum(1 for r in records if r.ok), "failed": failed, "skipped": skipped},
-                    runtimes=_runtimes(records))
-    res.atomic_write_json(out / res.MANIFEST_JSON, manifest)
+                            "ok": sum(1 for r in records if r.ok), "failed": failed, "skipped": skipped,
+                            "not_attempted": not_attempted},
+                    lost=lost, runtimes=_runtimes(records))
+    store.atomic_write_json(out / store.MANIFEST_JSON, manifest)
 
     figures: tuple[Path, ...] = ()
+    console = bar.console
     if not interrupted:
-        _cloud_and_privacy(spec, out, bar.console)
-        figures = _after_run(out, bar.console)
+        _cloud_and_privacy(spec, out, console)
+        figures = _after_run(out, console)
+    ok = sum(1 for r in records if r.ok)
+    from_disk = sum(1 for j in plan if j.record_key in existing)
     if interrupted:
-        code = EXIT_INTERRUPTED
+        code = exitcodes.INTERRUPTED
+    elif lost:
+        code = exitcodes.DEVICE_LOST
     else:
-        code = EXIT_FAILED if failed else EXIT_OK
-        ok = sum(1 for r in records if r.ok)
-        from_disk = sum(1 for j in plan if j.record_key in existing)
-        bar.console.print(f"{ok} ok, {failed} failed, {skipped} skipped ({measured} measured now, {from_disk} kept "
-                          f"from {out} by --resume); results in {out}"
-                          + (f" (figures in {out / 'figures'})" if figures else ""), markup=False, soft_wrap=True)
+        code = exitcodes.CONFIG_FAILED if failed else exitcodes.OK
+    if not interrupted:
+        console.print(f"{ok} ok, {failed} failed, {skipped} skipped, {not_attempted} not attempted ({measured} "
+                      f"measured now, {from_disk} kept from {out} by --resume); results in {out}"
+                      + (f" (figures in {out / 'figures'})" if figures else ""), markup=False, soft_wrap=True)
+        if lost:
+            console.print(f"lost: {', '.join(f'{d} ({why})' for d, why in lost.items())}; reconnect and run again "
+                          "with --resume", markup=False, soft_wrap=True)
     return RunOutcome(exit_code=code, records=tuple(records), out=out, measured=measured, interrupted=interrupted,
-                      figures=figures)
+                      figures=figures, lost=lost, not_attempted=not_attempted)
 
 
-def _runtimes(records: list[res.ResultRecord]) -> dict[str, dict[str, str]]:
+def _runtimes(records: list[ResultRecord]) -> dict[str, dict[str, str]]:
     """The runtime versions each worker reported, per backend (what actually ran, not what is installed)."""
     seen: dict[str, dict[str, str]] = {}
     for r in records:
@@ -424,8 +497,9 @@ def _runtimes(records: list[res.ResultRecord]) -> dict[str, dict[str, str]]:
 
 
 def _cloud_and_privacy(spec: Spec, out: Path, console) -> None:
-    """After the phone measurements: the cloud part of each cut timed on this host (``cloud.csv``) and,
-    when the spec has a [privacy] table, the privacy scores (``privacy.csv``) the report merges.
+    """After the phone measurements: the cloud part of each cut timed on this host (``cloud.csv``, a stage
+    with its own fingerprint: redone only when what it times changed) and, when the spec has a [privacy]
+    table, the privacy scores (``privacy.csv``) the report merges.
 
     The phone measurements are already on disk: a failure here is one warning line naming the stage.
     """
@@ -433,6 +507,8 @@ def _cloud_and_privacy(spec: Spec, out: Path, console) -> None:
 
     try:
         write_cloud_table(spec, out)
+    except store.ResultsWriteError:
+        raise
     except Exception as exc:  # noqa: BLE001 - reported, the run's data is safe
         console.print(f"warning: timing the cloud parts failed: {type(exc).__name__}: {exc}", markup=False)
     privacy = spec.privacy
@@ -445,37 +521,42 @@ def _cloud_and_privacy(spec: Spec, out: Path, console) -> None:
             table = load_privacy(privacy["csv"])
         else:
             from harness.noise import PAPER_RATIOS
-            from harness.privacy_demo import sweep_from_spec
+            from harness.privacy.sweep import sweep_from_spec
 
             table = sweep_from_spec(spec, privacy["data"], ratios=privacy.get("ratios", PAPER_RATIOS),
                                     seed=privacy.get("seed", 0))
-        res.atomic_write_bytes(out / "privacy.csv", table.to_csv(index=False).encode())
+        store.atomic_write_bytes(out / "privacy.csv", table.to_csv(index=False).encode())
+    except store.ResultsWriteError:
+        raise
     except Exception as exc:  # noqa: BLE001 - a UserError here names the file and key
         console.print(f"warning: privacy scores not written: {exc}", markup=False)
 
 
 def _after_run(out: Path, console) -> tuple[Path, ...]:
-    """The figures and, when that stage is installed, the report (which redraws the figures itself, so
-    they are drawn once). The measurements are already safe on disk: a failure here is one warning line
-    and does not change the exit code."""
-    paths: list[Path] = []
-    build = None
+    """The figures and the report (which redraws the figures itself, so they are drawn once). The
+    measurements are already safe on disk: a failure here is one warning line and does not change the
+    exit code."""
     if importlib.util.find_spec("harness.report") is not None:
         try:
-            from harness.report import build_report as build
-        except ImportError:
-            build = None
-    if build is not None:
-        try:
-            return tuple(Path(p) for p in build(out) or ())
+            from harness.report import build_report
+
+            return tuple(Path(p) for p in build_report(out) or ())
+        except store.ResultsWriteError:
+            raise
         except Exception as exc:  # noqa: BLE001 - `splitbench report DIR` rebuilds it
             console.print(f"warning: report failed ({type(exc).__name__}: {exc}); rerun `splitbench report {out}`",
                           markup=False, soft_wrap=True)
     try:
         from harness.figures import make_figures
 
-        paths += make_figures(out)
+        return tuple(make_figures(out))
+    except store.ResultsWriteError:
+        raise
     except Exception as exc:  # noqa: BLE001 - as above
         console.print(f"warning: figures failed ({type(exc).__name__}: {exc}); rerun `splitbench report {out}`",
                       markup=False, soft_wrap=True)
-    return tuple(paths)
+    return ()
+
+
+__all__ = ["RunOutcome", "Job", "run_spec", "plan_jobs", "check_out_dir", "spec_hash", "effective_spec",
+           "AgentError"]

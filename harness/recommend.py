@@ -2,7 +2,9 @@
 
 Privacy is DPFE's log-rank privacy (0: the attacker always ranks the true sensitive class first; 1:
 always last); it is the measure the papers plot against accuracy and it is comparable across numbers
-of classes. Ties are broken by the lower end-to-end latency.
+of classes. Ties are broken by the lower end-to-end latency. Every privacy number shown names the
+estimator that produced it; one estimator is used per call (``--estimator``; default: the privacy
+table's only one, else the run's spec's, else ``splitbench``; see :func:`harness.merge.select_estimator`).
 
 End-to-end latency = phone inference median + upload of the feature over the network profile + the
 cloud part (from ``DIR/cloud.csv``, columns model, cut, embedding, cloud_ms, when the run has one;
@@ -87,6 +89,7 @@ class Candidate:
     memory_mb: float | None
     breaks: tuple[str, ...] = ()  # empty: fits the budget
     excess: float = 0.0  # summed relative excess over the broken limits (inf: cannot be judged)
+    estimator: str | None = None  # the privacy estimator of ``privacy`` (None on-premise: no score)
 
     @property
     def fits(self) -> bool:
@@ -116,6 +119,7 @@ class Recommendation:
     frontier: tuple[Candidate, ...]  # privacy vs latency, among the candidates meeting the accuracy floor
     candidates: tuple[Candidate, ...] = field(repr=False)  # the split configurations, fitting or not
     on_premise: tuple[Candidate, ...] = ()  # the baseline rows
+    estimator: str | None = None  # the privacy estimator of every candidate's privacy
 
     @property
     def others(self) -> tuple[Candidate, ...]:
@@ -142,6 +146,7 @@ class Recommendation:
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model,
+            "estimator": self.estimator,
             "choice": self.choice.to_dict() if self.choice else None,
             "closest": None if self.choice or not self.closest else self.closest.to_dict(),
             "frontier": [c.to_dict() for c in self.frontier],
@@ -168,13 +173,24 @@ def _opt(x: Any) -> float | None:
 # ---------------------------------------------------------------------------------------------- table
 
 
-def load_table(results_dir: str | Path) -> pd.DataFrame:
-    """summary.csv of DIR merged with DIR/privacy.csv, plus ``cloud_ms`` from DIR/cloud.csv if present."""
+def spec_estimator(results_dir: str | Path) -> str | None:
+    """The run's spec's ``[privacy] estimator`` from DIR/manifest.json (None when it names none)."""
+    try:
+        manifest = json.loads((Path(results_dir) / "manifest.json").read_text())
+        value = ((manifest.get("spec") or {}).get("privacy") or {}).get("estimator")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def load_table(results_dir: str | Path, estimator: str | None = None) -> pd.DataFrame:
+    """summary.csv of DIR merged with one estimator's rows of DIR/privacy.csv, plus ``cloud_ms`` from
+    DIR/cloud.csv if present (``estimator``: see :func:`harness.merge.select_estimator`)."""
     d = Path(results_dir)
     if not (d / SUMMARY_FILE).is_file():
         raise UserError(f"{d} holds no {SUMMARY_FILE}: give a results directory written by `splitbench run`")
     summary = pd.read_csv(d / SUMMARY_FILE)
-    merged = merge_privacy(summary, load_privacy(d))
+    merged = merge_privacy(summary, load_privacy(d), estimator, preferred=spec_estimator(d))
     return attach_cloud(merged, d / CLOUD_FILE)
 
 
@@ -242,12 +258,13 @@ def _candidate(row: dict, budget: Budget, net: NetworkProfile, cloud_included: b
             breaks.append("privacy not scored")
             excess = math.inf
     ratio = _opt(row.get("noise_ratio"))
+    est = row.get("estimator")
     return Candidate(
         model=str(row["model"]), config=config_label(row), cut=str(row["cut"]), embedding=str(row["embedding"]),
         noise_ratio=ratio, backend=str(row.get("backend", "")), target=str(row.get("target", "")), status=status,
         on_premise=on_premise, privacy=privacy, rank_privacy=_opt(row.get("rank_privacy")), accuracy=acc,
         phone_ms=phone, upload_bytes=nbytes, upload_ms=up, cloud_ms=cloud, latency_ms=latency, memory_mb=memory,
-        breaks=tuple(breaks), excess=excess)
+        breaks=tuple(breaks), excess=excess, estimator=None if on_premise or pd.isna(est) else str(est))
 
 
 def pareto_frontier(cands: list[Candidate] | tuple[Candidate, ...]) -> tuple[Candidate, ...]:
@@ -287,9 +304,14 @@ def choose(table: pd.DataFrame, budget: Budget) -> Recommendation:
     # others (among every candidate when none reaches the floor).
     floor = budget.min_accuracy
     usable = [c for c in cands if floor is None or (c.accuracy is not None and c.accuracy >= floor)] or cands
+    estimators = sorted({c.estimator for c in cands if c.estimator is not None})
+    if len(estimators) > 1:
+        raise UserError(f"{models[0]}: the table mixes privacy estimators ({', '.join(estimators)}), which are never "
+                        "compared as one: merge one (harness.merge.select_estimator)")
     return Recommendation(model=models[0], budget=budget, network=net, cloud_included=cloud_included,
                           choice=choice, frontier=pareto_frontier(usable), candidates=tuple(cands),
-                          on_premise=tuple(c for c in all_c if c.on_premise))
+                          on_premise=tuple(c for c in all_c if c.on_premise),
+                          estimator=estimators[0] if estimators else None)
 
 
 def choose_all(table: pd.DataFrame, budget: Budget) -> list[Recommendation]:
@@ -346,17 +368,19 @@ def _print(rec: Recommendation, console) -> None:
     cloud = f" + cloud {_f(c.cloud_ms)}" if rec.cloud_included else ""
     kb = _f(c.upload_bytes / BYTES_PER_KB if c.upload_bytes is not None else None, ".2f")
     console.print(f"[bold green]Recommended:[/bold green] {c.config} on {c.where}: log-rank privacy "
-                  f"{_f(c.privacy, '.3f')}, accuracy {_f(c.accuracy, '.3f')}, latency {_f(c.latency_ms)} ms "
+                  f"{_f(c.privacy, '.3f')} ({rec.estimator} estimator), accuracy {_f(c.accuracy, '.3f')}, "
+                  f"latency {_f(c.latency_ms)} ms "
                   f"(phone {_f(c.phone_ms)} + upload {_f(c.upload_ms)}{cloud}), memory {_f(c.memory_mb)} MB, "
                   f"upload {kb} kB")
     front = Table("configuration", "backend/target", "privacy", "accuracy", "latency ms", "memory MB",
-                  "upload kB", "fits", title="Pareto frontier (log-rank privacy vs end-to-end latency)")
+                  "upload kB", "fits",
+                  title=f"Pareto frontier (log-rank privacy, {rec.estimator} estimator, vs end-to-end latency)")
     for f in rec.frontier:
         cells = candidate_row(f)
         front.add_row(*cells[:5], *cells[7:], "chosen" if f is c else ("yes" if f.fits else "no"))
     console.print(front)
     others = Table("configuration", "backend/target", "privacy", "why not chosen",
-                   title="Every other configuration")
+                   title=f"Every other configuration (privacy: log-rank, {rec.estimator} estimator)")
     for o in rec.others:
         others.add_row(o.config, o.where, _f(o.privacy, ".3f"), breaks_text(o, c))
     for b in rec.on_premise:
@@ -364,12 +388,14 @@ def _print(rec: Recommendation, console) -> None:
     console.print(others)
 
 
-def recommend(results_dir: str | Path, budget: Budget, *, json_out: bool = False, console=None) -> int:
+def recommend(results_dir: str | Path, budget: Budget, *, json_out: bool = False, console=None,
+              estimator: str | None = None) -> int:
     """Print the recommendation for ``budget`` from a results directory; return the exit code (0).
 
-    Nothing fitting raises :class:`UserError` with one line (exit 1 through the CLI), after the JSON.
+    ``estimator``: whose privacy scores to rank by (see :func:`load_table`). Nothing fitting raises
+    :class:`UserError` with one line (exit 1 through the CLI), after the JSON.
     """
-    recs = choose_all(load_table(results_dir), budget)
+    recs = choose_all(load_table(results_dir, estimator), budget)
     if json_out:
         net = recs[0].network if recs else budget.profile()
         obj = {"budget": asdict(budget), "network": asdict(net),

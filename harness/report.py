@@ -168,14 +168,27 @@ PRIVACY_COLUMNS = [("noise r", "noise_ratio", 2), ("log-rank privacy", "log_rank
                    ("model MB", "mem_model_mb", 1), ("upload B", "upload_bytes", 0)]
 
 
-def _privacy_section(merged: pd.DataFrame) -> str:
+def _estimator_of(merged: pd.DataFrame) -> str:
+    """The one privacy estimator of a merged table (merge_privacy selects one)."""
+    names = sorted(set(merged["estimator"].dropna().astype(str))) if "estimator" in merged.columns else []
+    return names[0] if len(names) == 1 else ("none" if not names else " + ".join(names))
+
+
+def _privacy_section(merged: pd.DataFrame, others: list[str] | None = None) -> str:
     from harness.merge import config_label
 
+    est = _estimator_of(merged)
     parts = ['<section id="privacy"><h2>Privacy beside the measurements</h2>',
-             '<p>Log-rank privacy (DPFE): 0 when an attacker always ranks the true sensitive class first, '
+             f"<p>Every privacy number in this section and the next was computed by the <b>{_e(est)}</b> "
+             "estimator (see the README's Privacy section; numbers of different estimators are not comparable "
+             "one to one). "
+             "Log-rank privacy (DPFE): 0 when an attacker always ranks the true sensitive class first, "
              "1 when always last. On-premise uploads no feature, so it has no score: it is the cost "
              "baseline. The phone cost of a cut is the same for every noise ratio (the noise is added "
              "after the phone part).</p>"]
+    if others:
+        parts.append(f"<p>privacy.csv also holds scores of the {_e(', '.join(others))} estimator(s), not shown here: "
+                     f"<code>splitbench recommend DIR --estimator {_e(others[0])}</code> ranks by them.</p>")
     ok = merged[merged["status"].astype(str) == "ok"] if "status" in merged.columns else merged
     for model in dict.fromkeys(ok["model"].astype(str)):
         m = ok[ok["model"].astype(str) == model]
@@ -185,8 +198,8 @@ def _privacy_section(merged: pd.DataFrame) -> str:
             if r.get("on_premise"):
                 cells[1:6] = ["on-device", None, None, None, None]
             rows.append([config_label(r, with_ratio=False), f"{r.get('backend')}/{r.get('target')}", *cells])
-        parts += [f"<h3>{_e(model)}</h3>", _table(["configuration", "backend/target", *[h for h, _, _ in PRIVACY_COLUMNS]],
-                                                  rows, num_from=2)]
+        parts += [f"<h3>{_e(model)} (privacy: {_e(est)} estimator)</h3>",
+                  _table(["configuration", "backend/target", *[h for h, _, _ in PRIVACY_COLUMNS]], rows, num_from=2)]
     parts.append("</section>")
     return "".join(parts)
 
@@ -223,10 +236,11 @@ def _recommend_section(merged: pd.DataFrame) -> str:
             parts.append(f'<p class="warn">{_e(rec.impossible_line())}</p>')
         else:
             parts.append(f'<p class="choice">Most private configuration that fits: <b>{_e(c.config)}</b> on '
-                         f"{_e(c.where)}: log-rank privacy {c.privacy:.3f}, accuracy {_fmt(c.accuracy, 3)}, "
+                         f"{_e(c.where)}: log-rank privacy {c.privacy:.3f} ({_e(rec.estimator)} estimator), "
+                         f"accuracy {_fmt(c.accuracy, 3)}, "
                          f"end-to-end latency {_fmt(c.latency_ms, 1)} ms, model memory {_fmt(c.memory_mb, 1)} MB."
                          "</p>")
-        parts += ["<h4>Pareto frontier (log-rank privacy vs end-to-end latency)</h4>",
+        parts += [f"<h4>Pareto frontier (log-rank privacy, {_e(rec.estimator)} estimator, vs end-to-end latency)</h4>",
                   _table([*CANDIDATE_HEADERS, "fits"], [[*candidate_row(f), "chosen" if f is c else
                                                          ("yes" if f.fits else "no")] for f in rec.frontier],
                          num_from=2)]
@@ -280,7 +294,7 @@ window.addEventListener('load', function () {
 
 
 def render_html(d: Path, *, manifest: dict[str, Any] | None, summary: pd.DataFrame, figures: list[Path],
-                merged: pd.DataFrame | None, notes: list[str]) -> str:
+                merged: pd.DataFrame | None, notes: list[str], other_estimators: list[str] | None = None) -> str:
     """The report page as one string (everything inline)."""
     title = f"splitbench report: {d.resolve().name}"
     nav = ['<a href="#setup">Setup</a>', '<a href="#figures">Figures</a>', '<a href="#summary">Summary</a>',
@@ -299,7 +313,7 @@ def render_html(d: Path, *, manifest: dict[str, Any] | None, summary: pd.DataFra
     body.append(f'<section id="figures"><h2>Figures</h2>{figs or "<p>No figures.</p>"}</section>')
     body.append(_summary_section(summary))
     if merged is not None:
-        body.append(_privacy_section(merged))
+        body.append(_privacy_section(merged, other_estimators))
         body.append(_recommend_section(merged))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
@@ -335,8 +349,9 @@ def build_report(out_dir: str | Path) -> list[Path]:
     else:
         written += list(make_figures(d))
     merged = None
+    others: list[str] = []
     if (d / "privacy.csv").is_file():
-        from harness.merge import load_privacy
+        from harness.merge import estimators_of, load_privacy
         from harness.tradeoff import make_tradeoff_figures
 
         try:
@@ -346,10 +361,12 @@ def build_report(out_dir: str | Path) -> list[Path]:
             notes.append(f"Privacy scores not shown: {exc}")
             log.warning("report: privacy scores not shown: %s", exc)
         else:
+            shown = _estimator_of(merged)
+            others = [e for e in estimators_of(privacy) if e != shown]
             written += make_tradeoff_figures(d, merged=merged, privacy=privacy)
     report = d / REPORT_FILE
     tmp = report.with_suffix(".html.tmp")
     tmp.write_text(render_html(d, manifest=manifest, summary=summary, figures=written, merged=merged,
-                               notes=notes), encoding="utf-8")
+                               notes=notes, other_estimators=others), encoding="utf-8")
     tmp.replace(report)
     return [*written, report]

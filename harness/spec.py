@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.backends import NAMES as BACKENDS
 from harness.errors import UserError
 
 EMBEDDINGS = ("simple", "reduced")  # "full" (on-premise) is always added by the harness
-BACKENDS = ("onnx", "litert", "executorch", "coreml")
 FULL = "full"
 
 
@@ -61,6 +61,7 @@ class Spec:
     export: ExportSpec = ExportSpec()
     run: RunSpec = RunSpec()
     privacy: dict[str, Any] = field(default_factory=dict)  # csv or data (resolved paths), ratios, seed
+    devices: dict[str, dict[str, Any]] = field(default_factory=dict)  # [android] / [ios]: the agent's options
     text_hash: str = ""  # sha256 of the spec file's bytes
 
     @property
@@ -101,8 +102,15 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "data": (str, "an .npz of inputs, primary and sensitive labels for the noise sweep"),
         "ratios": (list, "a list of noise ratios >= 0"),
         "seed": (int, "an integer seed"),
+        "estimator": (str, "an estimator name: splitbench, dpfe or osia (see `splitbench privacy-score --help`)"),
+        "split": (str, 'how the attacker splits the inputs: "stratified" or "dpfe"'),
     },
 }
+
+
+# Tables handed whole to a platform's device agent, which validates them (an unknown key is one line
+# from the agent, before any work).
+DEVICE_TABLES = ("android", "ios")
 
 
 def _where(table: str, key: str) -> str:
@@ -148,9 +156,11 @@ def parse_spec(data: dict[str, Any], origin: str = "spec", path: Path | None = N
     top = {k: v for k, v in data.items() if not isinstance(v, dict)}
     _check_table(top, "", origin)
     for table, value in data.items():
+        if isinstance(value, dict) and table in DEVICE_TABLES:
+            continue
         if isinstance(value, dict):
             if table not in _SCHEMA or table == "":
-                known = ", ".join(f"[{t}]" for t in _SCHEMA if t)
+                known = ", ".join([*(f"[{t}]" for t in _SCHEMA if t), *(f"[{t}]" for t in DEVICE_TABLES)])
                 raise UserError(f"{origin}: unknown table [{table}]; known tables: {known}")
             _check_table(value, table, origin)
     base = path.parent if path else Path.cwd()
@@ -223,9 +233,25 @@ def parse_spec(data: dict[str, Any], origin: str = "spec", path: Path | None = N
         if not r or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in r):
             raise UserError(f"{origin}: [privacy].ratios must be a list of numbers >= 0, got {r!r}")
         privacy["ratios"] = tuple(float(v) for v in r)
+    for key, allowed in (("estimator", ("splitbench", "dpfe", "osia")), ("split", ("stratified", "dpfe"))):
+        if key in privacy and privacy[key] not in allowed:
+            raise UserError(f"{origin}: [privacy].{key}: unknown value {privacy[key]!r}; valid: {', '.join(allowed)}")
+    if "split" in privacy and "data" not in privacy:
+        raise UserError(f"{origin}: [privacy].split applies to the noise sweep of [privacy].data, not to a csv")
     name = data.get("name") or (path.stem if path else (model.zoo or "model"))
+    devices = {t: _device_table(data[t], base) for t in DEVICE_TABLES if isinstance(data.get(t), dict)}
     return Spec(name=name, path=path, model=model, split=split, export=export, run=run,
-                privacy=privacy, text_hash=text_hash)
+                privacy=privacy, devices=devices, text_hash=text_hash)
+
+
+def _device_table(table: dict[str, Any], base: Path) -> dict[str, Any]:
+    """A device table with its paths (``[android.tools]``, ``[ios].app``) resolved against the spec's folder."""
+    table = dict(table)
+    if isinstance(table.get("app"), str):
+        table["app"] = str((base / table["app"]).resolve())
+    if isinstance(table.get("tools"), dict):
+        table["tools"] = {k: str((base / v).resolve()) if isinstance(v, str) else v for k, v in table["tools"].items()}
+    return table
 
 
 def load_spec(path: str | Path) -> Spec:

@@ -9,6 +9,11 @@ drawn as a vertical dashed line at its cost: the baseline every cut is compared 
 
 The accuracy-privacy figure is DPFE's Fig. 10: x = log-rank privacy, y = primary accuracy, one curve
 per (cut, embedding), one marker per noise ratio (annotated).
+
+Every privacy axis names the estimator that produced its numbers, and one figure never holds numbers
+of two estimators: the cost figures draw the merged table (one estimator, see
+:func:`harness.merge.select_estimator`), and the accuracy-privacy figure is drawn once per estimator
+of the privacy table.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from harness.errors import UserError
 
 FIGURES_DIR = "figures"
 COSTS = (  # column, axis label, file stem, scale to the axis unit
@@ -62,6 +69,12 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
 
 
+def _estimators(table: pd.DataFrame) -> list[str]:
+    if "estimator" not in table.columns:
+        return ["unspecified"]
+    return list(dict.fromkeys(table["estimator"].dropna().astype(str))) or ["unspecified"]
+
+
 def cost_figures(merged: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Privacy against inference time, memory and upload size, per model (see the module doc)."""
     from harness.merge import config_label
@@ -69,6 +82,10 @@ def cost_figures(merged: pd.DataFrame, out_dir: Path) -> list[Path]:
     plt = _pyplot()
     paths: list[Path] = []
     ok = merged[merged["status"].astype(str) == "ok"] if "status" in merged.columns else merged
+    estimators = _estimators(ok[~ok["on_premise"].astype(bool)])
+    if len(estimators) > 1:
+        raise UserError(f"the merged table mixes privacy estimators ({', '.join(estimators)}); merge one")
+    est = estimators[0]
     models = list(dict.fromkeys(ok["model"].astype(str)))
     for model in models:
         rows = ok[ok["model"].astype(str) == model]
@@ -110,7 +127,7 @@ def cost_figures(merged: pd.DataFrame, out_dir: Path) -> list[Path]:
             suffix = f", noise ratio {ratio:g}" if pd.notna(ratio) else ""
             ax.set_title(f"{model}: privacy vs {xlabel.split(' (')[0]}{suffix}")
             ax.set_xlabel(xlabel)
-            ax.set_ylabel("log-rank privacy (0 = always identified, 1 = never)")
+            ax.set_ylabel(f"log-rank privacy, {est} estimator\n(0 = always identified, 1 = never)")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # outside: never hides a point
             paths += _save(fig, out_dir, f"{stem}_{_safe(model)}" if len(models) > 1 else stem)
@@ -118,17 +135,23 @@ def cost_figures(merged: pd.DataFrame, out_dir: Path) -> list[Path]:
 
 
 def accuracy_privacy_figure(privacy: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """DPFE Fig. 10: primary accuracy against log-rank privacy, one curve per cut/embedding per model."""
+    """DPFE Fig. 10: primary accuracy against log-rank privacy, one curve per cut/embedding, one figure per
+    model and estimator (file stems gain ``_<model>`` and ``_<estimator>`` when there are several)."""
     plt = _pyplot()
     priv = privacy[privacy["cut"].astype(str) != "full"]
     priv = priv[priv[["log_rank_privacy", "primary_accuracy"]].notna().all(axis=1)]
     if priv.empty:
         return []
+    if "estimator" not in priv.columns:
+        priv = priv.assign(estimator="unspecified")
     models = list(dict.fromkeys(priv["model"].astype(str)))
+    estimators = _estimators(priv)
     markers = "osD^v<>phX*"
     paths: list[Path] = []
-    for model in models:
-        rows = priv[priv["model"].astype(str) == model]
+    for model, est in [(m, e) for m in models for e in estimators]:
+        rows = priv[(priv["model"].astype(str) == model) & (priv["estimator"].astype(str) == est)]
+        if rows.empty:
+            continue
         fig, ax = plt.subplots(figsize=(7.5, 4.8))
         curves = list(dict.fromkeys(zip(rows["cut"].astype(str), rows["embedding"].astype(str))))
         for i, (cut, emb) in enumerate(curves):
@@ -141,11 +164,13 @@ def accuracy_privacy_figure(privacy: pd.DataFrame, out_dir: Path) -> list[Path]:
                     ax.annotate(f"{r:g}", (xi, yi), textcoords="offset points", xytext=(3, -9), fontsize=6.5,
                                 color="0.35")
         ax.set_title(f"{model}: accuracy vs privacy under the noise sweep (labels: noise ratio r)")
-        ax.set_xlabel("log-rank privacy of the sensitive label (0..1, higher = more private)")
+        ax.set_xlabel(f"log-rank privacy of the sensitive label, {est} estimator (0..1, higher = more private)")
         ax.set_ylabel("primary-task accuracy (fraction)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, title="cut-embedding", title_fontsize=8)
-        paths += _save(fig, out_dir, f"accuracy_privacy_{_safe(model)}" if len(models) > 1 else "accuracy_privacy")
+        stem = "accuracy_privacy" + (f"_{_safe(model)}" if len(models) > 1 else "") + (
+            f"_{_safe(est)}" if len(estimators) > 1 else "")
+        paths += _save(fig, out_dir, stem)
     return paths
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from harness import configurations as conf
+from harness import artifact_cache
 from harness import export as ex
 from harness.cli import main
 from harness.configurations import configurations, identify
@@ -63,19 +64,19 @@ def write_toml(path: Path, data: dict) -> Path:
 
 
 class Counting:
-    """Wraps EXPORTERS so a test sees which conversions ran."""
+    """Wraps the backend registry so a test sees which conversions ran."""
 
     def __init__(self, monkeypatch, raise_for: dict[str, Exception] | None = None):
         self.calls: list[str] = []
         patched = {}
-        for name, backend in ex.EXPORTERS.items():
+        for name, backend in ex.BACKENDS.items():
             def export(phone, example, out_dir, _name=name, _real=backend.export):
                 self.calls.append(_name)
                 if raise_for and _name in raise_for:
                     raise raise_for[_name]
                 return _real(phone, example, out_dir)
             patched[name] = replace(backend, export=export)
-        monkeypatch.setattr(ex, "EXPORTERS", patched)
+        monkeypatch.setattr(ex, "BACKENDS", patched)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -176,10 +177,10 @@ def test_key_covers_what_changes_the_artifact(tmp_path):
 
 def test_cache_dir_choice(tmp_path, monkeypatch):
     spec = parse_spec({"model": {"zoo": "vgg16_gender"}}, origin="test")
-    monkeypatch.delenv(ex.ENV_CACHE, raising=False)
+    monkeypatch.delenv(artifact_cache.ENV_CACHE, raising=False)
     monkeypatch.chdir(tmp_path)
     assert ex.cache_dir_for(spec) == tmp_path / "results" / "cache"
-    monkeypatch.setenv(ex.ENV_CACHE, str(tmp_path / "elsewhere"))
+    monkeypatch.setenv(artifact_cache.ENV_CACHE, str(tmp_path / "elsewhere"))
     assert ex.cache_dir_for(spec) == tmp_path / "elsewhere"
     assert ex.cache_dir_for(toy_spec(tmp_path / "given")) == tmp_path / "given"
 
@@ -224,8 +225,8 @@ def test_op_a_converter_refuses(tmp_path):
 
 
 def test_verification_failure_keeps_the_errors(tmp_path, monkeypatch):
-    real = ex.EXPORTERS["onnx"]
-    monkeypatch.setitem(ex.EXPORTERS, "onnx", replace(real, run=lambda exported, x: real.run(exported, x) * 1.01))
+    real = ex.BACKENDS["onnx"]
+    monkeypatch.setitem(ex.BACKENDS, "onnx", replace(real, run=lambda exported, x: real.run(exported, x) * 1.01))
     (a, _) = ex.export_spec(toy_spec(tmp_path / "cache", cuts=("stage1",)), progress=False)
     assert a.status == "failed" and not a.verified and a.reason.startswith("verification: max relative error")
     assert a.max_rel_err == pytest.approx(0.01, rel=1e-3) and a.max_abs_err > 0

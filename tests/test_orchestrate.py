@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,84 +16,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from device_agents.base import CRASHED, OK, TIMEOUT, DeviceAgent, MeasureJob, MeasureResult
-from harness import orchestrate
-from harness import results as res
+from device_agents.base import CRASHED, TIMEOUT, MeasureJob
+from harness import executors, orchestrate, stats, store, tables
 from harness.configurations import configurations
 from harness.errors import UserError
+from harness.records import RESULTS_SCHEMA_VERSION, Identity, ResultRecord, device_essentials, make_record_key
 from harness.spec import load_spec
+from tests.fakes import FakeAgent, FakeArtifact
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RUNS = 8
-
-
-# --------------------------------------------------------------------------------------------------
-# Fakes
-
-
-@dataclass(frozen=True)
-class FakeArtifact:
-    """The fields of harness.export.Artifact the orchestrator reads."""
-
-    config: Any
-    backend: str
-    key: str
-    path: Path | None
-    status: str = "ok"
-    verified: bool | None = True
-    max_abs_err: float | None = 1e-6
-    max_rel_err: float | None = 1e-5
-    reason: str = ""
-    artifact_bytes: int | None = 1234
-    input_shape: tuple[int, ...] = (1, 3, 32, 32)
-    output_shape: tuple[int, ...] = (1, 10)
-    costs: dict = field(default_factory=lambda: {"params": 100, "macs": 2000, "flops": 4000,
-                                                 "upload_bytes": 640, "mac_share": 0.5})
-    converter: dict = field(default_factory=dict)
-
-
-def _samples(n: int, base_ns: int, seed: int) -> tuple[int, ...]:
-    rng = np.random.default_rng(seed)
-    return tuple(int(base_ns * (1 + 0.01 * x)) for x in rng.standard_normal(n))
-
-
-class FakeAgent(DeviceAgent):
-    """Returns scripted results; ``script`` maps (config name, backend) to a status or an exception."""
-
-    backends = ("onnx", "litert", "executorch")
-
-    def __init__(self, target: str = "cpu-1core", script: dict | None = None, raise_on_call: int | None = None):
-        self.target = target
-        self.script = script or {}
-        self.raise_on_call = raise_on_call
-        self.calls: list[MeasureJob] = []
-        self.prepared: list[str] = []
-
-    def fingerprint(self) -> dict[str, Any]:
-        return {"target": self.target, "cpu_model": "Fake CPU", "kernel": "6.0", "uptime_s": 123.0}
-
-    def prepare(self, artifact_path: str) -> str:
-        self.prepared.append(artifact_path)
-        return artifact_path
-
-    def measure(self, job: MeasureJob) -> MeasureResult:
-        self.calls.append(job)
-        if self.raise_on_call is not None and len(self.calls) == self.raise_on_call:
-            raise KeyboardInterrupt
-        name = Path(job.artifact_path).stem.split("__")[0]
-        scripted = self.script.get((name, job.backend))
-        if isinstance(scripted, BaseException):
-            raise scripted
-        if scripted in (CRASHED, TIMEOUT):
-            return MeasureResult(status=scripted, reason=f"worker {scripted} (scripted)",
-                                 stderr_tail="Traceback ...\nSegmentation fault")
-        base = 1_000_000 + 100_000 * len(self.calls)
-        return MeasureResult(
-            status=OK, infer_ns=_samples(job.runs, base, len(self.calls)), first_infer_ns=3 * base,
-            warmup_ns=_samples(job.warmup, base, 99), load_cold_ns=20_000_000, load_warm_ns=(5_000_000, 6_000_000, 7_000_000),
-            cold_cache_dropped=True, rss_before_load_b=50_000_000, rss_after_load_b=60_000_000,
-            rss_peak_b=62_000_000, uss_b=58_000_000, cpu_ns=job.runs * base, wall_runs_ns=job.runs * base,
-            pinned_cpus=(0,), threads={"intra_op": 1}, runtime={job.backend: "1.0"})
 
 
 def _spec(tmp_path: Path, backends=("onnx", "litert"), runs: int = RUNS):
@@ -127,10 +58,11 @@ def fake(monkeypatch, tmp_path):
     """Install a fake exporter and agent; returns a function to (re)configure them."""
     state: dict[str, Any] = {}
 
-    def setup(script=None, failing=None, raise_on_call=None):
-        agent = FakeAgent(script=script, raise_on_call=raise_on_call)
+    def setup(script=None, failing=None, raise_on_call=None, agents=None, **kw):
+        agent = FakeAgent(script=script, raise_on_call=raise_on_call, **kw)
+        by_target = agents or {}
         monkeypatch.setattr(orchestrate, "export_artifacts", _fake_export(tmp_path, failing))
-        monkeypatch.setattr(orchestrate, "get_agent", lambda target: agent)
+        monkeypatch.setattr(executors, "open_agent", lambda target, **options: by_target.get(target, agent))
         monkeypatch.setattr(orchestrate, "_after_run", lambda out, console: ())  # figures tested on their own
         monkeypatch.setattr(orchestrate, "_cloud_and_privacy", lambda spec, out, console: None)  # needs a real model
         state["agent"] = agent
@@ -163,10 +95,11 @@ def test_run_writes_manifest_records_and_tables(fake, tmp_path):
     for key in ("schema_version", "schema_history", "host", "devices", "versions", "converters", "git",
                 "splitbench_version", "spec", "spec_hash", "started_at", "ended_at", "status", "counts"):
         assert key in manifest, key
-    assert manifest["schema_version"] == res.RESULTS_SCHEMA_VERSION
+    assert manifest["schema_version"] == RESULTS_SCHEMA_VERSION
     for key in ("cpu_model", "kernel", "cpu_governor", "mem_total_b", "python"):
         assert key in manifest["host"]
-    assert manifest["devices"]["cpu-1core"]["cpu_model"] == "Fake CPU"
+    assert manifest["devices"]["fake:0"]["fingerprint"]["cpu_model"] == "Fake CPU"
+    assert manifest["devices"]["fake:0"]["spec_target"] == "cpu-1core"
     assert manifest["status"] == "complete" and manifest["counts"]["ok"] == N_JOBS
     assert manifest["spec"]["run"]["runs"] == RUNS
     assert "commit" in manifest["git"] and "dirty" in manifest["git"]
@@ -197,15 +130,15 @@ def test_record_is_immutable_and_round_trips(fake, tmp_path):
     fake()
     out = tmp_path / "out"
     _run(_spec(tmp_path), out)
-    record = res.load_records(out)[0]
+    record = store.load_records(out)[0]
     with pytest.raises(dataclasses.FrozenInstanceError):
         record.model = "x"  # type: ignore[misc]
     path = out / "records" / f"{record.record_key}.json"
     data = json.loads(path.read_text())
-    assert data["schema_version"] == res.RESULTS_SCHEMA_VERSION
+    assert data["schema_version"] == RESULTS_SCHEMA_VERSION
     assert data["job"]["runs"] == RUNS and data["job"]["backend"] == record.backend
     assert "uptime_s" not in data["device"]  # volatile fingerprint keys never enter the key
-    assert res.ResultRecord.from_dict(data) == record
+    assert ResultRecord.from_dict(data) == record
     assert not list((out / "records").glob(".*"))  # no temp files left behind
 
 
@@ -225,7 +158,7 @@ def test_failures_are_rows_and_the_rest_is_measured(fake, tmp_path):
     assert "agent error: RuntimeError: agent bug" in summary.loc[("full", "onnx"), "reason"]
     assert (summary.loc[[("conv1-simple", "onnx"), ("conv2-simple", "litert"), ("full", "litert")], "status"]
             == "ok").all()
-    crashed = next(r for r in res.load_records(out) if r.status == "crashed")
+    crashed = next(r for r in store.load_records(out) if r.status == "crashed")
     assert "Segmentation fault" in crashed.result["stderr_tail"]
     samples = pd.read_parquet(out / "samples.parquet")
     assert len(samples[samples["phase"] == "timed"]) == RUNS * 3
@@ -240,7 +173,7 @@ def test_coreml_is_skipped_not_failed(fake, tmp_path):
     summary = pd.read_csv(out / "summary.csv")
     skipped = summary[summary["backend"] == "coreml"]
     assert len(skipped) == 3 and (skipped["status"] == "skipped").all()
-    assert skipped["reason"].str.contains("Core ML needs iOS/macOS").all()
+    assert skipped["reason"].str.contains("Core ML needs iOS or macOS").all()
     assert skipped["infer_ms_median"].isna().all()
 
 
@@ -251,7 +184,7 @@ def test_resume_redoes_nothing_finished_and_completes(fake, tmp_path):
     assert _run(spec, out).exit_code == 2
     assert len(agent.calls) == N_JOBS
     # Lose two records (as if the run had stopped there): resume measures exactly those two.
-    records = res.load_records(out)
+    records = store.load_records(out)
     for r in records[-2:]:
         (out / "records" / f"{r.record_key}.json").unlink()
     agent = fake()
@@ -273,7 +206,7 @@ def test_interrupted_run_keeps_finished_records_and_resume_completes(fake, tmp_p
     outcome = _run(spec, out)
     assert outcome.exit_code == 130 and outcome.interrupted
     assert len(agent.calls) == 3
-    kept = res.load_records(out)
+    kept = store.load_records(out)
     assert [(r.config, r.backend) for r in kept] == [("conv1-simple", "onnx"), ("conv1-simple", "litert")]
     assert len(pd.read_csv(out / "summary.csv")) == 2  # tables rebuilt on the way out
     assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
@@ -283,27 +216,29 @@ def test_interrupted_run_keeps_finished_records_and_resume_completes(fake, tmp_p
     assert len(pd.read_csv(out / "summary.csv")) == N_JOBS
 
 
-def test_out_of_another_spec_is_refused_unless_resume(fake, tmp_path):
+def test_out_of_another_spec_is_refused_even_with_resume(fake, tmp_path):
     fake()
     out = tmp_path / "out"
     _run(_spec(tmp_path), out)
     other = _spec(tmp_path, runs=RUNS + 1)
-    with pytest.raises(UserError, match="another spec.*--resume"):
+    with pytest.raises(UserError, match="another spec.*choose a new --out"):
         _run(other, out)
+    with pytest.raises(UserError, match="another spec.*--resume cannot continue it with a different spec"):
+        _run(other, out, resume=True)
     with pytest.raises(UserError, match="another spec"):
         _run(_spec(tmp_path), out, runs=3)  # a command-line override changes what is measured
+    # what never changes a number is not the spec's identity: the timeout, the cache directory
+    spec = _spec(tmp_path)
+    same = dataclasses.replace(spec, run=dataclasses.replace(spec.run, timeout_s=5.0),
+                               export=dataclasses.replace(spec.export, cache_dir=tmp_path / "elsewhere"))
+    assert orchestrate.spec_hash(same) == orchestrate.spec_hash(spec)
+    assert _run(same, out, resume=True).exit_code == 0
     (tmp_path / "stuff").mkdir()
     (tmp_path / "stuff" / "notes.txt").write_text("mine")
     with pytest.raises(UserError, match="not empty"):
         _run(_spec(tmp_path), tmp_path / "stuff")
     assert _run(_spec(tmp_path), tmp_path / "stuff", resume=True).exit_code == 0  # --resume: the caller vouches
     assert (tmp_path / "stuff" / "notes.txt").read_text() == "mine"
-    agent = fake()
-    assert _run(other, out, resume=True).exit_code == 0  # new job parameters: new keys, all measured
-    assert len(agent.calls) == N_JOBS
-    summary = pd.read_csv(out / "summary.csv")
-    assert len(summary) == N_JOBS and (summary["n_runs"] == RUNS + 1).all()  # the newest record per row
-    assert len(list((out / "records").glob("*.json"))) == 2 * N_JOBS  # the older ones are kept
 
 
 def test_same_spec_without_resume_measures_again(fake, tmp_path):
@@ -320,17 +255,22 @@ def test_same_spec_without_resume_measures_again(fake, tmp_path):
 # Statistics
 
 
-def _record(infer_ns, **result) -> res.ResultRecord:
-    return res.ResultRecord(record_key="k", model="m", cut="c", embedding="simple", config="c-simple", order=0,
-                            backend="onnx", target="cpu-1core", artifact_key="a", artifact_path=None,
-                            artifact_bytes=None, result={"status": "ok", "infer_ns": list(infer_ns), **result})
+IDENTITY = Identity(model="m", model_definition="d", weights="seed:0", cut="c", embedding="simple", reduced_dim=None,
+                    backend="onnx", artifact_key="a", target="cpu-1core", device_id="local:h:cpu1",
+                    runtime_version="onnxruntime 1.0", threads=1, compute_units=None)
+
+
+def _record(infer_ns, **result) -> ResultRecord:
+    return ResultRecord(record_key="k", identity=IDENTITY, config="c-simple", order=0, artifact_path=None,
+                        artifact_bytes=None, result={"status": "ok", "infer_ns": list(infer_ns), **result})
 
 
 def test_statistics_match_numpy():
     rng = np.random.default_rng(7)
     ns = [int(v) for v in rng.integers(900_000, 1_300_000, size=60)]
-    s = res.compute_stats(_record(ns, load_cold_ns=12_345_678, load_warm_ns=[3_000_000, 1_000_000, 2_000_000],
-                                  rss_before_load_b=10_000_000, rss_peak_b=35_500_000, cpu_ns=61_000_001))
+    memory = [{"method": "vmhwm_in_process", "before_load_b": 10_000_000, "after_load_b": None, "peak_b": 35_500_000}]
+    s = stats.compute_stats(_record(ns, load_cold_ns=12_345_678, load_warm_ns=[3_000_000, 1_000_000, 2_000_000],
+                                    memory=memory, cpu_ns=61_000_001))
     a = np.asarray(ns, dtype=float)
     assert s.n_runs == 60
     assert s.infer_ms_median == pytest.approx(np.median(a) / 1e6, rel=1e-12)
@@ -344,42 +284,44 @@ def test_statistics_match_numpy():
 def test_statistics_on_known_samples_are_not_rounded(tmp_path):
     ns = [1_000_001, 1_000_003, 1_000_002, 1_000_007, 1_000_005]
     rec = _record(ns)
-    s = res.compute_stats(rec)
+    s = stats.compute_stats(rec)
     assert s.infer_ms_median == 1.000003 and s.infer_ms_min == 1.000001
-    res.write_record(tmp_path, rec)
-    res.write_tables(tmp_path)
+    store.write_record(tmp_path, rec)
+    tables.write_tables(tmp_path)
     row = pd.read_csv(tmp_path / "summary.csv").iloc[0]
     assert row["infer_ms_median"] == 1.000003 and row["infer_ms_p90"] == s.infer_ms_p90
 
 
 def test_stability_warnings_are_data():
     steady = [1_000_000 + i for i in range(60)]
-    assert res.stability_warnings(steady) == []
+    assert stats.stability_warnings(steady) == []
     noisy = [1_000_000 if i % 2 else 1_500_000 for i in range(60)]
-    codes = {w.code for w in res.stability_warnings(noisy)}
+    codes = {w.code for w in stats.stability_warnings(noisy)}
     assert "iqr_high" in codes
     outlier = [1_000_000] * 59 + [500_000]
-    warns = res.stability_warnings(outlier)
+    warns = stats.stability_warnings(outlier)
     assert [w.code for w in warns] == ["min_far"] and warns[0].value == pytest.approx(0.5)
-    few = res.stability_warnings([1_000_000] * 5)
+    few = stats.stability_warnings([1_000_000] * 5)
     assert [w.code for w in few] == ["few_runs"] and "[run].runs" in few[0].fix
-    assert [w.code for w in res.stability_warnings(steady, cold_cache_dropped=False)] == ["cold_not_dropped"]
+    assert [w.code for w in stats.stability_warnings(steady, cold_method="not_obtained")] == ["cold_not_dropped"]
     # in the summary, with the fix to try
-    row = res.summary_row(_record(noisy))
+    row = tables.summary_row(_record(noisy))
     assert row["warnings"].startswith("iqr_high:") and "try:" in row["warnings"]
 
 
 def test_record_key_depends_on_what_produced_the_numbers():
-    job = MeasureJob(artifact_path="/a/x.onnx", backend="onnx", input_shape=(1, 3, 8, 8)).to_dict()
-    dev = res.device_essentials({"cpu_model": "X", "kernel": "6", "uptime_s": 1, "mem_available_b": 5,
-                                 "runtime_versions": {"onnxruntime": "1.2"}, "boot_time": 3})
+    job = MeasureJob(artifact_path="/a/x.onnx", backend="onnx", input_shape=(1, 3, 8, 8))
+    protocol = job.protocol()
+    assert protocol == dataclasses.replace(job, artifact_path="/elsewhere.onnx", timeout_s=5).protocol()
+    dev = device_essentials({"cpu_model": "X", "kernel": "6", "uptime_s": 1, "mem_available_b": 5,
+                             "runtime_versions": {"onnxruntime": "1.2"}, "boot_time": 3, "battery_temp_c": 30})
     assert dev == {"cpu_model": "X", "kernel": "6", "runtime_versions": {"onnxruntime": "1.2"}}
-    k = res.make_record_key("art", "cpu-1core", dev, job)
-    assert k == res.make_record_key("art", "cpu-1core", dev, {**job, "artifact_path": "/elsewhere.onnx"})
-    assert k != res.make_record_key("art2", "cpu-1core", dev, job)
-    assert k != res.make_record_key("art", "cpu-1core-512mb", dev, job)
-    assert k != res.make_record_key("art", "cpu-1core", {**dev, "kernel": "7"}, job)
-    assert k != res.make_record_key("art", "cpu-1core", dev, {**job, "runs": 61})
+    k = make_record_key(IDENTITY, dev, protocol)
+    for change in ({"artifact_key": "art2"}, {"target": "cpu-1core-512mb"}, {"device_id": "local:h:cpu0"},
+                   {"runtime_version": "onnxruntime 1.1"}, {"threads": 2}, {"weights": "seed:1"}):
+        assert k != make_record_key(dataclasses.replace(IDENTITY, **change), dev, protocol), change
+    assert k != make_record_key(IDENTITY, {**dev, "kernel": "7"}, protocol)
+    assert k != make_record_key(IDENTITY, dev, {**protocol, "runs": 61})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -451,13 +393,15 @@ def test_real_run_of_a_tiny_model(tmp_path):
     assert summary["warnings"].str.contains("few_runs").all()  # 5 runs: the warning says to raise them
     samples = pd.read_parquet(out / "samples.parquet")
     assert len(samples[samples["phase"] == "timed"]) == 5 * 6
-    for rec in res.load_records(out):
+    for rec in store.load_records(out):
         assert len(rec.result["pinned_cpus"]) == 1, (rec.config, rec.backend, rec.result["pinned_cpus"],
-                                                     rec.result["threads"], rec.result["extra"])
+                                                     rec.result["threads"], rec.result["diagnostics"])
         assert rec.job["runs"] == 5 and rec.job["warm_loads"] == 1
         assert Path(rec.artifact_path).is_file()
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["devices"]["cpu-1core"] and manifest["versions"]["onnxruntime"]
+    (device,) = manifest["devices"].values()
+    assert device["spec_target"] == "cpu-1core" and device["backends"]["onnx"].startswith("onnxruntime")
+    assert manifest["versions"]["onnxruntime"]
     assert (out / "figures" / "infer_box.png").stat().st_size > 1000
     # resume on a complete directory measures nothing and keeps the exit code
     assert main(["run", str(spec_path), "--out", str(out), "--resume"]) == 0
@@ -551,6 +495,6 @@ def test_privacy_table_is_validated(tmp_path):
 
 def test_a_shared_core_is_a_warning_with_the_fix():
     samples = [1_000_000] * 60
-    shared = res.stability_warnings(samples, cpu_ns=50_000_000, wall_runs_ns=100_000_000)
+    shared = stats.stability_warnings(samples, cpu_ns=50_000_000, wall_runs_ns=100_000_000)
     assert [w.code for w in shared] == ["core_shared"] and "SPLITBENCH_LOCAL_CPU" in shared[0].fix
-    assert res.stability_warnings(samples, cpu_ns=97_000_000, wall_runs_ns=100_000_000) == []
+    assert stats.stability_warnings(samples, cpu_ns=97_000_000, wall_runs_ns=100_000_000) == []

@@ -286,9 +286,10 @@ def test_bad_ratios_are_refused():
 def test_privacy_sweep_errors():
     import torch
 
-    from harness.privacy_demo import digits_cnn, privacy_sweep
+    from harness.privacy.sweep import privacy_sweep
+    from models.digits import build_digits_cnn
 
-    model = digits_cnn()
+    model = build_digits_cnn()
     x = torch.zeros(20, 1, 8, 8)
     y = np.arange(20) % 2
     with pytest.raises(UserError, match="dims"):
@@ -302,7 +303,8 @@ def test_privacy_sweep_errors():
 def test_digits_demo_reduced(tmp_path):
     import pandas as pd
 
-    from harness.privacy_demo import COLUMNS, DIGITS_CUTS, digits_demo
+    from harness.demo import DIGITS_CUTS, digits_demo
+    from harness.privacy.sweep import COLUMNS
 
     table = digits_demo(tmp_path, ratios=(0, 2.5), epochs=6)
     assert list(table.columns) == list(COLUMNS)
@@ -327,9 +329,9 @@ def test_time_cloud_part():
 
     from harness.cloud import time_cloud_part
     from harness.configurations import split_at
-    from harness.privacy_demo import digits_cnn
+    from models.digits import build_digits_cnn
 
-    phone, rest = split_at(digits_cnn(), "conv2")
+    phone, rest = split_at(build_digits_cnn(), "conv2")
     before = torch.get_num_threads()
     result = time_cloud_part(rest, phone(torch.zeros(4, 1, 8, 8)), runs=5)
     assert torch.get_num_threads() == before

@@ -4,18 +4,25 @@ Every message carries the protocol version ``v`` and a ``type``. The same framin
 every transport (a local pipe now, an ``adb shell`` stream later), so nothing here knows how
 the bytes travel.
 
-Host -> worker:
-    job       {"job": MeasureJob.to_dict(), "cpu": int, "memory_cap_b": int | null}
-Worker -> host:
-    hello     {"pid", "pinned_cpus", "python", "runtime": {name: version}}  once, after the pin
+The worker is started with its CPU and backend on the command line, and serves jobs until the
+host closes its stdin.
+
+Host -> worker (stdin, one message per line):
+    job       {"job": MeasureJob.to_dict(), "memory_cap_b": int | null}
+Worker -> host (the channel fd):
+    hello     {"pid", "pinned_cpus", "python", "runtime": {name: version}, "import_ns"}  once, after
+              the pin and the runtime's import
     started   {"phase": "cold" | "warm", "index", "pid"}   a measuring child was forked
     loaded    {"phase", "pid"}   sent by the cold child itself once the model is loaded,
               before the first inference (lets the host watch or kill it while it runs)
-    result    {"result": MeasureResult.to_dict()}   the last message of a successful exchange
-    error     {"reason"}   the worker itself could not run the job (bad job, import failed)
+    result    {"result": MeasureResult.to_dict()}   the last message of a job
+    error     {"reason", "fatal"}   the job could not be run (bad job); fatal: the worker could not
+              start (the runtime does not import) and exits
 
 History of PROTOCOL_VERSION:
-    1  first version (hello, started, loaded, result, error; job on the worker's stdin).
+    1  first version (hello, started, loaded, result, error; one job on the worker's stdin).
+    2  one worker per backend serves many jobs (one per stdin line); CPU and backend on its command
+       line; hello carries import_ns; error carries fatal; results in contract v2's shape.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 JOB = "job"
 HELLO = "hello"

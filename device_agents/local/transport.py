@@ -123,7 +123,10 @@ class LocalProcessTransport:
             except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not wait
                 pass
             if self.proc.stdin:
-                self.proc.stdin.close()
+                try:
+                    self.proc.stdin.close()
+                except (OSError, ValueError):
+                    pass
         if self._read_fd is not None:
             os.close(self._read_fd)
             self._read_fd = None
@@ -139,13 +142,28 @@ class LocalProcessTransport:
 
     # -- data -----------------------------------------------------------------------------------
     def send(self, data: bytes) -> None:
-        """Write ``data`` to the worker's stdin and close it (a job is one message)."""
+        """Write one message to the worker's stdin (it stays open for the next one)."""
         assert self.proc is not None and self.proc.stdin is not None
         try:
             self.proc.stdin.write(data)
-            self.proc.stdin.close()
-        except BrokenPipeError:
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
             pass  # the worker died before reading; the channel's EOF reports it
+
+    def finish(self, timeout_s: float = 10.0) -> None:
+        """Close the worker's stdin (no more jobs) and give it ``timeout_s`` to exit before the kill."""
+        if self.proc is None:
+            return
+        if self.proc.stdin and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        self.wait_exit(timeout_s)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def receive_line(self, deadline: float) -> bytes:
         """The next line from the channel, waiting until ``deadline`` (time.monotonic())."""
@@ -164,12 +182,19 @@ class LocalProcessTransport:
         line, self._buffer = self._buffer.split(b"\n", 1)
         return line
 
-    def stderr_tail(self, max_bytes: int = 4000) -> str:
-        """The last bytes the worker wrote to stdout/stderr."""
+    def log_offset(self) -> int:
+        """Where the worker's output log ends now (a job's tail starts there)."""
+        try:
+            return os.path.getsize(self._log.name)
+        except OSError:
+            return 0
+
+    def stderr_tail(self, max_bytes: int = 4000, since: int = 0) -> str:
+        """The last bytes the worker wrote to stdout/stderr (after offset ``since``)."""
         try:
             with open(self._log.name, "rb") as f:
                 f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - max_bytes))
+                f.seek(max(since, f.tell() - max_bytes))
                 return f.read().decode(errors="replace")
         except OSError:
             return ""

@@ -1,7 +1,9 @@
 """The device-side worker: pins itself to one CPU, imports one runtime, and measures in children.
 
-Run as ``python -m device_agents.local.worker --channel-fd N``; it reads one ``job`` message on
-stdin and writes protocol messages to fd N (see ``protocol.py``).
+Run as ``python -m device_agents.local.worker --channel-fd N --cpu C --backend B``; it pins itself,
+imports the runtime, says ``hello``, then reads ``job`` messages on stdin, one per line, until stdin
+closes, and writes protocol messages to fd N (see ``protocol.py``). One worker serves every job of
+its backend in an agent session: the runtime is imported once per run, not once per job.
 
 Why a fork server: every load must happen in a fresh process (a runtime caches kernels, arenas
 and file mappings, so a second load in the same process is not a load a phone app would see),
@@ -44,7 +46,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from device_agents.base import CRASHED, FAILED, OK, OOM, MeasureJob
+from device_agents.base import CRASHED, FAILED, OK, OOM, MeasureJob, artifact_files
 from device_agents.local import protocol
 
 # One clock for every duration: CLOCK_MONOTONIC in nanoseconds, unaffected by NTP steps.
@@ -208,18 +210,6 @@ def os_threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
-def artifact_files(path: str) -> list[Path]:
-    """Every file a load reads: the artifact, its ONNX external-data sibling, or a package dir."""
-    p = Path(path)
-    if p.is_dir():
-        return sorted(f for f in p.rglob("*") if f.is_file())
-    files = [p]
-    for sibling in (p.with_name(p.name + ".data"), p.with_suffix(".data")):
-        if sibling.is_file() and sibling not in files:
-            files.append(sibling)
-    return files
-
-
 def drop_from_page_cache(files: list[Path]) -> tuple[bool, list[str]]:
     """fsync then posix_fadvise(DONTNEED) each file; True only if every call succeeded.
 
@@ -267,10 +257,13 @@ def measure_cold(backend: Backend, job: MeasureJob, x, memory_cap_b: int | None,
     import psutil
 
     out: dict[str, Any] = {"status": OK, "pid": os.getpid()}
-    out["cold_cache_dropped"], out["cold_cache_notes"] = drop_from_page_cache(artifact_files(job.artifact_path))
+    dropped, out["cold_cache_notes"] = drop_from_page_cache(artifact_files(job.artifact_path))
+    out["cold_method"] = "fadvise_dontneed" if dropped else "not_obtained"
+    if not dropped:
+        out["notes"] = ["cold load not obtained: the artifact could not be dropped from the page cache "
+                        "(posix_fadvise(DONTNEED) failed; see diagnostics.cold_cache_notes)"]
     threads_before = os_threads()
     rss_before = proc_status()["VmRSS"]
-    out["rss_before_load_b"] = rss_before
     out["hwm_reset"] = reset_peak_rss()
 
     t0 = clock()
@@ -278,10 +271,11 @@ def measure_cold(backend: Backend, job: MeasureJob, x, memory_cap_b: int | None,
     out["load_cold_ns"] = clock() - t0
 
     status = proc_status()
-    out["rss_after_load_b"] = status["VmRSS"]
+    rss_after_load = status["VmRSS"]
     threads_after_load = os_threads()
     if memory_cap_b is not None and status["VmHWM"] - rss_before > memory_cap_b:
-        out.update(status=OOM, rss_peak_b=status["VmHWM"], reason=_oom_reason("load", status["VmHWM"] - rss_before, memory_cap_b))
+        out.update(status=OOM, memory=[_memory(rss_before, rss_after_load, status)],
+                   reason=_oom_reason("load", status["VmHWM"] - rss_before, memory_cap_b))
         return out
 
     call = backend.bind(session, x)
@@ -301,8 +295,7 @@ def measure_cold(backend: Backend, job: MeasureJob, x, memory_cap_b: int | None,
     status = proc_status()
     out.update(
         warmup_ns=warmup, infer_ns=samples, cpu_ns=cpu1 - cpu0, wall_runs_ns=wall1 - wall0,
-        rss_peak_b=status["VmHWM"], rss_after_runs_b=status["VmRSS"],
-        rss_file_after_runs_b=status.get("RssFile"), uss_b=psutil.Process().memory_full_info().uss,
+        memory=[_memory(rss_before, rss_after_load, status)], uss_b=psutil.Process().memory_full_info().uss,
         pinned_cpus=sorted(os.sched_getaffinity(0)),
         threads={**backend.thread_checks(session), "os_threads_before_load": threads_before,
                  "os_threads_after_load": threads_after_load,
@@ -311,6 +304,14 @@ def measure_cold(backend: Backend, job: MeasureJob, x, memory_cap_b: int | None,
     if memory_cap_b is not None and status["VmHWM"] - rss_before > memory_cap_b:
         out.update(status=OOM, reason=_oom_reason("the runs", status["VmHWM"] - rss_before, memory_cap_b))
     return out
+
+
+def _memory(rss_before: int, rss_after_load: int, status: dict[str, int]) -> dict[str, Any]:
+    """The child's reading: RSS before and after load, VmHWM (reset before the load) as the peak, and the
+    other /proc/self/status lines at the end."""
+    detail = {f"{k}_at_end_b": v for k, v in status.items() if k != "VmHWM"}
+    return {"method": "vmhwm_in_process", "before_load_b": rss_before, "after_load_b": rss_after_load,
+            "peak_b": status["VmHWM"], "detail": detail}
 
 
 def measure_warm(backend: Backend, job: MeasureJob, channel_fd: int) -> dict[str, Any]:
@@ -376,37 +377,47 @@ def runtime_versions(backend: Backend) -> dict[str, str]:
     return versions
 
 
-def serve(job: MeasureJob, cpu: int, memory_cap_b: int | None, channel_fd: int) -> dict[str, Any]:
-    """Run one job; return the MeasureResult as a dict."""
-    import numpy as np
-
+def start(backend_name: str, cpu: int, channel_fd: int) -> Backend:
+    """Pin this process to ``cpu``, import the runtime once, say hello; return the backend."""
     # Pin before the runtime is imported, so any pool sized from the affinity mask sees one CPU.
     os.sched_setaffinity(0, {cpu})
     pinned = sorted(os.sched_getaffinity(0))
-    if job.backend not in BACKENDS:
-        raise ValueError(f"unknown backend {job.backend!r}; the local worker runs {sorted(BACKENDS)}")
-    backend = BACKENDS[job.backend]()
+    if backend_name not in BACKENDS:
+        raise ValueError(f"unknown backend {backend_name!r}; the local worker runs {sorted(BACKENDS)}")
+    backend = BACKENDS[backend_name]()
     print(f"worker {os.getpid()}: pinned to CPU {pinned}, importing {backend.name}", file=sys.stderr)
     t0 = clock()
     backend.import_runtime()
-    import_ns = clock() - t0
-    versions = runtime_versions(backend)
+    backend.import_ns = clock() - t0
+    backend.versions = runtime_versions(backend)
     os.write(channel_fd, protocol.encode(protocol.HELLO, pid=os.getpid(), pinned_cpus=pinned,
-                                         python=sys.version.split()[0], runtime=versions))
+                                         python=sys.version.split()[0], runtime=backend.versions,
+                                         import_ns=backend.import_ns))
+    return backend
 
+
+def serve(backend: Backend, job: MeasureJob, memory_cap_b: int | None, channel_fd: int) -> dict[str, Any]:
+    """Run one job in fresh children of this worker; return the MeasureResult as a dict (contract v2)."""
+    import numpy as np
+
+    if job.backend != backend.name:
+        raise ValueError(f"a {job.backend} job sent to the {backend.name} worker")
+    pinned = sorted(os.sched_getaffinity(0))
     # The input is made once, before any child: every child feeds the same bytes.
     x = np.random.default_rng(job.seed).standard_normal(job.input_shape, dtype=np.float32)
     threads_at_fork = os_threads()  # forking a multi-threaded process is unsafe: record it
-    result: dict[str, Any] = {"runtime": versions, "memory_cap_b": memory_cap_b, "pinned_cpus": pinned}
-    extra: dict[str, Any] = {"worker_pid": os.getpid(), "runtime_import_ns": import_ns}
+    result: dict[str, Any] = {"runtime": backend.versions, "memory_cap_b": memory_cap_b, "pinned_cpus": pinned,
+                              "pinning": f"sched_setaffinity to CPU {pinned[0] if len(pinned) == 1 else pinned}, "
+                                         "checked with sched_getaffinity in the measuring child"}
+    diag: dict[str, Any] = {"worker_pid": os.getpid(), "runtime_import_ns": backend.import_ns}
 
     print(f"worker: cold child for {job.artifact_path}", file=sys.stderr)
     t0 = clock()
     cold = run_child(lambda: measure_cold(backend, job, x, memory_cap_b, channel_fd), "cold", 0, channel_fd)
-    extra["cold_child_wall_ns"] = clock() - t0
-    for key in ("traceback", "cold_cache_notes", "rss_after_runs_b", "rss_file_after_runs_b", "hwm_reset", "pid"):
+    diag["cold_child_wall_ns"] = clock() - t0
+    for key in ("traceback", "cold_cache_notes", "hwm_reset", "pid"):
         if key in cold:
-            extra[{"pid": "cold_child_pid"}.get(key, key)] = cold.pop(key)
+            diag[{"pid": "cold_child_pid"}.get(key, key)] = cold.pop(key)
     threads = cold.pop("threads", {})
     result.update(cold)
     if threads:
@@ -416,7 +427,7 @@ def serve(job: MeasureJob, cpu: int, memory_cap_b: int | None, channel_fd: int) 
         threads["worker_os_threads_at_fork"] = threads_at_fork
         result["threads"] = threads
     result["pinned_cpus"] = cold.get("pinned_cpus", pinned)
-    result["extra"] = extra
+    result["diagnostics"] = diag
     if cold["status"] != OK:
         return result
 
@@ -428,34 +439,48 @@ def serve(job: MeasureJob, cpu: int, memory_cap_b: int | None, channel_fd: int) 
         warm_child_wall.append(clock() - t0)
         if warm["status"] != OK:
             result.update(status=warm["status"], reason=warm["reason"])
-            extra["traceback"] = warm.get("traceback", "")
+            diag["traceback"] = warm.get("traceback", "")
             break
         warm_ns.append(warm["load_warm_ns"])
     result["load_warm_ns"] = warm_ns
     # Fork + child exit + reap, minus the load itself: the fork server's per-load overhead.
-    extra["warm_child_overhead_ns"] = [w - l for w, l in zip(warm_child_wall, warm_ns)]
+    diag["warm_child_overhead_ns"] = [w - l for w, l in zip(warm_child_wall, warm_ns)]
     return result
+
+
+def _write(channel_fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(channel_fd, view):]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m device_agents.local.worker")
     parser.add_argument("--channel-fd", type=int, required=True, help="fd of the pipe to the host")
+    parser.add_argument("--cpu", type=int, required=True, help="the CPU to pin to")
+    parser.add_argument("--backend", required=True, help="the runtime this worker serves")
     args = parser.parse_args(argv)
     channel_fd = args.channel_fd
     try:
-        msg = protocol.decode(sys.stdin.buffer.read())
-        if msg["type"] != protocol.JOB:
-            raise protocol.ProtocolError(f"expected a job message, got {msg['type']!r}")
-        job = MeasureJob.from_dict(msg["job"])
-        result = serve(job, int(msg["cpu"]), msg.get("memory_cap_b"), channel_fd)
-    except Exception as exc:
+        backend = start(args.backend, args.cpu, channel_fd)
+    except Exception as exc:  # the runtime does not import, the CPU is not ours: every job fails alike
         traceback.print_exc()
-        os.write(channel_fd, protocol.encode(protocol.ERROR, reason=f"{type(exc).__name__}: {exc}"))
+        _write(channel_fd, protocol.encode(protocol.ERROR, reason=f"{type(exc).__name__}: {exc}", fatal=True))
         return 1
-    data = protocol.encode(protocol.RESULT, result=result)
-    view = memoryview(data)
-    while view:
-        view = view[os.write(channel_fd, view):]
+    for line in sys.stdin.buffer:  # one job per line, until the host closes stdin
+        if not line.strip():
+            continue
+        try:
+            msg = protocol.decode(line)
+            if msg["type"] != protocol.JOB:
+                raise protocol.ProtocolError(f"expected a job message, got {msg['type']!r}")
+            job = MeasureJob.from_dict(msg["job"])
+            result = serve(backend, job, msg.get("memory_cap_b"), channel_fd)
+        except Exception as exc:  # a bad job: this job fails, the worker serves the next one
+            traceback.print_exc()
+            _write(channel_fd, protocol.encode(protocol.ERROR, reason=f"{type(exc).__name__}: {exc}", fatal=False))
+            continue
+        _write(channel_fd, protocol.encode(protocol.RESULT, result=result))
     return 0
 
 

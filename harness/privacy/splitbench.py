@@ -1,4 +1,4 @@
-"""How much an uploaded feature gives away of a sensitive label: rank, log-rank and attacker scores.
+"""The ``splitbench`` estimator (the default): rank, log-rank and attacker scores that work in d = 512.
 
 The attacker of the papers knows labelled training features and ranks the K sensitive classes of a
 new feature ``z`` by a posterior estimated with one kernel density per class (Osia et al., "rank
@@ -17,14 +17,18 @@ Everything is computed in log space: ``log P(z|s) = logsumexp_j(-||z - f_j||^2 /
 - d/2 log(2 pi h^2)``, so nothing underflows in d = 512 even when the features are far apart. The
 squared distances use ``||z||^2 - 2 z.f + ||f||^2`` in float64, chunked over the test rows.
 
-Decisions (each one documented where it is made):
+It is a documented variant of the papers' estimators (:mod:`harness.privacy.dpfe` is the DPFE
+public code's computation, :mod:`harness.privacy.osia` Osia et al.'s). Its decisions, each one
+documented where it is made, and why:
 
 * Features are standardised per dimension with the training mean and std (constant dimensions
   keep scale 1) before the density, the 1-NN and the attackers, so no dimension dominates by its
   units alone. This is the diagonal analogue of scipy's ``gaussian_kde`` (which whitens with the
-  full class covariance); the full covariance is singular for a class of 50 features in d = 512.
+  full class covariance, as the DPFE code does); the full covariance is singular for a class of 50
+  features in d = 512, where ``gaussian_kde`` cannot run at all.
 * One bandwidth ``h`` shared by every class, so the kernel normalisation cancels in the posterior
-  and classes are ranked by their kernel sums alone. Default Scott's rule as scipy uses it:
+  and classes are ranked by their kernel sums alone (one covariance per class needs more features
+  per class than dimensions). Default Scott's rule as scipy uses it:
   ``h = sigma_w * n^(-1/(d+4))`` with ``sigma_w`` the pooled within-class standard deviation
   (root mean over dimensions of the within-class variance) and ``n`` the mean class size;
   ``"silverman"`` uses ``(n (d+2) / 4)^(-1/(d+4))``; a float is taken as ``h`` itself.
@@ -33,127 +37,39 @@ Decisions (each one documented where it is made):
   Scores use the exact expectation over that choice (e.g. ``E[log rank] = mean(log(g+1..g+e))``),
   so features carrying nothing (all posteriors equal) give exactly the uniform-guessing values:
   log-rank privacy ``mean(log 1..K) / log K`` and Bayes error ``1 - 1/K``. The DPFE public code
-  uses average ranks (``rankdata``), which agrees on the mean rank but not on the log-rank.
+  uses average ranks (``rankdata``), which agrees on the mean rank but not on the log-rank, and
+  counts a tie for first as not first.
+* Classes are ranked by their posterior (Bayes with priors ``n_s / N``, as Osia et al. write it);
+  the DPFE code ranks the class densities ``P(z | s)`` without the prior. Equal for balanced classes.
 * ``rank_mean`` and ``rank_std`` are the mean and standard deviation of ``(rank - 1) / (K - 1)``,
   which is 0 when the true class is always first and 1 when always last; under uniform guessing
   its mean is exactly 0.5 and its std ``sqrt((K+1) / (12 (K-1)))`` (0.289 for large K, 0.319 at
   K = 10), the "0.5 and 0.28" of DPFE's Fig. 9. The std includes the tie-breaking randomness.
-  ``log_rank_std`` is the standard deviation of ``log rank / log K``.
+  ``log_rank_std`` is the standard deviation of ``log rank / log K``. The unnormalised
+  ``mean_rank``, ``std_rank``, ``mean_log_rank``, ``std_log_rank`` are the same expectations.
 
 Besides the density attacker, two trained attackers: the 1-NN misclassification rate of the
-sensitive label (DPFE's second measure) and the test accuracy of a multinomial logistic regression
-fitted on the training features (FaceMix's "attack success rate"). Higher ``attacker_accuracy``
-means less privacy; chance level is about ``1/K``.
+sensitive label (DPFE's second measure, here on the standardised features) and the test accuracy
+of a multinomial logistic regression fitted on the training features (FaceMix's "attack success
+rate"). Higher ``attacker_accuracy`` means less privacy; chance level is about ``1/K``.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from harness.errors import UserError
+from harness.privacy.scores import PrivacyScores, rank_columns, validate
 
+NAME = "splitbench"
 BANDWIDTH_RULES = ("scott", "silverman")
 _TIE_RTOL = 1e-9  # log-posteriors this close (relative) are one tie: float noise must not order them
 _ATTACKER_MAX_ITER = 300
-
-
-@dataclass(frozen=True)
-class PrivacyScores:
-    """The privacy of one feature set against one sensitive label (see the module docstring).
-
-    Privacy measures grow with privacy (``rank_privacy``, ``log_rank_privacy``, ``bayes_error``,
-    ``rank_mean``, ``nn1_error``); ``attacker_accuracy`` falls with it. ``primary_accuracy`` is
-    the accuracy of the same classifier on the primary label when one is given (None otherwise).
-    ``warnings`` holds what makes a number less trustworthy, with what to try.
-    """
-
-    n_classes: int
-    rank_privacy: float
-    log_rank_privacy: float
-    bayes_error: float
-    rank_mean: float
-    rank_std: float
-    log_rank_std: float
-    nn1_error: float
-    attacker_accuracy: float | None
-    primary_accuracy: float | None
-    log_rank_privacy_uniform: float  # the value of log_rank_privacy under uniform guessing
-    n_train: int
-    n_test: int
-    dim: int
-    bandwidth: float  # h in the standardised feature space
-    warnings: tuple[str, ...] = field(default=())
-
-    def to_dict(self) -> dict[str, Any]:
-        """A flat dict (warnings joined by ``"; "``) for the CLI, CSV rows and JSON."""
-        d = asdict(self)
-        d["warnings"] = "; ".join(self.warnings)
-        return d
-
-
-# --------------------------------------------------------------------------------------------------
-# Validation
-
-
-def _as_features(x: Any, name: str) -> np.ndarray:
-    a = np.asarray(x)
-    if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
-        raise UserError(f"{name}: features must be numbers, got dtype {a.dtype}")
-    if a.ndim < 2:
-        raise UserError(f"{name}: features must be an array of shape (N, d), got shape {a.shape}")
-    a = a.reshape(a.shape[0], -1).astype(np.float64)
-    if a.shape[0] == 0 or a.shape[1] == 0:
-        raise UserError(f"{name}: empty feature array of shape {a.shape}")
-    if not np.isfinite(a).all():
-        raise UserError(f"{name}: contains NaN or inf ({int((~np.isfinite(a)).sum())} values)")
-    return a
-
-
-def _as_labels(y: Any, name: str, n: int, features_name: str) -> np.ndarray:
-    a = np.asarray(y)
-    if a.ndim != 1:
-        a = a.reshape(-1) if a.size == n else a
-    if a.ndim != 1:
-        raise UserError(f"{name}: labels must be one-dimensional, got shape {a.shape}")
-    if a.shape[0] != n:
-        raise UserError(f"{name}: has {a.shape[0]} labels but {features_name} has {n} rows")
-    if a.dtype.kind == "f" and not np.isfinite(a).all():
-        raise UserError(f"{name}: contains NaN or inf")
-    return a
-
-
-def _validate(train_features, train_sensitive, test_features, test_sensitive, train_primary=None,
-              test_primary=None):
-    xtr = _as_features(train_features, "train_features")
-    xte = _as_features(test_features, "test_features")
-    if xtr.shape[1] != xte.shape[1]:
-        raise UserError(f"test_features: dimension {xte.shape[1]} differs from train_features' {xtr.shape[1]}")
-    ytr = _as_labels(train_sensitive, "train_sensitive", xtr.shape[0], "train_features")
-    yte = _as_labels(test_sensitive, "test_sensitive", xte.shape[0], "test_features")
-    classes = np.unique(ytr)
-    if classes.size < 2:
-        raise UserError(f"train_sensitive: needs at least 2 classes, found {classes.size}")
-    unseen = np.setdiff1d(np.unique(yte), classes)
-    if unseen.size:
-        shown = ", ".join(map(str, unseen[:5])) + (" ..." if unseen.size > 5 else "")
-        raise UserError(f"test_sensitive: {unseen.size} class(es) never seen in train_sensitive ({shown}); "
-                        "the attacker cannot rank a class it has no training feature of: drop those rows")
-    if (train_primary is None) != (test_primary is None):
-        missing = "test_primary" if test_primary is None else "train_primary"
-        raise UserError(f"{missing}: missing (primary labels need both train_primary and test_primary)")
-    ptr = pte = None
-    if train_primary is not None:
-        ptr = _as_labels(train_primary, "train_primary", xtr.shape[0], "train_features")
-        pte = _as_labels(test_primary, "test_primary", xte.shape[0], "test_features")
-        if np.unique(ptr).size < 2:
-            raise UserError("train_primary: needs at least 2 classes")
-    return xtr, ytr, xte, yte, ptr, pte, classes
 
 
 # --------------------------------------------------------------------------------------------------
@@ -274,16 +190,7 @@ def rank_scores(stats: RankStats, k: int) -> dict[str, float]:
     var_r = max(float(stats.rank_sq.mean()) - mean_r ** 2, 0.0)
     mean_l = float(stats.log_rank.mean())
     var_l = max(float(stats.log_rank_sq.mean()) - mean_l ** 2, 0.0)
-    log_k = math.log(k)
-    return {
-        "rank_privacy": mean_r / k,
-        "log_rank_privacy": mean_l / log_k,
-        "bayes_error": 1.0 - float(stats.p_first.mean()),
-        "rank_mean": (mean_r - 1.0) / (k - 1),
-        "rank_std": math.sqrt(var_r) / (k - 1),
-        "log_rank_std": math.sqrt(var_l) / log_k,
-        "log_rank_privacy_uniform": math.lgamma(k + 1) / k / log_k,
-    }
+    return rank_columns(k, mean_r, math.sqrt(var_r), mean_l, math.sqrt(var_l), float(stats.p_first.mean()))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -312,8 +219,10 @@ def _classifier_accuracy(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte:
 
 def score(train_features: Any, train_sensitive: Any, test_features: Any, test_sensitive: Any, *,
           train_primary: Any = None, test_primary: Any = None, seed: int = 0,
-          bandwidth: str | float = "scott", standardized: bool = True, attacker: bool = True) -> PrivacyScores:
-    """Score the privacy of ``test_features`` about ``test_sensitive`` against an attacker trained on the train set.
+          bandwidth: str | float = "scott", standardized: bool = True, attacker: bool = True,
+          split: str = "given") -> PrivacyScores:
+    """The ``splitbench`` estimator: the privacy of ``test_features`` about ``test_sensitive`` against an
+    attacker trained on the train set.
 
     Parameters
     ----------
@@ -334,6 +243,8 @@ def score(train_features: Any, train_sensitive: Any, test_features: Any, test_se
     attacker : bool
         Fit the logistic-regression attacker (the slowest part); ``attacker_accuracy`` is None
         when False.
+    split : str
+        How the pair was made (recorded in the result; see :data:`harness.privacy.SPLITS`).
 
     Returns
     -------
@@ -345,8 +256,8 @@ def score(train_features: Any, train_sensitive: Any, test_features: Any, test_se
         Mismatched lengths or dimensions, NaN or inf, fewer than 2 sensitive classes, or test
         classes absent from the train set; the message names the offending array.
     """
-    xtr, ytr, xte, yte, ptr, pte, classes = _validate(train_features, train_sensitive, test_features,
-                                                      test_sensitive, train_primary, test_primary)
+    xtr, ytr, xte, yte, ptr, pte, classes = validate(train_features, train_sensitive, test_features,
+                                                     test_sensitive, train_primary, test_primary)
     if standardized:
         xtr, xte = standardize(xtr, xte)
     notes: list[str] = []
@@ -363,51 +274,6 @@ def score(train_features: Any, train_sensitive: Any, test_features: Any, test_se
     if ptr is not None:
         primary_acc = _classifier_accuracy(xtr, ptr, xte, pte, seed, "primary", notes)
     return PrivacyScores(
-        n_classes=int(classes.size), **{k: scores[k] for k in (
-            "rank_privacy", "log_rank_privacy", "bayes_error", "rank_mean", "rank_std", "log_rank_std")},
-        nn1_error=float((nn1_label != yte).mean()), attacker_accuracy=attacker_acc, primary_accuracy=primary_acc,
-        log_rank_privacy_uniform=scores["log_rank_privacy_uniform"], n_train=int(xtr.shape[0]),
-        n_test=int(xte.shape[0]), dim=int(xtr.shape[1]), bandwidth=float(h), warnings=tuple(notes))
-
-
-FILE_KEYS = ("train_features", "train_sensitive", "test_features", "test_sensitive")
-OPTIONAL_FILE_KEYS = ("train_primary", "test_primary")
-
-
-def open_npz(path: Path, keys: Iterable[str]) -> Any:
-    """Open an .npz for reading (no pickles); a missing or unreadable file is one UserError line."""
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise UserError(f"{path}: not a readable .npz ({type(exc).__name__}: {exc})") from None
-    if not hasattr(npz, "files"):
-        raise UserError(f"{path}: a single array, not an .npz with keys {', '.join(keys)}")
-    return npz
-
-
-def score_file(path: str | Path, seed: int = 0) -> dict[str, Any]:
-    """Score an ``.npz`` (the ``privacy-score`` command): a flat dict of :class:`PrivacyScores`.
-
-    The file holds ``train_features``, ``train_sensitive``, ``test_features``, ``test_sensitive``
-    and optionally ``train_primary`` and ``test_primary``. Any problem is one :class:`UserError`
-    line naming the file and the key.
-    """
-    path = Path(path)
-    npz = open_npz(path, FILE_KEYS)
-    with npz:
-        missing = [k for k in FILE_KEYS if k not in npz.files]
-        if missing:
-            raise UserError(f"{path}: missing key {missing[0]!r} (an .npz needs {', '.join(FILE_KEYS)}; "
-                            f"it has {', '.join(npz.files) or 'none'})")
-        try:
-            arrays = {k: npz[k] for k in (*FILE_KEYS, *OPTIONAL_FILE_KEYS) if k in npz.files}
-        except ValueError as exc:  # object arrays need pickle, refused on purpose
-            raise UserError(f"{path}: {exc}; save labels as numbers or fixed-width strings") from None
-    try:
-        return score(arrays["train_features"], arrays["train_sensitive"], arrays["test_features"],
-                     arrays["test_sensitive"], train_primary=arrays.get("train_primary"),
-                     test_primary=arrays.get("test_primary"), seed=seed).to_dict()
-    except UserError as exc:
-        raise UserError(f"{path}: {exc}") from None
+        estimator=NAME, n_classes=int(classes.size), **scores, nn1_error=float((nn1_label != yte).mean()),
+        attacker_accuracy=attacker_acc, primary_accuracy=primary_acc, n_train=int(xtr.shape[0]),
+        n_test=int(xte.shape[0]), dim=int(xtr.shape[1]), bandwidth=float(h), split=split, warnings=tuple(notes))

@@ -1,0 +1,53 @@
+"""Numbers as people read them: every printed number carries its precision.
+
+Three significant digits, or a unit that fits (microseconds under a millisecond), never "0.00" for a
+12 microsecond median. Tables on disk (``summary.csv``) stay raw; these are for terminals and reports.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def sig(x: float | None, digits: int = 3) -> str:
+    """``x`` with ``digits`` significant digits, without scientific notation for ordinary magnitudes."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    if x == 0:
+        return "0"
+    magnitude = math.floor(math.log10(abs(x)))
+    if magnitude >= 6 or magnitude < -4:
+        return f"{x:.{digits - 1}e}"
+    decimals = max(digits - 1 - magnitude, 0)
+    return f"{x:,.{decimals}f}" if magnitude >= 3 else f"{x:.{decimals}f}"
+
+
+def fmt_ms(ms: float | None, digits: int = 3) -> str:
+    """A duration given in milliseconds: ``12.3 µs``, ``4.56 ms``, ``1.23 s``."""
+    if ms is None or (isinstance(ms, float) and math.isnan(ms)):
+        return "—"
+    if abs(ms) < 1:
+        return f"{sig(ms * 1000, digits)} µs"
+    if abs(ms) >= 1000:
+        return f"{sig(ms / 1000, digits)} s"
+    return f"{sig(ms, digits)} ms"
+
+
+def fmt_mb(mb: float | None, digits: int = 3) -> str:
+    """A size given in MB (10^6 bytes): ``512 kB``, ``12.3 MB``, ``1.20 GB``."""
+    if mb is None or (isinstance(mb, float) and math.isnan(mb)):
+        return "—"
+    if abs(mb) < 1:
+        return f"{sig(mb * 1000, digits)} kB"
+    if abs(mb) >= 1000:
+        return f"{sig(mb / 1000, digits)} GB"
+    return f"{sig(mb, digits)} MB"
+
+
+def fmt_bytes(n: float | None, digits: int = 3) -> str:
+    """A byte count: ``640 B``, ``2.05 kB``, ``12.3 MB`` (SI)."""
+    if n is None or (isinstance(n, float) and math.isnan(n)):
+        return "—"
+    if abs(n) < 1000:
+        return f"{int(n)} B"
+    return fmt_mb(n / 1e6, digits)
