@@ -141,51 +141,6 @@ def test_tool_calls_follow_the_job():
     assert "--cpu_threads=1" not in old.args and "--print_output=none" not in old.args
 
 
-BENCHMARK_MODEL_LOG = """INFO: STARTING!
-INFO: Num threads: [1]
-INFO: Graph: [/data/local/tmp/splitbench/artifacts/k/model.tflite]
-INFO: Initialized session in 12.345ms.
-INFO: Running benchmark for at least 3 iterations and at least 0 seconds but terminate if exceeding 900 seconds.
-INFO: count=3 first=490 curr=203 min=203 max=490 avg=333.667 std=118 p5=203 median=308 p95=490
-
-INFO: Running benchmark for at least 5 iterations and at least 0 seconds but terminate if exceeding 900 seconds.
-INFO: count=5 first=181 curr=175 min=175 max=259 avg=2.005e+02 std=26 p5=175 median=194 p95=259
-
-INFO: Inference timings in us: Init: 12345, First inference: 490, Warmup (avg): 333.667, Inference (avg): 200.5
-INFO: Memory footprint delta from the start of the tool (MB): init=35.1172 overall=42.0078
-INFO: Overall peak memory footprint (MB) via periodic monitoring: 60.5
-"""
-
-
-def test_benchmark_model_log_gives_an_aggregate_never_samples():
-    log = P.read_tool_log("benchmark_model", BENCHMARK_MODEL_LOG)
-    assert log.samples_ns == () and log.aggregate.n == 5
-    assert log.aggregate.mean_ns == pytest.approx(200_500) and log.aggregate.percentiles["50"] == 194_000
-    assert (log.load_ns, log.first_infer_ns) == (12_345_000, 490_000)
-    assert log.memory.method == "tool_reported" and log.memory.peak_b == int(60.5 * 2**20)
-    assert log.memory.detail["overall_delta_b"] == int(42.0078 * 2**20)
-    same = P.read_tool_log("benchmark_model", BENCHMARK_MODEL_LOG.replace(
-        "count=5 first=181 curr=175 min=175 max=259 avg=2.005e+02 std=26", "count=5 curr=200(all same)"))
-    assert same.aggregate.min_ns == same.aggregate.max_ns == same.aggregate.mean_ns == 200_000
-
-
-def test_perf_test_and_executor_runner_logs_give_samples():
-    out = ("Session creation time cost: 0.0525 s\nFirst inference time cost: 3 ms\nTotal inference requests: 3\n"
-           "Peak working set size: 74285056 bytes\n")
-    runs = "m,0.000269828,74285056,100,0\nm,0.000187511,74285056,100,1\nm,1.2e-05,74285056,100,2\n\nP50 Latency: 1 s\n"
-    log = P.read_tool_log("onnxruntime_perf_test", out, runs)
-    assert log.samples_ns == (269_828, 187_511, 12_000) and log.load_ns == 52_500_000 and log.first_infer_ns == 3_000_000
-    assert log.memory.peak_b == 74285056
-    assert P.read_tool_log("onnxruntime_perf_test", out.replace("3 ms", "0 ms"), runs).first_infer_ns is None
-    et = ("I 00:00:00.012 executorch:executor_runner.cpp:630] Model loaded in 30.814244 ms.\n"
-          "08-22 15:26:39.123  1234  1234 I ExecuTorch: Iteration 2 of 3: 0.367579 ms\n"
-          "I 00:00:01.290248 executorch:executor_runner.cpp:779] Iteration 1 of 3: 1.414647 ms\n"
-          "I 00:00:01.290883 executorch:executor_runner.cpp:779] Iteration 3 of 3: 0.210069 ms\n")
-    log = P.read_tool_log("executor_runner", et)
-    assert log.load_ns == 30_814_244 and log.first_infer_ns == 1_414_647 and log.samples_ns == (367_579, 210_069)
-    assert log.memory is None
-
-
 def test_targets_and_options():
     assert parse_target("android") is None
     assert parse_target("android:2A111FDH200ABC") == Address("usb", serial="2A111FDH200ABC")

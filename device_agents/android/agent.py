@@ -33,11 +33,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from device_agents.android import protocol as P
+from device_agents.android import tool_logs
 from device_agents.android.transport import (INSTALL_HINT, Address, AdbLink, DeviceFull, RemoteError, ShellTimeout,
                                              adb_shell_modules, key_path, parse_target, tcp_addresses_from_env,
                                              tell_user, usb_module, usb_serials)
 from device_agents.base import (CRASHED, FAILED, OK, TIMEOUT, AgentError, ArtifactRef, Check, Conditions,
-                                DeviceAgent, DeviceInfo, DeviceUnavailable, MeasureJob, MeasureResult)
+                                DeviceAgent, DeviceInfo, DeviceUnavailable, MeasureJob, MeasureResult, MemoryReading)
 
 TOOLS_ENV = "SPLITBENCH_ANDROID_TOOLS"  # a directory holding benchmark_model, onnxruntime_perf_test, executor_runner
 DEFAULT_WORKDIR = "/data/local/tmp/splitbench"
@@ -56,6 +57,11 @@ WHERE_TO_GET = {
                "-DCMAKE_BUILD_TYPE=Release -B cmake-out-android && cmake --build cmake-out-android --target "
                "executor_runner` (devtools/scripts/benchmark_android.sh does the same)",
 }
+
+
+class PhoneStorageFull(DeviceUnavailable):
+    """No room on the phone for an artifact. Like a phone that went away, it takes no more jobs until
+    the user frees space; ``--resume`` then goes on. The reason is one line that says what to do."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -288,10 +294,10 @@ class AndroidAgent(DeviceAgent):
             "api_level": P._int(props.get("ro.build.version.sdk")), "abi": props.get("ro.product.cpu.abi"),
             "build": props.get("ro.build.fingerprint"), "kernel": f.kernel, "cores": cores,
             "pinned_cpu": self.core, "rooted": f.rooted, "root_method": f.su,
-            "address": str(self.address), "workdir": self.options.workdir,
             "tools": {t.name: t.sha256 for t in self.tools.values()},
-            # what drifts between runs lives under "now" (dropped from the record key)
-            "now": {"workdir_free_b": f.free_b},
+            # what may change between runs without changing a number (left out of the record key): how the
+            # phone is reached, where splitbench works on it, its state now
+            "now": {"address": str(self.address), "workdir": self.options.workdir, "workdir_free_b": f.free_b},
         }
         try:
             c = self.conditions()
@@ -334,11 +340,11 @@ class AndroidAgent(DeviceAgent):
         self._placed[artifact.key] = path
         return path
 
-    def _full(self, need: int, free: int | None) -> AgentError:
-        have = f"{free / 1e6:.0f} MB free" if free is not None else "no space left"
-        return AgentError(f"{self.device_id} is out of storage: {have} in {self.options.workdir}, the artifact needs "
-                          f"{need / 1e6:.0f} MB (+{SPACE_MARGIN_B / 1e6:.0f} MB margin): free space on the phone, or "
-                          f"remove splitbench's files with `splitbench clean --device {self.address.target}`")
+    def _full(self, need: int, free: int | None) -> "PhoneStorageFull":
+        have = f"{free / 1e6:.0f} MB free" if free else "no space left"
+        return PhoneStorageFull(self.device_id, f"out of storage: {have} in {self.options.workdir}, the artifact needs "
+                                f"{need / 1e6:.0f} MB (+{SPACE_MARGIN_B / 1e6:.0f} MB margin): free space on the phone, "
+                                f"or remove splitbench's files with `splitbench clean --device {self.address.target}`")
 
     def _push_checked(self, local: Path, remote: str, sha256: str, mode: int, need: int | None = None) -> None:
         """Push to ``<remote>.part``, check its sha256 on the phone, then rename (a half push never counts)."""
@@ -395,14 +401,32 @@ class AndroidAgent(DeviceAgent):
         failure = self._failure(tool, call, report, text, job, deadline)
         if failure is not None:
             return MeasureResult(**failure, **base, notes=tuple(notes))
-        log = P.read_tool_log(tool.name, text, extra_text)
+        try:
+            log = tool_logs.parse_log(text, P.LOG_FAMILY[tool.name], result_file_text=extra_text)
+        except tool_logs.ToolLogError as exc:
+            return MeasureResult(status=FAILED, reason=f"{tool.name} log: {exc}", stderr_tail=text[-4000:], **base,
+                                 notes=tuple(notes))
         timings, problem = self._timings(job, log)
+        if problem is None and log.init_ns is None:
+            problem = f"{tool.name} reported no load time"
         if problem:
             return MeasureResult(status=FAILED, reason=problem, stderr_tail=text[-4000:], **base, notes=tuple(notes))
-        if log.load_ns is None:
-            return MeasureResult(status=FAILED, reason=f"{tool.name} reported no load time", stderr_tail=text[-4000:],
-                                 **base, notes=tuple(notes))
-        memory = tuple(m for m in (P.polled_memory(report, self.options.poll_interval_s), log.memory) if m is not None)
+        notes.extend(log.notes)
+        if log.aggregate is not None:
+            notes.append(f"timed runs: {log.tool} reports their summary (n, mean, std, min, max"
+                         f"{', ' + ', '.join('p' + p for p in log.aggregate.percentiles) if log.aggregate.percentiles else ''}),"
+                         " not each run: an aggregate, not samples")
+        if tool.name == P.ORT_TOOL and log.first_infer_ns == 0:
+            notes.append("first inference not obtained: onnxruntime_perf_test said 0 ms (it truncates to whole "
+                         "milliseconds: under 1 ms)")
+        polled = P.polled_memory(report, self.options.poll_interval_s)
+        memory = _tool_memory(log.memory)
+        # Primary reading: the tool's own figure when it states the growth since its start (LiteRT: the
+        # model memory in its terms), else the polled peak (no baseline is visible from outside a tool).
+        if any(m.growth_b is not None for m in memory):
+            memory = memory + ((polled,) if polled else ())
+        else:
+            memory = ((polled,) if polled else ()) + memory
         if not report.tool_polls:
             notes.append("the tool finished before its /proc status could be read: pin and memory not verified")
         pinned = report.pinned_cpus
@@ -410,13 +434,11 @@ class AndroidAgent(DeviceAgent):
                    f"{', '.join(report.cpus_seen) or 'not read'} in {len(report.polls)} polls of /proc/{report.pid}/status")
         if pinned and pinned != (self.core,):
             notes.append(f"the pin did not hold: asked for cpu {self.core}, the tool was allowed on {list(pinned)}")
-        if tool.name == P.ORT_TOOL:
-            notes.append("first inference: onnxruntime_perf_test reports it in whole milliseconds"
-                         + (" and said 0 ms (under 1 ms): not obtained" if log.first_infer_ns is None else ""))
-        if tool.name == P.LITERT_TOOL:
-            notes.append("timed runs: benchmark_model reports their summary (count, mean, std, min, max, p5, "
-                         "median, p95), not each run")
         threads = {"tool_threads_max": report.max_threads, "flags": _thread_flags(call)}
+        diagnostics["tool_log"] = {"units": dict(log.units), "extra": dict(log.extra),
+                                   "wall_ns_of_its_timed_runs": log.wall_runs_ns}
+        if log.warmup is not None:
+            diagnostics["tool_log"]["warmup"] = dataclasses.asdict(log.warmup)
 
         warm_ns: list[int] = []
         status, reason, tail = OK, "", ""
@@ -425,36 +447,42 @@ class AndroidAgent(DeviceAgent):
             wreport, wtext, _ = self._run(tool, wcall, job_dir, deadline, diagnostics)
             wfail = self._failure(tool, wcall, wreport, wtext, job, deadline)
             if wfail is None:
-                wload = P.read_tool_log(tool.name, wtext).load_ns
+                try:
+                    wload = tool_logs.parse_log(wtext, P.LOG_FAMILY[tool.name]).init_ns
+                except tool_logs.ToolLogError as exc:
+                    wload, why = None, str(exc)
+                else:
+                    why = f"{tool.name} reported no load time"
                 if wload is None:
-                    wfail = {"status": FAILED, "reason": f"warm load {i + 1}: {tool.name} reported no load time",
-                             "stderr_tail": wtext[-4000:]}
+                    wfail = {"status": FAILED, "reason": why, "stderr_tail": wtext[-4000:]}
                 else:
                     warm_ns.append(wload)
             if wfail is not None:
                 status, reason, tail = wfail["status"], f"warm load {i + 1}: {wfail['reason']}", wfail["stderr_tail"]
                 break
         after = self.conditions()
-        diagnostics["tool_extra"] = log.extra
         diagnostics["stray_lines"] = report.stray[-20:]
         return MeasureResult(
             status=status, reason=reason, stderr_tail=tail, **timings,
-            load_cold_ns=log.load_ns, cold_method=cold_method, load_warm_ns=tuple(warm_ns) if status == OK else (),
+            load_cold_ns=log.init_ns, cold_method=cold_method, load_warm_ns=tuple(warm_ns) if status == OK else (),
             memory=memory, pinned_cpus=pinned, pinning=pinning, threads=threads, conditions_after=after,
-            notes=tuple(notes), **base)
+            notes=tuple(dict.fromkeys(notes)), **base)
 
-    def _timings(self, job: MeasureJob, log: P.ToolLog) -> tuple[dict[str, Any], str | None]:
-        """The job's timing fields from a tool's log, or why they cannot be made."""
+    def _timings(self, job: MeasureJob, log: tool_logs.ToolMeasurement) -> tuple[dict[str, Any], str | None]:
+        """The job's timing fields from a tool's log, or why they cannot be made: the tool's aggregate of
+        the timed runs (LiteRT), or its samples, whose first ``job.warmup`` are the warm-up (the tools that
+        print every run have no warm-up of their own beyond the first inference)."""
+        first = log.first_infer_ns if log.first_infer_ns else None  # perf_test's "0 ms" is under its resolution
         if log.aggregate is not None:
             if log.aggregate.n != job.runs:
                 return {}, (f"{log.tool} ran {log.aggregate.n} timed runs, the job asked for {job.runs} "
                             "(its max_secs was reached?)")
-            return {"infer_aggregate": log.aggregate, "first_infer_ns": log.first_infer_ns}, None
+            return {"infer_aggregate": log.aggregate, "first_infer_ns": first}, None
         want = job.warmup + job.runs
         if len(log.samples_ns) != want:
             return {}, (f"{log.tool} reported {len(log.samples_ns)} timed inferences, the job needs {want} "
                         f"({job.warmup} warm-up + {job.runs} timed)")
-        return {"first_infer_ns": log.first_infer_ns, "warmup_ns": tuple(log.samples_ns[:job.warmup]),
+        return {"first_infer_ns": first, "warmup_ns": tuple(log.samples_ns[:job.warmup]),
                 "infer_ns": tuple(log.samples_ns[job.warmup:])}, None
 
     def _failure(self, tool: ToolInfo, call: P.ToolCall, report: P.RunnerReport, text: str, job: MeasureJob,
@@ -554,6 +582,16 @@ class AndroidAgent(DeviceAgent):
             time.sleep(min(o.cool_poll_s, max(0.0, o.cool_timeout_s - waited)))
 
 
+def _tool_memory(readings: tuple[MemoryReading, ...]) -> tuple[MemoryReading, ...]:
+    """The tool's readings, with LiteRT's growth of its peak RSS since its start as ``growth_b`` (the
+    contract's place for a tool's own figure that has no baseline)."""
+    out = []
+    for m in readings:
+        growth = m.detail.get("overall_delta_b")
+        out.append(dataclasses.replace(m, growth_b=growth) if growth is not None and m.growth_b is None else m)
+    return tuple(out)
+
+
 def _thread_flags(call: P.ToolCall) -> str:
     a = call.args
     if call.tool == P.ORT_TOOL:
@@ -565,14 +603,15 @@ def _thread_flags(call: P.ToolCall) -> str:
 # Module functions
 
 
-def agent_for(target: str, notify: Callable[[str], None] = tell_user, **options: Any) -> AndroidAgent:
-    """The agent for ``android``, ``android:<serial>`` or ``android:<host>:<port>`` (not yet opened)."""
+def agent_for(target: str, **options: Any) -> AndroidAgent:
+    """The agent for ``android``, ``android:<serial>`` or ``android:<host>:<port>`` (not yet opened);
+    ``options`` is the spec's ``[android]`` table."""
     address = parse_target(target)
     opts = AndroidOptions.from_options(options)
     for name in opts.tools:
         if not Path(opts.tools[name]).expanduser().is_file():
             raise AgentError(f"[android.tools].{name}: no such file {opts.tools[name]}; {WHERE_TO_GET[name]}")
-    return AndroidAgent(address, opts, notify=notify)
+    return AndroidAgent(address, opts)
 
 
 def reachable_addresses() -> tuple[list[Address], list[str]]:

@@ -2,11 +2,9 @@
 ``shlex.quote`` around every path and name), the tools' flags for a job, the runner that starts a
 tool pinned to one core and polls its ``/proc/<pid>/status``, and the parsing of what comes back.
 
-Nothing here talks to a phone (that is ``transport.py``) or decides what to measure (``agent.py``).
-Sources of the formats: ``../shared/research/android.md`` (sections 1-5, 8).
-
-The tools' own logs are read through :func:`read_tool_log`, a small interface kept until the full
-parsers (``tool_logs.py``) land: it reads only the lines the agent needs, in the current formats.
+Nothing here talks to a phone (that is ``transport.py``) or decides what to measure (``agent.py``);
+the tools' logs are read by ``tool_logs.py``. Sources of the formats: ``../shared/research/android.md``
+(sections 1-5, 8).
 """
 
 from __future__ import annotations
@@ -17,13 +15,14 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from device_agents.base import Aggregate, Conditions, MeasureJob, MemoryReading
+from device_agents.base import Conditions, MeasureJob, MemoryReading
 
 q = shlex.quote
 
 # -- the tools ------------------------------------------------------------------------------------
 LITERT_TOOL, ORT_TOOL, ET_TOOL = "benchmark_model", "onnxruntime_perf_test", "executor_runner"
 TOOL_FOR_BACKEND = {"litert": LITERT_TOOL, "onnx": ORT_TOOL, "executorch": ET_TOOL}
+LOG_FAMILY = {LITERT_TOOL: "litert", ORT_TOOL: "onnxruntime", ET_TOOL: "executorch"}  # tool_logs' names
 BACKEND_FOR_TOOL = {v: k for k, v in TOOL_FOR_BACKEND.items()}
 TOOLS = tuple(TOOL_FOR_BACKEND.values())
 
@@ -314,8 +313,9 @@ def tool_call(backend: str, model: str, job: MeasureJob, phase: str, job_dir: st
         return ToolCall(ORT_TOOL, tuple(args), phase, result_file=result)
     if backend == "executorch":
         # executor_runner has no warm-up: execution 1 is the first inference, the next job.warmup are
-        # the warm-up, the rest the timed runs.
-        n = 1 + job.warmup + job.runs if cold else 1
+        # the warm-up, the rest the timed runs. A warm load runs two: its log is read like any other
+        # (a lone execution is only a first inference, which the log reader refuses as a run).
+        n = 1 + job.warmup + job.runs if cold else 2
         args = [f"--model_path={model}", f"--num_executions={n}"]
         if has("cpu_threads"):
             args.append("--cpu_threads=1")
@@ -465,125 +465,3 @@ def polled_memory(report: RunnerReport, poll_s: float) -> MemoryReading | None:
     detail["samples"] = len(report.polls)
     detail["poll_interval_ms"] = int(round(poll_s * 1000))
     return MemoryReading(method="proc_status_polled", peak_b=hwm * 1024, detail=detail)
-
-
-# --------------------------------------------------------------------------------------------------
-# The tools' logs: the small interface the agent reads (replaced by tool_logs.py when it lands)
-
-
-@dataclass(frozen=True)
-class ToolLog:
-    """What one tool process reported. Times in ns; None where the tool did not say."""
-
-    tool: str
-    load_ns: int | None = None
-    first_infer_ns: int | None = None
-    samples_ns: tuple[int, ...] = ()  # every run it timed one by one, in order (after the first inference)
-    aggregate: Aggregate | None = None  # its summary of the timed runs when it gives no samples
-    memory: MemoryReading | None = None  # its own memory figure
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf"
-
-
-def _us(v: str) -> float:
-    return float(v) * 1e3
-
-
-def read_tool_log(tool: str, text: str, result_file: str | None = None) -> ToolLog:
-    if tool == LITERT_TOOL:
-        return _read_benchmark_model(text)
-    if tool == ORT_TOOL:
-        return _read_perf_test(text, result_file or "")
-    if tool == ET_TOOL:
-        return _read_executor_runner(text)
-    raise ValueError(f"unknown tool {tool!r}")
-
-
-_STAT = re.compile(r"count=(?P<count>\d+)(?P<rest>.*)")
-
-
-def _stat_aggregate(line: str, tool: str) -> Aggregate | None:
-    m = _STAT.search(line)
-    if not m or int(m["count"]) == 0:
-        return None
-    kv = dict(re.findall(rf"(\w+)=({_NUM})", m["rest"]))
-    n = int(m["count"])
-    if "avg" in kv:
-        mean, lo, hi, std = float(kv["avg"]), float(kv["min"]), float(kv["max"]), float(kv.get("std", "nan"))
-    else:  # "count=N curr=V(all same)": every run took V
-        mean = lo = hi = float(kv["curr"])
-        std = 0.0
-    pct = {p: _us(kv[k]) for p, k in (("5", "p5"), ("50", "median"), ("95", "p95")) if k in kv}
-    return Aggregate(n=n, mean_ns=_us(str(mean)), tool=tool, std_ns=None if math.isnan(std) else _us(str(std)),
-                     min_ns=_us(str(lo)), max_ns=_us(str(hi)), percentiles=pct)
-
-
-def _read_benchmark_model(text: str) -> ToolLog:
-    lines = [re.sub(r"^(?:INFO|WARN|ERROR): (?:\[[^\]]*\] )?", "", ln) for ln in text.splitlines()]
-    stats = [ln for ln in lines if ln.startswith("count=")]
-    timings = next((ln for ln in lines if ln.startswith("Inference timings in us:")), None)
-    load_ns = first_ns = None
-    extra: dict[str, Any] = {}
-    if timings:
-        kv = dict(re.findall(rf"([A-Za-z ()]+?):\s*({_NUM})", timings.split(":", 1)[1]))
-        kv = {k.strip(): v for k, v in kv.items()}
-        if "Init" in kv:
-            load_ns = int(round(_us(kv["Init"])))
-        if "First inference" in kv:
-            first_ns = int(round(_us(kv["First inference"])))
-        if "Warmup (avg)" in kv and kv["Warmup (avg)"] != "nan":
-            extra["warmup_avg_ns"] = _us(kv["Warmup (avg)"])
-    if load_ns is None:
-        m = re.search(rf"Initialized session in ({_NUM})\s*ms", text)
-        if m:
-            load_ns = int(round(float(m.group(1)) * 1e6))
-    # The timed phase is the last stat line before "Inference timings" (the warm-up's comes first).
-    aggregate = _stat_aggregate(stats[-1], LITERT_TOOL) if timings and len(stats) >= 2 else None
-    memory = None
-    delta = re.search(rf"Memory footprint delta from the start of the tool \(MB\): init=({_NUM}) overall=({_NUM})", text)
-    peak = re.search(rf"Overall peak memory footprint \(MB\) via periodic monitoring: ({_NUM})", text)
-    if delta or peak:
-        detail = {}
-        if delta:  # MB here are 2^20 bytes (the tool divides kB by 1024)
-            detail = {"init_delta_b": int(float(delta.group(1)) * 2**20),
-                      "overall_delta_b": int(float(delta.group(2)) * 2**20)}
-        memory = MemoryReading(method="tool_reported", peak_b=int(float(peak.group(1)) * 2**20) if peak else None,
-                               detail=detail)
-    return ToolLog(LITERT_TOOL, load_ns=load_ns, first_infer_ns=first_ns, aggregate=aggregate, memory=memory,
-                   extra=extra)
-
-
-def _read_perf_test(text: str, result_file: str) -> ToolLog:
-    load_ns = first_ns = None
-    m = re.search(rf"Session creation time cost:\s*({_NUM})\s*s", text)
-    if m:
-        load_ns = int(round(float(m.group(1)) * 1e9))
-    m = re.search(r"First inference time cost:\s*(\d+)\s*ms", text)
-    if m and int(m.group(1)) > 0:  # whole milliseconds (the tool casts): "0 ms" means under 1 ms, not zero
-        first_ns = int(m.group(1)) * 1_000_000
-    samples = []
-    for line in result_file.splitlines():
-        parts = line.split(",")
-        if len(parts) == 5 and parts[4].strip().isdigit():
-            samples.append(int(round(float(parts[1]) * 1e9)))
-    memory = None
-    m = re.search(r"Peak working set size:\s*(\d+)\s*bytes", text)
-    if m:
-        memory = MemoryReading(method="tool_reported", peak_b=int(m.group(1)), detail={})
-    return ToolLog(ORT_TOOL, load_ns=load_ns, first_infer_ns=first_ns, samples_ns=tuple(samples), memory=memory,
-                   extra={"first_inference_resolution": "1 ms"})
-
-
-def _read_executor_runner(text: str) -> ToolLog:
-    load_ns = None
-    m = re.search(rf"Model loaded in ({_NUM}) ms", text)
-    if m:
-        load_ns = int(round(float(m.group(1)) * 1e6))
-    iterations = [(int(i), int(round(float(v) * 1e6)))
-                  for i, v in re.findall(rf"Iteration (\d+) of \d+: ({_NUM}) ms", text)]
-    iterations.sort()
-    times = [t for _, t in iterations]
-    return ToolLog(ET_TOOL, load_ns=load_ns, first_infer_ns=times[0] if times else None,
-                   samples_ns=tuple(times[1:]))
