@@ -96,7 +96,7 @@ class LoopbackPhone:
         self._conns: set[_Connection] = set()
         self._procs: list[subprocess.Popen] = []
         self._plugged = False
-        self._triggers: list[tuple[re.Pattern, float]] = []
+        self._triggers: list[list] = []  # [pattern, after_s, matches to go]
         self.port = 0
         ncpu = len(os.sched_getaffinity(0))
         # Default: the last CPU is the fastest, as on a big.LITTLE phone whose prime core is last.
@@ -197,9 +197,9 @@ class LoopbackPhone:
         """``hang`` (sleep forever) or ``crash`` (SIGSEGV) after printing ``after_lines`` lines; ``ok``."""
         self.write_state(f"behaviour_{tool}", json.dumps({"behaviour": behaviour, "after_lines": after_lines}))
 
-    def unplug_when(self, pattern: str, after_s: float = 0.3) -> None:
-        """Unplug ``after_s`` seconds after a shell command matching ``pattern`` (a regex) starts."""
-        self._triggers.append((re.compile(pattern), after_s))
+    def unplug_when(self, pattern: str, after_s: float = 0.3, nth: int = 1) -> None:
+        """Unplug ``after_s`` seconds after the ``nth`` shell command matching ``pattern`` (a regex) starts."""
+        self._triggers.append([re.compile(pattern), after_s, nth])
 
     # -- server ------------------------------------------------------------------------------------
     def start(self) -> int:
@@ -221,6 +221,7 @@ class LoopbackPhone:
                 sock, _ = listener.accept()
             except OSError:
                 return
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as adbd: no Nagle delay on small packets
             with self._lock:
                 if not self._plugged:
                     sock.close()
@@ -280,10 +281,13 @@ class LoopbackPhone:
     # -- services ----------------------------------------------------------------------------------
     def _run_shell(self, command: str) -> subprocess.Popen:
         self.commands.append(command)
-        for pattern, after_s in list(self._triggers):
+        for trigger in list(self._triggers):
+            pattern, after_s, nth = trigger
             if pattern.search(command):
-                self._triggers.remove((pattern, after_s))
-                threading.Timer(after_s, self.unplug).start()
+                trigger[2] = nth - 1
+                if nth == 1:
+                    self._triggers.remove(trigger)
+                    threading.Timer(after_s, self.unplug).start()
         proc = subprocess.Popen(["/bin/sh", "-c", self.rewrite(command)], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env(),
                                 cwd=str(self.root), start_new_session=True)

@@ -8,7 +8,8 @@ What this layer adds to the library (``../shared/research/adb_ci_scaleout.md`` p
   ``select``) just as a dead link does; after a timeout the link is probed on a fresh connection: if
   the phone answers, the command itself was silent (:class:`ShellTimeout`), else the phone is gone;
 - a dropped link: a peer that closed the socket makes ``adb-shell`` spin on ``recv() == b''`` until
-  its read timeout (A.8); the TCP transport here raises at once instead. Every exception that means
+  its read timeout (A.8); the TCP transport here raises at once instead (and sets TCP_NODELAY, as each
+  message is written in two parts). Every exception that means
   the link is gone (socket, USB, adb protocol errors) becomes :class:`DeviceUnavailable`, and the
   connection is closed and opened again before the next command (``AdbDevice.available`` stays True
   after such errors);
@@ -24,6 +25,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import socket
 import stat as stat_mod
 import sys
 import threading
@@ -162,6 +164,12 @@ def _eof_aware_tcp(base: type) -> type:
     ``recv() == b''`` until its read timeout, A.8)."""
     if "cls" not in _EOF_TCP:
         class EofAwareTcpTransport(base):
+            def connect(self, transport_timeout_s):
+                super().connect(transport_timeout_s)
+                # adb_shell writes a message's header and payload separately: without TCP_NODELAY, Nagle's
+                # algorithm holds the payload until the header is acknowledged (a delayed ACK: ~40 ms a message).
+                self._connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
             def bulk_read(self, numbytes, transport_timeout_s):
                 if self._connection is None:
                     raise ConnectionAbortedError("the connection to the phone is closed")
