@@ -34,6 +34,15 @@ def job(device_path: str, backend: str, **kw) -> MeasureJob:
     return MeasureJob(artifact_path=device_path, backend=backend, input_shape=INPUT_SHAPE, **kw)
 
 
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "zombie" not in f.read()
+    except OSError:
+        return False
+
+
 @pytest.fixture(autouse=True)
 def _adb_key(tmp_path_factory, monkeypatch):
     """Never touch the user's ~/.android: every test signs with a key of its own session."""

@@ -340,9 +340,9 @@ class AndroidAgent(DeviceAgent):
         self._placed[artifact.key] = path
         return path
 
-    def _full(self, need: int, free: int | None) -> "PhoneStorageFull":
+    def _full(self, need: int, free: int | None, what: str = "the artifact") -> "PhoneStorageFull":
         have = f"{free / 1e6:.0f} MB free" if free else "no space left"
-        return PhoneStorageFull(self.device_id, f"out of storage: {have} in {self.options.workdir}, the artifact needs "
+        return PhoneStorageFull(self.device_id, f"out of storage: {have} in {self.options.workdir}, {what} needs "
                                 f"{need / 1e6:.0f} MB (+{SPACE_MARGIN_B / 1e6:.0f} MB margin): free space on the phone, "
                                 f"or remove splitbench's files with `splitbench clean --device {self.address.target}`")
 
@@ -353,7 +353,7 @@ class AndroidAgent(DeviceAgent):
             self.link.push(local, part, mode)
         except DeviceFull:
             self.link.shell(f"rm -f {P.q(part)}")
-            raise self._full(need or local.stat().st_size, 0) from None
+            raise self._full(need or local.stat().st_size, 0, "the artifact" if need else local.name) from None
         got = P.parse_hashes(self.link.shell(P.hashes_command([part]), timeout_s=120).output)
         if got != [sha256]:
             self.link.shell(f"rm -f {P.q(part)}")
