@@ -176,6 +176,7 @@ class AndroidAgent(DeviceAgent):
         self.device_id = address.serial if address and address.serial else (str(address) if address else "android")
         self.core: int | None = None
         self.tools: dict[str, ToolInfo] = {}
+        self.tools_to_push: list[str] = []  # on this host, not yet on the phone (discovery installs nothing)
         self._placed: dict[str, str] = {}  # artifact key -> device path of what a runtime loads
         self._session = f"{os.getpid()}-{int(time.time() * 1000) % 10**9}"
         self._jobs = itertools.count(1)
@@ -241,7 +242,8 @@ class AndroidAgent(DeviceAgent):
             self.tools[name] = info
 
     def _find_tools(self) -> None:
-        """Without installing: the host's tools that are on the phone already with the same bytes."""
+        """Without installing: the host's tools that are on the phone already with the same bytes (the
+        others are listed in ``tools_to_push``)."""
         paths = {n: p for n, p in self.options.tool_paths().items() if p.is_file()}
         if not paths:
             return
@@ -250,6 +252,8 @@ class AndroidAgent(DeviceAgent):
         for info, h in zip(infos, have):
             if h == info.sha256:
                 self.tools[info.name] = info
+            else:
+                self.tools_to_push.append(info.name)
 
     def _set_performance_mode(self, on: bool) -> bool:
         r = self.link.shell(f"cmd power set-fixed-performance-mode-enabled {'true' if on else 'false'}")
@@ -299,6 +303,9 @@ class AndroidAgent(DeviceAgent):
             # phone is reached, where splitbench works on it, its state now
             "now": {"address": str(self.address), "workdir": self.options.workdir, "workdir_free_b": f.free_b},
         }
+        if self.tools_to_push:
+            fingerprint["now"]["tools_not_on_the_phone"] = (", ".join(self.tools_to_push)
+                                                           + " (a run or `splitbench doctor android` pushes them)")
         try:
             c = self.conditions()
             fingerprint["now"].update(thermal_status=c.thermal_status, battery_temp_c=c.battery_temp_c)
@@ -731,8 +738,9 @@ def doctor(target: str = "android", probe_artifacts: dict[str, str | Path] | Non
                             f"thermal status {c.thermal_status}, battery {c.battery_temp_c} °C",
                             "Android 10+ reports thermal status through `dumpsys thermalservice`"))
         rooted = agent.facts.rooted
-        checks.append(Check("root", rooted, "rooted: cold loads drop the page cache first" if rooted else
-                            "not rooted: cold loads are marked 'not obtained' (the page cache cannot be dropped)",
+        # Not rooted is a limitation, not a failure: "?" with what it means, never a failing doctor.
+        checks.append(Check("root", True if rooted else None, "rooted: cold loads drop the page cache first" if rooted
+                            else "not rooted: cold loads are marked 'not obtained' (the page cache cannot be dropped)",
                             "" if rooted else "optional: a rooted phone (or `adb root` on a userdebug build) gives "
                                               "true cold loads"))
         probes = _probe_artifacts(probe_artifacts)
@@ -755,9 +763,11 @@ def _probe_artifacts(given: dict[str, str | Path] | None) -> dict[str, Path]:
     try:
         import torch
 
-        from harness.export import EXPORTERS
+        from harness.backends import BACKENDS
     except ImportError:
         return out
+    from harness.export import _quiet  # the converters' progress trees go to a log, not the terminal
+
     directory = Path(tempfile.mkdtemp(prefix="splitbench-probe-"))
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
     example = torch.randn(1, 3, 16, 16)
@@ -765,10 +775,30 @@ def _probe_artifacts(given: dict[str, str | Path] | None) -> dict[str, Path]:
         try:
             d = directory / backend
             d.mkdir()
-            out[backend] = EXPORTERS[backend].export(model, example, d).path
+            with _quiet(directory / "converters.log"):
+                out[backend] = BACKENDS[backend].export(model, example, d).path
         except Exception:  # noqa: BLE001 - a converter missing here: that format is not probed
             continue
     return out
+
+
+def _converters(backend: str) -> str:
+    """The converters that wrote this splitbench's files for ``backend``, with their versions."""
+    from importlib import metadata
+
+    try:
+        from harness.backends import BACKENDS
+
+        names = [p for p in BACKENDS[backend].converter_packages if p != "torch"]
+    except (ImportError, KeyError):
+        names = []
+    out = []
+    for name in names:
+        try:
+            out.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            out.append(name)
+    return ", ".join(out) or backend
 
 
 def _check_tool(agent: AndroidAgent, name: str, opts: AndroidOptions, probes: dict[str, Path]) -> Check:
@@ -793,13 +823,7 @@ def _check_tool(agent: AndroidAgent, name: str, opts: AndroidOptions, probes: di
         result = agent.measure(job)
     finally:
         agent.options = o
-    from importlib import metadata
-
-    conv = {"litert": "ai-edge-litert", "onnx": "onnx", "executorch": "executorch"}[backend]
-    try:
-        made_by = f"{conv} {metadata.version(conv)}"
-    except metadata.PackageNotFoundError:
-        made_by = conv
+    made_by = _converters(backend)
     if result.ok:
         return Check(name, True, f"{detail}: runs, reads the {probe.suffix} files this splitbench writes ({made_by})")
     return Check(name, False, f"{detail}: cannot run a {probe.suffix} from {made_by}: {result.status}: {result.reason}",
