@@ -225,7 +225,7 @@ def test_discover_doctor_and_clean(phone, tools, monkeypatch, tmp_path):
     probes = {"onnx": tiny_artifact("onnx"), "litert": tiny_artifact("litert")}
     checks = {c.name: c for c in A.doctor(f"android:{phone.address}", probe_artifacts=probes, **FAST)}
     assert checks["phone"].ok and checks["taskset pin"].ok and checks["thermal"].ok
-    assert checks["root"].ok is False and "not obtained" in checks["root"].detail
+    assert checks["root"].ok is None and "not obtained" in checks["root"].detail  # a limitation, not a failure
     assert checks["onnxruntime_perf_test"].ok and "reads the .onnx files" in checks["onnxruntime_perf_test"].detail
     assert checks["benchmark_model"].ok
     assert checks["executor_runner"].ok is None  # no probe given for .pte here
