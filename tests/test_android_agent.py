@@ -236,6 +236,12 @@ def test_discover_doctor_and_clean(phone, tools, monkeypatch, tmp_path):
     removed = A.clean(f"android:{phone.address}", **FAST)
     assert removed and not phone.device_path("/data/local/tmp/splitbench").exists()
     assert A.clean(f"android:{phone.address}", **FAST) == []
+    mine = phone.device_path("/data/local/tmp/mine.txt")  # a work directory set to a shared place
+    mine.write_text("not splitbench's")
+    with agent(phone, tools, ("onnxruntime_perf_test",), workdir="/data/local/tmp") as a:
+        a.prepare(artifact_ref("onnx"))
+    assert len(A.clean(f"android:{phone.address}", workdir="/data/local/tmp", **FAST)) == 4
+    assert mine.read_text() == "not splitbench's"
 
     monkeypatch.setenv("SPLITBENCH_ANDROID_TCP", f"{phone.address},127.0.0.1:1")
     with pytest.raises(AgentError, match="2 phones attached"):

@@ -12,6 +12,7 @@ import pytest
 
 from device_agents.android import protocol as P
 from device_agents.android.agent import AndroidOptions
+from device_agents.android import transport as T
 from device_agents.android.transport import Address, parse_target
 from device_agents.base import AgentError, MeasureJob
 
@@ -155,5 +156,22 @@ def test_targets_and_options():
         AndroidOptions.from_options({"workdir": "relative"})
     with pytest.raises(AgentError, match="positive"):
         AndroidOptions.from_options({"cool_below_c": -1})
+    with pytest.raises(AgentError, match="positive"):
+        AndroidOptions.from_options({"link_timeout_s": "10"})
     o = AndroidOptions.from_options({"core": 7, "cool_timeout_s": 0, "workdir": "/data/local/tmp/sb/"})
     assert (o.core, o.cool_timeout_s, o.workdir) == (7, 0.0, "/data/local/tmp/sb")
+
+
+def test_usb_errors_that_the_user_fixes_are_one_line():
+    class USBErrorBusy(Exception):  # what libusb1 raises while the adb server holds the interface
+        pass
+
+    class USBErrorAccess(Exception):
+        pass
+
+    link = T.AdbLink(Address("usb", serial="X"))
+    with pytest.raises(AgentError, match="adb kill-server"):
+        link._raise_usb_hint(USBErrorBusy("LIBUSB_ERROR_BUSY [-6]"))
+    with pytest.raises(AgentError, match="udev"):
+        link._raise_usb_hint(USBErrorAccess("LIBUSB_ERROR_ACCESS [-3]"))
+    link._raise_usb_hint(OSError("anything else"))  # not the user's to fix here: no AgentError

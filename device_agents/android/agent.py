@@ -112,8 +112,9 @@ class AndroidOptions:
                     raise AgentError(f"[android].performance_mode must be true or false, got {value!r}")
                 values[key] = value
             else:
-                minimum_ok = value >= 0 if key == "cool_timeout_s" else value > 0  # 0: never wait to cool
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not minimum_ok:
+                number = not isinstance(value, bool) and isinstance(value, (int, float))
+                minimum_ok = number and (value >= 0 if key == "cool_timeout_s" else value > 0)  # 0: never wait
+                if not minimum_ok:
                     raise AgentError(f"[android].{key} must be a positive number of "
                                      f"{'°C' if key.endswith('_c') else 'seconds'}, got {value!r}")
                 values[key] = float(value)
@@ -672,17 +673,22 @@ def discover(**options: Any) -> list[DeviceInfo]:
 
 
 def clean(target: str, **options: Any) -> list[str]:
-    """Remove splitbench's work directory from the phone (artifacts, tools, scratch); what was removed."""
+    """Remove what splitbench put on the phone (pushed artifacts, tools, scratch; a tool still running is
+    killed); what was removed. Only splitbench's own subdirectories are deleted, then the work directory
+    if it is left empty: a work directory set to a shared place never loses anything else."""
     agent = agent_for(target, **options)
     agent.install_tools = False
     with agent:
-        workdir = agent.options.workdir
-        listing = agent.link.shell(f"ls -A {P.q(workdir)} 2>/dev/null").output.split()
-        if not listing and agent.link.shell(f"[ -d {P.q(workdir)} ]").exit_code != 0:
+        lay = agent.layout
+        ours = [lay.artifacts, lay.bin, lay.jobs, lay.run]
+        present = agent.link.shell("; ".join(f"[ -e {P.q(d)} ] && echo y || echo n" for d in ours)).output.split()
+        found = [d for d, flag in zip(ours, present) if flag == "y"]
+        if not found:
             return []
-        agent.link.check(f"for f in {P.q(workdir)}/run/*.pid; do [ -f \"$f\" ] && kill -9 $(cat \"$f\") "
-                         f"2>/dev/null; done; rm -rf {P.q(workdir)}", timeout_s=300)
-        return [f"{agent.device_id}:{workdir}/{name}" for name in listing] or [f"{agent.device_id}:{workdir}"]
+        agent.link.check(f"for f in {P.q(lay.run)}/*.pid; do [ -f \"$f\" ] && kill -9 $(cat \"$f\") 2>/dev/null; "
+                         f"done; rm -rf {' '.join(P.q(d) for d in found)}; rmdir {P.q(lay.workdir)} 2>/dev/null; true",
+                         timeout_s=300)
+        return [f"{agent.device_id}:{d}" for d in found]
 
 
 def doctor(target: str = "android", probe_artifacts: dict[str, str | Path] | None = None,
