@@ -185,9 +185,24 @@ def test_ctrl_c_kills_the_tool_removes_scratch_and_restores_performance_mode(pho
             a.measure(job(path, "litert", timeout_s=60))
     timer.join()
     assert phone.read_state("perf_mode") == "false"
+    assert not phone.device_path("/data/local/tmp/splitbench/run/performance_mode").exists()
     assert len(seen) == 1 and not alive(seen[0])
     assert not list(run_dir.iterdir())
     assert not list(phone.device_path("/data/local/tmp/splitbench/jobs").iterdir())
+    # a session that lost the phone with the mode on: the next session turns it off
+    phone.write_state("perf_mode", "true")
+    (run_dir / "performance_mode").touch()
+    with agent(phone, tools, ("benchmark_model",)):
+        assert phone.read_state("perf_mode") == "false"
+
+
+def test_a_tool_built_for_another_abi_is_not_a_backend(phone, tools, tmp_path):
+    elf = tmp_path / "executor_runner"
+    elf.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(57))  # an ELF header this "phone" cannot execute
+    elf.chmod(0o755)
+    with agent(phone, {"executor_runner": str(elf)}, None) as a:
+        assert "executorch" not in a.describe().backends
+        assert "does not run on the phone" in a.describe().fingerprint["now"]["tools_that_do_not_run"]
 
 
 def test_two_phones_are_measured_at_the_same_time(tmp_path, tools):

@@ -178,6 +178,7 @@ class AndroidAgent(DeviceAgent):
         self.core: int | None = None
         self.tools: dict[str, ToolInfo] = {}
         self.tools_to_push: list[str] = []  # on this host, not yet on the phone (discovery installs nothing)
+        self.tool_problems: dict[str, str] = {}  # pushed, but does not run on the phone: why
         self._placed: dict[str, str] = {}  # artifact key -> device path of what a runtime loads
         self._session = f"{os.getpid()}-{int(time.time() * 1000) % 10**9}"
         self._jobs = itertools.count(1)
@@ -186,9 +187,18 @@ class AndroidAgent(DeviceAgent):
 
     # -- session -----------------------------------------------------------------------------------
     def open(self) -> None:
+        """Connect, read the phone's facts, choose the core; with ``install_tools``: make the work
+        directory, kill what a lost session left running, push the tools. A phone that refuses (no
+        space, a read-only directory) is one :class:`AgentError` line; a phone gone, DeviceUnavailable."""
         if self.address is None:
             self.address = only_phone()
         self.link = AdbLink(self.address, link_timeout_s=self.options.link_timeout_s, notify=self.notify)
+        try:
+            self._open()
+        except (RemoteError, ShellTimeout) as exc:
+            raise AgentError(f"{self.device_id}: cannot set up splitbench on the phone: {exc}") from None
+
+    def _open(self) -> None:
         self.link.connect()
         self.facts = P.parse_facts(self.link.check(P.facts_command(self.options.workdir), timeout_s=60))
         self.device_id = self.facts.serial or self.address.serial or str(self.address)
@@ -200,6 +210,8 @@ class AndroidAgent(DeviceAgent):
             self._install_tools()
             if self.options.performance_mode:
                 self._set_performance_mode(True)
+            elif self.link.shell(f"[ -f {P.q(self.layout.run + '/performance_mode')} ]").exit_code == 0:
+                self._set_performance_mode(False)  # left on by a session that lost the phone
         else:
             self._find_tools()
 
@@ -238,8 +250,17 @@ class AndroidAgent(DeviceAgent):
             have = P.parse_hashes(self.link.shell(P.hashes_command([info.device_path])).output)
             if have != [info.sha256]:
                 self._push_checked(host, info.device_path, info.sha256, 0o755)
-            help_text = self.link.shell(f"{P.q(info.device_path)} --help 2>&1 </dev/null", timeout_s=60).output
-            info.flags = P.help_flags(help_text) or None
+            try:
+                answer = self.link.shell(f"{P.q(info.device_path)} --help 2>&1 </dev/null", timeout_s=60)
+            except ShellTimeout:
+                self.tool_problems[name] = "did not answer --help within 60 s"
+                continue
+            # --help exits non-zero for most tools; 126/127 (cannot execute: another ABI) or a signal is broken
+            if answer.exit_code in (126, 127) or answer.exit_code >= 128:
+                last = next((ln for ln in reversed(answer.output.splitlines()) if ln.strip()), "")
+                self.tool_problems[name] = f"does not run on the phone (exit {answer.exit_code}: {last[:160]})"
+                continue
+            info.flags = P.help_flags(answer.output) or None
             self.tools[name] = info
 
     def _find_tools(self) -> None:
@@ -257,8 +278,13 @@ class AndroidAgent(DeviceAgent):
                 self.tools_to_push.append(info.name)
 
     def _set_performance_mode(self, on: bool) -> bool:
+        """Fixed performance mode on or off; a marker file on the phone remembers that splitbench turned it
+        on, so a session that lost the phone before restoring it is undone by the next one."""
+        marker = P.q(f"{self.layout.run}/performance_mode")
         r = self.link.shell(f"cmd power set-fixed-performance-mode-enabled {'true' if on else 'false'}")
         ok = r.exit_code == 0
+        if ok:
+            self.link.shell(f"touch {marker}" if on else f"rm -f {marker}")
         self._perf_mode_set = on and ok
         return ok
 
@@ -304,6 +330,8 @@ class AndroidAgent(DeviceAgent):
             # phone is reached, where splitbench works on it, its state now
             "now": {"address": str(self.address), "workdir": self.options.workdir, "workdir_free_b": f.free_b},
         }
+        if self.tool_problems:
+            fingerprint["now"]["tools_that_do_not_run"] = "; ".join(f"{k}: {v}" for k, v in self.tool_problems.items())
         if self.tools_to_push:
             fingerprint["now"]["tools_not_on_the_phone"] = (", ".join(self.tools_to_push)
                                                            + " (a run or `splitbench doctor android` pushes them)")
@@ -810,6 +838,8 @@ def _converters(backend: str) -> str:
 def _check_tool(agent: AndroidAgent, name: str, opts: AndroidOptions, probes: dict[str, Path]) -> Check:
     backend = P.BACKEND_FOR_TOOL[name]
     tool = agent.tools.get(name)
+    if name in agent.tool_problems:
+        return Check(name, False, f"{agent.tool_problems[name]}", f"give an arm64-v8a Android build; {WHERE_TO_GET[name]}")
     if tool is None:
         return Check(name, False, f"not configured (no [android.tools].{name}, nothing in ${TOOLS_ENV})",
                      WHERE_TO_GET[name])
