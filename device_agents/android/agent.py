@@ -422,8 +422,8 @@ class AndroidAgent(DeviceAgent):
         finally:
             try:
                 self.link.shell(f"rm -rf {P.q(job_dir)}", timeout_s=30)
-            except (RemoteError, ShellTimeout):
-                pass
+            except (RemoteError, ShellTimeout, DeviceUnavailable):
+                pass  # a phone gone: the reason that is propagating says why; the next session reaps
 
     def _measure(self, job: MeasureJob, tool: ToolInfo, job_dir: str, deadline: float, before: Conditions,
                  notes: list[str], diagnostics: dict[str, Any]) -> MeasureResult:
