@@ -5,7 +5,6 @@ silent command against a lost link, unplug and replug, and a full phone."""
 from __future__ import annotations
 
 import shlex
-import time
 
 import pytest
 
@@ -59,7 +58,6 @@ def test_push_pull_stat_with_hostile_names(phone, tmp_path):
 
 def test_a_silent_command_is_told_apart_from_a_lost_link(phone):
     link = link_to(phone)
-    t0 = time.monotonic()
     with pytest.raises(T.ShellTimeout):
         link.shell("sleep 3", timeout_s=0.5)  # prints nothing: trips the read timeout, but the phone answers
     assert link.shell("echo still here").output == "still here\n"
@@ -67,7 +65,8 @@ def test_a_silent_command_is_told_apart_from_a_lost_link(phone):
     with pytest.raises(DeviceUnavailable) as err:
         list(link.stream("echo start; sleep 20"))
     assert err.value.device_id == link.device_id
-    assert time.monotonic() - t0 < 10  # a closed socket is seen at once, not after the read timeout
+    # the closed socket itself is seen (not a read timeout after adb_shell spun on recv() == b"")
+    assert "the phone closed the connection" in err.value.reason
     with pytest.raises(DeviceUnavailable):
         link.shell("echo x")  # refused while unplugged
     phone.replug()

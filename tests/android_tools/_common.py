@@ -35,6 +35,10 @@ class Output:
         stream = stream or sys.stdout
         stream.write(text + "\n")
         stream.flush()
+        self.tick()
+
+    def tick(self) -> None:
+        """One more line written (here or elsewhere, e.g. to the loopback's logcat); maybe misbehave."""
         self.count += 1
         if self.count == self.after_lines:
             if self.behaviour == "hang":

@@ -44,7 +44,7 @@ class Log:
             stamp = time.strftime("%m-%d %H:%M:%S", time.localtime()) + f".{int(time.time() * 1000) % 1000:03d}"
             with open(self.logcat, "a") as f:
                 f.write(f"{stamp} {os.getpid():5d} {os.getpid():5d} {level} ExecuTorch: {msg}\n")
-            self.out.count += 1
+            self.out.tick()
             return
         us = (time.monotonic_ns() - _T0) // 1000
         h, rem = divmod(us // 1_000_000, 3600)
@@ -99,7 +99,7 @@ def main(argv: list[str]) -> int:
                                    program_verification=_C.Verification.InternalConsistency, data_path=None)
     except Exception:  # noqa: BLE001 - the tool logs and returns 1
         if not os.path.exists(path):
-            log("E", 450, f"FileDataLoader::from() failed: 0x22")
+            log("E", 450, "FileDataLoader::from() failed: 0x22")
             os.abort()  # ET_CHECK_MSG aborts
         log("E", 473, f"Failed to parse model file {path}")
         return 1
@@ -110,14 +110,9 @@ def main(argv: list[str]) -> int:
     after = time.perf_counter_ns()
     log("I", 630, f"Model loaded in {(after - before) / 1e6:f} ms.")
     n = int(flags["num_executions"])
-    x = [torch.ones(1)]
-    try:
-        import numpy as np
-
-        meta = program.method_meta("forward")
-        x = [torch.ones(tuple(meta.input_tensor_meta(0).sizes()), dtype=torch.float32)]
-    except Exception:  # noqa: BLE001
-        x = [torch.from_numpy(np.ones((1, 3, 32, 32), np.float32))]
+    # prepare_input_tensors: every input of the method's own shape, filled with ones
+    sizes = tuple(program.method_meta(flags["method_name"] or "forward").input_tensor_meta(0).sizes())
+    x = [torch.ones(sizes, dtype=torch.float32)]
     spent = 0
     outputs = None
     for k in range(n):
