@@ -11,8 +11,12 @@ Four figures, each printed and saved in results/benchmarks/measure.json:
   (`device_agents.local.worker.time_calls`) minus a bare tight loop of the same runtime call,
   interleaved blocks in one pinned process. Target: under 5 microseconds.
 - wall time of the VGG-16 seven-configuration run (examples/osia_vgg16_gender.toml, the backends
-  that run here) against the floor sum(load + (warm-up + runs) x median), on a warm export cache.
-  Target: at most 1.15x. The floor with the warm loads and first inference is reported beside it.
+  that run here) against its floor, sum over jobs of (cold load + (warm-up + runs) x median + warm
+  loads), on a warm export cache. Target: the measuring stage (first job's start to last job's end,
+  from the records) at most 1.05x the floor. The whole `run_spec` call (export cache check, the cloud
+  stage timing each cut's cloud part with all cores, figures and report) is reported beside it, with
+  the time of each stage, and so is the floor with the samples' sum instead of runs x median (on a
+  shared machine the mean exceeds the median: that difference is the machine's, not the harness's).
 - memory accounting, from the same run: on-premise model memory is at least its float32 weight
   bytes, and every cut's model memory is below on-premise.
 
@@ -77,6 +81,7 @@ def fidelity() -> dict:
         raise RuntimeError(f"export failed: {artifact.reason}")
     cpu = _cpu()
     agent = LocalAgent.from_target("cpu-1core")
+    agent.open()  # one session for every round: the runtime is imported once
     job = MeasureJob(artifact_path=str(artifact.path), backend="litert", input_shape=tuple(artifact.input_shape),
                      runs=FIDELITY_RUNS, warmup=5, warm_loads=0, timeout_s=600)
     ours, theirs, ours_min, theirs_min = [], [], [], []
@@ -94,9 +99,12 @@ def fidelity() -> dict:
         theirs_min.append(latency["min_ms"])
 
     # Interleaved, and in alternating order (ABBA): drift on the shared machine hits both alike.
-    for i in range(ROUNDS):
-        for step in ((measure_ours, measure_theirs) if i % 2 == 0 else (measure_theirs, measure_ours)):
-            step()
+    try:
+        for i in range(ROUNDS):
+            for step in ((measure_ours, measure_theirs) if i % 2 == 0 else (measure_theirs, measure_ours)):
+                step()
+    finally:
+        agent.close()
     # The rounds are interleaved so that machine drift hits both alike: the paired ratio per round
     # cancels it, and their median is the figure. The ratio of the two overall medians is kept beside it.
     paired = [o / t for o, t in zip(ours, theirs)]
@@ -172,17 +180,10 @@ def vgg_run() -> dict:
     wall_s = time.perf_counter() - t0
     summary = pd.read_csv(out / "summary.csv")
     ok = summary[summary["status"] == "ok"]
-    samples = pd.read_parquet(out / "samples.parquet")
-    floor_s = float(((ok["load_ms_cold"] + (spec.run.warmup + spec.run.runs) * ok["infer_ms_median"]) / 1e3).sum())
-    first = samples[samples["phase"] == "first"]["infer_ms"].sum() / 1e3
-    warm_loads = float((ok["load_ms_warm"] * ok["load_warm_n"]).sum() / 1e3)
-    full_floor_s = floor_s + warm_loads + first
     result = {"spec": str(spec_path), "exit_code": outcome.exit_code, "jobs_ok": int(len(ok)),
-              "jobs": int(len(summary[summary["status"] != "skipped"])), "wall_s": wall_s,
-              "floor_s": floor_s, "ratio": wall_s / floor_s,
-              "floor_with_warm_loads_and_first_inference_s": full_floor_s,
-              "ratio_to_that_floor": wall_s / full_floor_s, "target": "at most 1.15x the floor",
-              "met": wall_s / floor_s <= 1.15}
+              "jobs": int(len(summary[summary["status"] != "skipped"])), **wall_against_floor(out, t0, wall_s),
+              "target": "measuring stage at most 1.05x the floor (cold load + (warm-up + runs) x median + warm loads)"}
+    result["met"] = result["ratio_measuring"] <= 1.05
 
     memory = {}
     for backend, g in ok.groupby("backend"):
@@ -202,6 +203,34 @@ def vgg_run() -> dict:
         }
     result["memory"] = memory
     return result
+
+
+def wall_against_floor(out: Path, t0_perf: float, wall_s: float) -> dict:
+    """The floor of a results directory's jobs and the wall time of its stages, from the records' clocks."""
+    import datetime as dt
+
+    import numpy as np
+
+    from harness.store import load_records
+
+    records = [r for r in load_records(out) if r.ok]
+    floor = samples_floor = 0.0
+    for r in records:
+        res = r.result
+        infer = np.asarray(res["infer_ns"], dtype=float) / 1e9
+        warm = sum(res["load_warm_ns"]) / 1e9
+        cold = res["load_cold_ns"] / 1e9
+        floor += cold + (len(res["warmup_ns"]) + infer.size) * float(np.median(infer)) + warm
+        samples_floor += cold + sum(res["warmup_ns"]) / 1e9 + float(infer.sum()) + warm + res["first_infer_ns"] / 1e9
+    stamp = lambda s: dt.datetime.fromisoformat(s).timestamp()  # noqa: E731
+    first, last = min(stamp(r.started_at) for r in records), max(stamp(r.finished_at) for r in records)
+    start = time.time() - (time.perf_counter() - t0_perf)
+    return {"wall_s": wall_s, "measuring_s": last - first, "before_first_job_s": first - start,
+            "after_last_job_s": start + wall_s - last, "floor_s": floor, "ratio_measuring": (last - first) / floor,
+            "ratio_wall": wall_s / floor, "floor_with_samples_sum_and_first_inference_s": samples_floor,
+            "ratio_measuring_to_samples_floor": (last - first) / samples_floor,
+            "mean_over_median_of_timed_runs": float(np.median([np.mean(r.result["infer_ns"]) /
+                                                               np.median(r.result["infer_ns"]) for r in records]))}
 
 
 def run() -> dict:

@@ -1,3 +1,3 @@
 """splitbench: measure what each split of a neural network costs on a phone."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

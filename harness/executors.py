@@ -25,8 +25,8 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from device_agents.base import (FAILED, AgentError, ArtifactRef, ContractError, DeviceAgent, DeviceInfo,
-                                DeviceUnavailable, MeasureJob, MeasureResult, open_agent)
+from device_agents.base import (FAILED, ArtifactRef, ContractError, DeviceAgent, DeviceInfo, DeviceUnavailable,
+                                MeasureJob, MeasureResult, open_agent)
 from harness import exitcodes, store
 from harness.errors import UserError
 from harness.spec import Spec
@@ -245,5 +245,3 @@ def make_executor(name: str, spec: Spec, *, ray_address: str | None = None) -> E
         return RayExecutor(spec, address=ray_address)
     raise UserError(f"unknown executor {name!r}; use serial, devices or ray")
 
-
-__all__ = ["Event", "Executor", "DevicesExecutor", "Session", "make_executor", "DeviceUnreachable", "AgentError"]

@@ -4,9 +4,13 @@
 - ``load_bars``: load time, cold and warm side by side;
 - ``memory_bars``: model memory (peak minus the pre-load baseline), with the peak resident memory as a marker.
 
-One panel per (backend, target), configurations in model order with on-premise last. A configuration
-that was not measured keeps its slot, labelled with its status, so a gap is never silent. Each figure
-is written as PNG and SVG under ``DIR/figures``.
+One panel per (backend, target, device), configurations in model order with on-premise last: two
+phones with the same target are two panels, never one. A configuration that was not measured keeps its
+slot, labelled with its status, so a gap is never silent. A row whose phone tool reported only an
+aggregate (LiteRT's benchmark_model) is drawn from the tool's own figures, hatched and labelled "tool
+aggregate": its box spans the tool's p5..p95 and its whiskers min..max, never invented samples. A cold
+load that could not be made cold is hatched and labelled. Each figure is written as PNG and SVG under
+``DIR/figures``.
 """
 
 from __future__ import annotations
@@ -34,42 +38,63 @@ def _load(out: Path):
         columns=["config", "backend", "target", "phase", "infer_ms"])
     if "order" not in summary.columns:  # an older or hand-made CSV: keep its row order
         summary["order"] = range(len(summary))
+    for col in ("device_id", "timing_kind", "cold_method"):
+        if col not in summary.columns:
+            summary[col] = "" if col == "device_id" else None
+    summary["device_id"] = summary["device_id"].fillna("").astype(str)
+    if "device_id" not in samples.columns:
+        samples["device_id"] = ""
     summary["reason"] = summary["reason"].fillna("")
     return summary, samples[samples["phase"] == "timed"] if "phase" in samples.columns else samples
 
 
 def _panels(summary):
-    """(backend, target) pairs in backend order, and the configurations (model order) each panel shows.
+    """(backend, target, device) triples in backend order, and the configurations (model order) each panel
+    shows.
 
-    A pair whose every row was skipped (Core ML on a Linux target) gets no empty panel; the figure
+    A triple whose every row was skipped (Core ML on a Linux target) gets no empty panel; the figure
     names it in a note instead (see :func:`_skipped_note`).
     """
-    from harness.spec import BACKENDS
+    from harness.backends import rank
 
-    rank = {b: i for i, b in enumerate(BACKENDS)}
-    pairs = sorted({(b, t) for b, t in zip(summary["backend"], summary["target"])},
-                   key=lambda p: (rank.get(p[0], len(rank)), p[0], p[1]))
-    shown = [p for p in pairs if not _all_skipped(summary, *p)] or pairs
+    triples = sorted({(b, t, d) for b, t, d in zip(summary["backend"], summary["target"], summary["device_id"])},
+                     key=lambda p: (rank(p[0]), p[0], p[1], p[2]))
+    shown = [p for p in triples if not _all_skipped(summary, *p)] or triples
     configs = (summary.sort_values("order", kind="stable").drop_duplicates("config")["config"].tolist())
     return shown, configs
 
 
-def _all_skipped(summary, backend: str, target: str) -> bool:
-    sel = summary[(summary["backend"] == backend) & (summary["target"] == target)]
+def _select(frame, backend: str, target: str, device: str):
+    return frame[(frame["backend"] == backend) & (frame["target"] == target) & (frame["device_id"] == device)]
+
+
+def _all_skipped(summary, backend: str, target: str, device: str) -> bool:
+    sel = _select(summary, backend, target, device)
     return bool(len(sel)) and bool((sel["status"] == SKIPPED).all())
+
+
+def _panel_title(summary, backend: str, target: str, device: str) -> str:
+    """``backend on target``, with the device when two devices share the target."""
+    shared = summary[(summary["target"] == target)]["device_id"].nunique() > 1
+    return f"{backend} on {target}" + (f" ({device})" if shared and device else "")
 
 
 def _skipped_note(fig, summary) -> None:
     """Say which (backend, target) pairs have no panel because nothing of them could run there."""
     from harness.spec import BACKENDS
 
-    pairs = sorted({(b, t) for b, t in zip(summary["backend"], summary["target"]) if _all_skipped(summary, b, t)},
-                   key=lambda p: (BACKENDS.index(p[0]) if p[0] in BACKENDS else len(BACKENDS), p))
-    if not pairs or len(pairs) == len({*zip(summary["backend"], summary["target"])}):
+    triples = sorted({(b, t, d) for b, t, d in zip(summary["backend"], summary["target"], summary["device_id"])
+                      if _all_skipped(summary, b, t, d)},
+                     key=lambda p: (BACKENDS.index(p[0]) if p[0] in BACKENDS else len(BACKENDS), p))
+    if not triples or len(triples) == len({*zip(summary["backend"], summary["target"], summary["device_id"])}):
         return
     parts = []
-    for b, t in pairs:
-        reason = summary[(summary["backend"] == b) & (summary["target"] == t)]["reason"].iloc[0]
+    seen = set()
+    for b, t, d in triples:
+        if (b, t) in seen:
+            continue
+        seen.add((b, t))
+        reason = _select(summary, b, t, d)["reason"].iloc[0]
         parts.append(f"{b} on {t} ({reason.removeprefix('skipped: ')})")
     fig.text(0.01, 0.005, "not measured, skipped: " + "; ".join(parts), fontsize=7, color="#555555",
              ha="left", va="bottom")
@@ -83,8 +108,9 @@ def _gap_label(row) -> str:
     return str(row["status"])
 
 
-def _row(summary, config, backend, target):
-    sel = summary[(summary["config"] == config) & (summary["backend"] == backend) & (summary["target"] == target)]
+def _row(summary, config, backend, target, device):
+    sel = _select(summary, backend, target, device)
+    sel = sel[sel["config"] == config]
     return None if sel.empty else sel.iloc[0]
 
 
@@ -140,31 +166,69 @@ def _model_name(summary) -> str:
 
 
 def infer_box(summary, samples, out_dir: Path) -> list[Path]:
-    pairs, configs = _panels(summary)
-    fig, axes = _figure(len(pairs), len(configs))
-    for ax, (backend, target) in zip(axes, pairs):
-        data, positions = [], []
+    panels, configs = _panels(summary)
+    fig, axes = _figure(len(panels), len(configs))
+    for ax, (backend, target, device) in zip(axes, panels):
+        data, positions, aggregates = [], [], []
+        mine = _select(samples, backend, target, device)
         for x, config in enumerate(configs):
-            row = _row(summary, config, backend, target)
-            sel = samples[(samples["config"] == config) & (samples["backend"] == backend)
-                          & (samples["target"] == target)]["infer_ms"]
+            row = _row(summary, config, backend, target, device)
+            sel = mine[mine["config"] == config]["infer_ms"]
             if row is not None and row["status"] == OK and len(sel):
                 data.append(sel.to_numpy())
                 positions.append(x)
+            elif row is not None and row["status"] == OK and row.get("timing_kind") == "aggregate":
+                aggregates.append((x, row))
             else:
                 _mark_gap(ax, x, _gap_label(row))
         if data:
             ax.boxplot(data, positions=positions, widths=0.6, showfliers=True,
                        medianprops={"color": "#C44E52"}, flierprops={"markersize": 3})
             _clip_outliers(ax, data, positions)
-        else:
+        if aggregates:
+            _aggregate_boxes(ax, aggregates)
+        if not data and not aggregates:
             ax.set_ylim(0, 1)
-        _xaxis(ax, configs, f"{backend} on {target}")
+        _xaxis(ax, configs, _panel_title(summary, backend, target, device))
         ax.set_ylabel("inference time (ms)")
     n = int(summary.loc[summary["status"] == OK, "n_runs"].max()) if (summary["status"] == OK).any() else 0
     fig.suptitle(f"Inference time per configuration ({_model_name(summary)}; {n} timed runs each)")
     _skipped_note(fig, summary)
     return _save(fig, out_dir, "infer_box")
+
+
+def _aggregate_boxes(ax, aggregates) -> None:
+    """Rows a tool summarised (no samples): a hatched box from the tool's p5 to p95 (or a bar at its mean
+    when it printed no percentiles), whiskers from its min to max, the median line when it printed one."""
+    import math
+
+    from matplotlib.patches import Rectangle
+
+    top = ax.get_ylim()[1] if ax.has_data() else 0.0
+    for x, row in aggregates:
+        def v(col):
+            value = row.get(col)
+            return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+        med, p5, p95, low, high, mean = (v("infer_ms_median"), v("infer_ms_p5"), v("infer_ms_p95"),
+                                         v("infer_ms_min"), v("infer_ms_max"), v("infer_ms_mean"))
+        lo, hi = (p5, p95) if p5 is not None and p95 is not None else (mean, mean)
+        if lo is None:
+            _mark_gap(ax, x, "no timing")
+            continue
+        ax.add_patch(Rectangle(
+            (x - 0.3, lo), 0.6, max(hi - lo, 1e-12), facecolor="#f2e6c9", edgecolor="#8a6d1f", hatch="//",
+            lw=1, zorder=2, label="tool aggregate (box p5..p95, whiskers min..max)"))
+        if low is not None and high is not None:
+            ax.vlines(x, low, high, color="#8a6d1f", lw=1, zorder=1)
+        if med is not None:
+            ax.hlines(med, x - 0.3, x + 0.3, color="#C44E52", lw=1.5, zorder=3)
+        elif mean is not None:
+            ax.plot([x], [mean], marker="x", color="#C44E52", zorder=3, label="tool's mean (no median reported)")
+        ax.text(x, hi, "aggregate", ha="center", va="bottom", fontsize=6.5, color="#8a6d1f")
+        top = max(top, (high if high is not None else hi) * 1.15)
+    ax.set_ylim(0, max(top, ax.get_ylim()[1]))
+    _dedupe_legend(ax)
 
 
 def _clip_outliers(ax, data, positions) -> None:
@@ -188,16 +252,16 @@ def _clip_outliers(ax, data, positions) -> None:
 def _bar_figure(summary, out_dir: Path, draw, ylabel: str, title: str, stem: str) -> list[Path]:
     """One panel per (backend, target), configurations in model order; ``draw(ax, x, row)`` draws one
     measured row, and a failed or missing row is a labelled gap."""
-    pairs, configs = _panels(summary)
-    fig, axes = _figure(len(pairs), len(configs))
-    for ax, (backend, target) in zip(axes, pairs):
+    panels, configs = _panels(summary)
+    fig, axes = _figure(len(panels), len(configs))
+    for ax, (backend, target, device) in zip(axes, panels):
         for x, config in enumerate(configs):
-            row = _row(summary, config, backend, target)
+            row = _row(summary, config, backend, target, device)
             if row is None or row["status"] != OK:
                 _mark_gap(ax, x, _gap_label(row))
                 continue
             draw(ax, x, row)
-        _xaxis(ax, configs, f"{backend} on {target}")
+        _xaxis(ax, configs, _panel_title(summary, backend, target, device))
         ax.set_ylabel(ylabel)
         _headroom(ax)
         _dedupe_legend(ax)
@@ -210,7 +274,13 @@ def load_bars(summary, out_dir: Path) -> list[Path]:
     w = 0.38
 
     def draw(ax, x, row):
-        ax.bar(x - w / 2, row["load_ms_cold"], w, color=_COLD, label="cold (page cache dropped)")
+        if row.get("cold_method") == "not_obtained":  # the load could not be made cold: it may be warm
+            ax.bar(x - w / 2, row["load_ms_cold"], w, color="white", edgecolor=_COLD, hatch="//",
+                   label="first load, cold NOT obtained (may be warm)")
+        else:
+            how = {"drop_caches": "page cache dropped", "first_launch": "first launch"}.get(
+                row.get("cold_method"), "page cache dropped")
+            ax.bar(x - w / 2, row["load_ms_cold"], w, color=_COLD, label=f"cold ({how})")
         ax.bar(x + w / 2, row["load_ms_warm"], w, color=_WARM, label="warm (median)")
 
     return _bar_figure(summary, out_dir, draw, "load time (ms)", "Model load time, file to ready session",

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from device_agents.base import FAILED, AgentError, DeviceInfo, MeasureJob
+from device_agents.base import FAILED, DeviceInfo, MeasureJob
 from harness import __version__, exitcodes
 from harness import store
 from harness.backends import not_runnable_reason, rank
@@ -558,6 +558,3 @@ def _after_run(out: Path, console) -> tuple[Path, ...]:
                       markup=False, soft_wrap=True)
     return ()
 
-
-__all__ = ["RunOutcome", "Job", "run_spec", "plan_jobs", "check_out_dir", "spec_hash", "effective_spec",
-           "AgentError"]

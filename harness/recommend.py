@@ -11,13 +11,17 @@ cloud part (from ``DIR/cloud.csv``, columns model, cut, embedding, cloud_ms, whe
 otherwise the cloud part is left out and every table says so).
 
 Candidates are the measured split configurations, one per (cut, embedding, noise ratio, backend,
-target). On-premise (the whole model on the phone) has no feature to score: it is shown as the
-baseline, checked against the same budget, and never ranked against the cuts (see harness.merge).
+target, device). On-premise (the whole model on the phone) has no feature to score: it is shown as the
+baseline, checked against the same budget, and never ranked against the cuts (see harness.merge). A row
+whose phone tool reported only an aggregate is marked "(tool aggregate)" and uses the tool's median.
+
+Without privacy scores (no ``privacy.csv``) the cut is chosen by cost alone: the lowest end-to-end
+latency that fits (Neurosurgeon's rule), and every output says privacy was not scored.
 
 Exit codes: 0 when a configuration fits. When none fits, one line names the closest configuration (the
-smallest summed relative excess over the broken limits) and what it breaks, raised as a
-:class:`UserError` so the CLI prints it once and exits 1; with ``--json`` the JSON object (choice null)
-is written to stdout first.
+smallest summed relative excess over the broken limits) and what it breaks, raised as
+:class:`NothingFits` so the CLI prints it once and exits ``NOTHING_FITS`` (3), never bad input's 1; with
+``--json`` the JSON object (choice null) is written to stdout first.
 """
 
 from __future__ import annotations
@@ -31,11 +35,17 @@ from typing import Any
 
 import pandas as pd
 
+from harness import exitcodes
 from harness.errors import UserError
-from harness.merge import KEY, config_label, load_privacy, merge_privacy
+from harness.merge import KEY, PRIVACY_FILE, PRIVACY_VALUE_COLUMNS, config_label, load_privacy, merge_privacy
+from harness.spec import FULL
 from harness.network import NetworkProfile, get_profile, upload_ms
 
 SUMMARY_FILE = "summary.csv"
+RULE_PRIVACY = ("the most private configuration (log-rank privacy) that fits every limit; ties go to the lower "
+                "end-to-end latency")
+RULE_COST = ("privacy was not scored: the configuration with the lowest end-to-end latency that fits every "
+             "limit (Neurosurgeon's rule); ties go to the lower phone memory")
 CLOUD_FILE = "cloud.csv"
 BYTES_PER_KB = 1000  # --max-upload-kb is in SI kilobytes, like the Mbps of the network profiles
 
@@ -90,6 +100,9 @@ class Candidate:
     breaks: tuple[str, ...] = ()  # empty: fits the budget
     excess: float = 0.0  # summed relative excess over the broken limits (inf: cannot be judged)
     estimator: str | None = None  # the privacy estimator of ``privacy`` (None on-premise: no score)
+    device_id: str = ""
+    timing_kind: str | None = None  # "samples", or "aggregate" when the phone's tool reported only a summary
+    show_device: bool = False  # two devices share this target in the table: name the device
 
     @property
     def fits(self) -> bool:
@@ -97,7 +110,13 @@ class Candidate:
 
     @property
     def where(self) -> str:
-        return f"{self.backend}/{self.target}"
+        """backend/target, with the device when two devices share the target, and a mark on aggregates."""
+        where = f"{self.backend}/{self.target}"
+        if self.show_device and self.device_id:
+            where += f" [{self.device_id}]"
+        if self.timing_kind == "aggregate":
+            where += " (tool aggregate)"
+        return where
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -120,6 +139,7 @@ class Recommendation:
     candidates: tuple[Candidate, ...] = field(repr=False)  # the split configurations, fitting or not
     on_premise: tuple[Candidate, ...] = ()  # the baseline rows
     estimator: str | None = None  # the privacy estimator of every candidate's privacy
+    privacy_scored: bool = True  # False: no privacy scores; chosen by end-to-end latency alone (Neurosurgeon)
 
     @property
     def others(self) -> tuple[Candidate, ...]:
@@ -130,7 +150,8 @@ class Recommendation:
         """When nothing fits: the candidate breaking the fewest limits by the least (ties: more private)."""
         if not self.candidates:
             return None
-        return min(self.candidates, key=lambda c: (c.excess, len(c.breaks), -_num(c.privacy), c.config))
+        return min(self.candidates, key=lambda c: (c.excess, len(c.breaks), -_num(c.privacy), _num(c.latency_ms),
+                                                   c.config))
 
     def impossible_line(self) -> str:
         c = self.closest
@@ -147,6 +168,8 @@ class Recommendation:
         return {
             "model": self.model,
             "estimator": self.estimator,
+            "privacy_scored": self.privacy_scored,
+            "rule": RULE_PRIVACY if self.privacy_scored else RULE_COST,
             "choice": self.choice.to_dict() if self.choice else None,
             "closest": None if self.choice or not self.closest else self.closest.to_dict(),
             "frontier": [c.to_dict() for c in self.frontier],
@@ -190,8 +213,25 @@ def load_table(results_dir: str | Path, estimator: str | None = None) -> pd.Data
     if not (d / SUMMARY_FILE).is_file():
         raise UserError(f"{d} holds no {SUMMARY_FILE}: give a results directory written by `splitbench run`")
     summary = pd.read_csv(d / SUMMARY_FILE)
+    if not (d / PRIVACY_FILE).is_file():
+        if estimator is not None:
+            raise UserError(f"--estimator {estimator}: {d} has no {PRIVACY_FILE}, so nothing was scored")
+        return attach_cloud(without_privacy(summary), d / CLOUD_FILE)
     merged = merge_privacy(summary, load_privacy(d), estimator, preferred=spec_estimator(d))
     return attach_cloud(merged, d / CLOUD_FILE)
+
+
+def without_privacy(summary: pd.DataFrame) -> pd.DataFrame:
+    """A summary shaped like a merged table when nothing was scored: privacy columns empty, on_premise set.
+    `choose` then picks by cost alone and says privacy was not scored."""
+    table = summary.copy()
+    for col in KEY:
+        table[col] = table[col].astype(str).str.strip()
+    for col in PRIVACY_VALUE_COLUMNS:
+        table[col] = float("nan")
+    table["estimator"] = None
+    table["on_premise"] = table["cut"] == FULL
+    return table
 
 
 def attach_cloud(table: pd.DataFrame, cloud_csv: Path) -> pd.DataFrame:
@@ -219,8 +259,11 @@ def attach_cloud(table: pd.DataFrame, cloud_csv: Path) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------- choose
 
 
-def _candidate(row: dict, budget: Budget, net: NetworkProfile, cloud_included: bool) -> Candidate:
+def _candidate(row: dict, budget: Budget, net: NetworkProfile, cloud_included: bool, scored: bool = True,
+               show_device: bool = False) -> Candidate:
     phone = _opt(row.get("infer_ms_median"))
+    kind = row.get("timing_kind")
+    kind = None if kind is None or (isinstance(kind, float) and math.isnan(kind)) else str(kind)
     nbytes = _opt(row.get("upload_bytes"))
     up = upload_ms(nbytes, net) if nbytes is not None else None
     cloud = _opt(row.get("cloud_ms")) if cloud_included else None
@@ -250,11 +293,16 @@ def _candidate(row: dict, budget: Budget, net: NetworkProfile, cloud_included: b
                 breaks.append(f"{what} {value:{fmt}}{unit} {sign} {limit:g}{unit}")
                 excess += abs(value - limit) / abs(limit) if limit else math.inf
 
+        if phone is None and kind == "aggregate" and budget.max_latency_ms is not None:
+            mean = _opt(row.get("infer_ms_mean"))
+            breaks.append("latency not measured: the phone's tool reported no median"
+                          + (f" (only its mean, {mean:.3g} ms)" if mean is not None else ""))
+            excess = math.inf
         over(latency, budget.max_latency_ms, "latency", " ms", ".1f")
         over(memory, budget.max_memory_mb, "memory", " MB", ".1f")
         over(None if nbytes is None else nbytes / BYTES_PER_KB, budget.max_upload_kb, "upload", " kB", ".2f")
         over(acc, budget.min_accuracy, "accuracy", "", ".3f", lower=True)
-        if not on_premise and privacy is None:
+        if scored and not on_premise and privacy is None:
             breaks.append("privacy not scored")
             excess = math.inf
     ratio = _opt(row.get("noise_ratio"))
@@ -264,24 +312,36 @@ def _candidate(row: dict, budget: Budget, net: NetworkProfile, cloud_included: b
         noise_ratio=ratio, backend=str(row.get("backend", "")), target=str(row.get("target", "")), status=status,
         on_premise=on_premise, privacy=privacy, rank_privacy=_opt(row.get("rank_privacy")), accuracy=acc,
         phone_ms=phone, upload_bytes=nbytes, upload_ms=up, cloud_ms=cloud, latency_ms=latency, memory_mb=memory,
-        breaks=tuple(breaks), excess=excess, estimator=None if on_premise or pd.isna(est) else str(est))
+        breaks=tuple(breaks), excess=excess, estimator=None if on_premise or pd.isna(est) else str(est),
+        device_id=str(row.get("device_id") or ""), timing_kind=kind, show_device=show_device)
 
 
-def pareto_frontier(cands: list[Candidate] | tuple[Candidate, ...]) -> tuple[Candidate, ...]:
-    """Measured candidates no other beats on both privacy (higher) and latency (lower), fastest first."""
-    ok = [c for c in cands if c.status == "ok" and c.privacy is not None and c.latency_ms is not None]
-    ok.sort(key=lambda c: (c.latency_ms, -c.privacy, c.config))
-    front: list[Candidate] = []
-    for c in ok:
-        if not front or c.privacy > front[-1].privacy:
-            front.append(c)
-    return tuple(front)
+def pareto_frontier(cands: list[Candidate] | tuple[Candidate, ...], *, by_privacy: bool = True
+                    ) -> tuple[Candidate, ...]:
+    """Measured candidates no other beats on both privacy (higher) and latency (lower), fastest first.
+
+    Without privacy scores (``by_privacy`` False) the trade-off is latency against phone memory.
+    """
+    from harness.pareto import frontier
+
+    ok = [c for c in cands if c.status == "ok"]
+    if by_privacy:
+        return tuple(frontier(ok, cost=lambda c: c.latency_ms, gain=lambda c: c.privacy, key=_order))
+    return tuple(frontier(ok, cost=lambda c: c.latency_ms,
+                          gain=lambda c: None if c.memory_mb is None else -c.memory_mb, key=_order))
+
+
+def _order(c: Candidate) -> tuple:
+    return (c.config, c.where)
 
 
 def choose(table: pd.DataFrame, budget: Budget) -> Recommendation:
     """The most private configuration of one model's merged table that fits ``budget`` (pure function).
 
-    ``table`` is :func:`harness.merge.merge_privacy`'s output (optionally with ``cloud_ms``).
+    ``table`` is :func:`harness.merge.merge_privacy`'s output (optionally with ``cloud_ms``), or
+    :func:`without_privacy`'s: with no privacy score at all, the fastest configuration that fits is chosen
+    (Neurosurgeon's question: which cut minimises latency on this phone and network) and the result says
+    privacy was not scored. Rows of different devices are different candidates, never merged.
     """
     models = sorted(set(table["model"].astype(str)))
     if len(models) != 1:
@@ -295,11 +355,21 @@ def choose(table: pd.DataFrame, budget: Budget) -> Recommendation:
             raise UserError(f"no measurements on target {budget.target!r}; the run has {', '.join(targets)}")
         table = table[table["target"].astype(str) == budget.target]
     cloud_included = "cloud_ms" in table.columns and table["cloud_ms"].notna().all()
+    scored = "log_rank_privacy" in table.columns and bool(
+        pd.to_numeric(table["log_rank_privacy"], errors="coerce").notna().any())
+    shared = set()
+    if "device_id" in table.columns:
+        per_target = table.groupby(["backend", "target"])["device_id"].nunique()
+        shared = {k for k, n in per_target.items() if n > 1}
     rows = table.to_dict("records")
-    all_c = [_candidate(r, budget, net, cloud_included) for r in rows]
+    all_c = [_candidate(r, budget, net, cloud_included, scored, (r.get("backend"), r.get("target")) in shared)
+             for r in rows]
     cands = [c for c in all_c if not c.on_premise]
     fitting = [c for c in cands if c.fits]
-    choice = max(fitting, key=lambda c: (c.privacy, -c.latency_ms, c.config), default=None)
+    if scored:
+        choice = max(fitting, key=lambda c: (c.privacy, -c.latency_ms, c.config), default=None)
+    else:
+        choice = min(fitting, key=lambda c: (c.latency_ms, _num(c.memory_mb), c.config), default=None)
     # A configuration below the accuracy floor is no trade-off at all: the frontier is drawn among the
     # others (among every candidate when none reaches the floor).
     floor = budget.min_accuracy
@@ -309,9 +379,9 @@ def choose(table: pd.DataFrame, budget: Budget) -> Recommendation:
         raise UserError(f"{models[0]}: the table mixes privacy estimators ({', '.join(estimators)}), which are never "
                         "compared as one: merge one (harness.merge.select_estimator)")
     return Recommendation(model=models[0], budget=budget, network=net, cloud_included=cloud_included,
-                          choice=choice, frontier=pareto_frontier(usable), candidates=tuple(cands),
-                          on_premise=tuple(c for c in all_c if c.on_premise),
-                          estimator=estimators[0] if estimators else None)
+                          choice=choice, frontier=pareto_frontier(usable, by_privacy=scored),
+                          candidates=tuple(cands), on_premise=tuple(c for c in all_c if c.on_premise),
+                          estimator=estimators[0] if estimators else None, privacy_scored=scored)
 
 
 def choose_all(table: pd.DataFrame, budget: Budget) -> list[Recommendation]:
@@ -350,12 +420,14 @@ CANDIDATE_HEADERS = ["configuration", "backend/target", "log-rank privacy", "acc
                      "phone ms", "upload ms", "memory MB", "upload kB"]
 
 
-def breaks_text(c: Candidate, choice: Candidate | None) -> str:
+def breaks_text(c: Candidate, choice: Candidate | None, scored: bool = True) -> str:
     if c.breaks:
         return "; ".join(c.breaks)
     if c.on_premise:
         return "fits: nothing but the output leaves the phone"
-    return f"fits, less private than {choice.config}" if choice else "fits"
+    if choice is None:
+        return "fits"
+    return f"fits, less private than {choice.config}" if scored else f"fits, slower than {choice.config}"
 
 
 def _print(rec: Recommendation, console) -> None:
@@ -365,24 +437,28 @@ def _print(rec: Recommendation, console) -> None:
     console.print(f"[bold]{rec.model}[/bold]  budget: {rec.budget.describe()}")
     console.print(f"network {rec.network.describe()}")
     console.print(latency_formula(rec))
+    console.print(f"rule: {RULE_PRIVACY if rec.privacy_scored else RULE_COST}")
     cloud = f" + cloud {_f(c.cloud_ms)}" if rec.cloud_included else ""
     kb = _f(c.upload_bytes / BYTES_PER_KB if c.upload_bytes is not None else None, ".2f")
-    console.print(f"[bold green]Recommended:[/bold green] {c.config} on {c.where}: log-rank privacy "
-                  f"{_f(c.privacy, '.3f')} ({rec.estimator} estimator), accuracy {_f(c.accuracy, '.3f')}, "
-                  f"latency {_f(c.latency_ms)} ms "
+    privacy = (f"log-rank privacy {_f(c.privacy, '.3f')} ({rec.estimator} estimator), "
+               if rec.privacy_scored else "privacy not scored, ")
+    console.print(f"[bold green]Recommended:[/bold green] {c.config} on {c.where}: {privacy}"
+                  f"accuracy {_f(c.accuracy, '.3f')}, latency {_f(c.latency_ms)} ms "
                   f"(phone {_f(c.phone_ms)} + upload {_f(c.upload_ms)}{cloud}), memory {_f(c.memory_mb)} MB, "
                   f"upload {kb} kB")
+    title = (f"Pareto frontier (log-rank privacy, {rec.estimator} estimator, vs end-to-end latency)"
+             if rec.privacy_scored else "Pareto frontier (end-to-end latency vs phone memory; privacy not scored)")
     front = Table("configuration", "backend/target", "privacy", "accuracy", "latency ms", "memory MB",
-                  "upload kB", "fits",
-                  title=f"Pareto frontier (log-rank privacy, {rec.estimator} estimator, vs end-to-end latency)")
+                  "upload kB", "fits", title=title)
     for f in rec.frontier:
         cells = candidate_row(f)
         front.add_row(*cells[:5], *cells[7:], "chosen" if f is c else ("yes" if f.fits else "no"))
     console.print(front)
     others = Table("configuration", "backend/target", "privacy", "why not chosen",
-                   title=f"Every other configuration (privacy: log-rank, {rec.estimator} estimator)")
+                   title=f"Every other configuration (privacy: log-rank, {rec.estimator} estimator)"
+                   if rec.privacy_scored else "Every other configuration (privacy not scored)")
     for o in rec.others:
-        others.add_row(o.config, o.where, _f(o.privacy, ".3f"), breaks_text(o, c))
+        others.add_row(o.config, o.where, _f(o.privacy, ".3f"), breaks_text(o, c, rec.privacy_scored))
     for b in rec.on_premise:
         others.add_row(f"{b.config} (on-premise baseline)", b.where, "on-device", breaks_text(b, c))
     console.print(others)
@@ -410,10 +486,18 @@ def recommend(results_dir: str | Path, budget: Budget, *, json_out: bool = False
             from rich.console import Console
 
             console = Console()
+            if not console.is_terminal:  # a pipe or a CI log: whole lines, not cut at 80 columns
+                console.width = max(console.width, 200)
         for r in recs:
             if r.choice is not None:
                 _print(r, console)
     failed = [r for r in recs if r.choice is None]
     if failed:
-        raise UserError(" | ".join(r.impossible_line() for r in failed))
+        raise NothingFits(" | ".join(r.impossible_line() for r in failed))
     return 0
+
+
+class NothingFits(UserError):
+    """No configuration fits the budget: not bad input, so an exit code of its own."""
+
+    exit_code = exitcodes.NOTHING_FITS

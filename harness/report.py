@@ -115,8 +115,9 @@ def _figure_html(paths: list[Path]) -> str:
 
 
 SUMMARY_COLUMNS = [  # header, column, digits
-    ("configuration", "config", 0), ("backend", "backend", 0), ("target", "target", 0), ("status", "status", 0),
-    ("runs", "n_runs", 0), ("infer median ms", "infer_ms_median", 2), ("p90 ms", "infer_ms_p90", 2),
+    ("configuration", "config", 0), ("backend", "backend", 0), ("target", "target", 0), ("device", "device_id", 0),
+    ("status", "status", 0), ("runs", "n_runs", 0), ("timing", "timing_kind", 0),
+    ("infer median ms", "infer_ms_median", 2), ("p90 ms", "infer_ms_p90", 2),
     ("IQR ms", "infer_ms_iqr", 2), ("min ms", "infer_ms_min", 2), ("load cold ms", "load_ms_cold", 1),
     ("load warm ms", "load_ms_warm", 1), ("model MB", "mem_model_mb", 1), ("peak MB", "mem_peak_mb", 1),
     ("CPU ms", "cpu_ms", 0), ("params", "params", 0), ("MACs", "macs", 0), ("upload B", "upload_bytes", 0),
@@ -145,7 +146,11 @@ def _summary_section(summary: pd.DataFrame) -> str:
     for model in dict.fromkeys(df["model"].astype(str)):
         m = df[df["model"].astype(str) == model]
         rows = [[_cell(r[c], dg) for _, c, dg in cols] for _, r in m.iterrows()]
-        parts += [f"<h3>{_e(model)}</h3>", _table([h for h, _, _ in cols], rows, num_from=4)]
+        parts += [f"<h3>{_e(model)}</h3>", _table([h for h, _, _ in cols], rows, num_from=5)]
+    if "timing_kind" in df.columns and (df["timing_kind"] == "aggregate").any():
+        parts.append('<p class="muted">timing "aggregate": the phone\'s tool reported only a summary (count, mean, '
+                     "std, percentiles), shown as it reported it; it has no samples, so no IQR or p90 unless the tool "
+                     "printed them.</p>")
     parts.append('<p class="muted">Every column, and one row per timed run, are in summary.csv and '
                  "samples.parquet beside this file.</p>")
     failed = df[df["status"].astype(str) != "ok"] if "status" in df.columns else df.iloc[0:0]

@@ -55,6 +55,9 @@ class Stats:
     infer_ms_min: float | None
     infer_ms_mean: float | None
     infer_ms_std: float | None
+    infer_ms_p5: float | None
+    infer_ms_p95: float | None
+    infer_ms_max: float | None
     first_infer_ms: float | None
     load_ms_cold: float | None
     cold_method: str | None
@@ -78,7 +81,7 @@ def _mb(b: float | int | None) -> float | None:
 
 
 def _timing_warnings(n: int, median: float | None, iqr: float | None, low: float | None, mean: float | None,
-                     std: float | None) -> list[StabilityWarning]:
+                     std: float | None, pinned: bool = True) -> list[StabilityWarning]:
     out: list[StabilityWarning] = []
     if n < MIN_RUNS:
         out.append(StabilityWarning("few_runs", f"only {n} timed runs (fewer than {MIN_RUNS})",
@@ -101,7 +104,8 @@ def _timing_warnings(n: int, median: float | None, iqr: float | None, low: float
         if gap_rel > MIN_GAP_REL_MAX:
             out.append(StabilityWarning(
                 "min_far", f"the fastest run is {gap_rel:.1%} below the median (above {MIN_GAP_REL_MAX:.0%})",
-                "check CPU frequency scaling and turbo, other load on the pinned core; raise [run].warmup",
+                "check CPU frequency scaling and turbo, other load on the pinned core; raise [run].warmup" if pinned
+                else "let the device cool between jobs, close other apps; raise [run].warmup",
                 gap_rel, MIN_GAP_REL_MAX))
     return out
 
@@ -121,9 +125,12 @@ def stability_warnings(infer_ns: Iterable[int], *, cold_method: str | None = Non
     return out + _other_warnings(cold_method, cpu_ns, wall_runs_ns)
 
 
-def _other_warnings(cold_method: str | None, cpu_ns: int | None, wall_runs_ns: int | None) -> list[StabilityWarning]:
+def _other_warnings(cold_method: str | None, cpu_ns: int | None, wall_runs_ns: int | None,
+                    pinned: bool = True) -> list[StabilityWarning]:
     out = []
-    if cpu_ns and wall_runs_ns:
+    # Only a run pinned to one core can tell a shared core: unpinned (iOS, Core ML on the GPU) the CPU may
+    # idle legitimately while the accelerator works.
+    if pinned and cpu_ns and wall_runs_ns:
         share = cpu_ns / wall_runs_ns
         if share < CPU_SHARE_MIN:
             out.append(StabilityWarning(
@@ -146,29 +153,32 @@ def compute_stats(record: ResultRecord) -> Stats:
     agg: dict[str, Any] | None = r.get("infer_aggregate")
     warm = np.asarray(r.get("load_warm_ns") or (), dtype=np.float64)
     memory = (r.get("memory") or [None])[0]
-    median = p90 = iqr = low = mean = std = None
+    median = p90 = iqr = low = mean = std = p5 = p95 = high = None
     kind, tool, n = None, None, 0
     if infer.size:
         kind, n = SAMPLES, int(infer.size)
-        q25, q75, q90 = np.percentile(infer, [25, 75, 90])
+        q5, q25, q75, q90, q95 = np.percentile(infer, [5, 25, 75, 90, 95])
         median, p90, iqr, low = float(np.median(infer)), float(q90), float(q75 - q25), float(infer.min())
+        p5, p95, high = float(q5), float(q95), float(infer.max())
         mean, std = float(infer.mean()), float(infer.std(ddof=1)) if infer.size > 1 else None
     elif agg:
         kind, tool, n = AGGREGATE, agg.get("tool"), int(agg["n"])
         pct = {str(k): v for k, v in (agg.get("percentiles") or {}).items()}
-        median, p90, low = pct.get("50"), pct.get("90"), agg.get("min_ns")
+        median, p90, low, high = pct.get("50"), pct.get("90"), agg.get("min_ns"), agg.get("max_ns")
+        p5, p95 = pct.get("5"), pct.get("95")
         iqr = pct["75"] - pct["25"] if "75" in pct and "25" in pct else None
         mean, std = agg.get("mean_ns"), agg.get("std_ns")
     warnings: list[StabilityWarning] = []
     if record.ok and kind:
-        warnings = _timing_warnings(n, median, iqr, low, mean, std) + _other_warnings(
-            r.get("cold_method"), r.get("cpu_ns"), r.get("wall_runs_ns"))
+        warnings = _timing_warnings(n, median, iqr, low, mean, std, pinned=bool(r.get("pinned_cpus"))) + \
+            _other_warnings(r.get("cold_method"), r.get("cpu_ns"), r.get("wall_runs_ns"), bool(r.get("pinned_cpus")))
     before = memory.get("before_load_b") if memory else None
     peak = memory.get("peak_b") if memory else None
     return Stats(
         n_runs=n, timing_kind=kind, aggregate_tool=tool,
         infer_ms_median=_ms(median), infer_ms_p90=_ms(p90), infer_ms_iqr=_ms(iqr), infer_ms_min=_ms(low),
-        infer_ms_mean=_ms(mean), infer_ms_std=_ms(std), first_infer_ms=_ms(r.get("first_infer_ns")),
+        infer_ms_mean=_ms(mean), infer_ms_std=_ms(std), infer_ms_p5=_ms(p5), infer_ms_p95=_ms(p95),
+        infer_ms_max=_ms(high), first_infer_ms=_ms(r.get("first_infer_ns")),
         load_ms_cold=_ms(r.get("load_cold_ns")), cold_method=r.get("cold_method"),
         load_ms_warm=_ms(float(np.median(warm))) if warm.size else None, load_warm_n=int(warm.size),
         compile_ms=_ms(r.get("compile_ns")),

@@ -26,7 +26,8 @@ SUMMARY_COLUMNS = (
     # the rest of the identity: two devices with the same target are two rows
     "device_id", "runtime_version", "threads", "compute_units",
     # how each number was obtained (contract v2): samples or a tool's aggregate, cold method, memory method
-    "timing_kind", "aggregate_tool", "infer_ms_mean", "infer_ms_std", "first_infer_ms", "cold_method",
+    "timing_kind", "aggregate_tool", "infer_ms_mean", "infer_ms_std", "infer_ms_p5", "infer_ms_p95",
+    "infer_ms_max", "first_infer_ms", "cold_method",
     "compile_ms", "memory_method", "notes", "device_name",
     "thermal_before", "thermal_after", "battery_c_before", "battery_c_after", "cpu_khz_before", "cpu_khz_after",
     # what the figures and a reader of the CSV need to sort and join
@@ -60,6 +61,7 @@ def summary_row(record: ResultRecord) -> dict[str, Any]:
         "reason": short_reason(record.reason), "n_runs": s.n_runs, "timing_kind": s.timing_kind,
         "infer_ms_median": s.infer_ms_median, "infer_ms_p90": s.infer_ms_p90, "infer_ms_iqr": s.infer_ms_iqr,
         "infer_ms_min": s.infer_ms_min, "infer_ms_mean": s.infer_ms_mean, "infer_ms_std": s.infer_ms_std,
+        "infer_ms_p5": s.infer_ms_p5, "infer_ms_p95": s.infer_ms_p95, "infer_ms_max": s.infer_ms_max,
         "first_infer_ms": s.first_infer_ms, "load_ms_cold": s.load_ms_cold, "cold_method": s.cold_method,
         "load_ms_warm": s.load_ms_warm, "compile_ms": s.compile_ms,
         "mem_model_mb": s.mem_model_mb, "mem_peak_mb": s.mem_peak_mb, "memory_method": s.memory_method,

@@ -54,14 +54,13 @@ def _save(fig, out: Path, stem: str) -> list[Path]:
     return paths
 
 
-def pareto_points(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Indices of the points no other has both lower-or-equal x and higher y, by increasing x."""
-    order = np.lexsort((-y, x))
-    keep, best = [], -np.inf
-    for i in order:
-        if y[i] > best:
-            keep.append(i)
-            best = y[i]
+def pareto_points(x: np.ndarray, y: np.ndarray, names: list[str] | None = None) -> np.ndarray:
+    """Indices of the points no other has both lower-or-equal x and higher y, by increasing x: the same
+    frontier, with the same tie rule, as `recommend` draws (:func:`harness.pareto.frontier`)."""
+    from harness.pareto import frontier
+
+    names = names or [""] * len(x)
+    keep = frontier(range(len(x)), cost=lambda i: float(x[i]), gain=lambda i: float(y[i]), key=lambda i: names[i])
     return np.array(keep, dtype=int)
 
 
@@ -94,24 +93,32 @@ def cost_figures(merged: pd.DataFrame, out_dir: Path) -> list[Path]:
             cuts = cuts[cuts["noise_ratio"] == cuts["noise_ratio"].min()]
         ratio = cuts["noise_ratio"].min() if "noise_ratio" in cuts.columns else np.nan
         full = rows[rows["on_premise"].astype(bool)]
-        groups = list(dict.fromkeys(zip(cuts["backend"].astype(str), cuts["target"].astype(str))))
+        if "device_id" not in cuts.columns:
+            cuts = cuts.assign(device_id="")
+        groups = list(dict.fromkeys(zip(cuts["backend"].astype(str), cuts["target"].astype(str),
+                                        cuts["device_id"].astype(str))))
+        several = len({(b, t) for b, t, _ in groups}) < len(groups)  # two devices share a target: name them
         colors = plt.get_cmap("tab10")
         for col, xlabel, stem, scale in COSTS:
             fig, ax = plt.subplots(figsize=(7.5, 4.8))
             pts = cuts[[col, "log_rank_privacy"]].apply(pd.to_numeric, errors="coerce").notna().all(axis=1)
             data = cuts[pts]
-            for gi, (backend, target) in enumerate(groups):
-                g = data[(data["backend"].astype(str) == backend) & (data["target"].astype(str) == target)]
+            for gi, (backend, target, device) in enumerate(groups):
+                g = data[(data["backend"].astype(str) == backend) & (data["target"].astype(str) == target)
+                         & (data["device_id"].astype(str) == device)]
                 x = g[col].to_numpy(float) * scale
                 y = g["log_rank_privacy"].to_numpy(float)
-                ax.scatter(x, y, color=colors(gi % 10), s=36, zorder=3, label=f"{backend} / {target}")
+                label = f"{backend} / {target}" + (f" ({device})" if several else "")
+                if "timing_kind" in g.columns and (g["timing_kind"] == "aggregate").any() and col == "infer_ms_median":
+                    label += " — tool aggregate"
+                ax.scatter(x, y, color=colors(gi % 10), s=36, zorder=3, label=label)
                 for xi, yi, (_, r) in zip(x, y, g.iterrows()):
                     ax.annotate(config_label(r, with_ratio=False), (xi, yi), textcoords="offset points",
                                 xytext=(4, 4), fontsize=7.5)
             if len(data):
                 x = data[col].to_numpy(float) * scale
                 y = data["log_rank_privacy"].to_numpy(float)
-                front = pareto_points(x, y)
+                front = pareto_points(x, y, [config_label(r, with_ratio=False) for _, r in data.iterrows()])
                 ax.step(x[front], y[front], where="post", color="0.25", lw=1.2, ls="-", zorder=2,
                         label="Pareto frontier (more privacy, less cost)")
             for gi, (_, r) in enumerate(full.iterrows()):

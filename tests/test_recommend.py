@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from harness import exitcodes
 from harness.cli import main
 from harness.errors import UserError
 from harness.merge import load_privacy, merge_privacy
@@ -239,11 +240,11 @@ def test_frontier_leaves_out_rows_below_the_accuracy_floor():
     assert all(c.accuracy >= 0.9 for c in rec.frontier) and rec.choice in rec.frontier
 
 
-def test_cli_impossible_budget_exit_1_one_line(tmp_path, capsys):
+def test_cli_impossible_budget_exits_nothing_fits_in_one_line(tmp_path, capsys):
     d = write_run(tmp_path / "run")
     code = main(["recommend", str(d), "--max-latency-ms", "1"])
     cap = capsys.readouterr()
-    assert code == 1
+    assert code == exitcodes.NOTHING_FITS != exitcodes.USAGE
     lines = cap.err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in cap.err
     assert "closest is c1-" in lines[0] and "latency" in lines[0] and "> 1 ms" in lines[0]
@@ -257,13 +258,29 @@ def test_cli_json_parses(tmp_path, capsys):
     assert obj["frontier"] and all("latency_ms" in f for f in obj["frontier"])
     assert any("memory" in b for r in obj["rejections"] for b in r["breaks"])
     assert obj["network"]["name"] == "lte" and obj["cloud_included"] is False
-    assert main(["recommend", str(d), "--max-latency-ms", "1", "--json"]) == 1
+    assert main(["recommend", str(d), "--max-latency-ms", "1", "--json"]) == exitcodes.NOTHING_FITS
     cap = capsys.readouterr()
     assert json.loads(cap.out)["choice"] is None and len(cap.err.strip().splitlines()) == 1
 
 
-def test_cli_without_privacy_scores_is_one_line(tmp_path, capsys):
+def test_without_privacy_scores_the_fastest_fitting_cut_is_chosen_and_it_says_so(tmp_path, capsys):
+    """Neurosurgeon's question: which cut, by cost alone. It works, and says privacy was not scored."""
     d = write_run(tmp_path / "run", privacy=False)
-    assert main(["recommend", str(d)]) == 1
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "privacy" in err
+    assert main(["recommend", str(d), "--max-latency-ms", "60"]) == 0
+    out = capsys.readouterr().out
+    assert "privacy not scored" in out and "lowest end-to-end latency" in out
+    table = load_table(d)
+    rec = choose(table, Budget(max_latency_ms=60))
+    assert not rec.privacy_scored and rec.choice is not None
+    fitting = [c for c in rec.candidates if c.fits]
+    assert rec.choice.latency_ms == min(c.latency_ms for c in fitting)
+    assert not any("privacy" in b for c in rec.candidates for b in c.breaks)
+    # the frontier is latency against memory: no point of it is beaten on both
+    for f in rec.frontier:
+        assert not any(o.latency_ms <= f.latency_ms and o.memory_mb < f.memory_mb for o in rec.candidates
+                       if o.status == "ok" and o is not f)
+    assert main(["recommend", str(d), "--json", "--max-latency-ms", "60"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    assert obj["privacy_scored"] is False and "not scored" in obj["rule"]
+    with pytest.raises(UserError, match="nothing was scored"):
+        load_table(d, estimator="dpfe")

@@ -1,0 +1,714 @@
+"""A loopback iPhone for the iOS agent's tests: the pymobiledevice3 services the agent uses, with their
+names, call signatures, reply shapes and exceptions taken from pymobiledevice3 11.45.0 (the installed
+wheel; file and line cited per class), backed by directories and processes on this host.
+
+- usbmux lists the phone while it is attached (``usbmux.py``); lockdown answers with ``all_values`` like a
+  real phone's (``lockdown.py``);
+- the app's container is a directory (house arrest is AFC over it, ``services/afc.py``), crash reports
+  another (``services/crash_reports.py``);
+- DVT process control launches the app stand-in (``tests/loopback_ios_app.py``) as a real process on this
+  host; it reads the job file and writes a schema-valid result, doing real work that is not Core ML, and
+  says so in every result (its device model is ``Loopback1,1``, its runtime "loopback stand-in").
+
+Knobs make every precondition fail on demand, and :class:`Fault` injects the run-time faults: the phone
+unplugged or locked during a launch, the app killed by the system (jetsam, the watchdog; a report is
+written where iOS writes one), the app hung.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import json
+import os
+import plistlib
+import posixpath
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from pymobiledevice3 import exceptions as pmd3
+from pymobiledevice3.dtx.exceptions import DTXNsError
+from pymobiledevice3.dtx.ns_types import NSError
+from pymobiledevice3.services.afc import AfcError
+from pymobiledevice3.usbmux import MuxDevice
+
+from device_agents.ios.protocol import AGENT_APP_VERSION
+from device_agents.ios.transport import Services
+
+STANDIN = Path(__file__).with_name("loopback_ios_app.py")
+BUNDLE_ID = "org.splitbench.agent"
+EXECUTABLE = "SplitbenchAgent"
+FAULTS = ("unplug", "lock", "jetsam", "watchdog", "hang", "bad_result")
+
+
+@dataclass
+class Fault:
+    """Something that happens during the ``nth`` launch of ``phase`` (hello, compile, cold, warm)."""
+
+    kind: str  # one of FAULTS
+    phase: str = "cold"
+    nth: int = 1
+
+
+@dataclass
+class Knobs:
+    """The phone's state. Every default is a phone ready to measure."""
+
+    usbmuxd: bool = True
+    attached: bool = True
+    paired: bool = True
+    developer_mode: bool = True
+    ddi_mounted: bool = True
+    tunnel: bool = True  # iOS 17+: the userspace tunnel can be opened
+    tunneld: bool = False  # a tunneld runs and has a tunnel to this phone
+    locked: bool = False
+    app_installed: bool = True
+    app_version: str = AGENT_APP_VERSION
+    app_development_signed: bool = True  # house arrest vends the whole container only to these
+    free_bytes: int = 64 * 10**9
+    faults: list[Fault] = field(default_factory=list)
+
+
+class LoopbackPhone:
+    """One loopback iPhone rooted at a directory of this host."""
+
+    def __init__(self, root: Path, *, udid: str = "00008020-LOOPBACK0000001E", ios: str = "17.5",
+                 knobs: Knobs | None = None):
+        self.root, self.udid, self.ios = Path(root), udid, ios
+        self.knobs = knobs or Knobs()
+        self.apps: dict[str, dict[str, Any]] = {}
+        self.processes: dict[int, subprocess.Popen] = {}
+        self.launches: list[dict[str, Any]] = []  # every launch, for the tests to look at
+        self.used_bytes = 0
+        self.pushes = 0  # house-arrest pushes, for the tests
+        self._phase_counts: dict[str, int] = {}
+        self.crash_dir.mkdir(parents=True, exist_ok=True)
+        if self.knobs.app_installed:
+            self._install_info({"CFBundleIdentifier": BUNDLE_ID, "CFBundleShortVersionString": self.knobs.app_version,
+                                "CFBundleVersion": "1", "CFBundleExecutable": EXECUTABLE})
+
+    # -- places ----------------------------------------------------------------------------------
+    @property
+    def crash_dir(self) -> Path:
+        return self.root / "CrashReports"
+
+    def container(self, bundle_id: str = BUNDLE_ID) -> Path:
+        return self.root / "Containers" / bundle_id
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """lockdown's GetValue dict (the keys lockdown.py l.221-231 and restore/device.py read)."""
+        return {"UniqueDeviceID": self.udid, "ProductType": "Loopback1,1", "ProductVersion": self.ios,
+                "BuildVersion": "LOOPBACK", "HardwareModel": "LOOPBACKAP", "CPUArchitecture": "arm64e",
+                "DeviceClass": "iPhone", "DeviceName": "Loopback iPhone", "UniqueChipID": 1,
+                "DevicePublicKey": b"loopback"}
+
+    def require_attached(self) -> None:
+        if not self.knobs.attached:
+            raise pmd3.ConnectionTerminatedError()
+
+    # -- apps ------------------------------------------------------------------------------------
+    def _install_info(self, info: dict[str, Any]) -> None:
+        bundle = info["CFBundleIdentifier"]
+        self.apps[bundle] = {**info, "Path": f"/private/var/containers/Bundle/Application/{bundle}/{EXECUTABLE}.app",
+                             "ApplicationType": "User"}
+        (self.container(bundle) / "Documents").mkdir(parents=True, exist_ok=True)
+
+    # -- processes -------------------------------------------------------------------------------
+    def launch(self, bundle_id: str, arguments: list[str], kill_existing: bool) -> int:
+        if bundle_id not in self.apps:
+            raise DTXNsError(NSError(4, "FBSOpenApplicationErrorDomain", {
+                "BSErrorCodeDescription": "NotFound",
+                "NSLocalizedFailureReason": f'Application info provider (FBSApplicationLibrary) returned nil for "{bundle_id}"'}))
+        if self.knobs.locked:
+            # SpringBoard's refusal; the agent reads BSErrorCodeDescription and the reason text, not the code.
+            raise DTXNsError(NSError(7, "FBSOpenApplicationErrorDomain", {
+                "BSErrorCodeDescription": "Locked",
+                "NSLocalizedDescription": f'The request to open "{bundle_id}" failed.',
+                "NSLocalizedFailureReason": "The request was denied by service delegate (SBMainWorkspace) for reason: "
+                                            f'Locked ("Unable to launch {bundle_id} because the device was not, or '
+                                            'could not be, unlocked").'}))
+        if kill_existing:
+            for pid, p in list(self.processes.items()):
+                if p.poll() is None and getattr(p, "bundle_id", None) == bundle_id:
+                    p.kill()
+                    p.wait()
+        phase = self._phase_of(bundle_id, arguments)
+        self._phase_counts[phase] = n = self._phase_counts.get(phase, 0) + 1
+        fault = next((f for f in self.knobs.faults if f.phase == phase and f.nth == n), None)
+        held = self.root / "held"
+        held.mkdir(exist_ok=True)
+        app = self.apps[bundle_id]
+        env = {"PATH": os.environ.get("PATH", ""), "PYTHONHASHSEED": "0",
+               "STANDIN_BUNDLE_ID": bundle_id, "STANDIN_APP_VERSION": app["CFBundleShortVersionString"],
+               "STANDIN_APP_BUILD": app["CFBundleVersion"], "STANDIN_OS_VERSION": self.ios,
+               "STANDIN_HELD_DIR": str(held)}
+        if fault and fault.kind in ("hang", "bad_result"):
+            env["STANDIN_FAULT"] = fault.kind
+        elif fault and fault.kind in ("jetsam", "watchdog", "lock"):
+            env["STANDIN_FAULT"] = "hold"  # block once loaded, until the "system" acts
+        log = open(self.root / "console.log", "ab")
+        proc = subprocess.Popen([sys.executable, str(STANDIN), "--container", str(self.container(bundle_id)), *arguments],
+                                cwd=str(self.container(bundle_id)), env=env, stdout=log, stderr=log,
+                                start_new_session=True)
+        log.close()
+        proc.bundle_id = bundle_id  # type: ignore[attr-defined]
+        self.processes[proc.pid] = proc
+        self.launches.append({"pid": proc.pid, "phase": phase, "arguments": list(arguments),
+                              "fault": fault.kind if fault else None})
+        if fault and fault.kind == "unplug":
+            self.knobs.attached = False  # the app goes on running; the host loses the phone
+        elif fault and fault.kind in ("jetsam", "watchdog", "lock"):
+            threading.Thread(target=self._act_when_held, args=(proc, fault.kind, held / str(proc.pid)),
+                             daemon=True).start()
+        return proc.pid
+
+    def _phase_of(self, bundle_id: str, arguments: list[str]) -> str:
+        """The phase of a launch, read from its job file (the loopback may look inside the container)."""
+        try:
+            lid = arguments[arguments.index("--splitbench-job") + 1]
+            doc = json.loads((self.container(bundle_id) / "Documents" / "splitbench" / "jobs" / f"{lid}.json").read_text())
+            return doc["phase"]
+        except (ValueError, IndexError, OSError, KeyError):
+            return "unknown"
+
+    def _act_when_held(self, proc: subprocess.Popen, kind: str, marker: Path) -> None:
+        end = time.monotonic() + 60
+        while not marker.exists() and proc.poll() is None and time.monotonic() < end:
+            time.sleep(0.02)
+        if proc.poll() is not None:
+            return
+        if kind == "lock":
+            self.knobs.locked = True
+            proc.send_signal(signal.SIGUSR1)  # the app is sent to the background
+            return
+        proc.kill()
+        proc.wait()
+        self._write_report(kind, proc.pid)
+
+    def _write_report(self, kind: str, pid: int) -> None:
+        """A report where iOS writes one, in its .ips shape: a JSON header line, then a JSON body."""
+        now = _dt.datetime.now()
+        stamp = now.strftime("%Y-%m-%d-%H%M%S")
+        header = {"bug_type": "298" if kind == "jetsam" else "309", "timestamp": now.strftime("%Y-%m-%d %H:%M:%S.00 +0000"),
+                  "os_version": f"iPhone OS {self.ios} (LOOPBACK)", "incident_id": f"LOOPBACK-{pid}"}
+        if kind == "jetsam":
+            name = f"JetsamEvent-{stamp}.ips"
+            body = {"product": "Loopback1,1", "largestProcess": EXECUTABLE,
+                    "processes": [{"name": EXECUTABLE, "pid": pid, "reason": "per-process-limit", "rpages": 180000,
+                                   "states": ["frontmost"]},
+                                  {"name": "SpringBoard", "pid": 34, "rpages": 9000, "states": ["daemon"]}]}
+        else:
+            name = f"{EXECUTABLE}-{stamp}.ips"
+            header.update({"app_name": EXECUTABLE, "name": EXECUTABLE})
+            body = {"procName": EXECUTABLE, "pid": pid, "exception": {"type": "EXC_CRASH", "signal": "SIGKILL"},
+                    "termination": {"namespace": "FRONTBOARD", "code": 0x8BADF00D,
+                                    "indicator": "scene-update watchdog transgression"}}
+        (self.crash_dir / name).write_text(json.dumps(header) + "\n" + json.dumps(body, indent=2))
+
+    def shutdown(self) -> None:
+        for p in self.processes.values():
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+
+
+# --------------------------------------------------------------------------------------------------
+# usbmux and lockdown
+
+
+class LoopbackLockdown:
+    """What ``create_using_usbmux`` returns (a ``UsbmuxLockdownClient``, lockdown.py l.1040): ``all_values``,
+    ``paired``, ``product_version``, ``get_value``, ``get_developer_mode_status``, ``close``."""
+
+    def __init__(self, phone: LoopbackPhone, paired: bool):
+        self.phone, self.paired = phone, paired
+        values = phone.values
+        if not paired:  # before a session lockdownd answers only a few values
+            values = {k: values[k] for k in ("UniqueDeviceID", "ProductType", "ProductVersion", "BuildVersion",
+                                             "DeviceClass", "DeviceName")}
+        self.all_values = values
+        self.udid = self.identifier = phone.udid
+        self.product_type = values["ProductType"]
+
+    @property
+    def product_version(self) -> str:
+        return self.all_values.get("ProductVersion") or "1.0"
+
+    @property
+    def product_build_version(self) -> Optional[str]:
+        return self.all_values.get("BuildVersion")
+
+    async def get_value(self, domain: Optional[str] = None, key: Optional[str] = None) -> Any:
+        self.phone.require_attached()
+        if domain == "com.apple.security.mac.amfi" and key == "DeveloperModeStatus":
+            return self.phone.knobs.developer_mode
+        if domain is None and key is None:
+            return dict(self.all_values)
+        if domain is None and key in self.all_values:
+            return self.all_values[key]
+        raise pmd3.MissingValueError("No such value.", self.udid, self.product_version, error="MissingValue")
+
+    async def get_developer_mode_status(self) -> bool:
+        """lockdown_service_provider.py l.169: the amfi domain's DeveloperModeStatus."""
+        return bool(await self.get_value(domain="com.apple.security.mac.amfi", key="DeveloperModeStatus"))
+
+    async def close(self) -> None:
+        pass
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.close()
+
+
+class LoopbackRsd(LoopbackLockdown):
+    """A ``RemoteServiceDiscoveryService`` over a tunnel (remote/remote_service_discovery.py l.86)."""
+
+    def __init__(self, phone: LoopbackPhone):
+        super().__init__(phone, paired=True)
+
+
+class LoopbackRsdTunnel:
+    """``PreferredRsdTunnel(serial, autopair, prefer_native)`` (remote/rsd_tunnel.py l.28-104): an async
+    context manager yielding the RSD; ``UserspaceTunnelUnavailableError`` when it cannot serve the phone,
+    and, like the userspace tunnel, one per process (remote/userspace_tunnel.py l.755-761)."""
+
+    active: Optional["LoopbackRsdTunnel"] = None  # the process's one userspace tunnel
+
+    def __init__(self, phones: dict[str, LoopbackPhone], serial: Optional[str] = None, autopair: bool = True,
+                 prefer_native: bool = False):
+        self.phones, self.serial = phones, serial
+
+    async def aopen(self) -> LoopbackRsd:
+        phone = self.phones[self.serial] if self.serial in self.phones else next(iter(self.phones.values()))
+        phone.require_attached()
+        if not phone.knobs.tunnel:
+            raise pmd3.UserspaceTunnelUnavailableError()
+        if LoopbackRsdTunnel.active is not None:
+            raise pmd3.PyMobileDevice3Exception("A userspace tunnel is already active in this process; only one "
+                                                "userspace tunnel per process is supported.")
+        LoopbackRsdTunnel.active = self
+        return LoopbackRsd(phone)
+
+    async def aclose(self) -> None:
+        if LoopbackRsdTunnel.active is self:
+            LoopbackRsdTunnel.active = None
+
+    async def __aenter__(self) -> LoopbackRsd:
+        return await self.aopen()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+
+# --------------------------------------------------------------------------------------------------
+# AFC: house arrest and the crash reports
+
+
+class LoopbackAfc:
+    """An AFC client over a directory (services/afc.py): the methods the agent calls, with AFC's path
+    semantics (push of a directory lands in ``remote/<basename>``, l.586-611) and its exceptions."""
+
+    def __init__(self, phone: LoopbackPhone, root: Path, count_space: bool = True):
+        self.phone, self.root, self.count_space = phone, Path(root), count_space
+
+    def _p(self, path: str) -> Path:
+        rel = posixpath.normpath("/" + str(path)).lstrip("/")
+        return self.root / rel if rel not in ("", ".") else self.root
+
+    def _check(self) -> None:
+        self.phone.require_attached()
+
+    def _missing(self, path: str) -> pmd3.AfcFileNotFoundError:
+        return pmd3.AfcFileNotFoundError(f"No such file on the device: {path}", AfcError.READ_ERROR, path)
+
+    def _account(self, n: int, path: str) -> None:
+        if not self.count_space:
+            return
+        if self.phone.used_bytes + n > self.phone.knobs.free_bytes:
+            raise pmd3.AfcException(f"Opcode: WRITE failed with status: {AfcError.NO_SPACE_LEFT!r} for file: {path}",
+                                    AfcError.NO_SPACE_LEFT, path)
+        self.phone.used_bytes += n
+
+    async def exists(self, filename: str) -> bool:
+        self._check()
+        return self._p(filename).exists()
+
+    async def stat(self, filename: str) -> dict[str, Any]:
+        self._check()
+        p = self._p(filename)
+        if not p.exists():
+            raise self._missing(filename)
+        st = p.stat()
+        return {"st_ifmt": "S_IFDIR" if p.is_dir() else "S_IFREG", "st_size": st.st_size,
+                "st_mtime": _dt.datetime.fromtimestamp(st.st_mtime), "st_nlink": 1, "st_blocks": 0,
+                "st_birthtime": _dt.datetime.fromtimestamp(st.st_mtime)}
+
+    async def isdir(self, filename: str) -> bool:
+        return (await self.stat(filename))["st_ifmt"] == "S_IFDIR"
+
+    async def listdir(self, filename: str) -> list[str]:
+        self._check()
+        p = self._p(filename)
+        if not p.is_dir():
+            raise self._missing(filename)
+        return sorted(x.name for x in p.iterdir())
+
+    async def makedirs(self, filename: str) -> bytes:
+        self._check()
+        self._p(filename).mkdir(parents=True, exist_ok=True)
+        return b""
+
+    async def rm(self, filename: str, match: Any = None, force: bool = False) -> list[str]:
+        self._check()
+        p = self._p(filename)
+        if not p.exists():
+            if force:
+                return [filename]
+            raise self._missing(filename)
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+        return []
+
+    async def get_file_contents(self, filename: str) -> bytes:
+        self._check()
+        p = self._p(filename)
+        if not p.is_file():
+            raise self._missing(filename)
+        return p.read_bytes()
+
+    async def set_file_contents(self, filename: str, data: bytes, progress: Any = None) -> None:
+        self._check()
+        self._account(len(data), filename)
+        self._p(filename).write_bytes(data)
+
+    async def push(self, local_path: str, remote_path: str, callback: Any = None, progress_bar: bool = True) -> None:
+        self._check()
+        self.phone.pushes += 1
+        src = Path(local_path)
+        if src.is_dir():
+            dst = self._p(posixpath.join(remote_path, src.name))
+            for f in sorted(src.rglob("*")):
+                target = dst / f.relative_to(src)
+                if f.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                else:
+                    self._check()
+                    self._account(f.stat().st_size, str(target))
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(f, target)
+        else:
+            dst = self._p(remote_path)
+            if dst.is_dir():
+                dst = dst / src.name
+            self._account(src.stat().st_size, remote_path)
+            shutil.copyfile(src, dst)
+
+    async def get_device_info(self) -> dict[str, str]:
+        """GET_DEVINFO (afc.py l.695): string values, as the device sends them."""
+        self._check()
+        free = max(0, self.phone.knobs.free_bytes - self.phone.used_bytes)
+        return {"Model": "Loopback1,1", "FSTotalBytes": str(64 * 10**9), "FSFreeBytes": str(free), "FSBlockSize": "4096"}
+
+    async def aclose(self) -> None:
+        pass
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+
+class LoopbackHouseArrest:
+    """``HouseArrestService.create(lockdown, bundle_id, documents_only=False)`` (services/house_arrest.py l.40-83):
+    ``AppNotInstalledError`` for an unknown bundle, a plain ``PyMobileDevice3Exception`` for any other vend
+    error (VendContainer refused to an app not signed for development)."""
+
+    @classmethod
+    async def create(cls, lockdown: LoopbackLockdown, bundle_id: str, documents_only: bool = False) -> LoopbackAfc:
+        phone = lockdown.phone
+        phone.require_attached()
+        if bundle_id not in phone.apps:
+            raise pmd3.AppNotInstalledError(f"No app with bundle ID {bundle_id} is installed.")
+        if not documents_only and not phone.knobs.app_development_signed:
+            raise pmd3.PyMobileDevice3Exception(
+                f"The device refused to open the container of {bundle_id}: InstallationLookupFailed")
+        return LoopbackAfc(phone, phone.container(bundle_id))
+
+
+class LoopbackCrashReports:
+    """``CrashReportsManager(lockdown)`` (services/crash_reports.py l.37-240): ``flush``, ``ls``, ``afc``."""
+
+    def __init__(self, lockdown: LoopbackLockdown):
+        self.afc = LoopbackAfc(lockdown.phone, lockdown.phone.crash_dir, count_space=False)
+
+    async def flush(self) -> None:
+        self.afc._check()
+
+    async def ls(self, path: str = "/", depth: int = 1) -> list[str]:
+        return [posixpath.join(path, n) for n in await self.afc.listdir(path)]
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        pass
+
+
+# --------------------------------------------------------------------------------------------------
+# installation_proxy and the image mounter
+
+
+class LoopbackInstallationProxy:
+    """``InstallationProxyService(lockdown)`` (services/installation_proxy.py): ``get_apps`` (l.501) returns
+    {bundle id: Info.plist-like dict}; ``install_from_local`` (l.261) takes an .ipa or an .app directory and,
+    like installd, refuses a package with no provisioning profile (ApplicationVerificationFailed)."""
+
+    def __init__(self, lockdown: LoopbackLockdown):
+        self.phone = lockdown.phone
+
+    async def get_apps(self, application_type: str = "Any", calculate_sizes: bool = False,
+                       bundle_identifiers: Optional[list[str]] = None,
+                       show_placeholders: bool = False) -> dict[str, dict[str, Any]]:
+        self.phone.require_attached()
+        return {b: dict(i) for b, i in self.phone.apps.items() if bundle_identifiers is None or b in bundle_identifiers}
+
+    async def install_from_local(self, package_path: Path, cmd: str = "Install", options: Any = None,
+                                 handler: Any = None, developer: bool = False, *args: Any) -> None:
+        self.phone.require_attached()
+        package_path = Path(package_path)
+        if package_path.is_dir():
+            names = {p.name for p in package_path.iterdir()}
+            info = plistlib.loads((package_path / "Info.plist").read_bytes())
+        else:
+            with zipfile.ZipFile(package_path) as z:
+                app = next(n.split("/")[1] for n in z.namelist() if n.startswith("Payload/") and n.count("/") >= 2)
+                names = {n.split("/")[2] for n in z.namelist() if n.startswith(f"Payload/{app}/") and n.count("/") >= 2}
+                info = plistlib.loads(z.read(f"Payload/{app}/Info.plist"))
+        if "embedded.mobileprovision" not in names:
+            raise pmd3.AppInstallError("ApplicationVerificationFailed: Failed to verify code signature of "
+                                       f"{package_path.name} : 0xe8008015 (A valid provisioning profile for this "
+                                       "executable was not found.)")
+        self.phone._install_info(info)
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        pass
+
+
+class LoopbackImageMounter:
+    """``MobileImageMounterService(lockdown).is_image_mounted(image_type)`` (services/mobile_image_mounter.py l.133)."""
+
+    def __init__(self, lockdown: LoopbackLockdown):
+        self.phone = lockdown.phone
+
+    async def is_image_mounted(self, image_type: str) -> bool:
+        self.phone.require_attached()
+        return self.phone.knobs.ddi_mounted
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        pass
+
+
+def image_type_for_device(lockdown: LoopbackLockdown) -> str:
+    """services/mobile_image_mounter.py l.724: Personalized from iOS 17, Developer before."""
+    return "Personalized" if int(lockdown.product_version.split(".")[0]) >= 17 else "Developer"
+
+
+# --------------------------------------------------------------------------------------------------
+# DVT
+
+
+class LoopbackDvtProvider:
+    """``DvtProvider(lockdown_or_rsd, strip_ssl=None, dtx=None)`` (services/dvt/instruments/dvt_provider.py
+    l.37): lockdownd refuses the instruments service (``InvalidServiceError``, lockdown.py l.928-949) without
+    Developer Mode and the developer disk image, and on iOS 17+ when asked over plain lockdown."""
+
+    def __init__(self, lockdown: LoopbackLockdown, strip_ssl: Optional[bool] = None, dtx: Any = None):
+        self.lockdown, self.phone = lockdown, lockdown.phone
+
+    async def __aenter__(self):
+        phone = self.phone
+        phone.require_attached()
+        over_lockdown = not isinstance(self.lockdown, LoopbackRsd)
+        if (over_lockdown and int(phone.ios.split(".")[0]) >= 17) or not (phone.knobs.ddi_mounted
+                                                                           and phone.knobs.developer_mode):
+            raise pmd3.InvalidServiceError("The device does not offer the requested service.", phone.udid, phone.ios,
+                                           error="InvalidService")
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        pass
+
+
+class LoopbackProcessControl:
+    """``ProcessControl(dvt)`` (services/dvt/instruments/process_control.py l.102-231): ``launch`` (l.188),
+    ``kill`` (l.138, SIGKILL through sendSignal:toPid:), ``signal``, ``process_identifier_for_bundle_identifier``."""
+
+    def __init__(self, provider: LoopbackDvtProvider, service: Any = None):
+        self.phone = provider.phone
+
+    async def launch(self, bundle_id: str, arguments: Optional[list[str]] = None, kill_existing: bool = True,
+                     start_suspended: bool = False, environment: Optional[dict[str, Any]] = None,
+                     extra_options: Optional[dict[str, Any]] = None) -> int:
+        self.phone.require_attached()
+        return self.phone.launch(bundle_id, list(arguments or []), kill_existing)
+
+    async def signal(self, pid: int, sig: int) -> None:
+        self.phone.require_attached()
+        p = self.phone.processes.get(pid)
+        if p is not None and p.poll() is None:
+            p.send_signal(sig)
+
+    async def kill(self, pid: int) -> None:
+        await self.signal(pid, signal.SIGKILL)
+        p = self.phone.processes.get(pid)
+        if p is not None:
+            p.wait()
+
+    async def process_identifier_for_bundle_identifier(self, app_bundle_identifier: str) -> int:
+        self.phone.require_attached()
+        return next((pid for pid, p in self.phone.processes.items()
+                     if p.poll() is None and getattr(p, "bundle_id", None) == app_bundle_identifier), 0)
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        pass
+
+
+class LoopbackDeviceInfo:
+    """``DeviceInfo(dvt)`` (services/dvt/instruments/device_info.py l.65-130): ``is_running_pid``, ``proclist``."""
+
+    def __init__(self, provider: LoopbackDvtProvider, service: Any = None):
+        self.phone = provider.phone
+
+    async def is_running_pid(self, pid: int) -> bool:
+        self.phone.require_attached()
+        p = self.phone.processes.get(pid)
+        return p is not None and p.poll() is None
+
+    async def proclist(self) -> list[dict[str, Any]]:
+        self.phone.require_attached()
+        return [{"pid": pid, "name": EXECUTABLE} for pid, p in self.phone.processes.items() if p.poll() is None]
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        pass
+
+
+class LoopbackSysmontap:
+    """``Sysmontap.create(dvt, interval)`` and ``iter_processes()`` (services/dvt/instruments/sysmontap.py
+    l.56-93): per sample, one dict per process with ``pid``, ``name`` and ``physFootprint``. Here the value is
+    the stand-in's resident set size from /proc (this host has no phys_footprint)."""
+
+    def __init__(self, phone: LoopbackPhone, interval_ms: int):
+        self.phone, self.interval_ms = phone, interval_ms
+
+    @classmethod
+    async def create(cls, dvt: LoopbackDvtProvider, interval: int = 500) -> "LoopbackSysmontap":
+        return cls(dvt.phone, interval)
+
+    async def iter_processes(self):
+        while True:
+            self.phone.require_attached()
+            rows = []
+            for pid, p in list(self.phone.processes.items()):
+                if p.poll() is None:
+                    try:
+                        status = Path(f"/proc/{pid}/status").read_text()
+                    except OSError:
+                        continue
+                    rss = next((int(line.split()[1]) * 1024 for line in status.splitlines()
+                                if line.startswith("VmRSS:")), None)
+                    rows.append({"pid": pid, "name": EXECUTABLE, "physFootprint": rss})
+            yield rows
+            await asyncio.sleep(self.interval_ms / 1000)
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        pass
+
+
+# --------------------------------------------------------------------------------------------------
+# The services object
+
+
+def services(*phones: LoopbackPhone) -> Services:
+    """The loopback's :class:`~device_agents.ios.transport.Services`: the agent's only way to these phones."""
+    by_udid = {p.udid: p for p in phones}
+
+    def _usbmuxd() -> None:
+        if not all(p.knobs.usbmuxd for p in phones):
+            raise pmd3.ConnectionFailedToUsbmuxdError()
+
+    async def list_devices(usbmux_address: Optional[str] = None) -> list[MuxDevice]:
+        """usbmux.py l.493: every device usbmuxd knows, as MuxDevice(devid, serial, connection_type)."""
+        _usbmuxd()
+        return [MuxDevice(i + 1, p.udid, "USB") for i, p in enumerate(phones) if p.knobs.attached]
+
+    async def create_using_usbmux(serial: Optional[str] = None, identifier: Optional[str] = None,
+                                  label: str = "pymobiledevice3", autopair: bool = True,
+                                  connection_type: Optional[str] = None, pair_timeout: Optional[float] = None,
+                                  local_hostname: Optional[str] = None, pair_record: Optional[dict] = None,
+                                  pairing_records_cache_folder: Optional[Path] = None, port: int = 62078,
+                                  usbmux_address: Optional[str] = None) -> LoopbackLockdown:
+        """lockdown.py l.1278; service_connection.py l.380-388 for the device-not-found errors."""
+        _usbmuxd()
+        attached = [p for p in phones if p.knobs.attached]
+        if serial is None:
+            if not attached:
+                raise pmd3.NoDeviceConnectedError()
+            phone = attached[0]
+        else:
+            phone = by_udid.get(serial)
+            if phone is None or not phone.knobs.attached:
+                raise pmd3.DeviceNotFoundError(serial, f"Device not found: usbmux has no device matching udid {serial}")
+        if not phone.knobs.paired and autopair:
+            raise pmd3.PairingDialogResponsePendingError()
+        return LoopbackLockdown(phone, paired=phone.knobs.paired)
+
+    async def get_tunneld_device_by_udid(udid: str, tunneld_address: Any = None, bridge: Any = None):
+        """tunneld/api.py l.176: TunneldConnectionError when no tunneld runs, None when it has no tunnel."""
+        phone = by_udid.get(udid)
+        if phone is None or not phone.knobs.tunneld:
+            raise pmd3.TunneldConnectionError()
+        phone.require_attached()
+        return LoopbackRsd(phone)
+
+    class _Tunnel(LoopbackRsdTunnel):
+        def __init__(self, serial: Optional[str] = None, autopair: bool = True, prefer_native: bool = False):
+            super().__init__(by_udid, serial, autopair, prefer_native)
+
+    return Services(
+        version="loopback (pymobiledevice3 11.45.0 signatures)", list_devices=list_devices,
+        create_using_usbmux=create_using_usbmux, InstallationProxyService=LoopbackInstallationProxy,
+        HouseArrestService=LoopbackHouseArrest, MobileImageMounterService=LoopbackImageMounter,
+        image_type_for_device=image_type_for_device, DvtProvider=LoopbackDvtProvider,
+        ProcessControl=LoopbackProcessControl, DeviceInfo=LoopbackDeviceInfo, Sysmontap=LoopbackSysmontap,
+        CrashReportsManager=LoopbackCrashReports, PreferredRsdTunnel=_Tunnel,
+        get_tunneld_device_by_udid=get_tunneld_device_by_udid,
+    )
