@@ -2,9 +2,10 @@
 
 The lab: a head without devices and three nodes. Node A carries the local profile on CPU 0 and a scripted
 phone, node B the local profile on CPU 1 and two scripted phones (one vanishes after its first job), node C
-one scripted phone (removed mid-run in a test). Scripted phones are :class:`tests.fakes.FakeAgent`, opened
-inside the node's Ray worker through their registration's opener. Token authentication is on, as Ray 2.60
-sets it up by default.
+the loopback Android phone (``tests/loopback_adb.py``: the real adb protocol over 127.0.0.1, driven by the
+real Android agent inside the node's Ray worker) and a scripted phone (node C is removed mid-run in a test).
+Scripted phones are :class:`tests.fakes.FakeAgent`, opened inside the node's Ray worker through their
+registration's opener. Token authentication is on, as Ray 2.60 sets it up by default.
 
 The cluster tests are slow (a node costs seconds on this 2-core box) and share one cluster; the checks of
 artifact placement, target resolution and the install hint need no cluster.
@@ -31,7 +32,9 @@ from harness.configurations import configurations
 from harness.device_server import Registration, place_artifact
 from harness.errors import UserError
 from harness.spec import load_spec
+from tests.android_fixtures import FAST
 from tests.fakes import FakeArtifact
+from tests.loopback_adb import LoopbackPhone, write_tool_wrappers
 from tests.ray_fakes import OPENER
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,6 +160,8 @@ class Lab:
     nodes: dict
     regs: dict
     tmp: Path
+    phone: object = None  # the loopback Android phone of node C
+    android: dict = dataclasses.field(default_factory=dict)  # its [android] table
 
     def add(self, name: str) -> None:
         """Start node ``name`` with its devices and register them (a host joining)."""
@@ -192,6 +197,7 @@ def lab(tmp_path_factory):
         "SPLITBENCH_DEVICE_CACHE": str(tmp / "device-cache"),
         "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
         "RAY_USAGE_STATS_ENABLED": "0",
+        "SPLITBENCH_ADB_KEY": str(tmp / "adbkey" / "adbkey"),  # never the user's ~/.android
     }
     mp = pytest.MonkeyPatch()
     for k, v in env.items():
@@ -210,15 +216,25 @@ def lab(tmp_path_factory):
             "C": [_fake("fake:c1", "hostC", slow_s=SLOW_S)]}
     the_lab = Lab(cluster, cluster.address, {}, regs, tmp)
     try:
-        for name in regs:
-            the_lab.add(name)
-        yield the_lab
+        with LoopbackPhone(tmp / "phone") as phone:
+            the_lab.phone, the_lab.android = phone, _android_options(tmp)
+            regs["C"].insert(0, device_server.host_registrations([f"android:{phone.address}"],
+                                                                 options={"android": the_lab.android})[0][0])
+            for name in regs:
+                the_lab.add(name)
+            yield the_lab
     finally:
         if ray.is_initialized():
             ray.shutdown()
         cluster.shutdown()
         mp.undo()
         _reload_ray_auth()
+
+
+def _android_options(tmp: Path) -> dict:
+    """The spec's [android] table for the loopback phone: the tools' stand-ins, fast cool-down polls."""
+    tools = {k: str(v) for k, v in write_tool_wrappers(tmp / "android-tools").items()}
+    return {**FAST, "tools": tools}
 
 
 def _reload_ray_auth() -> None:
@@ -278,16 +294,21 @@ def _records_of(out: Path, device_id: str) -> list:
 
 @pytest.mark.slow
 def test_a_spec_across_three_hosts_gives_the_serial_records(lab, tmp_path, monkeypatch):
-    """The real stack: a tiny model exported here, measured on CPU 0 of node A and CPU 1 of node B, its
-    bytes sent through the object store; the same records (keys, identities, statuses) as the serial and
-    devices executors on the same devices, and the hosts never import torch or an exporter."""
+    """The real stack: a tiny model exported here, measured on CPU 0 of node A, CPU 1 of node B and the
+    loopback phone of node C, its bytes sent through the object store; the same records (keys,
+    identities, statuses) as the serial and devices executors on the same devices, and the hosts never
+    import torch or an exporter."""
     monkeypatch.setenv("SPLITBENCH_RAY_ARTIFACTS", "object-store")
     monkeypatch.setattr(orchestrate, "_after_run", lambda out, console: ())
     monkeypatch.setattr(orchestrate, "_cloud_and_privacy", lambda spec, out, console: None)
     (tmp_path / "tiny_model.py").write_text((FIXTURES / "tiny_model.py").read_text())
     cache = os.environ.get("SPLITBENCH_CACHE") or str(tmp_path / "cache")
     text = (FIXTURES / "tiny.toml").read_text().replace('backends = ["onnx", "litert"]', 'backends = ["onnx"]')
-    text = text.replace('targets = ["cpu-1core"]', 'targets = ["cpu-1core:0", "cpu-1core:1"]')
+    text = text.replace('cuts = ["conv1", "conv2"]', 'cuts = ["conv2"]')  # conv2 and on-premise: 2 jobs a device
+    phone = f"android:{lab.phone.address}"
+    text = text.replace('targets = ["cpu-1core"]', f'targets = ["cpu-1core:0", "cpu-1core:1", "{phone}"]')
+    text += "\n[android]\n" + "".join(f"{k} = {v}\n" for k, v in FAST.items())
+    text += "\n[android.tools]\n" + "".join(f'{k} = "{v}"\n' for k, v in lab.android["tools"].items())
     (tmp_path / "tiny.toml").write_text(text.replace("[export]\n", f'[export]\ncache_dir = "{cache}"\n'))
     spec = load_spec(tmp_path / "tiny.toml")
 
@@ -314,14 +335,18 @@ def test_a_spec_across_three_hosts_gives_the_serial_records(lab, tmp_path, monke
         return sorted((r.record_key, json.dumps(r.identity.to_dict(), sort_keys=True), r.status) for r in records)
 
     assert essence(runs["ray"].records) == essence(runs["serial"].records) == essence(runs["devices"].records)
-    assert {r.device_id for r in runs["ray"].records} == {lab.regs["A"][0].device_id, lab.regs["B"][0].device_id}
-    for r in runs["ray"].records:  # measured from the host's content cache, not the driver's path
-        assert r.job["artifact_path"].startswith(os.environ["SPLITBENCH_DEVICE_CACHE"]), r.job["artifact_path"]
-        assert list(r.result["pinned_cpus"]) == [int(r.device_id[-1])]
+    local = {lab.regs["A"][0].device_id, lab.regs["B"][0].device_id}
+    assert {r.device_id for r in runs["ray"].records} == local | {lab.phone.serial}
+    for r in runs["ray"].records:
+        if r.device_id in local:  # measured from the host's content cache, not the driver's path
+            assert r.job["artifact_path"].startswith(os.environ["SPLITBENCH_DEVICE_CACHE"]), r.job["artifact_path"]
+            assert list(r.result["pinned_cpus"]) == [int(r.device_id[-1])]
+        else:  # pushed to the phone by its agent, from the host's cache
+            assert r.target == "android" and r.job["artifact_path"].startswith("/data/local/tmp")
     manifest = json.loads((tmp_path / "ray" / "manifest.json").read_text())
     assert manifest["executor"]["name"] == "ray" and manifest["executor"]["artifacts"] == "object-store"
     nodes = {d["node_id"] for d in manifest["executor"]["devices"].values()}
-    assert nodes == {lab.nodes["A"].node_id, lab.nodes["B"].node_id}
+    assert nodes == {lab.nodes[n].node_id for n in "ABC"}
     assert json.loads((tmp_path / "serial" / "manifest.json").read_text())["executor"] == {"name": "serial"}
     assert imported and all(not any(v.values()) for v in imported.values()), imported
 
@@ -353,7 +378,7 @@ def test_a_host_lost_mid_run_keeps_its_records_and_resume_completes(lab, fakes, 
     from harness.cluster import cluster_status
 
     state = cluster_status(lab.address)
-    assert [d.device_id for d in state.lost] == ["fake:c1"]
+    assert {d.device_id for d in state.lost} == {"fake:c1", lab.phone.serial}  # node C carried both
 
     lab.add("C")  # the host is back and joins again
     before = {p.name: p.read_text() for p in (out / "records").glob("*.json")}
