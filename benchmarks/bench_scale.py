@@ -1,10 +1,13 @@
 """How the executors scale: one sweep measured on k simulated devices by ``serial``, ``devices`` and ``ray``.
 
-The devices are the local profile pinned to distinct CPUs (``cpu-1core:0``, ``cpu-1core:1``: k = 1, 2 on
-this 2-core machine); for ``ray`` each CPU is a node of a ``ray.cluster_utils.Cluster`` (a simulated host),
-started once. The sweep is a tiny zoo model (moon_tiny, a few cuts, ONNX) with the papers' protocol (60
-runs, 5 warm loads), on a warm export cache; the figures and the cloud timing after the measurements are
-left out (the same for every executor).
+Two kinds of simulated device, k = 1, 2 of each on this 2-core machine: the local profile pinned to
+distinct CPUs (``cpu-1core:0``, ``cpu-1core:1``), and loopback Android phones (``tests/loopback_adb.py``:
+the real adb protocol on 127.0.0.1, the real Android agent, tool stand-ins pinned to the phone's fastest
+core, here CPU 0 for one phone and CPU 1 for the other). For ``ray`` each CPU is a node of a
+``ray.cluster_utils.Cluster`` (a simulated host) carrying that CPU and one phone, started once. The sweep is
+a tiny zoo model (moon_tiny, a few cuts, ONNX) with the papers' protocol (60 runs, 5 warm loads), on a
+warm export cache; the figures and the cloud timing after the measurements are left out (the same for
+every executor).
 
 For each run: the wall time of ``run_spec``; the time to open the devices (Ray: reserve them, start one
 actor per device); the time of the job phase (first job sent to last result written); each job's time on
@@ -42,6 +45,8 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "results" / "benchmarks" / "scale.json"
 ROUNDS = int(os.environ.get("SPLITBENCH_BENCH_SCALE_ROUNDS", "3"))
 EXECUTORS = ("serial", "devices", "ray")
+ANDROID_CUTS = ("conv1", "conv5_1", "conv7")  # with on-premise: 4 jobs a phone
+ANDROID_FAST = {"cool_poll_s": 0.05, "cool_timeout_s": 1.0, "link_timeout_s": 5.0}  # as the Android tests
 SPEC = """
 name = "bench_scale"
 [model]
@@ -96,15 +101,16 @@ class _Timed:
             self.times["close_s"] = time.perf_counter() - t0
 
 
-def _lab(cpus: list[int], tmp: Path):
-    """A Cluster with a head and one node per CPU, each registering the local profile on that CPU."""
+def _lab(devices: list[list], tmp: Path):
+    """A Cluster with a head and one node per entry of ``devices`` (a list of ``(target, options)`` each),
+    every node registering its devices: a simulated host."""
     from ray.cluster_utils import Cluster
 
     from harness import device_server, ray_executor
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
-    for cpu in cpus:
-        regs, _ = device_server.host_registrations([f"cpu-1core:{cpu}"])
+    for on_node in devices:
+        regs = [device_server.host_registrations([t], options={"android": opts})[0][0] for t, opts in on_node]
         node = cluster.add_node(num_cpus=0, resources=device_server.node_resources(regs))
         ray_executor.connect(cluster.address)
         try:
@@ -112,6 +118,25 @@ def _lab(cpus: list[int], tmp: Path):
         finally:
             ray_executor.disconnect()
     return cluster
+
+
+def _phones(cpus: list[int], tmp: Path, stack: contextlib.ExitStack) -> tuple[list[str], dict] | None:
+    """Loopback Android phones (tests/loopback_adb.py: the real adb protocol on 127.0.0.1), the i-th with
+    CPU ``cpus[i]`` as its fastest core (the agent pins there), and the [android] table that drives them;
+    None when the loopback is not in this checkout."""
+    try:
+        from tests.loopback_adb import LoopbackPhone, write_tool_wrappers
+    except ImportError:
+        return None
+    ncpu = len(os.sched_getaffinity(0))
+    targets = []
+    for i, cpu in enumerate(cpus):
+        khz = [1_800_000] * ncpu
+        khz[cpu] = 2_400_000
+        phone = stack.enter_context(LoopbackPhone(tmp / f"phone{i}", serial=f"LOOPBACK{i:04d}", cpu_max_khz=khz))
+        targets.append(f"android:{phone.address}")
+    tools = {k: str(v) for k, v in write_tool_wrappers(tmp / "android-tools").items()}
+    return targets, {**ANDROID_FAST, "tools": tools}
 
 
 def _one(spec, executor: str, out: Path, address: str) -> dict:
@@ -191,26 +216,38 @@ def run() -> dict:
 
     rows: list[dict] = []
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+    cluster = None
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp, contextlib.ExitStack() as stack:
         os.environ.setdefault("SPLITBENCH_LEASE_DIR", str(Path(tmp) / "leases"))
+        os.environ.setdefault("SPLITBENCH_ADB_KEY", str(Path(tmp) / "adbkey" / "adbkey"))  # not ~/.android
+        kinds = {"local": ([f"cpu-1core:{c}" for c in cpus], {})}
+        phones = _phones(cpus, Path(tmp), stack)
+        if phones is not None:
+            kinds["android"] = phones
         t0 = time.perf_counter()
-        cluster = _lab(cpus, Path(tmp)) if "ray" in executors_ else None
+        if "ray" in executors_:  # node i carries CPU i and the i-th loopback phone
+            cluster = _lab([[(kind_targets[i], opts) for kind_targets, opts in kinds.values()]
+                            for i in range(len(cpus))], Path(tmp))
         cluster_s = time.perf_counter() - t0
         address = cluster.address if cluster else None
         try:
             for rnd in range(ROUNDS):
-                for k in range(1, len(cpus) + 1):
-                    spec = dataclasses.replace(base, run=dataclasses.replace(
-                        base.run, targets=tuple(f"cpu-1core:{c}" for c in cpus[:k])))
-                    n = len(executors_)
-                    order = executors_[rnd % n:] + executors_[: rnd % n]  # rotated each round
-                    for name in order:
-                        row = _one(spec, name, Path(tmp) / f"r{rnd}-k{k}-{name}", address)
-                        row.update(round=rnd, k=k)
-                        rows.append(row)
-                        print(f"round {rnd} k={k} {name:8s} wall {row['wall_s']:6.2f} s  jobs {row['jobs_s']:6.2f} s  "
-                              f"open {row['open_s']:5.2f} s  overhead {row['overhead_ms']:6.1f} ms/job  idle "
-                              f"{row['idle_ms']:6.1f} ms/job", flush=True)
+                for kind, (targets, opts) in kinds.items():
+                    for k in range(1, len(cpus) + 1):
+                        spec = dataclasses.replace(base, run=dataclasses.replace(base.run, targets=tuple(targets[:k])),
+                                                   devices={"android": opts} if opts else base.devices)
+                        if kind == "android":  # a job on the loopback starts several tool processes: fewer jobs
+                            spec = dataclasses.replace(spec, split=dataclasses.replace(
+                                spec.split, cuts=ANDROID_CUTS))
+                        n = len(executors_)
+                        order = executors_[rnd % n:] + executors_[: rnd % n]  # rotated each round
+                        for name in order:
+                            row = _one(spec, name, Path(tmp) / f"r{rnd}-{kind}-k{k}-{name}", address)
+                            row.update(round=rnd, k=k, devices=kind)
+                            rows.append(row)
+                            print(f"round {rnd} {kind:7s} k={k} {name:8s} wall {row['wall_s']:6.2f} s  jobs "
+                                  f"{row['jobs_s']:6.2f} s  open {row['open_s']:5.2f} s  overhead "
+                                  f"{row['overhead_ms']:6.1f} ms/job  idle {row['idle_ms']:6.1f} ms/job", flush=True)
         finally:
             orchestrate._after_run, orchestrate._cloud_and_privacy = saved
             if cluster is not None:
@@ -223,11 +260,11 @@ def run() -> dict:
     load_after = os.getloadavg()
 
     summary: dict = {}
-    for k in range(1, len(cpus) + 1):
-        serial = [r for r in rows if r["k"] == k and r["executor"] == "serial"]
+    for kind, k in sorted({(r["devices"], r["k"]) for r in rows}):
+        serial = [r for r in rows if (r["devices"], r["k"], r["executor"]) == (kind, k, "serial")]
         for name in executors_:
-            mine = [r for r in rows if r["k"] == k and r["executor"] == name]
-            summary[f"k={k} {name}"] = {
+            mine = [r for r in rows if (r["devices"], r["k"], r["executor"]) == (kind, k, name)]
+            summary[f"{kind} k={k} {name}"] = {
                 "jobs": mine[0]["jobs"],
                 "wall_s_median": round(_median(mine, "wall_s"), 3),
                 "jobs_s_median": round(_median(mine, "jobs_s"), 3),
@@ -243,8 +280,9 @@ def run() -> dict:
                 "speedup_wall_vs_serial": round(_median(serial, "wall_s") / _median(mine, "wall_s"), 2),
             }
     result = {
-        "what": "wall time of one sweep on k simulated devices (local profile on distinct CPUs; ray: one "
-                "Cluster node per CPU) by each executor; medians over rounds in rotated order",
+        "what": "wall time of one sweep on k simulated devices (the local profile on distinct CPUs, and "
+                "loopback Android phones pinned to distinct CPUs; ray: one Cluster node per CPU carrying that "
+                "CPU and one phone) by each executor; medians over rounds in rotated order",
         "spec": SPEC.strip(), "rounds": ROUNDS, "cpus": cpus, "cpu_count": os.cpu_count(),
         "load_average_before": load_before, "load_average_after": load_after,
         "ray_cluster_start_s": round(cluster_s, 2) if cluster is not None else None, "date": datetime.now().isoformat(timespec="seconds"),
@@ -255,7 +293,7 @@ def run() -> dict:
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     for key, s in summary.items():
-        print(f"{key:12s} wall {s['wall_s_median']:6.2f} s  jobs {s['jobs_s_median']:6.2f} s  speedup "
+        print(f"{key:20s} wall {s['wall_s_median']:6.2f} s  jobs {s['jobs_s_median']:6.2f} s  speedup "
               f"{s['speedup_jobs_vs_serial']:4.2f}x (wall {s['speedup_wall_vs_serial']:4.2f}x)  overhead "
               f"{s['overhead_ms_per_job_median']:6.1f} ms/job  open {s['open_s_median']:5.2f} s")
     print(f"wrote {OUT}")
