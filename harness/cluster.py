@@ -139,6 +139,7 @@ def serve(opts: ServeOptions, *, say: Callable[[str], None]) -> int:
 
     threading.Thread(target=pump, daemon=True).start()
     stop = threading.Event()
+    joined = False
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not ready.is_set():
@@ -148,6 +149,7 @@ def serve(opts: ServeOptions, *, say: Callable[[str], None]) -> int:
             time.sleep(0.2)
         address = opts.address or f"{_node_ip()}:{opts.port}"
         node_id = _register(address, regs)
+        joined = True
         stop = _on_sigterm()  # after Ray's own driver has come and gone (it sets a handler of its own)
         what = ", ".join(f"{r.target} ({r.name})" for r in regs) or "no device"
         say(f"{'head' if opts.head else 'host'} {regs[0].host if regs else ''} is serving {what} in the cluster "
@@ -168,6 +170,8 @@ def serve(opts: ServeOptions, *, say: Callable[[str], None]) -> int:
         return exitcodes.OK
     finally:
         _end(child)
+        if joined:
+            say("this host has left the cluster")
 
 
 def _on_sigterm() -> threading.Event:

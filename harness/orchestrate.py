@@ -6,8 +6,9 @@ The orchestrator plans jobs, hands them to an executor and is the only writer of
 - plan: every (configuration, backend, device) in model order, each with its :class:`Identity` and
   record key; rows that need no device (an export that failed, a backend the device cannot run) are
   written at once;
-- executors (:mod:`harness.executors`): ``serial`` (one job at a time, in plan order) or ``devices``
-  (every device at once, one job per device at a time); each opens one agent session per device,
+- executors (:mod:`harness.executors`): ``serial`` (one job at a time, in plan order), ``devices``
+  (every device at once, one job per device at a time) or ``ray`` (the devices of many hosts,
+  :mod:`harness.ray_executor`); each opens one agent session per device,
   holds the device's lease, prepares each artifact once per device, and hands results back;
 - the writer (this module, the calling thread): each finished job becomes a record written at once,
   atomically, then the tables; Ctrl-C or a crash loses at most the jobs in flight, and ``--resume``

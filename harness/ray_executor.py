@@ -32,6 +32,7 @@ import dataclasses
 import logging
 import os
 import platform
+import socket
 import sys
 import threading
 import time
@@ -101,6 +102,7 @@ def connect(address: str | None, *, runtime_env: dict[str, Any] | None = None) -
     with _conn_lock:
         if _conn_users == 0 and not ray.is_initialized():
             where = address or os.environ.get("RAY_ADDRESS") or "auto"
+            _check_reachable(where)
             enable_token_auth_if_available()
             env = code_runtime_env()
             for key, value in (runtime_env or {}).items():
@@ -108,7 +110,7 @@ def connect(address: str | None, *, runtime_env: dict[str, Any] | None = None) -
             try:
                 ray.init(address=where, namespace=NAMESPACE, runtime_env=env, logging_level=logging.WARNING,
                          log_to_driver=False)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
+            except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise UserError(f"cannot connect to the Ray cluster at {where} ({first}); start one with "
                                 "`splitbench cluster start-head` and pass its address with --ray-address (with "
@@ -116,6 +118,19 @@ def connect(address: str | None, *, runtime_env: dict[str, Any] | None = None) -
                                 "--help`)") from None
             _conn_owned = True
         _conn_users += 1
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Refuse at once an address where nothing listens (Ray itself retries for minutes)."""
+    if address == "auto" or address.startswith("ray://") or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except (OSError, ValueError) as exc:
+        raise UserError(f"no Ray cluster answers at {address} ({exc}); start one with `splitbench cluster "
+                        "start-head` and pass the address it prints with --ray-address") from None
 
 
 def disconnect() -> None:

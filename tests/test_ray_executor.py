@@ -109,6 +109,21 @@ def test_without_ray_the_executor_says_how_to_install_it(monkeypatch):
         executors.make_executor("ray", load_spec(FIXTURES / "tiny.toml"))
 
 
+def test_an_address_where_no_cluster_answers_is_one_line(tmp_path, capsys):
+    pytest.importorskip("ray")
+    from harness.cli import main
+    from tests.loopback_adb import free_port
+
+    spec = tmp_path / "tiny.toml"
+    spec.write_text((FIXTURES / "tiny.toml").read_text())
+    (tmp_path / "tiny_model.py").write_text((FIXTURES / "tiny_model.py").read_text())
+    address = f"127.0.0.1:{free_port()}"
+    code = main(["run", str(spec), "--out", str(tmp_path / "out"), "--executor", "ray", "--ray-address", address])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1
+    assert f"no Ray cluster answers at {address}" in err and "splitbench cluster start-head" in err
+
+
 def test_device_side_imports_neither_torch_nor_an_exporter():
     code = ("import sys, harness.device_server, harness.executors, harness.cluster, device_agents.local.agent; "
             "print([m for m in ('torch', 'onnx', 'harness.export', 'harness.configurations', 'ray') if m in sys.modules])")
