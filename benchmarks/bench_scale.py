@@ -190,7 +190,9 @@ def _median(rows: list[dict], key: str) -> float:
 
 
 def run() -> dict:
-    os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="rb", dir="/tmp"))
+    ray_tmp = None
+    if "RAY_TMPDIR" not in os.environ:  # short (socket paths), and never another cluster's /tmp/ray
+        ray_tmp = os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="rb", dir="/tmp")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a throwaway local cluster; a lab keeps the token
     root = str(ROOT)
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
@@ -250,13 +252,15 @@ def run() -> dict:
                                   f"{row['overhead_ms']:6.1f} ms/job  idle {row['idle_ms']:6.1f} ms/job", flush=True)
         finally:
             orchestrate._after_run, orchestrate._cloud_and_privacy = saved
-            if cluster is not None:
+            if cluster is not None:  # only with Ray imported above
                 with contextlib.suppress(Exception):
-                    import ray
-
                     if ray.is_initialized():
                         ray.shutdown()
                 cluster.shutdown()
+            if ray_tmp is not None:
+                import shutil
+
+                shutil.rmtree(ray_tmp, ignore_errors=True)
     load_after = os.getloadavg()
 
     summary: dict = {}

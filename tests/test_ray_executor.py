@@ -13,15 +13,16 @@ artifact placement, target resolution and the install hint need no cluster.
 
 from __future__ import annotations
 
+import _thread
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import _thread
 from pathlib import Path
 
 import pytest
@@ -244,6 +245,7 @@ def lab(tmp_path_factory):
         cluster.shutdown()
         mp.undo()
         _reload_ray_auth()
+        shutil.rmtree(env["RAY_TMPDIR"], ignore_errors=True)
 
 
 def _android_options(tmp: Path) -> dict:
