@@ -13,7 +13,9 @@ For each run: the wall time of ``run_spec``; the time to open the devices (Ray: 
 actor per device); the time of the job phase (first job sent to last result written); each job's time on
 its device (prepare + measure, as the record's ``duration_s``). From them:
 
-- speedup = serial job phase / executor's job phase (the ideal is k), and the same on whole wall times;
+- speedup = serial job phase / executor's job phase (the ideal is k): the median of the per-round ratios
+  (paired: the load drifting between rounds cancels), the ratio of the medians beside it, and the same
+  on whole wall times;
 - per-job overhead: the mean time between the end of one job and the start of the next on the same
   device (serial: the next job on any device), from the records' start times and durations, in
   milliseconds: the driver writing a record and the tables, Ray's round trip;
@@ -189,6 +191,39 @@ def _median(rows: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in rows)
 
 
+def summarize(rows: list[dict]) -> dict:
+    """Medians per (kind of device, k, executor), and the speedups over serial. The paired speedup is the
+    median of the per-round ratios (serial and the executor ran one after the other in the same round),
+    so the machine's load drifting between rounds cancels; the ratio of medians is beside it."""
+    summary: dict = {}
+    for kind, k in sorted({(r["devices"], r["k"]) for r in rows}):
+        def runs(name):
+            return [r for r in rows if (r["devices"], r["k"], r["executor"]) == (kind, k, name)]
+
+        serial = {r["round"]: r for r in runs("serial")}
+        for name in sorted({r["executor"] for r in rows}, key=EXECUTORS.index):
+            mine = runs(name)
+            paired = [serial[r["round"]]["jobs_s"] / r["jobs_s"] for r in mine if r["round"] in serial]
+            summary[f"{kind} k={k} {name}"] = {
+                "jobs": mine[0]["jobs"],
+                "wall_s_median": round(_median(mine, "wall_s"), 3),
+                "jobs_s_median": round(_median(mine, "jobs_s"), 3),
+                "open_s_median": round(_median(mine, "open_s"), 3),
+                "close_s_median": round(_median(mine, "close_s"), 3),
+                "device_s_median": round(_median(mine, "device_s"), 3),
+                "overhead_ms_per_job_median": round(_median(mine, "overhead_ms"), 1),
+                "overhead_ms_per_job_range": [round(min(r["overhead_ms"] for r in mine), 1),
+                                              round(max(r["overhead_ms"] for r in mine), 1)],
+                "idle_ms_per_job_median": round(_median(mine, "idle_ms"), 1),
+                "busy_fraction_median": round(_median(mine, "busy_fraction"), 3),
+                "speedup_jobs_paired_median": round(statistics.median(paired), 2) if paired else None,
+                "speedup_jobs_paired_range": [round(min(paired), 2), round(max(paired), 2)] if paired else None,
+                "speedup_jobs_vs_serial": round(_median(serial.values(), "jobs_s") / _median(mine, "jobs_s"), 2),
+                "speedup_wall_vs_serial": round(_median(serial.values(), "wall_s") / _median(mine, "wall_s"), 2),
+            }
+    return summary
+
+
 def run() -> dict:
     ray_tmp = None
     if "RAY_TMPDIR" not in os.environ:  # short (socket paths), and never another cluster's /tmp/ray
@@ -263,33 +298,15 @@ def run() -> dict:
                 shutil.rmtree(ray_tmp, ignore_errors=True)
     load_after = os.getloadavg()
 
-    summary: dict = {}
-    for kind, k in sorted({(r["devices"], r["k"]) for r in rows}):
-        serial = [r for r in rows if (r["devices"], r["k"], r["executor"]) == (kind, k, "serial")]
-        for name in executors_:
-            mine = [r for r in rows if (r["devices"], r["k"], r["executor"]) == (kind, k, name)]
-            summary[f"{kind} k={k} {name}"] = {
-                "jobs": mine[0]["jobs"],
-                "wall_s_median": round(_median(mine, "wall_s"), 3),
-                "jobs_s_median": round(_median(mine, "jobs_s"), 3),
-                "open_s_median": round(_median(mine, "open_s"), 3),
-                "close_s_median": round(_median(mine, "close_s"), 3),
-                "device_s_median": round(_median(mine, "device_s"), 3),
-                "overhead_ms_per_job_median": round(_median(mine, "overhead_ms"), 1),
-                "idle_ms_per_job_median": round(_median(mine, "idle_ms"), 1),
-                "busy_fraction_median": round(_median(mine, "busy_fraction"), 3),
-                "overhead_ms_per_job_range": [round(min(r["overhead_ms"] for r in mine), 1),
-                                              round(max(r["overhead_ms"] for r in mine), 1)],
-                "speedup_jobs_vs_serial": round(_median(serial, "jobs_s") / _median(mine, "jobs_s"), 2),
-                "speedup_wall_vs_serial": round(_median(serial, "wall_s") / _median(mine, "wall_s"), 2),
-            }
+    summary = summarize(rows)
     result = {
         "what": "wall time of one sweep on k simulated devices (the local profile on distinct CPUs, and "
                 "loopback Android phones pinned to distinct CPUs; ray: one Cluster node per CPU carrying that "
                 "CPU and one phone) by each executor; medians over rounds in rotated order",
         "spec": SPEC.strip(), "rounds": ROUNDS, "cpus": cpus, "cpu_count": os.cpu_count(),
         "load_average_before": load_before, "load_average_after": load_after,
-        "ray_cluster_start_s": round(cluster_s, 2) if cluster is not None else None, "date": datetime.now().isoformat(timespec="seconds"),
+        "ray_cluster_start_s": round(cluster_s, 2) if cluster is not None else None,
+        "date": datetime.now().isoformat(timespec="seconds"),
         "note": "shared 2-core machine: other engineers' tests ran at the same time; with k=2 both cores "
                 "measure while the driver, Ray's daemons and those tests compete for them",
         "summary": summary, "runs": rows,
@@ -298,7 +315,7 @@ def run() -> dict:
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     for key, s in summary.items():
         print(f"{key:20s} wall {s['wall_s_median']:6.2f} s  jobs {s['jobs_s_median']:6.2f} s  speedup "
-              f"{s['speedup_jobs_vs_serial']:4.2f}x (wall {s['speedup_wall_vs_serial']:4.2f}x)  overhead "
+              f"{s['speedup_jobs_paired_median']:4.2f}x paired (wall {s['speedup_wall_vs_serial']:4.2f}x)  overhead "
               f"{s['overhead_ms_per_job_median']:6.1f} ms/job  open {s['open_s_median']:5.2f} s")
     print(f"wrote {OUT}")
     return {"summary": summary, "ray_cluster_start_s": result["ray_cluster_start_s"],
