@@ -213,13 +213,17 @@ def test_a_configuration_failing_in_new_only_is_a_regression():
     assert "skipped in BASE" in skipped.pairs[0].notes[0] and skipped.exit_code == NOT_COMPARABLE
 
 
-def test_timings_from_a_shared_core_are_not_comparable_the_sizes_are():
-    c = cmp.compare_records([record()], [record(infer_ns=timings(level_ms=4.0), cpu_share=0.5,
+def test_times_from_a_shared_core_are_not_comparable_memory_and_sizes_are():
+    c = cmp.compare_records([record()], [record(infer_ns=timings(level_ms=4.0), cpu_share=0.5, cold_ns=50_000_000,
                                                 artifact_bytes=150_000)])
     m = metric(c, "infer_median")
     assert m.verdict == "not comparable" and m.disturbed and "NEW's core was shared (the worker got 50%" in m.note
     assert m.ratio == pytest.approx(2.0, rel=0.02)  # shown, not judged
+    for name in ("infer_p90", "load_warm", "load_cold"):
+        assert metric(c, name).verdict == "not comparable" and metric(c, name).disturbed
+    assert metric(c, "mem_model").verdict == "no change"
     assert metric(c, "artifact_bytes").verdict == "bigger" and c.exit_code == REGRESSION
+    assert "times of 1 not judged: a core was shared" in cmp.render_markdown(c)
 
 
 def test_several_devices_of_one_row_pair_by_device_id():
@@ -334,7 +338,8 @@ def test_cli_exit_codes(results, capsys):
     assert "no regression (6 of 6 rows compared; exit 0)" in capsys.readouterr().out
     assert main(["compare", str(base), str(slower)]) == REGRESSION
     out = capsys.readouterr().out
-    assert "6 regressions" in out and "regression: tiny_model:build/conv1-simple/onnx/cpu-1core: inference median" in out
+    assert "6 regressions" in out
+    assert "regression: tiny_model:build/conv1-simple/onnx/cpu-1core: inference median slower" in out
     assert main(["compare", str(base), str(slower), "--threshold", "infer_median=200%",
                  "--threshold", "infer_p90=200%"]) == OK
     assert main(["compare", str(base), str(results("agg", script={("full", "litert"): AGGREGATE}))]) == OK
@@ -378,7 +383,7 @@ def test_cli_formats(results, capsys):
     assert main(["compare", str(base), str(slower), "--format", "md"]) == REGRESSION
     md = capsys.readouterr().out
     assert md.startswith("### :x: splitbench compare: 6 regressions")
-    assert "| configuration | metric | BASE | NEW | ratio | 95% CI | p adj. | test | verdict |" in md
+    assert "| configuration | metric | BASE | NEW | ratio | 95% CI | p adj. | test | verdict | note |" in md
     assert "**slower**" in md and "<details><summary>All 42 comparisons</summary>" in md
     # In a pipe (capsys is not a terminal) the table keeps its width: each row is one line, not cut at 80.
     assert main(["compare", str(base), str(slower)]) == REGRESSION
@@ -430,5 +435,5 @@ def test_ci_profile_same_code_exits_0_and_a_wider_model_exits_7(tmp_path, capsys
     named = {r.split(": ")[0] for r in data["regressions"]}
     assert named == {"ci_model:build/block1-simple/onnx/cpu-1core", "ci_model:build/full/onnx/cpu-1core"}
     sizes = {(p["config"], m["metric"]): m["verdict"] for p in data["pairs"] for m in p["metrics"]}
-    assert sizes[("block1-simple", "artifact_bytes")] == "bigger" and sizes[("block1-simple", "upload_bytes")] == "bigger"
+    assert sizes[("block1-simple", "artifact_bytes")] == sizes[("block1-simple", "upload_bytes")] == "bigger"
     shutil.rmtree(cache)
