@@ -99,13 +99,15 @@ METRIC = {m.name: m for m in METRICS}
 # the noise of same-code runs of examples/ci_smoke.toml on one shared 2-core host, compared pairwise
 # (benchmarks/bench_compare.py; figures in results/benchmarks/compare.json and the README's "In CI"):
 # the smallest step of THRESHOLD_LADDER above the largest ratio any same-code pair showed among the jobs
-# compare judges (the worker had its core), never below asv's 10% for times. Loads are single processes
-# timed once or five times: on that host a cold load varied up to 3.8x and a warm-load median 2.1x between
-# identical runs, so only a gross load regression can be told from noise there; quieter hosts should
-# lower these (--threshold, or recalibrate with `make bench`). Artifact size and upload are exact: 1% lets
-# a converter's metadata move without hiding a layer's weights; any growth of the uploaded feature is real.
+# compare judges (the worker had its core), never below asv's 10% for times. Over 10 runs (71 judged row
+# pairs) the inference median moved up to 12%, the p90 37%, the warm load 76%, the cold load 3.7x, the
+# model memory 2.6%; an earlier 5-run calibration saw memory move 5.4% and the warm load 2.1x, hence 10%
+# and +150% for those. Loads are single processes timed once or five times: only a gross load regression
+# can be told from noise on such a host; quieter hosts should lower these (--threshold, or recalibrate
+# with `make bench`). Artifact size and upload are exact: 1% lets a converter's metadata move without
+# hiding a layer's weights; any growth of the uploaded feature is real.
 DEFAULT_THRESHOLDS = {
-    "infer_median": 0.10,
+    "infer_median": 0.15,
     "infer_p90": 0.40,
     "load_warm": 1.5,
     "load_cold": 3.0,
