@@ -386,6 +386,8 @@ def _differences(b: ResultRecord, n: ResultRecord) -> list[str]:
     out = []
     bd = {k: v for k, v in (b.device or {}).items() if k != "runtime_versions"}
     nd = {k: v for k, v in (n.device or {}).items() if k != "runtime_versions"}
+    if not bd or not nd:  # a job that never reached a device (its export failed) has no fingerprint
+        bd = nd = {}
     # runtime_versions lists every runtime and converter of the host; the row's own runtime is compared
     # below, and a converter upgrade is a change to measure, not a different device.
     for k in sorted(set(bd) | set(nd)):

@@ -206,6 +206,10 @@ def test_a_configuration_failing_in_new_only_is_a_regression():
     (pair,) = c.pairs
     assert pair.status == "failed in NEW" and "crashed in NEW: worker crashed" in pair.notes[-1]
     assert c.exit_code == REGRESSION
+    never_measured = dataclasses.replace(record(status="failed", reason="export failed: unsupported op"), device={},
+                                         job={})
+    c = cmp.compare_records([record()], [never_measured])
+    assert c.pairs[0].status == "failed in NEW" and "export failed" in c.pairs[0].notes[-1]
     fixed = cmp.compare_records([record(status=CRASHED, reason="boom")], [record()])
     assert fixed.pairs[0].status == "not comparable" and fixed.exit_code == NOT_COMPARABLE
     skipped = cmp.compare_records([record(status="skipped", reason="Core ML needs iOS or macOS")],
