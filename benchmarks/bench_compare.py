@@ -187,15 +187,19 @@ def real() -> dict:
                                                for k in noise},
                      "median_ratio_by_metric": {k: statistics.median(v) for k, v in ratios.items()}})
 
-    suggested = {}
+    suggested: dict[str, float | None] = {}
     for m in METRICS:
-        seen = max(noise[m.name], default=0.0)
+        if not noise[m.name]:
+            suggested[m.name] = None  # no judged pair (every job's core was shared): nothing to suggest from
+            continue
+        seen = max(noise[m.name])
         floor = TIMING_FLOOR if m.unit == "ms" else 0.0
         suggested[m.name] = 0.0 if m.name == "upload_bytes" and seen == 0 else _ladder(seen, floor)
     if max(noise["artifact_bytes"], default=0.0) == 0:
         suggested["artifact_bytes"] = DEFAULT_THRESHOLDS["artifact_bytes"]  # exact: the 1% metadata allowance
     # In-sample check of the suggestion (the same runs it came from; a rerun is the out-of-sample test).
-    with_suggested = [compare_dirs(a, b, Options(thresholds=suggested, bootstrap_resamples=0)).exit_code
+    usable = {k: v for k, v in suggested.items() if v is not None}
+    with_suggested = [compare_dirs(a, b, Options(thresholds=usable, bootstrap_resamples=0)).exit_code
                       for a, b in same_pairs]
     return {
         "spec": str(SPEC.relative_to(ROOT)), "wider": f"examples/ci_model.py with WIDTH = {WIDER}",
@@ -214,7 +218,7 @@ def real() -> dict:
         "wider_model": {"comparisons": wide, "detected": sum(w["exit_code"] == 7 for w in wide)},
         "suggested_thresholds": suggested, "default_thresholds": dict(DEFAULT_THRESHOLDS),
         "false_alarms_with_suggested_thresholds": sum(code == 7 for code in with_suggested),
-        "defaults_cover_noise": {k: DEFAULT_THRESHOLDS[k] >= max(noise[k], default=0.0) for k in noise},
+        "defaults_cover_noise": {k: DEFAULT_THRESHOLDS[k] >= max(v) if v else None for k, v in noise.items()},
         "runs": [str(p.relative_to(ROOT)) for p in runs["base"] + runs["wide"]],
     }
 
