@@ -794,9 +794,10 @@ def _fmt_threshold(t: float) -> str:
 
 def _method_line(c: Comparison) -> str:
     th = ", ".join(f"{METRIC[k].label} {_fmt_threshold(v)}" for k, v in c.options.thresholds.items())
-    return (f"A regression is significant (Benjamini-Hochberg over the {c.tests} tests of this comparison, "
-            f"adjusted p < {c.options.alpha:g}; one-sample and exact metrics: the threshold alone) and beyond "
-            f"its threshold: {th}. Intervals: {CI_LEVEL:.0%} bootstrap of the ratio shown.")
+    tests = (f"Benjamini-Hochberg over the {c.tests} test{'s' if c.tests != 1 else ''} of this comparison, "
+             f"adjusted p < {c.options.alpha:g}" if c.tests else "no test ran in this comparison")
+    return (f"A regression is significant ({tests}; one-sample and exact metrics: the threshold alone) and "
+            f"beyond its threshold: {th}. Intervals: {CI_LEVEL:.0%} bootstrap of the ratio shown.")
 
 
 def _headline(c: Comparison) -> str:
