@@ -24,7 +24,7 @@ and the ratio beyond the metric's threshold (NEW > BASE x (1 + t); an improvemen
 BASE / (1 + t)). Why Benjamini-Hochberg: when nothing changed (the case that makes a CI job fail
 for nothing) it bounds the probability of *any* false alarm in the comparison by ``alpha``, as a
 family-wise correction would, while keeping the power to see several real changes at once that
-Holm would lose over some forty tests; the tests of one configuration are positively dependent
+Holm would lose over dozens of tests; the tests of one configuration are positively dependent
 (PRDS), which BH allows. The threshold is what the significance cannot give: on a shared machine,
 two runs of the same code differ by more than the spread within one run, so a significant 3% is
 noise, not a regression (see DEFAULT_THRESHOLDS for where the defaults come from).
