@@ -14,7 +14,7 @@ import time
 import traceback
 from pathlib import Path
 
-BENCHMARKS = ("bench_export", "bench_measure", "bench_privacy")
+BENCHMARKS = ("bench_export", "bench_measure", "bench_privacy", "bench_compare")
 OUT = Path("results/benchmarks")
 
 

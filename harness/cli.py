@@ -217,6 +217,35 @@ def clean_cmd(
     raise typer.Exit(clean(device, spec_path=spec))
 
 
+@app.command("compare")
+def compare_cmd(
+    base: Path = typer.Argument(..., help="The baseline results directory (e.g. the main branch's run)."),
+    new: Path = typer.Argument(..., help="The results directory to judge (e.g. this change's run)."),
+    fmt: str = typer.Option("table", "--format", help="table (terminal), md (a PR comment or job summary) or "
+                                                      "json (every number and verdict)."),
+    threshold: Optional[list[str]] = typer.Option(None, "--threshold", help="Practical size of a change: 5% or "
+                                                  "0.05 for every metric, or METRIC=5% for one (repeatable). "
+                                                  "Metrics: infer_median, infer_p90, load_warm, load_cold, "
+                                                  "mem_model, artifact_bytes, upload_bytes."),
+    allow_device_change: bool = typer.Option(False, "--allow-device-change", help="Compare pairs whose device, "
+                                             "runtime version, threads or protocol differ anyway, and mark them."),
+    alpha: float = typer.Option(0.01, "--alpha", help="False-alarm rate of the whole comparison "
+                                "(Benjamini-Hochberg over every test)."),
+) -> None:
+    """Did the phone part get slower or bigger from BASE to NEW? Pairs rows by (model, cut, embedding,
+    backend, target) and judges the inference median and p90, warm and cold load, model memory,
+    artifact size and upload bytes.
+
+    A regression is significant over the whole comparison and beyond the metric's threshold (defaults
+    from measured noise; see the README's "In CI"). Exit code 0 no regression; 7 a regression (or a
+    configuration that failed in NEW only); 8 nothing comparable; 1 bad input.
+    """
+    from harness.compare import compare
+
+    raise typer.Exit(compare(base, new, fmt=fmt, thresholds=threshold or (), allow_device_change=allow_device_change,
+                             alpha=alpha))
+
+
 def _usage_line(exc) -> str:
     """One line from a typer/click usage error: the message and where to find help."""
     ctx = getattr(exc, "ctx", None)
