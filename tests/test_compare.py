@@ -56,7 +56,7 @@ def record(config: str = "conv1-simple", backend: str = "onnx", *, infer_ns=None
         result.update(infer_ns=infer, infer_aggregate=aggregate, load_cold_ns=cold_ns, cold_method="fadvise_dontneed",
                       load_warm_ns=list(warm_ns), memory=[{"method": "vmhwm_in_process", "before_load_b": 10_000_000,
                                                            "after_load_b": 15_000_000, "peak_b": peak_b}],
-                      cpu_ns=int(wall * cpu_share), wall_runs_ns=wall)
+                      cpu_ns=int(wall * cpu_share), wall_runs_ns=wall, pinned_cpus=[1])
     identity = Identity(model="m", model_definition=model_definition, weights="seed:0", cut=cut,
                         embedding="full" if cut == "full" else "simple", reduced_dim=None, backend=backend,
                         artifact_key=f"art-{config}-{backend}", target=target, device_id=device_id,
