@@ -16,7 +16,7 @@ import typer
 from harness import exitcodes
 from harness.errors import UserError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode="markdown",
                   help="Measure what each split of a neural network costs on a phone, beside how private "
                        "the features it uploads are.\n\nExit codes: " + exitcodes.describe() + ".")
 
@@ -73,8 +73,8 @@ def run_cmd(
     out: Path = typer.Option(..., "--out", help="Results directory."),
     resume: bool = typer.Option(False, "--resume", help="Keep what OUT already measured for the same key; retry failed jobs."),
     target: Optional[list[str]] = typer.Option(None, "--target", help="Override the spec's run.targets (repeatable): "
-                                               "cpu-1core[-<N>mb][:<cpu>], android, android:<serial>, "
-                                               "android:<host>:<port>, ios, ios:<udid>."),
+                                               "cpu-1core[-NNNmb][:CPU], android, android:SERIAL, "
+                                               "android:HOST:PORT, ios, ios:UDID."),
     runs: Optional[int] = typer.Option(None, "--runs", help="Override the spec's run.runs (the papers use 60)."),
     executor: str = typer.Option("serial", "--executor", help="serial (one job at a time), devices (every device "
                                  "of this host at once, one job each), or ray (many hosts)."),
@@ -208,7 +208,7 @@ def doctor_cmd(
 @app.command("clean")
 def clean_cmd(
     device: str = typer.Option(..., "--device", help="The target whose splitbench files to remove "
-                                                      "(android, android:<serial>, ios:<udid>, ...)."),
+                                                      "(android, android:SERIAL, ios:UDID, ...)."),
     spec: Optional[Path] = typer.Option(None, "--spec", help="A spec whose [android] / [ios] table to use."),
 ) -> None:
     """Remove what splitbench left on a device (pushed artifacts, its work directory)."""
