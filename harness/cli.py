@@ -97,11 +97,31 @@ def run_cmd(
 
 
 @app.command("report")
-def report_cmd(out: Path = typer.Argument(..., help="A results directory written by `run`.")) -> None:
-    """Rebuild the figures (and report.html) of a results directory."""
+def report_cmd(
+    out: Path = typer.Argument(..., help="A results directory written by `run`."),
+    max_latency_ms: Optional[float] = typer.Option(None, "--max-latency-ms", help="The budget the report answers "
+                                                   "for (default: the spec's [budget] table)."),
+    max_memory_mb: Optional[float] = typer.Option(None, "--max-memory-mb", help="Phone model-memory budget."),
+    max_upload_kb: Optional[float] = typer.Option(None, "--max-upload-kb", help="Uploaded feature budget."),
+    min_accuracy: Optional[float] = typer.Option(None, "--min-accuracy", help="Primary-task accuracy floor."),
+    network: Optional[str] = typer.Option(None, "--network", help="lte, 3g, wifi, 5g, or custom (with "
+                                          "--uplink-mbps)."),
+    uplink_mbps: Optional[float] = typer.Option(None, "--uplink-mbps", help="Custom uplink."),
+    delay_ms: Optional[float] = typer.Option(None, "--delay-ms", help="Custom one-way delay."),
+) -> None:
+    """Rebuild the figures and report.html of a results directory.
+
+    The report opens with the configuration `splitbench recommend` chooses for a budget: the options
+    here, else the spec's [budget] table, else LTE with an accuracy floor 5 points below the
+    noise-free accuracy. The page's controls then move the budget.
+    """
+    from harness.recommend import budget_from_mapping
     from harness.report import build_report
 
-    for path in build_report(out):
+    budget = budget_from_mapping(dict(max_latency_ms=max_latency_ms, max_memory_mb=max_memory_mb,
+                                      max_upload_kb=max_upload_kb, min_accuracy=min_accuracy, network=network,
+                                      uplink_mbps=uplink_mbps, delay_ms=delay_ms))
+    for path in build_report(out, budget=budget):
         typer.echo(str(path))
 
 
