@@ -61,7 +61,8 @@ def write_rich_run(d: Path) -> Path:
                          infer_ms_min=med * 0.95, infer_ms_max=med * 1.1)
             rows.append(r)
     rows.append(dict(rows[2], backend="onnxruntime", target="cpu-1core", device_id="host:cpu3", status="timeout",
-                     reason="worker exceeded 60 s\nstderr tail", infer_ms_median=np.nan, n_runs=0, cut="c2",
+                     reason="worker exceeded 60 s: " + "RuntimeError: XNNPACK delegate failed to prepare " * 8
+                     + "\nstderr tail", infer_ms_median=np.nan, n_runs=0, cut="c2",
                      embedding="simple", config="c2-simple", timing_kind="samples"))
     rows = [r for i, r in enumerate(rows) if not (r["config"] == "c2-simple" and r["backend"] == "onnxruntime"
                                                     and r["status"] == "ok")]
@@ -171,6 +172,26 @@ window.addEventListener('load', function () {
     });
     return snapshot();
   });
+  // back to no limit at all, every backend and target shown
+  (function () {
+    var root = document.querySelector('.model-answer[data-model="0"]');
+    root.querySelectorAll('input[data-backend], input[data-target]').forEach(function (el) {
+      if (!el.checked) { el.checked = true; fire(el, 'change'); } });
+    var sel = root.querySelector('select[data-limit="network"]'); sel.value = 'lte'; fire(sel, 'change');
+    root.querySelectorAll('input[data-limit]').forEach(function (el) { el.value = ''; fire(el, 'input'); });
+    out.reset = snapshot();
+  }());
+  // hover the recommended point: its numbers in a tooltip; another y axis; another reference for the ratios
+  var pt = document.querySelector('.plotbox[data-model="0"] .pt.chosen'), box = pt.getBoundingClientRect();
+  pt.dispatchEvent(new MouseEvent('mousemove', {bubbles: true, clientX: box.left + 2, clientY: box.top + 2}));
+  var tip = document.querySelector('.plotbox[data-model="0"] .tip');
+  out.tip = [tip.style.display, tip.textContent];
+  var ys = document.querySelector('.plotbox[data-model="0"] select.yaxis'); ys.value = 'accuracy'; fire(ys, 'change');
+  out.yaxis = document.querySelector('.plotbox[data-model="0"] svg').getAttribute('data-y');
+  var ref = document.querySelector('select.ref[data-model="0"]'); ref.value = 'c1-simple'; fire(ref, 'change');
+  out.ratios = Array.prototype.map.call(document.querySelectorAll('table.configs[data-model="0"] tr[data-row]'),
+    function (tr) { return [tr.querySelector('td.name').textContent, tr.getAttribute('data-group'),
+      Array.prototype.map.call(tr.querySelectorAll('td.ratio'), function (td) { return td.textContent; })]; });
   // the page's numbers against harness.units
   var f = window.splitbench.fmt;
   out.fmt = VALUES.map(function (v) { return [f.sig(v), f.ms(v), f.mb(v), f.bytes(v * 1000)]; });
@@ -282,6 +303,20 @@ def test_moving_the_budget_highlights_what_recommend_says(rendered):
             assert rec.choice.config in seen["card"] and rec.choice.where in seen["card"]
         assert seen["cmd"] == budget.command_line(seen["cmd"].split()[2]), why
     assert kinds["nothing"] >= 3 and kinds["slider"] >= 5 and kinds["filtered"] >= 5, kinds
+
+
+def test_hover_axes_and_the_reference_of_the_ratios(rendered):
+    _, _, table, scen, out = rendered
+    display, text = out["tip"]
+    rec = choose(table, Budget())
+    assert out["reset"]["choice"] == _key(rec.choice) and out["reset"]["budget"]["min_accuracy"] == ""
+    assert display == "block" and rec.choice.config in text and "recommended" in text
+    assert "latency" in text and "memory" in text and "vs on-premise" in text
+    assert out["yaxis"] == "accuracy"
+    # against c1-simple: c1-simple itself is the reference; on-premise on onnxruntime (80 ms vs 10 ms) is +700%
+    rows = {(name.split(" ")[0].replace("\u26a0", "").strip(), group): r for name, group, r in out["ratios"]}
+    assert rows[("c1-simple", "0")] == ["ref", "ref", "ref"]
+    assert rows[("on-premise", "0")][0] == "+700%" and rows[("c1-reduced", "0")][0] == "+100%"
 
 
 def test_no_row_is_taller_than_its_content_and_every_figure_loaded(rendered):
