@@ -297,6 +297,18 @@ def attach_cloud(table: pd.DataFrame, cloud_csv: Path) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------- choose
 
 
+def text(x: Any) -> str:
+    """A table cell as text; empty for a missing value (NaN, None), never "nan"."""
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else str(x)
+
+
+def no_median(row: dict) -> str:
+    """Why an aggregate row without a median cannot meet a latency limit."""
+    mean = _opt(row.get("infer_ms_mean"))
+    return ("latency not measured: the phone's tool reported no median"
+            + (f" (only its mean, {mean:.3g} ms)" if mean is not None else ""))
+
+
 def _candidate(row: dict, budget: Budget, net: NetworkProfile, cloud_included: bool, scored: bool = True,
                show_device: bool = False) -> Candidate:
     phone = _opt(row.get("infer_ms_median"))
@@ -332,9 +344,7 @@ def _candidate(row: dict, budget: Budget, net: NetworkProfile, cloud_included: b
                 excess += abs(value - limit) / abs(limit) if limit else math.inf
 
         if phone is None and kind == "aggregate" and budget.max_latency_ms is not None:
-            mean = _opt(row.get("infer_ms_mean"))
-            breaks.append("latency not measured: the phone's tool reported no median"
-                          + (f" (only its mean, {mean:.3g} ms)" if mean is not None else ""))
+            breaks.append(no_median(row))
             excess = math.inf
         over(latency, budget.max_latency_ms, "latency", " ms")
         over(memory, budget.max_memory_mb, "memory", " MB")
@@ -351,7 +361,7 @@ def _candidate(row: dict, budget: Budget, net: NetworkProfile, cloud_included: b
         on_premise=on_premise, privacy=privacy, rank_privacy=_opt(row.get("rank_privacy")), accuracy=acc,
         phone_ms=phone, upload_bytes=nbytes, upload_ms=up, cloud_ms=cloud, latency_ms=latency, memory_mb=memory,
         breaks=tuple(breaks), excess=excess, estimator=None if on_premise or pd.isna(est) else str(est),
-        device_id=str(row.get("device_id") or ""), timing_kind=kind, show_device=show_device,
+        device_id=text(row.get("device_id")), timing_kind=kind, show_device=show_device,
         base_config=config_label(row, with_ratio=False))
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 from harness.merge import config_label
 from harness.network import PROFILES
 from harness.recommend import (BYTES_PER_KB, RULE_COST, RULE_PRIVACY, Budget, Candidate, Recommendation, choose,
-                               latency_formula)
+                               latency_formula, no_median, text)
 from harness.spec import FULL
 from harness.units import fmt_bytes, fmt_mb, fmt_ms, fmt_ratio, sig
 
@@ -82,7 +82,7 @@ def model_data(table: pd.DataFrame, budget: Budget, *, results_dir: str, budget_
     everything = [*first.candidates, *first.on_premise]
     rows = table.to_dict("records")
     by_key = {(str(r["cut"]), str(r["embedding"]), str(r.get("backend", "")), str(r.get("target", "")),
-               str(r.get("device_id") or "")): r for r in rows}
+               text(r.get("device_id"))): r for r in rows}
 
     groups: list[tuple[str, str, str]] = list(dict.fromkeys(_group_key(c) for c in everything))
     onprem = {_group_key(c): c for c in first.on_premise}
@@ -90,23 +90,19 @@ def model_data(table: pd.DataFrame, budget: Budget, *, results_dir: str, budget_
 
     cands = []
     for i, c in enumerate(everything):
-        lat = {k: (rec.candidates[i] if i < len(rec.candidates) else rec.on_premise[i - len(rec.candidates)]).latency_ms
-               for k, rec in per_net.items()}
-        up_ms = {k: (rec.candidates[i] if i < len(rec.candidates) else rec.on_premise[i - len(rec.candidates)]).upload_ms
-                 for k, rec in per_net.items()}
+        same = {k: [*rec.candidates, *rec.on_premise][i] for k, rec in per_net.items()}  # c under each network
+        lat = {k: x.latency_ms for k, x in same.items()}
+        up_ms = {k: x.upload_ms for k, x in same.items()}
         row = by_key.get((c.cut, c.embedding, c.backend, c.target, c.device_id), {})
         base = onprem.get(_group_key(c))
         load = _num(row.get("load_ms_cold"))
         base_row = by_key.get((FULL, FULL, c.backend, c.target, c.device_id), {}) if base else {}
-        mean = _num(row.get("infer_ms_mean"))
         cands.append({
             "i": i, "config": c.config, "base": c.base_config, "r": c.noise_ratio, "backend": c.backend,
             "target": c.target, "device": c.device_id, "where": c.where, "group": groups.index(_group_key(c)),
             "ok": c.status == "ok", "status": c.status, "onprem": c.on_premise, "agg": c.timing_kind == "aggregate",
             "fail": c.breaks[0] if c.status != "ok" and c.breaks else None,
-            "nomedian": ("latency not measured: the phone's tool reported no median"
-                         + (f" (only its mean, {mean:.3g} ms)" if mean is not None else ""))
-            if c.phone_ms is None and c.timing_kind == "aggregate" else None,
+            "nomedian": no_median(row) if c.phone_ms is None and c.timing_kind == "aggregate" else None,
             "privacy": c.privacy, "accuracy": c.accuracy, "memory": c.memory_mb, "phone": c.phone_ms,
             "upload_kb": None if c.upload_bytes is None else c.upload_bytes / BYTES_PER_KB,
             "upload_bytes": c.upload_bytes, "lat": lat, "onprem_i": onprem_idx.get(_group_key(c)),
@@ -184,14 +180,12 @@ def config_rows(table: pd.DataFrame, data: dict[str, Any], summary: pd.DataFrame
     measured in the same place (never across devices)."""
     keys = ["cut", "embedding", "backend", "target", "device_id"]
     t = table.copy()
-    if "device_id" not in t.columns:
-        t["device_id"] = ""
-    t["device_id"] = t["device_id"].fillna("").astype(str)
+    t["device_id"] = [text(v) for v in t["device_id"]] if "device_id" in t.columns else ""
     first = t.drop_duplicates(keys, keep="first").to_dict("records")
     measured: dict[tuple, dict[str, Any]] = {}
     if summary is not None:  # the measurement's own columns (a privacy table's "warnings" would shadow them)
         s = summary.copy()
-        s["device_id"] = s["device_id"].fillna("").astype(str) if "device_id" in s.columns else ""
+        s["device_id"] = [text(v) for v in s["device_id"]] if "device_id" in s.columns else ""
         for r in s.to_dict("records"):
             measured[tuple(str(r[k]).strip() for k in keys)] = r
     groups = [(g["backend"], g["target"], g["device"]) for g in data["groups"]]
