@@ -71,11 +71,13 @@ _DIRECTIONS = ((1, 0), (1, 1), (1, -1), (0, 1), (0, -1), (-1, 1), (-1, -1), (-1,
 
 
 def place_labels(ax, points: list[tuple[float, float]], texts: list[str], *, obstacles=None, fontsize: float = 7.5,
-                 marker_pt: float = 4.0) -> list:
+                 marker_pt: float = 4.0, rings: tuple[float, ...] = _RINGS, skip_crowded: bool = False,
+                 color=None) -> list:
     """Annotate ``points`` with ``texts`` so that no two labels overlap, no label covers a marker (of
     ``obstacles``, default the points) and every label stays inside the axes: each label takes the first
-    free place of :data:`_RINGS` x :data:`_DIRECTIONS`, nearest first (a greedy placement, cheapest
-    configuration first); failing that, the place that overlaps least. Returns the annotations.
+    free place of ``rings`` x :data:`_DIRECTIONS`, nearest first (a greedy placement, in the order given);
+    failing that, the place that overlaps least, or, with ``skip_crowded``, no label at all (None).
+    Returns the annotations.
 
     The axes' limits and scales must be final (the placement is done in display space).
     """
@@ -102,7 +104,7 @@ def place_labels(ax, points: list[tuple[float, float]], texts: list[str], *, obs
         w, h = ext.width + 2, ext.height + 2
         px, py = to_px((x, y))
         best = None
-        for ring in _RINGS:
+        for ring in rings:
             for dx, dy in _DIRECTIONS:
                 ox, oy = dx * ring * px_per_pt, dy * ring * px_per_pt
                 x0 = px + ox if dx > 0 else (px + ox - w if dx < 0 else px - w / 2)
@@ -117,12 +119,15 @@ def place_labels(ax, points: list[tuple[float, float]], texts: list[str], *, obs
                     break
             if best[0] == 0:
                 break
+        if skip_crowded and best[0] > 0:
+            out.append(None)
+            continue
         _, cand, ring, dx, dy = best
         taken.append(cand)
         ha = "left" if dx > 0 else ("right" if dx < 0 else "center")
         va = "bottom" if dy > 0 else ("top" if dy < 0 else "center")
         ann = ax.annotate(text, (x, y), xytext=(dx * ring, dy * ring), textcoords="offset points", ha=ha, va=va,
-                          fontsize=fontsize, zorder=4,
+                          fontsize=fontsize, zorder=4, color=color,
                           arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.45", "shrinkA": 0, "shrinkB": 3}
                           if ring > _RINGS[1] else None)
         out.append(ann)
@@ -241,20 +246,29 @@ def accuracy_privacy_figure(privacy: pd.DataFrame, out_dir: Path) -> list[Path]:
             continue
         fig, ax = plt.subplots(figsize=(7.5, 4.8))
         curves = list(dict.fromkeys(zip(rows["cut"].astype(str), rows["embedding"].astype(str))))
+        labels: list[tuple[int, float, float, str]] = []  # (priority, x, y, text)
+        marks = []
         for i, (cut, emb) in enumerate(curves):
             c = rows[(rows["cut"].astype(str) == cut) & (rows["embedding"].astype(str) == emb)]
             c = c.sort_values("noise_ratio", na_position="first")
             x, y = c["log_rank_privacy"].to_numpy(float), c["primary_accuracy"].to_numpy(float)
             ax.plot(x, y, marker=markers[i % len(markers)], ms=5, lw=1.3, label=f"{cut}-{emb}")
-            for xi, yi, r in zip(x, y, c["noise_ratio"]):
-                if pd.notna(r):
-                    ax.annotate(f"{r:g}", (xi, yi), textcoords="offset points", xytext=(3, -9), fontsize=6.5,
-                                color="0.35")
+            marks += list(zip(x, y))
+            ratios = list(c["noise_ratio"])
+            for j, (xi, yi, r) in enumerate(zip(x, y, ratios)):
+                if pd.notna(r):  # the sweep's ends first, then every other ratio, then the rest
+                    labels.append((0 if j in (0, len(ratios) - 1) else 1 + (j % 2), xi, yi, f"{r:g}"))
         ax.set_title(f"{model}: accuracy vs privacy under the noise sweep (labels: noise ratio r)")
         ax.set_xlabel(f"log-rank privacy of the sensitive label, {est} estimator (0..1, higher = more private)")
         ax.set_ylabel("primary-task accuracy (fraction)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, title="cut-embedding", title_fontsize=8)
+        ax.legend(fontsize=8, title="cut-embedding", title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                  borderaxespad=0)  # outside: never hides a point or a label
+        # Noise-ratio labels where they fit beside their point without covering another label or marker; in
+        # a crowded corner some are left out rather than piled up (the curve's order gives them).
+        labels.sort(key=lambda t: t[0])
+        place_labels(ax, [(x, y) for _, x, y, _ in labels], [t for *_, t in labels], obstacles=marks, fontsize=6.5,
+                     marker_pt=3.0, rings=(3, 7), skip_crowded=True, color="0.35")
         stem = "accuracy_privacy" + (f"_{_safe(model)}" if len(models) > 1 else "") + (
             f"_{_safe(est)}" if len(estimators) > 1 else "")
         paths += _save(fig, out_dir, stem)

@@ -303,13 +303,13 @@
     phone: { label: 'phone inference (median)', get: function (c) { return c.phone; }, fmt: fmtMs },
     memory: { label: 'phone model memory', get: function (c) { return c.memory; }, fmt: fmtMb, limit: 'max_memory_mb' },
     upload: { label: 'uploaded feature', get: function (c) { return c.upload_bytes; }, fmt: fmtBytes, limit: 'max_upload_kb', scale: 1000 },
-    privacy: { label: 'log-rank privacy', get: function (c) { return c.privacy; }, fmt: sig },
-    accuracy: { label: 'primary accuracy', get: function (c) { return c.accuracy; }, fmt: sig, limit: 'min_accuracy' }
+    privacy: { label: 'log-rank privacy', get: function (c) { return c.privacy; }, fmt: sig, linear: true },
+    accuracy: { label: 'primary accuracy', get: function (c) { return c.accuracy; }, fmt: sig, limit: 'min_accuracy', linear: true }
   };
 
-  function scale(values, px0, px1) {
+  function scale(values, px0, px1, linear) {  // a cost spanning decades on a log scale; privacy, accuracy linear
     var vals = values.filter(isNum), lo = Math.min.apply(null, vals), hi = Math.max.apply(null, vals);
-    var log = vals.length > 1 && lo > 0 && hi / lo > 30;
+    var log = !linear && vals.length > 1 && lo > 0 && hi / lo > 30;
     if (!vals.length) { lo = 0; hi = 1; }
     if (log) { lo = lo / 1.3; hi = hi * 1.3; } else {
       var pad = (hi - lo) * 0.06 || Math.abs(hi) * 0.1 || 1; lo -= pad; hi += pad;
@@ -348,7 +348,7 @@
       pts.push({ c: c, x: x, y: y });
     });
     var xs = pts.map(function (p) { return p.x; }).concat(vlines.map(function (p) { return p.x; }));
-    var sx = scale(xs, L, W - R), sy = scale(pts.map(function (p) { return p.y; }), H - B, T);
+    var sx = scale(xs, L, W - R, ax.linear), sy = scale(pts.map(function (p) { return p.y; }), H - B, T, ay.linear);
     var out = ['<svg viewBox="0 0 ' + W + ' ' + H + '" class="tradeoff" data-x="' + st.x + '" data-y="' + st.y + '">'];
     sx.ticks().forEach(function (v) {
       var x = sx(v).toFixed(1);
