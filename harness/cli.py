@@ -97,11 +97,31 @@ def run_cmd(
 
 
 @app.command("report")
-def report_cmd(out: Path = typer.Argument(..., help="A results directory written by `run`.")) -> None:
-    """Rebuild the figures (and report.html) of a results directory."""
+def report_cmd(
+    out: Path = typer.Argument(..., help="A results directory written by `run`."),
+    max_latency_ms: Optional[float] = typer.Option(None, "--max-latency-ms", help="The budget the report answers "
+                                                   "for (default: the spec's [budget] table)."),
+    max_memory_mb: Optional[float] = typer.Option(None, "--max-memory-mb", help="Phone model-memory budget."),
+    max_upload_kb: Optional[float] = typer.Option(None, "--max-upload-kb", help="Uploaded feature budget."),
+    min_accuracy: Optional[float] = typer.Option(None, "--min-accuracy", help="Primary-task accuracy floor."),
+    network: Optional[str] = typer.Option(None, "--network", help="lte, 3g, wifi, 5g, or custom (with "
+                                          "--uplink-mbps)."),
+    uplink_mbps: Optional[float] = typer.Option(None, "--uplink-mbps", help="Custom uplink."),
+    delay_ms: Optional[float] = typer.Option(None, "--delay-ms", help="Custom one-way delay."),
+) -> None:
+    """Rebuild the figures and report.html of a results directory.
+
+    The report opens with the configuration `splitbench recommend` chooses for a budget: the options
+    here, else the spec's [budget] table, else LTE with an accuracy floor 5 points below the
+    noise-free accuracy. The page's controls then move the budget.
+    """
+    from harness.recommend import budget_from_mapping
     from harness.report import build_report
 
-    for path in build_report(out):
+    budget = budget_from_mapping(dict(max_latency_ms=max_latency_ms, max_memory_mb=max_memory_mb,
+                                      max_upload_kb=max_upload_kb, min_accuracy=min_accuracy, network=network,
+                                      uplink_mbps=uplink_mbps, delay_ms=delay_ms))
+    for path in build_report(out, budget=budget):
         typer.echo(str(path))
 
 
@@ -158,25 +178,38 @@ def recommend_cmd(
     uplink_mbps: Optional[float] = typer.Option(None, "--uplink-mbps", help="Custom uplink."),
     delay_ms: Optional[float] = typer.Option(None, "--delay-ms", help="Custom one-way delay."),
     min_accuracy: Optional[float] = typer.Option(None, "--min-accuracy", help="Primary-task accuracy floor."),
-    target: Optional[str] = typer.Option(None, "--target", help="Only this target's measurements."),
+    target: Optional[list[str]] = typer.Option(None, "--target", help="Only this target's measurements "
+                                               "(repeatable)."),
+    backend: Optional[list[str]] = typer.Option(None, "--backend", help="Only this backend's measurements "
+                                                "(repeatable)."),
     estimator: Optional[str] = typer.Option(None, "--estimator", help="Rank by this privacy estimator's scores "
                                             "(default: privacy.csv's only one, else the spec's, else splitbench)."),
+    show_all: bool = typer.Option(False, "--all", help="One line per configuration and noise ratio, instead of "
+                                                       "one per configuration with the ratios that fit."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """Pick the most private configuration that fits a hardware and network budget.
 
     End-to-end latency = phone inference median + upload (delay + bytes over the uplink) + the cloud
-    part (cloud.csv). Prints the choice, the Pareto frontier and what each other configuration breaks.
-    Without privacy scores the fastest configuration that fits is chosen, and the output says privacy
-    was not scored. Exit code 0; 3 when nothing fits (one line names the closest configuration and what
-    it breaks); 1 for bad input.
+    part (cloud.csv). Prints the choice and what it costs against on-premise, the Pareto frontier, and
+    every other configuration on one line with the noise ratios that fit and the limits it breaks
+    (--all: one line per noise ratio). Without privacy scores the fastest configuration that fits is
+    chosen, and the output says privacy was not scored. Exit code 0; 3 when nothing fits (one line names
+    the closest configuration and what it breaks); 1 for bad input.
     """
     from harness.recommend import Budget, recommend
 
     budget = Budget(max_latency_ms=max_latency_ms, max_memory_mb=max_memory_mb, max_upload_kb=max_upload_kb,
                     network=network, uplink_mbps=uplink_mbps, delay_ms=delay_ms, min_accuracy=min_accuracy,
-                    target=target)
-    raise typer.Exit(recommend(results, budget, json_out=json_out, estimator=estimator))
+                    target=_one_or_tuple(target), backends=tuple(backend) if backend else None)
+    raise typer.Exit(recommend(results, budget, json_out=json_out, estimator=estimator, show_all=show_all))
+
+
+def _one_or_tuple(values: list[str] | None) -> str | tuple[str, ...] | None:
+    """One --target stays a string (as in --json's budget before --target was repeatable), several a tuple."""
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else tuple(values)
 
 
 @app.command("devices")
