@@ -55,6 +55,8 @@ STATUSES = (OK, FAILED, CRASHED, TIMEOUT, OOM)
 # its first (primary) reading; the others are kept beside it.
 MEMORY_METHODS = {
     "vmhwm_in_process": "VmHWM of the measuring process (reset before load) minus its VmRSS before load",
+    "ru_maxrss_in_process": "getrusage's lifetime peak RSS of the measuring process minus its RSS before load "
+                            "(macOS, where the peak cannot be reset)",
     "proc_status_polled": "VmHWM/VmRSS of the tool's process read from /proc/<pid>/status by a second shell",
     "tool_reported": "the benchmark tool's own figure (often a delta from its start, approximate)",
     "phys_footprint": "task_vm_info phys_footprint before load, after load and its peak (iOS)",

@@ -16,7 +16,7 @@ import typer
 from harness import exitcodes
 from harness.errors import UserError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode="markdown",
                   help="Measure what each split of a neural network costs on a phone, beside how private "
                        "the features it uploads are.\n\nExit codes: " + exitcodes.describe() + ".")
 
@@ -73,8 +73,8 @@ def run_cmd(
     out: Path = typer.Option(..., "--out", help="Results directory."),
     resume: bool = typer.Option(False, "--resume", help="Keep what OUT already measured for the same key; retry failed jobs."),
     target: Optional[list[str]] = typer.Option(None, "--target", help="Override the spec's run.targets (repeatable): "
-                                               "cpu-1core[-<N>mb][:<cpu>], android, android:<serial>, "
-                                               "android:<host>:<port>, ios, ios:<udid>."),
+                                               "cpu-1core[-NNNmb][:CPU], android, android:SERIAL, "
+                                               "android:HOST:PORT, ios, ios:UDID."),
     runs: Optional[int] = typer.Option(None, "--runs", help="Override the spec's run.runs (the papers use 60)."),
     executor: str = typer.Option("serial", "--executor", help="serial (one job at a time), devices (every device "
                                  "of this host at once, one job each), or ray (many hosts)."),
@@ -97,11 +97,31 @@ def run_cmd(
 
 
 @app.command("report")
-def report_cmd(out: Path = typer.Argument(..., help="A results directory written by `run`.")) -> None:
-    """Rebuild the figures (and report.html) of a results directory."""
+def report_cmd(
+    out: Path = typer.Argument(..., help="A results directory written by `run`."),
+    max_latency_ms: Optional[float] = typer.Option(None, "--max-latency-ms", help="The budget the report answers "
+                                                   "for (default: the spec's [budget] table)."),
+    max_memory_mb: Optional[float] = typer.Option(None, "--max-memory-mb", help="Phone model-memory budget."),
+    max_upload_kb: Optional[float] = typer.Option(None, "--max-upload-kb", help="Uploaded feature budget."),
+    min_accuracy: Optional[float] = typer.Option(None, "--min-accuracy", help="Primary-task accuracy floor."),
+    network: Optional[str] = typer.Option(None, "--network", help="lte, 3g, wifi, 5g, or custom (with "
+                                          "--uplink-mbps)."),
+    uplink_mbps: Optional[float] = typer.Option(None, "--uplink-mbps", help="Custom uplink."),
+    delay_ms: Optional[float] = typer.Option(None, "--delay-ms", help="Custom one-way delay."),
+) -> None:
+    """Rebuild the figures and report.html of a results directory.
+
+    The report opens with the configuration `splitbench recommend` chooses for a budget: the options
+    here, else the spec's [budget] table, else LTE with an accuracy floor 5 points below the
+    noise-free accuracy. The page's controls then move the budget.
+    """
+    from harness.recommend import budget_from_mapping
     from harness.report import build_report
 
-    for path in build_report(out):
+    budget = budget_from_mapping(dict(max_latency_ms=max_latency_ms, max_memory_mb=max_memory_mb,
+                                      max_upload_kb=max_upload_kb, min_accuracy=min_accuracy, network=network,
+                                      uplink_mbps=uplink_mbps, delay_ms=delay_ms))
+    for path in build_report(out, budget=budget):
         typer.echo(str(path))
 
 
@@ -158,25 +178,38 @@ def recommend_cmd(
     uplink_mbps: Optional[float] = typer.Option(None, "--uplink-mbps", help="Custom uplink."),
     delay_ms: Optional[float] = typer.Option(None, "--delay-ms", help="Custom one-way delay."),
     min_accuracy: Optional[float] = typer.Option(None, "--min-accuracy", help="Primary-task accuracy floor."),
-    target: Optional[str] = typer.Option(None, "--target", help="Only this target's measurements."),
+    target: Optional[list[str]] = typer.Option(None, "--target", help="Only this target's measurements "
+                                               "(repeatable)."),
+    backend: Optional[list[str]] = typer.Option(None, "--backend", help="Only this backend's measurements "
+                                                "(repeatable)."),
     estimator: Optional[str] = typer.Option(None, "--estimator", help="Rank by this privacy estimator's scores "
                                             "(default: privacy.csv's only one, else the spec's, else splitbench)."),
+    show_all: bool = typer.Option(False, "--all", help="One line per configuration and noise ratio, instead of "
+                                                       "one per configuration with the ratios that fit."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """Pick the most private configuration that fits a hardware and network budget.
 
     End-to-end latency = phone inference median + upload (delay + bytes over the uplink) + the cloud
-    part (cloud.csv). Prints the choice, the Pareto frontier and what each other configuration breaks.
-    Without privacy scores the fastest configuration that fits is chosen, and the output says privacy
-    was not scored. Exit code 0; 3 when nothing fits (one line names the closest configuration and what
-    it breaks); 1 for bad input.
+    part (cloud.csv). Prints the choice and what it costs against on-premise, the Pareto frontier, and
+    every other configuration on one line with the noise ratios that fit and the limits it breaks
+    (--all: one line per noise ratio). Without privacy scores the fastest configuration that fits is
+    chosen, and the output says privacy was not scored. Exit code 0; 3 when nothing fits (one line names
+    the closest configuration and what it breaks); 1 for bad input.
     """
     from harness.recommend import Budget, recommend
 
     budget = Budget(max_latency_ms=max_latency_ms, max_memory_mb=max_memory_mb, max_upload_kb=max_upload_kb,
                     network=network, uplink_mbps=uplink_mbps, delay_ms=delay_ms, min_accuracy=min_accuracy,
-                    target=target)
-    raise typer.Exit(recommend(results, budget, json_out=json_out, estimator=estimator))
+                    target=_one_or_tuple(target), backends=tuple(backend) if backend else None)
+    raise typer.Exit(recommend(results, budget, json_out=json_out, estimator=estimator, show_all=show_all))
+
+
+def _one_or_tuple(values: list[str] | None) -> str | tuple[str, ...] | None:
+    """One --target stays a string (as in --json's budget before --target was repeatable), several a tuple."""
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else tuple(values)
 
 
 @app.command("devices")
@@ -208,13 +241,42 @@ def doctor_cmd(
 @app.command("clean")
 def clean_cmd(
     device: str = typer.Option(..., "--device", help="The target whose splitbench files to remove "
-                                                      "(android, android:<serial>, ios:<udid>, ...)."),
+                                                      "(android, android:SERIAL, ios:UDID, ...)."),
     spec: Optional[Path] = typer.Option(None, "--spec", help="A spec whose [android] / [ios] table to use."),
 ) -> None:
     """Remove what splitbench left on a device (pushed artifacts, its work directory)."""
     from harness.devices import clean
 
     raise typer.Exit(clean(device, spec_path=spec))
+
+
+@app.command("compare")
+def compare_cmd(
+    base: Path = typer.Argument(..., help="The baseline results directory (e.g. the main branch's run)."),
+    new: Path = typer.Argument(..., help="The results directory to judge (e.g. this change's run)."),
+    fmt: str = typer.Option("table", "--format", help="table (terminal), md (a PR comment or job summary) or "
+                                                      "json (every number and verdict)."),
+    threshold: Optional[list[str]] = typer.Option(None, "--threshold", help="Practical size of a change: 5% or "
+                                                  "0.05 for every metric, or METRIC=5% for one (repeatable). "
+                                                  "Metrics: infer_median, infer_p90, load_warm, load_cold, "
+                                                  "mem_model, artifact_bytes, upload_bytes."),
+    allow_device_change: bool = typer.Option(False, "--allow-device-change", help="Compare pairs whose device, "
+                                             "runtime version, threads or protocol differ anyway, and mark them."),
+    alpha: float = typer.Option(0.01, "--alpha", help="False-alarm rate of the whole comparison "
+                                "(Benjamini-Hochberg over every test)."),
+) -> None:
+    """Did the phone part get slower or bigger from BASE to NEW? Pairs rows by (model, cut, embedding,
+    backend, target) and judges the inference median and p90, warm and cold load, model memory,
+    artifact size and upload bytes.
+
+    A regression is significant over the whole comparison and beyond the metric's threshold (defaults
+    from measured noise; see the README's "In CI"). Exit code 0 no regression; 7 a regression (or a
+    configuration that failed in NEW only); 8 nothing comparable; 1 bad input.
+    """
+    from harness.compare import compare
+
+    raise typer.Exit(compare(base, new, fmt=fmt, thresholds=threshold or (), allow_device_change=allow_device_change,
+                             alpha=alpha))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -227,7 +289,7 @@ cluster_app = typer.Typer(no_args_is_help=True, help=(
     "`ray get-auth-token` on the head prints the token every other host needs in ~/.ray/auth_token."))
 app.add_typer(cluster_app, name="cluster")
 
-_DEVICE_HELP = ("Register this target (repeatable), e.g. cpu-1core:1, android:<serial>; default: every device "
+_DEVICE_HELP = ("Register this target (repeatable), e.g. cpu-1core:1, android:SERIAL; default: every device "
                 "`splitbench devices` finds here.")
 
 

@@ -116,6 +116,7 @@ def run_digits(out: Path, *, runs: int = 60, ratios=None) -> int:
     _say("digits: phone cost on cpu-1core")
     outcome = run_spec(spec, out, resume=True)
     build_report(out)
+    first_screen(out)
     return outcome.exit_code
 
 
@@ -123,7 +124,27 @@ def run_vgg(out: Path) -> int:
     from harness.orchestrate import run_spec
 
     spec = parse_spec(tomllib.loads(VGG_SPEC), origin="demo (vgg16_gender)", path=out / "spec.toml")
-    return run_spec(spec, out, resume=True).exit_code
+    code = run_spec(spec, out, resume=True).exit_code  # writes report.html
+    first_screen(out)
+    return code
+
+
+def first_screen(out: Path) -> Path | None:
+    """``report_first_screen.png`` beside the report: the page as a 1400x900 browser window first shows it.
+    Needs headless Chromium; without it, one line says so and the demo goes on."""
+    from harness.report import REPORT_FILE
+    from harness.report.browser import SCREENSHOT_FILE, find_chromium, screenshot
+
+    if not (out / REPORT_FILE).is_file():
+        return None
+    if find_chromium() is None:
+        _say(f"{out.name}: no first-screen screenshot (headless Chromium not installed; `make browser`)")
+        return None
+    try:
+        return screenshot(out / REPORT_FILE, out / SCREENSHOT_FILE)
+    except Exception as exc:  # noqa: BLE001 - a picture of the report is not worth failing the demo
+        _say(f"{out.name}: no first-screen screenshot ({type(exc).__name__}: {exc})")
+        return None
 
 
 def run_demo(out: Path) -> int:
@@ -136,7 +157,8 @@ def run_demo(out: Path) -> int:
     print(f"\nDemo finished in {minutes:.1f} min.")
     for part in ("vgg16_gender", "digits"):
         d = out / part
-        print(f"  {part:13s} {d / 'report.html'}   (summary: {d / 'summary.csv'}, figures: {d / 'figures'})")
+        print(f"  {part:13s} {d / 'report.html'}   (first screen: {d / 'report_first_screen.png'}; summary: "
+              f"{d / 'summary.csv'}, figures: {d / 'figures'})")
     print(f"Try: splitbench recommend {out / 'digits'} --max-latency-ms 60 --max-memory-mb 20 --network lte --min-accuracy 0.9")
     return max(codes)
 

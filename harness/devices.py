@@ -28,7 +28,7 @@ def _console():
 
 def _flat(value: Any) -> str:
     if isinstance(value, dict):
-        return ", ".join(f"{k} {_flat(v)}" for k, v in value.items())
+        return ", ".join(f"{k} {_flat(v)}" for k, v in value.items()) or "—"
     if isinstance(value, (list, tuple)):
         return ", ".join(_flat(v) for v in value)
     return "—" if value is None else str(value)
@@ -80,11 +80,53 @@ def _module(platform: str):
         raise UserError(f"the {platform} agent is not available here: {exc}") from None
 
 
+def probe_artifacts(directory: Path) -> tuple[dict[str, Path], dict[str, str]]:
+    """A tiny model exported by this splitbench's own converters to every backend that converts here, for a
+    device's tools to prove they read these files; and, per backend, the converters that wrote them."""
+    from importlib import metadata
+
+    from harness.backends import BACKENDS
+
+    paths: dict[str, Path] = {}
+    made_by: dict[str, str] = {}
+    try:
+        import torch
+
+        from harness.export import _quiet
+    except ImportError:
+        return paths, made_by
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
+    example = torch.randn(1, 3, 16, 16)
+    for name, backend in BACKENDS.items():
+        versions = []
+        for dist in (p for p in backend.converter_packages if p != "torch"):
+            try:
+                versions.append(f"{dist} {metadata.version(dist)}")
+            except metadata.PackageNotFoundError:
+                versions.append(dist)
+        made_by[name] = ", ".join(versions) or name
+        try:
+            d = directory / name
+            d.mkdir(parents=True, exist_ok=True)
+            with _quiet(directory / "converters.log"):
+                paths[name] = backend.export(model, example, d).path
+        except Exception:  # noqa: BLE001 - a converter missing here: that format is not probed
+            continue
+    return paths, made_by
+
+
 def doctor(platform: str, *, target: str | None = None, spec_path: Path | None = None) -> int:
     """One line per check: ok, FAIL (with the fix) or ? (could not be told). Exit 0 when none failed."""
+    import inspect
+    import tempfile
+
     module = _module(platform)
     default = {"local": "cpu-1core"}.get(platform, platform)
-    checks = module.doctor(target or default, **_options(platform, spec_path))
+    options = _options(platform, spec_path)
+    with tempfile.TemporaryDirectory(prefix="splitbench-probe-") as tmp:
+        if "probe_artifacts" in inspect.signature(module.doctor).parameters:  # the agent checks what its tools read
+            options["probe_artifacts"], options["made_by"] = probe_artifacts(Path(tmp))
+        checks = module.doctor(target or default, **options)
     console = _console()
     for c in checks:
         mark = {True: "[green]ok[/]  ", False: "[red]FAIL[/]", None: "[yellow]?[/]   "}[c.ok]

@@ -125,8 +125,8 @@ class Executor:
                 self._stack.enter_context(agent)
                 info = agent.describe()
             except DeviceUnavailable as exc:
-                raise DeviceUnreachable(f"{target} is unavailable: {exc.reason}; connect it (or remove it from "
-                                        "[run].targets) and run again") from None
+                raise DeviceUnreachable(f"{target} is unavailable: {exc.reason}; make it available (or remove it "
+                                        "from [run].targets) and run again") from None
             if info.device_id in seen:
                 raise UserError(f"targets {seen[info.device_id]} and {target} are the same device "
                                 f"({info.device_id}); list it once")

@@ -20,6 +20,7 @@ from pathlib import Path
 from harness.errors import UserError
 from harness.records import OK, SKIPPED
 from harness.store import SAMPLES_PARQUET, SUMMARY_CSV
+from harness.units import fmt_ms
 
 FIGURES_DIR = "figures"
 FORMATS = ("png", "svg")
@@ -190,7 +191,7 @@ def infer_box(summary, samples, out_dir: Path) -> list[Path]:
         if not data and not aggregates:
             ax.set_ylim(0, 1)
         _xaxis(ax, configs, _panel_title(summary, backend, target, device))
-        ax.set_ylabel("inference time (ms)")
+        time_axis(ax, "y", "inference time")
     n = int(summary.loc[summary["status"] == OK, "n_runs"].max()) if (summary["status"] == OK).any() else 0
     fig.suptitle(f"Inference time per configuration ({_model_name(summary)}; {n} timed runs each)")
     _skipped_note(fig, summary)
@@ -245,11 +246,25 @@ def _clip_outliers(ax, data, positions) -> None:
     for x, values in zip(positions, data):
         above = values[values > top]
         if above.size:
-            ax.annotate(f"{above.size} above\n(max {above.max():.3g} ms)", (x, top), xytext=(0, -3),
+            ax.annotate(f"{above.size} above\n(max {fmt_ms(float(above.max()))})", (x, top), xytext=(0, -3),
                         textcoords="offset points", ha="center", va="top", fontsize=7, color="#7a0000")
 
 
-def _bar_figure(summary, out_dir: Path, draw, ylabel: str, title: str, stem: str) -> list[Path]:
+def time_axis(ax, which: str, what: str) -> None:
+    """Label an axis of milliseconds in the unit its values need: µs when all of it is under 1 ms (a small
+    model's 12 µs median must not read 0.01), ms otherwise. Call once the axis limits are final."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    axis, limits = (ax.yaxis, ax.get_ylim()) if which == "y" else (ax.xaxis, ax.get_xlim())
+    unit = "ms"
+    if max(abs(limits[0]), abs(limits[1])) < 1:
+        axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v * 1000:g}"))
+        axis.set_minor_formatter(NullFormatter())  # a log axis' minor labels would still be in ms
+        unit = "µs"
+    (ax.set_ylabel if which == "y" else ax.set_xlabel)(f"{what} ({unit})")
+
+
+def _bar_figure(summary, out_dir: Path, draw, ylabel: str, title: str, stem: str, time: bool = False) -> list[Path]:
     """One panel per (backend, target), configurations in model order; ``draw(ax, x, row)`` draws one
     measured row, and a failed or missing row is a labelled gap."""
     panels, configs = _panels(summary)
@@ -262,8 +277,11 @@ def _bar_figure(summary, out_dir: Path, draw, ylabel: str, title: str, stem: str
                 continue
             draw(ax, x, row)
         _xaxis(ax, configs, _panel_title(summary, backend, target, device))
-        ax.set_ylabel(ylabel)
         _headroom(ax)
+        if time:
+            time_axis(ax, "y", ylabel)
+        else:
+            ax.set_ylabel(ylabel)
         _dedupe_legend(ax)
     fig.suptitle(f"{title} ({_model_name(summary)})")
     _skipped_note(fig, summary)
@@ -283,8 +301,8 @@ def load_bars(summary, out_dir: Path) -> list[Path]:
             ax.bar(x - w / 2, row["load_ms_cold"], w, color=_COLD, label=f"cold ({how})")
         ax.bar(x + w / 2, row["load_ms_warm"], w, color=_WARM, label="warm (median)")
 
-    return _bar_figure(summary, out_dir, draw, "load time (ms)", "Model load time, file to ready session",
-                       "load_bars")
+    return _bar_figure(summary, out_dir, draw, "load time", "Model load time, file to ready session",
+                       "load_bars", time=True)
 
 
 def memory_bars(summary, out_dir: Path) -> list[Path]:

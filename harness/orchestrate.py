@@ -350,9 +350,9 @@ def job_line(record: ResultRecord, spec_target: str, note: str = "") -> str:
 
     s = compute_stats(record)
     median = fmt_ms(s.infer_ms_median) if s.infer_ms_median is not None else "—"
-    if s.timing_kind == "aggregate":
-        median += " (tool aggregate)"
     status = record.status if record.ok else f"{record.status}: {short_reason(record.reason, 90)}"
+    if s.timing_kind == "aggregate":
+        status += " (the tool's aggregate, not samples)"
     if record.status == SKIPPED:
         status = short_reason(record.reason, 90)
     warn = f"  [{', '.join(w.code for w in s.warnings)}]" if s.warnings else ""

@@ -40,6 +40,7 @@ from harness.errors import UserError
 from harness.merge import KEY, PRIVACY_FILE, PRIVACY_VALUE_COLUMNS, config_label, load_privacy, merge_privacy
 from harness.spec import FULL
 from harness.network import NetworkProfile, get_profile, upload_ms
+from harness.units import fmt_bytes, fmt_mb, fmt_ms, sig
 
 SUMMARY_FILE = "summary.csv"
 RULE_PRIVACY = ("the most private configuration (log-rank privacy) that fits every limit; ties go to the lower "
@@ -61,18 +62,54 @@ class Budget:
     uplink_mbps: float | None = None
     delay_ms: float | None = None
     min_accuracy: float | None = None  # primary-task accuracy, a fraction in [0, 1]
-    target: str | None = None  # only this target's measurements
+    target: str | tuple[str, ...] | None = None  # only this target's (these targets') measurements
+    backends: tuple[str, ...] | None = None  # only these backends' measurements (None: every backend)
 
     def profile(self) -> NetworkProfile:
         return get_profile(self.network, uplink_mbps=self.uplink_mbps, delay_ms=self.delay_ms)
+
+    @property
+    def targets(self) -> tuple[str, ...] | None:
+        """``target`` as a tuple (None: every target)."""
+        if self.target is None:
+            return None
+        return (self.target,) if isinstance(self.target, str) else tuple(self.target)
 
     def describe(self) -> str:
         parts = [f"latency <= {self.max_latency_ms:g} ms" if self.max_latency_ms is not None else None,
                  f"memory <= {self.max_memory_mb:g} MB" if self.max_memory_mb is not None else None,
                  f"upload <= {self.max_upload_kb:g} kB" if self.max_upload_kb is not None else None,
                  f"accuracy >= {self.min_accuracy:g}" if self.min_accuracy is not None else None,
-                 f"target {self.target}" if self.target else None]
+                 f"target {', '.join(self.targets)}" if self.targets else None,
+                 f"backend {', '.join(self.backends)}" if self.backends else None]
         return ", ".join(p for p in parts if p) or "no limits"
+
+    def command_line(self, results_dir: str = "DIR") -> str:
+        """The `splitbench recommend` call that asks for this budget."""
+        args = [f"splitbench recommend {results_dir}"]
+        for flag, value in (("--max-latency-ms", self.max_latency_ms), ("--max-memory-mb", self.max_memory_mb),
+                            ("--max-upload-kb", self.max_upload_kb), ("--min-accuracy", self.min_accuracy)):
+            if value is not None:
+                args.append(f"{flag} {value:g}")
+        args.append(f"--network {self.network}")
+        if self.uplink_mbps is not None:
+            args.append(f"--uplink-mbps {self.uplink_mbps:g}")
+        if self.delay_ms is not None:
+            args.append(f"--delay-ms {self.delay_ms:g}")
+        args += [f"--target {t}" for t in self.targets or ()]
+        args += [f"--backend {b}" for b in self.backends or ()]
+        return " ".join(args)
+
+
+# The keys of a spec's [budget] table (harness.spec validates them), as Budget's fields.
+BUDGET_KEYS = ("max_latency_ms", "max_memory_mb", "max_upload_kb", "min_accuracy", "network", "uplink_mbps",
+               "delay_ms")
+
+
+def budget_from_mapping(values: dict[str, Any] | None) -> Budget | None:
+    """A :class:`Budget` from a spec's ``[budget]`` table (None when the table is absent or empty)."""
+    values = {k: v for k, v in (values or {}).items() if k in BUDGET_KEYS and v is not None}
+    return Budget(**values) if values else None
 
 
 @dataclass(frozen=True)
@@ -103,6 +140,7 @@ class Candidate:
     device_id: str = ""
     timing_kind: str | None = None  # "samples", or "aggregate" when the phone's tool reported only a summary
     show_device: bool = False  # two devices share this target in the table: name the device
+    base_config: str = ""  # the configuration without its noise ratio (``config`` minus " r=...")
 
     @property
     def fits(self) -> bool:
@@ -259,6 +297,18 @@ def attach_cloud(table: pd.DataFrame, cloud_csv: Path) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------- choose
 
 
+def text(x: Any) -> str:
+    """A table cell as text; empty for a missing value (NaN, None), never "nan"."""
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else str(x)
+
+
+def no_median(row: dict) -> str:
+    """Why an aggregate row without a median cannot meet a latency limit."""
+    mean = _opt(row.get("infer_ms_mean"))
+    return ("latency not measured: the phone's tool reported no median"
+            + (f" (only its mean, {mean:.3g} ms)" if mean is not None else ""))
+
+
 def _candidate(row: dict, budget: Budget, net: NetworkProfile, cloud_included: bool, scored: bool = True,
                show_device: bool = False) -> Candidate:
     phone = _opt(row.get("infer_ms_median"))
@@ -281,7 +331,7 @@ def _candidate(row: dict, budget: Budget, net: NetworkProfile, cloud_included: b
         breaks.append(f"measurement {status}{reason}")
         excess = math.inf
     else:
-        def over(value: float | None, limit: float | None, what: str, unit: str, fmt: str, lower: bool = False):
+        def over(value: float | None, limit: float | None, what: str, unit: str, lower: bool = False):
             nonlocal excess
             if limit is None:
                 return
@@ -290,18 +340,16 @@ def _candidate(row: dict, budget: Budget, net: NetworkProfile, cloud_included: b
                 excess = math.inf
             elif (value < limit) if lower else (value > limit):
                 sign = "<" if lower else ">"
-                breaks.append(f"{what} {value:{fmt}}{unit} {sign} {limit:g}{unit}")
+                breaks.append(f"{what} {sig(value)}{unit} {sign} {limit:g}{unit}")
                 excess += abs(value - limit) / abs(limit) if limit else math.inf
 
         if phone is None and kind == "aggregate" and budget.max_latency_ms is not None:
-            mean = _opt(row.get("infer_ms_mean"))
-            breaks.append("latency not measured: the phone's tool reported no median"
-                          + (f" (only its mean, {mean:.3g} ms)" if mean is not None else ""))
+            breaks.append(no_median(row))
             excess = math.inf
-        over(latency, budget.max_latency_ms, "latency", " ms", ".1f")
-        over(memory, budget.max_memory_mb, "memory", " MB", ".1f")
-        over(None if nbytes is None else nbytes / BYTES_PER_KB, budget.max_upload_kb, "upload", " kB", ".2f")
-        over(acc, budget.min_accuracy, "accuracy", "", ".3f", lower=True)
+        over(latency, budget.max_latency_ms, "latency", " ms")
+        over(memory, budget.max_memory_mb, "memory", " MB")
+        over(None if nbytes is None else nbytes / BYTES_PER_KB, budget.max_upload_kb, "upload", " kB")
+        over(acc, budget.min_accuracy, "accuracy", "", lower=True)
         if scored and not on_premise and privacy is None:
             breaks.append("privacy not scored")
             excess = math.inf
@@ -313,7 +361,8 @@ def _candidate(row: dict, budget: Budget, net: NetworkProfile, cloud_included: b
         on_premise=on_premise, privacy=privacy, rank_privacy=_opt(row.get("rank_privacy")), accuracy=acc,
         phone_ms=phone, upload_bytes=nbytes, upload_ms=up, cloud_ms=cloud, latency_ms=latency, memory_mb=memory,
         breaks=tuple(breaks), excess=excess, estimator=None if on_premise or pd.isna(est) else str(est),
-        device_id=str(row.get("device_id") or ""), timing_kind=kind, show_device=show_device)
+        device_id=text(row.get("device_id")), timing_kind=kind, show_device=show_device,
+        base_config=config_label(row, with_ratio=False))
 
 
 def pareto_frontier(cands: list[Candidate] | tuple[Candidate, ...], *, by_privacy: bool = True
@@ -335,6 +384,11 @@ def _order(c: Candidate) -> tuple:
     return (c.config, c.where)
 
 
+def _latency(c: Candidate) -> float:
+    """End-to-end latency for ranking; unknown (a tool that printed no median, no latency limit) ranks last."""
+    return math.inf if c.latency_ms is None else c.latency_ms
+
+
 def choose(table: pd.DataFrame, budget: Budget) -> Recommendation:
     """The most private configuration of one model's merged table that fits ``budget`` (pure function).
 
@@ -349,11 +403,14 @@ def choose(table: pd.DataFrame, budget: Budget) -> Recommendation:
     if budget.min_accuracy is not None and budget.min_accuracy > 1:
         raise UserError(f"--min-accuracy is a fraction in [0, 1] (0.9 for 90%), got {budget.min_accuracy:g}")
     net = budget.profile()
-    if budget.target is not None:
-        targets = sorted(set(table["target"].astype(str)))
-        if budget.target not in targets:
-            raise UserError(f"no measurements on target {budget.target!r}; the run has {', '.join(targets)}")
-        table = table[table["target"].astype(str) == budget.target]
+    for column, wanted, what in (("target", budget.targets, "target"), ("backend", budget.backends, "backend")):
+        if wanted is None:
+            continue
+        present = sorted(set(table[column].astype(str)))
+        unknown = [w for w in wanted if w not in present]
+        if unknown:
+            raise UserError(f"no measurements on {what} {unknown[0]!r}; the run has {', '.join(present)}")
+        table = table[table[column].astype(str).isin(wanted)]
     cloud_included = "cloud_ms" in table.columns and table["cloud_ms"].notna().all()
     scored = "log_rank_privacy" in table.columns and bool(
         pd.to_numeric(table["log_rank_privacy"], errors="coerce").notna().any())
@@ -366,10 +423,12 @@ def choose(table: pd.DataFrame, budget: Budget) -> Recommendation:
              for r in rows]
     cands = [c for c in all_c if not c.on_premise]
     fitting = [c for c in cands if c.fits]
+    # The rule. harness/report/report.js applies the same rule in the report's budget controls; the
+    # browser test (tests/test_report_browser.py) checks the two agree on many budgets.
     if scored:
-        choice = max(fitting, key=lambda c: (c.privacy, -c.latency_ms, c.config), default=None)
+        choice = max(fitting, key=lambda c: (c.privacy, -_latency(c), c.config), default=None)
     else:
-        choice = min(fitting, key=lambda c: (c.latency_ms, _num(c.memory_mb), c.config), default=None)
+        choice = min(fitting, key=lambda c: (_latency(c), _num(c.memory_mb), c.config), default=None)
     # A configuration below the accuracy floor is no trade-off at all: the frontier is drawn among the
     # others (among every candidate when none reaches the floor).
     floor = budget.min_accuracy
@@ -394,12 +453,10 @@ def choose_all(table: pd.DataFrame, budget: Budget) -> list[Recommendation]:
 
 
 def _f(x: float | None, fmt: str | None = None) -> str:
-    """One decimal, or three significant digits below 1 (a tiny model's 0.0143 ms must not print as 0.0)."""
+    """Three significant digits (see :mod:`harness.units`); ``fmt`` forces a format."""
     if x is None:
         return "-"
-    if fmt:
-        return f"{x:{fmt}}"
-    return f"{x:.1f}" if x == 0 or abs(x) >= 1 else f"{x:.3g}"
+    return f"{x:{fmt}}" if fmt else sig(x)
 
 
 def latency_formula(rec: Recommendation) -> str:
@@ -410,14 +467,15 @@ def latency_formula(rec: Recommendation) -> str:
 
 
 def candidate_row(c: Candidate) -> list[str]:
-    """The cells of the frontier table (also used by the HTML report), under CANDIDATE_HEADERS."""
-    kb = None if c.upload_bytes is None else c.upload_bytes / BYTES_PER_KB
-    return [c.config, c.where, _f(c.privacy, ".3f"), _f(c.accuracy, ".3f"), _f(c.latency_ms), _f(c.phone_ms),
-            _f(c.upload_ms), _f(c.memory_mb), _f(kb, ".2f")]
+    """The cells of the frontier table (also used by the HTML report), under CANDIDATE_HEADERS: every number
+    with its precision and unit (three significant digits, µs under a millisecond)."""
+    return [c.config, c.where, sig(c.privacy) if c.privacy is not None else "-", _f(c.accuracy),
+            fmt_ms(c.latency_ms), fmt_ms(c.phone_ms), fmt_ms(c.upload_ms), fmt_mb(c.memory_mb),
+            fmt_bytes(c.upload_bytes)]
 
 
-CANDIDATE_HEADERS = ["configuration", "backend/target", "log-rank privacy", "accuracy", "latency ms",
-                     "phone ms", "upload ms", "memory MB", "upload kB"]
+CANDIDATE_HEADERS = ["configuration", "backend/target", "log-rank privacy", "accuracy", "latency",
+                     "phone inference", "upload time", "model memory", "upload"]
 
 
 def breaks_text(c: Candidate, choice: Candidate | None, scored: bool = True) -> str:
@@ -430,46 +488,184 @@ def breaks_text(c: Candidate, choice: Candidate | None, scored: bool = True) -> 
     return f"fits, less private than {choice.config}" if scored else f"fits, slower than {choice.config}"
 
 
-def _print(rec: Recommendation, console) -> None:
+def on_premise_of(rec: Recommendation, c: Candidate) -> Candidate | None:
+    """The on-premise row measured where ``c`` was (same backend, target and device): its cost baseline."""
+    return next((b for b in rec.on_premise if (b.backend, b.target, b.device_id) == (c.backend, c.target,
+                                                                                      c.device_id)), None)
+
+
+def versus_on_premise(rec: Recommendation, c: Candidate) -> str:
+    """What ``c`` costs against the whole model on the same phone, as the papers give it (DPFE: "+43.96%
+    time, +22.10% memory relative to ..."): ratios of the phone inference median, model memory, latency."""
+    from harness.units import fmt_ratio
+
+    base = on_premise_of(rec, c)
+    if base is None or base.status != "ok":
+        return "no on-premise measurement on " + c.where
+    return (f"against on-premise on {base.where}: phone inference {fmt_ratio(c.phone_ms, base.phone_ms)}, "
+            f"model memory {fmt_ratio(c.memory_mb, base.memory_mb)}, end-to-end latency "
+            f"{fmt_ratio(c.latency_ms, base.latency_ms)} (on-premise: {fmt_ms(base.latency_ms)}, "
+            f"{fmt_mb(base.memory_mb)})")
+
+
+def ratio_ranges(ratios: list[float | None], chosen: list[float | None]) -> str:
+    """The noise ratios in ``chosen`` as runs of consecutive ratios of ``ratios``: ``0–0.5, 2``."""
+    order = [r for r in ratios if r is not None]
+    picked = {r for r in chosen if r is not None}
+    runs: list[list[float]] = []
+    for i, r in enumerate(order):
+        if r not in picked:
+            continue
+        if runs and order[i - 1] == runs[-1][-1] and i > 0:
+            runs[-1].append(r)
+        else:
+            runs.append([r])
+    return ", ".join(f"{run[0]:g}" if len(run) == 1 else f"{run[0]:g}–{run[-1]:g}" for run in runs)
+
+
+@dataclass(frozen=True)
+class ConfigLine:
+    """One configuration measured on one backend/target/device, with every noise ratio it was scored at:
+    one line of `recommend`'s "every other configuration" table."""
+
+    base_config: str
+    where: str
+    members: tuple[Candidate, ...]  # in table order (ascending noise ratio)
+
+    @property
+    def ratios(self) -> list[float | None]:
+        return [m.noise_ratio for m in self.members]
+
+    @property
+    def fitting(self) -> tuple[Candidate, ...]:
+        return tuple(m for m in self.members if m.fits)
+
+    def fits_text(self) -> str:
+        """``r = 0–0.5`` (the ratios that fit), ``yes``/``no`` without a sweep, ``none``."""
+        if all(r is None for r in self.ratios):
+            return "yes" if self.fitting else "no"
+        fit = ratio_ranges(self.ratios, [m.noise_ratio for m in self.fitting])
+        return f"r = {fit}" if fit else "none"
+
+    def privacy_text(self) -> str:
+        values = [m.privacy for m in self.members if m.privacy is not None]
+        if not values:
+            return "-"
+        lo, hi = min(values), max(values)
+        return sig(lo) if lo == hi else f"{sig(lo)}–{sig(hi)}"
+
+    def why(self, choice: Candidate | None, scored: bool) -> str:
+        """Chosen, fits (and what the choice beats it on), or the limits it breaks, grouped by limit."""
+        if choice is not None and any(m is choice for m in self.members):
+            return "chosen" + (f" at r = {choice.noise_ratio:g}" if choice.noise_ratio is not None else "")
+        parts = []
+        if self.fitting:
+            parts.append("fits" if choice is None else
+                         f"fits, {'less private' if scored else 'slower'} than {choice.config}")
+        broken = [m for m in self.members if not m.fits]
+        kinds: dict[str, list[tuple[float | None, str]]] = {}
+        for m in broken:
+            for b in m.breaks:
+                kinds.setdefault(b.split(" ", 1)[0], []).append((m.noise_ratio, b))
+        for kind, items in kinds.items():
+            texts = list(dict.fromkeys(t for _, t in items))
+            everywhere = len(items) == len(self.members)
+            rng = ratio_ranges(self.ratios, [r for r, _ in items])
+            if len(texts) == 1:
+                parts.append(texts[0] if everywhere or not rng else f"{texts[0]} at r = {rng}")
+            else:
+                r0, t0 = items[0]
+                tail = t0.split(" ", 1)[1] if " " in t0 else t0
+                parts.append(f"{kind} at r = {rng} (r = {r0:g}: {tail})" if r0 is not None else "; ".join(texts))
+        return "; ".join(parts)
+
+
+def config_lines(rec: Recommendation) -> list[ConfigLine]:
+    """The candidates grouped by configuration and where it was measured, in table order."""
+    groups: dict[tuple, list[Candidate]] = {}
+    for c in rec.candidates:
+        groups.setdefault((c.base_config, c.backend, c.target, c.device_id), []).append(c)
+    return [ConfigLine(base_config=k[0], where=v[0].where, members=tuple(v)) for k, v in groups.items()]
+
+
+def _table(*headers: str, title: str, wrap: tuple[str, ...] = ()):
+    """A Rich table that never cuts a word: the ``wrap`` columns wrap, the others keep their width, and a
+    column too narrow even so folds instead of ending in "…"."""
+    from rich import box
     from rich.table import Table
 
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for h in headers:
+        table.add_column(h, overflow="fold", no_wrap=h not in wrap)
+    return table
+
+
+NARROW = 120  # below this many columns, each configuration's place goes under its name
+
+
+def _print(rec: Recommendation, console, *, show_all: bool = False) -> None:
     c = rec.choice
-    console.print(f"[bold]{rec.model}[/bold]  budget: {rec.budget.describe()}")
-    console.print(f"network {rec.network.describe()}")
-    console.print(latency_formula(rec))
-    console.print(f"rule: {RULE_PRIVACY if rec.privacy_scored else RULE_COST}")
-    cloud = f" + cloud {_f(c.cloud_ms)}" if rec.cloud_included else ""
-    kb = _f(c.upload_bytes / BYTES_PER_KB if c.upload_bytes is not None else None, ".2f")
-    privacy = (f"log-rank privacy {_f(c.privacy, '.3f')} ({rec.estimator} estimator), "
+    narrow = console.width < NARROW
+
+    def name(config: str, where: str) -> list[str]:
+        return [f"{config}\n{where}"] if narrow else [config, where]
+
+    place = ["configuration"] if narrow else ["configuration", "backend/target"]
+    console.print(f"[bold]{rec.model}[/bold]  budget: {rec.budget.describe()}", markup=True)
+    console.print(f"network {rec.network.describe()}", markup=False)
+    console.print(latency_formula(rec), markup=False)
+    console.print(f"rule: {RULE_PRIVACY if rec.privacy_scored else RULE_COST}", markup=False)
+    cloud = f" + cloud {fmt_ms(c.cloud_ms)}" if rec.cloud_included else ""
+    privacy = (f"log-rank privacy {_f(c.privacy)} ({rec.estimator} estimator), "
                if rec.privacy_scored else "privacy not scored, ")
     console.print(f"[bold green]Recommended:[/bold green] {c.config} on {c.where}: {privacy}"
-                  f"accuracy {_f(c.accuracy, '.3f')}, latency {_f(c.latency_ms)} ms "
-                  f"(phone {_f(c.phone_ms)} + upload {_f(c.upload_ms)}{cloud}), memory {_f(c.memory_mb)} MB, "
-                  f"upload {kb} kB")
+                  f"accuracy {_f(c.accuracy)}, latency {fmt_ms(c.latency_ms)} "
+                  f"(phone {fmt_ms(c.phone_ms)} + upload {fmt_ms(c.upload_ms)}{cloud}), memory {fmt_mb(c.memory_mb)}, "
+                  f"upload {fmt_bytes(c.upload_bytes)}; {versus_on_premise(rec, c)}", highlight=False)
     title = (f"Pareto frontier (log-rank privacy, {rec.estimator} estimator, vs end-to-end latency)"
              if rec.privacy_scored else "Pareto frontier (end-to-end latency vs phone memory; privacy not scored)")
-    front = Table("configuration", "backend/target", "privacy", "accuracy", "latency ms", "memory MB",
-                  "upload kB", "fits", title=title)
+    front = _table(*place, "privacy", "accuracy", "latency", "memory", "upload", "fits", title=title)
     for f in rec.frontier:
         cells = candidate_row(f)
-        front.add_row(*cells[:5], *cells[7:], "chosen" if f is c else ("yes" if f.fits else "no"))
+        front.add_row(*name(f.config, f.where), *cells[2:5], *cells[7:],
+                      "chosen" if f is c else ("yes" if f.fits else "no"))
     console.print(front)
-    others = Table("configuration", "backend/target", "privacy", "why not chosen",
-                   title=f"Every other configuration (privacy: log-rank, {rec.estimator} estimator)"
-                   if rec.privacy_scored else "Every other configuration (privacy not scored)")
-    for o in rec.others:
-        others.add_row(o.config, o.where, _f(o.privacy, ".3f"), breaks_text(o, c, rec.privacy_scored))
+    what = f"log-rank privacy, {rec.estimator} estimator" if rec.privacy_scored else "privacy not scored"
+    if show_all:
+        others = _table(*place, "privacy", "why not chosen", title=f"Every other configuration ({what})",
+                        wrap=("why not chosen",))
+        for o in rec.others:
+            others.add_row(*name(o.config, o.where), _f(o.privacy), breaks_text(o, c, rec.privacy_scored))
+    else:
+        others = _table(*place, "privacy", "fits at r", "why not chosen", wrap=("why not chosen",),
+                        title=f"Every configuration, its noise ratios r on one line ({what}; --all: one line each)")
+        for line in config_lines(rec):
+            others.add_row(*name(line.base_config, line.where), line.privacy_text(), line.fits_text(),
+                           line.why(c, rec.privacy_scored))
     for b in rec.on_premise:
-        others.add_row(f"{b.config} (on-premise baseline)", b.where, "on-device", breaks_text(b, c))
+        others.add_row(*name(f"{b.config} (on-premise)", b.where), "on-device",
+                       *([] if show_all else ["yes" if b.fits else "no"]), breaks_text(b, c))
     console.print(others)
 
 
+def _console():
+    """The console `recommend` prints to: the terminal's width on a terminal; in a pipe or a CI log, wide
+    enough that no line is cut or wrapped (a table there is read whole, or by grep)."""
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=4000, soft_wrap=False)
+    return console
+
+
 def recommend(results_dir: str | Path, budget: Budget, *, json_out: bool = False, console=None,
-              estimator: str | None = None) -> int:
+              estimator: str | None = None, show_all: bool = False) -> int:
     """Print the recommendation for ``budget`` from a results directory; return the exit code (0).
 
-    ``estimator``: whose privacy scores to rank by (see :func:`load_table`). Nothing fitting raises
-    :class:`UserError` with one line (exit 1 through the CLI), after the JSON.
+    ``estimator``: whose privacy scores to rank by (see :func:`load_table`). ``show_all``: one line per
+    candidate (each noise ratio) instead of one per configuration. Nothing fitting raises
+    :class:`NothingFits` with one line (exit 3 through the CLI), after the JSON.
     """
     recs = choose_all(load_table(results_dir, estimator), budget)
     if json_out:
@@ -482,15 +678,10 @@ def recommend(results_dir: str | Path, budget: Budget, *, json_out: bool = False
             obj["models"] = [r.to_dict() for r in recs]
         sys.stdout.write(json.dumps(obj, indent=2) + "\n")
     if not json_out:
-        if console is None:
-            from rich.console import Console
-
-            console = Console()
-            if not console.is_terminal:  # a pipe or a CI log: whole lines, not cut at 80 columns
-                console.width = max(console.width, 200)
+        console = console or _console()
         for r in recs:
             if r.choice is not None:
-                _print(r, console)
+                _print(r, console, show_all=show_all)
     failed = [r for r in recs if r.choice is None]
     if failed:
         raise NothingFits(" | ".join(r.impossible_line() for r in failed))

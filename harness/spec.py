@@ -62,6 +62,7 @@ class Spec:
     run: RunSpec = RunSpec()
     privacy: dict[str, Any] = field(default_factory=dict)  # csv or data (resolved paths), ratios, seed
     devices: dict[str, dict[str, Any]] = field(default_factory=dict)  # [android] / [ios]: the agent's options
+    budget: dict[str, Any] = field(default_factory=dict)  # [budget]: the limits report.html answers for
     text_hash: str = ""  # sha256 of the spec file's bytes
 
     @property
@@ -104,6 +105,15 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
         "seed": (int, "an integer seed"),
         "estimator": (str, "an estimator name: splitbench, dpfe or osia (see `splitbench privacy-score --help`)"),
         "split": (str, 'how the attacker splits the inputs: "stratified" or "dpfe"'),
+    },
+    "budget": {
+        "max_latency_ms": ((int, float), "milliseconds of end-to-end latency"),
+        "max_memory_mb": ((int, float), "MB of phone model memory"),
+        "max_upload_kb": ((int, float), "kB of uploaded feature"),
+        "min_accuracy": ((int, float), "a primary-task accuracy in [0, 1] (0.9 for 90%)"),
+        "network": (str, "lte, 3g, wifi, 5g, or custom (with uplink_mbps)"),
+        "uplink_mbps": ((int, float), "Mbps"),
+        "delay_ms": ((int, float), "milliseconds"),
     },
 }
 
@@ -238,10 +248,28 @@ def parse_spec(data: dict[str, Any], origin: str = "spec", path: Path | None = N
             raise UserError(f"{origin}: [privacy].{key}: unknown value {privacy[key]!r}; valid: {', '.join(allowed)}")
     if "split" in privacy and "data" not in privacy:
         raise UserError(f"{origin}: [privacy].split applies to the noise sweep of [privacy].data, not to a csv")
+    budget = _budget_table(data.get("budget", {}), origin)
     name = data.get("name") or (path.stem if path else (model.zoo or "model"))
     devices = {t: _device_table(data[t], base) for t in DEVICE_TABLES if isinstance(data.get(t), dict)}
     return Spec(name=name, path=path, model=model, split=split, export=export, run=run,
-                privacy=privacy, devices=devices, text_hash=text_hash)
+                privacy=privacy, devices=devices, text_hash=text_hash, budget=budget)
+
+
+def _budget_table(table: dict[str, Any], origin: str) -> dict[str, Any]:
+    """``[budget]``: the limits `splitbench recommend` takes, for the report's first answer (not identity)."""
+    from harness.network import get_profile
+
+    for key, value in table.items():
+        if key != "network" and value < 0:
+            raise UserError(f"{origin}: [budget].{key} must be >= 0, got {value!r}")
+    if table.get("min_accuracy", 0) > 1:
+        raise UserError(f"{origin}: [budget].min_accuracy is a fraction in [0, 1] (0.9 for 90%), "
+                        f"got {table['min_accuracy']!r}")
+    try:
+        get_profile(table.get("network", "lte"), uplink_mbps=table.get("uplink_mbps"), delay_ms=table.get("delay_ms"))
+    except UserError as exc:
+        raise UserError(f"{origin}: [budget]: {exc}") from None
+    return {k: float(v) if k != "network" else v for k, v in table.items()}
 
 
 def _device_table(table: dict[str, Any], base: Path) -> dict[str, Any]:

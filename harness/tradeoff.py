@@ -64,6 +64,76 @@ def pareto_points(x: np.ndarray, y: np.ndarray, names: list[str] | None = None) 
     return np.array(keep, dtype=int)
 
 
+# Where a label may go around its point, in points (1/72 in): the eight directions, nearest first, then
+# farther rings; a label away from its point gets a thin leader line.
+_RINGS = (5, 12, 20, 30, 42, 56, 72)
+_DIRECTIONS = ((1, 0), (1, 1), (1, -1), (0, 1), (0, -1), (-1, 1), (-1, -1), (-1, 0))
+
+
+def place_labels(ax, points: list[tuple[float, float]], texts: list[str], *, obstacles=None, fontsize: float = 7.5,
+                 marker_pt: float = 4.0, rings: tuple[float, ...] = _RINGS, skip_crowded: bool = False,
+                 color=None) -> list:
+    """Annotate ``points`` with ``texts`` so that no two labels overlap, no label covers a marker (of
+    ``obstacles``, default the points) and every label stays inside the axes: each label takes the first
+    free place of ``rings`` x :data:`_DIRECTIONS`, nearest first (a greedy placement, in the order given);
+    failing that, the place that overlaps least, or, with ``skip_crowded``, no label at all (None).
+    Returns the annotations.
+
+    The axes' limits and scales must be final (the placement is done in display space).
+    """
+    fig = ax.figure
+    fig.canvas.draw()  # final layout: limits, scales, the legend placed
+    renderer = fig.canvas.get_renderer()
+    to_px = ax.transData.transform
+    box = ax.get_window_extent(renderer)
+    px_per_pt = fig.dpi / 72.0
+    marks = [to_px((x, y)) for x, y in (obstacles if obstacles is not None else points)]
+    r_mark = marker_pt * px_per_pt
+    taken = [(mx - r_mark, my - r_mark, mx + r_mark, my + r_mark) for mx, my in marks]
+
+    def overlap(a, b) -> float:
+        w = min(a[2], b[2]) - max(a[0], b[0])
+        h = min(a[3], b[3]) - max(a[1], b[1])
+        return w * h if w > 0 and h > 0 else 0.0
+
+    out = []
+    for (x, y), text in zip(points, texts):
+        probe = ax.text(0, 0, text, fontsize=fontsize)
+        ext = probe.get_window_extent(renderer)
+        probe.remove()
+        w, h = ext.width + 2, ext.height + 2
+        px, py = to_px((x, y))
+        best = None
+        for ring in rings:
+            for dx, dy in _DIRECTIONS:
+                ox, oy = dx * ring * px_per_pt, dy * ring * px_per_pt
+                x0 = px + ox if dx > 0 else (px + ox - w if dx < 0 else px - w / 2)
+                y0 = py + oy if dy > 0 else (py + oy - h if dy < 0 else py - h / 2)
+                cand = (x0, y0, x0 + w, y0 + h)
+                outside = (max(0, box.x0 - cand[0]) + max(0, cand[2] - box.x1) + max(0, box.y0 - cand[1])
+                           + max(0, cand[3] - box.y1)) * h * 10
+                cost = outside + sum(overlap(cand, t) for t in taken)
+                if best is None or cost < best[0]:
+                    best = (cost, cand, ring, dx, dy)
+                if cost == 0:
+                    break
+            if best[0] == 0:
+                break
+        if skip_crowded and best[0] > 0:
+            out.append(None)
+            continue
+        _, cand, ring, dx, dy = best
+        taken.append(cand)
+        ha = "left" if dx > 0 else ("right" if dx < 0 else "center")
+        va = "bottom" if dy > 0 else ("top" if dy < 0 else "center")
+        ann = ax.annotate(text, (x, y), xytext=(dx * ring, dy * ring), textcoords="offset points", ha=ha, va=va,
+                          fontsize=fontsize, zorder=4, color=color,
+                          arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.45", "shrinkA": 0, "shrinkB": 3}
+                          if ring > _RINGS[1] else None)
+        out.append(ann)
+    return out
+
+
 def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
 
@@ -112,9 +182,6 @@ def cost_figures(merged: pd.DataFrame, out_dir: Path) -> list[Path]:
                 if "timing_kind" in g.columns and (g["timing_kind"] == "aggregate").any() and col == "infer_ms_median":
                     label += " — tool aggregate"
                 ax.scatter(x, y, color=colors(gi % 10), s=36, zorder=3, label=label)
-                for xi, yi, (_, r) in zip(x, y, g.iterrows()):
-                    ax.annotate(config_label(r, with_ratio=False), (xi, yi), textcoords="offset points",
-                                xytext=(4, 4), fontsize=7.5)
             if len(data):
                 x = data[col].to_numpy(float) * scale
                 y = data["log_rank_privacy"].to_numpy(float)
@@ -131,9 +198,27 @@ def cost_figures(merged: pd.DataFrame, out_dir: Path) -> list[Path]:
             if len(xs) and xs.min() > 0 and xs.max() / xs.min() > 100:  # e.g. 8 floats vs a conv map
                 ax.set_xscale("log")
                 xlabel = xlabel.replace(")", ", log scale)")
+            if len(data):
+                # One label per configuration, beside its cheapest point: its other points (other backends,
+                # targets) have the same privacy, so they lie on the same horizontal line, in the legend's colours.
+                names = [config_label(r, with_ratio=False) for _, r in data.iterrows()]
+                x_all = data[col].to_numpy(float) * scale
+                y_all = data["log_rank_privacy"].to_numpy(float)
+                first = {}
+                for i, name in enumerate(names):
+                    if name not in first or x_all[i] < x_all[first[name]]:
+                        first[name] = i
+                anchors = sorted(first.items(), key=lambda kv: (x_all[kv[1]], y_all[kv[1]]))
+                place_labels(ax, [(x_all[i], y_all[i]) for _, i in anchors], [n for n, _ in anchors],
+                             obstacles=list(zip(x_all, y_all)))
             suffix = f", noise ratio {ratio:g}" if pd.notna(ratio) else ""
             ax.set_title(f"{model}: privacy vs {xlabel.split(' (')[0]}{suffix}")
-            ax.set_xlabel(xlabel)
+            if col == "infer_ms_median":
+                from harness.figures import time_axis
+
+                time_axis(ax, "x", xlabel.rsplit(" (", 1)[0] + (", log scale" if "log scale" in xlabel else ""))
+            else:
+                ax.set_xlabel(xlabel)
             ax.set_ylabel(f"log-rank privacy, {est} estimator\n(0 = always identified, 1 = never)")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # outside: never hides a point
@@ -161,20 +246,29 @@ def accuracy_privacy_figure(privacy: pd.DataFrame, out_dir: Path) -> list[Path]:
             continue
         fig, ax = plt.subplots(figsize=(7.5, 4.8))
         curves = list(dict.fromkeys(zip(rows["cut"].astype(str), rows["embedding"].astype(str))))
+        labels: list[tuple[int, float, float, str]] = []  # (priority, x, y, text)
+        marks = []
         for i, (cut, emb) in enumerate(curves):
             c = rows[(rows["cut"].astype(str) == cut) & (rows["embedding"].astype(str) == emb)]
             c = c.sort_values("noise_ratio", na_position="first")
             x, y = c["log_rank_privacy"].to_numpy(float), c["primary_accuracy"].to_numpy(float)
             ax.plot(x, y, marker=markers[i % len(markers)], ms=5, lw=1.3, label=f"{cut}-{emb}")
-            for xi, yi, r in zip(x, y, c["noise_ratio"]):
-                if pd.notna(r):
-                    ax.annotate(f"{r:g}", (xi, yi), textcoords="offset points", xytext=(3, -9), fontsize=6.5,
-                                color="0.35")
+            marks += list(zip(x, y))
+            ratios = list(c["noise_ratio"])
+            for j, (xi, yi, r) in enumerate(zip(x, y, ratios)):
+                if pd.notna(r):  # the sweep's ends first, then every other ratio, then the rest
+                    labels.append((0 if j in (0, len(ratios) - 1) else 1 + (j % 2), xi, yi, f"{r:g}"))
         ax.set_title(f"{model}: accuracy vs privacy under the noise sweep (labels: noise ratio r)")
         ax.set_xlabel(f"log-rank privacy of the sensitive label, {est} estimator (0..1, higher = more private)")
         ax.set_ylabel("primary-task accuracy (fraction)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, title="cut-embedding", title_fontsize=8)
+        ax.legend(fontsize=8, title="cut-embedding", title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                  borderaxespad=0)  # outside: never hides a point or a label
+        # Noise-ratio labels where they fit beside their point without covering another label or marker; in
+        # a crowded corner some are left out rather than piled up (the curve's order gives them).
+        labels.sort(key=lambda t: t[0])
+        place_labels(ax, [(x, y) for _, x, y, _ in labels], [t for *_, t in labels], obstacles=marks, fontsize=6.5,
+                     marker_pt=3.0, rings=(3, 7), skip_crowded=True, color="0.35")
         stem = "accuracy_privacy" + (f"_{_safe(model)}" if len(models) > 1 else "") + (
             f"_{_safe(est)}" if len(estimators) > 1 else "")
         paths += _save(fig, out_dir, stem)

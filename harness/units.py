@@ -51,3 +51,30 @@ def fmt_bytes(n: float | None, digits: int = 3) -> str:
     if abs(n) < 1000:
         return f"{int(n)} B"
     return fmt_mb(n / 1e6, digits)
+
+
+def fmt_count(n: float | None, digits: int = 3) -> str:
+    """A count such as parameters or MACs: ``640``, ``12.3 k``, ``4.56 M``, ``1.20 G`` (SI)."""
+    if n is None or (isinstance(n, float) and math.isnan(n)):
+        return "—"
+    for scale, suffix in ((1e9, " G"), (1e6, " M"), (1e3, " k")):
+        if abs(n) >= scale:
+            return f"{sig(n / scale, digits)}{suffix}"
+    return f"{int(n)}" if float(n).is_integer() else sig(n, digits)
+
+
+def fmt_ratio(value: float | None, reference: float | None, digits: int = 3) -> str:
+    """``value`` against ``reference`` as the papers print it: ``+44.0%``, ``−22.1%`` (DPFE, Osia et al.),
+    or ``×12.3`` once the change passes +1000%. ``—`` when either is missing or the reference is 0."""
+    if value is None or reference is None or reference == 0:
+        return "—"
+    if any(isinstance(v, float) and math.isnan(v) for v in (value, reference)):
+        return "—"
+    ratio = value / reference
+    if ratio >= 11:
+        return f"×{sig(ratio, digits)}"
+    change = (ratio - 1) * 100
+    if change == 0:
+        return "±0%"
+    text = sig(abs(change), digits)
+    return f"+{text}%" if change > 0 else f"\u2212{text}%"

@@ -231,7 +231,12 @@ def test_cli_prints_choice_frontier_and_rejections(tmp_path, capsys):
     out = " ".join(capsys.readouterr().out.split())  # rich wraps at the terminal width
     assert code == 0
     assert "Recommended:" in out and "Pareto frontier" in out and "cloud part is NOT included" in out
-    assert "c2-reduced r=0.5" in out  # the most private row that keeps accuracy >= 0.9
+    assert "Recommended: c2-reduced on" in out  # the most private row that keeps accuracy >= 0.9 (r = 0)
+    # every other configuration on one line, with the noise ratios that fit and what the others break
+    assert "c2-reduced onnxruntime/cpu-1core 0.500–0.700 r = 0 chosen at r = 0" in out
+    assert "c3-simple onnxruntime/cpu-1core 0.400–0.600 r = 0 fits, less private than c2-reduced; " \
+           "accuracy at r = 0.5–2 (r = 0.5: 0.895 < 0.9)" in out
+    assert "c2-reduced r=0.5" not in out  # (--all lists each ratio)
 
 
 def test_frontier_leaves_out_rows_below_the_accuracy_floor():
@@ -284,3 +289,70 @@ def test_without_privacy_scores_the_fastest_fitting_cut_is_chosen_and_it_says_so
     assert obj["privacy_scored"] is False and "not scored" in obj["rule"]
     with pytest.raises(UserError, match="nothing was scored"):
         load_table(d, estimator="dpfe")
+
+
+def test_terminal_table_fits_the_terminal_and_a_pipe_gets_whole_lines(tmp_path, capsys):
+    import io
+
+    from rich.console import Console
+
+    from harness.recommend import recommend
+
+    d = write_run(tmp_path / "run")
+    budget = Budget(max_latency_ms=100, min_accuracy=0.9)
+    for width in (80, 100):
+        buf = io.StringIO()
+        recommend(d, budget, console=Console(file=buf, width=width, force_terminal=True, color_system=None))
+        text = buf.getvalue()
+        assert "…" not in text and max(map(len, text.splitlines())) <= width
+        assert "c2-reduced" in text and "onnxruntime/cpu-1core" in text
+    # a pipe (capsys is no terminal): full column names, one line per configuration and place
+    assert main(["recommend", str(d), "--max-latency-ms", "100", "--min-accuracy", "0.9"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(ln.split() == ["configuration", "backend/target", "privacy", "fits", "at", "r", "why", "not", "chosen"]
+               for ln in lines)
+    assert any(ln.split()[:4] == ["configuration", "backend/target", "privacy", "accuracy"] for ln in lines)
+    rows = [ln for ln in lines if ln.split()[:1] == ["c1-simple"] and not ln.split()[1].startswith("r=")]
+    assert len(rows) == 2 and "onnxruntime/cpu-1core" in rows[0] and "litert/cpu-1core" in rows[1]
+    assert "r = 0–0.5" in rows[0] and "accuracy 0.850 < 0.9 at r = 2" in rows[0]
+    assert "measurement timeout: worker exceeded 60 s" in rows[1]
+    # --all: one line per noise ratio, as before
+    assert main(["recommend", str(d), "--max-latency-ms", "100", "--min-accuracy", "0.9", "--all"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len([ln for ln in lines if ln.split()[:1] == ["c1-simple"] and "litert" not in ln
+                and "yes" not in ln.split()]) == 3  # every ratio (the frontier's rows say yes or chosen)
+    assert any(ln.split()[:2] == ["c1-simple", "r=0.5"] for ln in lines)
+
+
+def test_numbers_in_the_terminal_carry_their_precision(tmp_path, capsys):
+    d = write_run(tmp_path / "run", ratios=(0.0,))
+    summary = pd.read_csv(d / "summary.csv")
+    summary["infer_ms_median"] = summary["infer_ms_median"] / 800  # a small model: 12.5 µs
+    summary.to_csv(d / "summary.csv", index=False)
+    assert main(["recommend", str(d), "--network", "custom", "--uplink-mbps", "1000000", "--max-latency-ms",
+                 "0.04"]) == 0
+    out = capsys.readouterr().out
+    import re
+
+    assert "Recommended: c1-reduced" in out and "phone 25.0 µs" in out and "12.5 µs" in out
+    assert not re.search(r"(?<![\d.])0\.0+(?![\d])", out)  # never "0.00" for a few microseconds
+    assert "latency 0.0500 ms > 0.04 ms" in out  # a limit's breach: value and limit in the limit's unit
+
+
+def test_backend_and_target_filters_and_the_json_keeps_its_keys(tmp_path, capsys):
+    d = write_run(tmp_path / "run")
+    assert main(["recommend", str(d), "--backend", "litert", "--json"]) == exitcodes.NOTHING_FITS  # only failed
+    capsys.readouterr()
+    assert main(["recommend", str(d), "--backend", "onnxruntime", "--target", "cpu-1core", "--json"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    assert {"budget", "network", "latency", "cloud_included", "model", "estimator", "privacy_scored", "rule", "choice",
+            "closest", "frontier", "rejections", "fitting_others", "on_premise"} <= set(obj)
+    assert {"max_latency_ms", "max_memory_mb", "max_upload_kb", "network", "uplink_mbps", "delay_ms", "min_accuracy",
+            "target"} <= set(obj["budget"])
+    assert obj["budget"]["target"] == "cpu-1core" and obj["budget"]["backends"] == ["onnxruntime"]
+    assert all(r["backend"] == "onnxruntime" for r in obj["rejections"])
+    assert main(["recommend", str(d), "--backend", "coreml"]) == exitcodes.USAGE
+    assert "no measurements on backend 'coreml'" in capsys.readouterr().err
+    b = Budget(max_latency_ms=60, min_accuracy=0.9, target=("a", "b"), backends=("onnx",))
+    assert b.command_line("DIR") == ("splitbench recommend DIR --max-latency-ms 60 --min-accuracy 0.9 --network lte "
+                                     "--target a --target b --backend onnx")

@@ -720,7 +720,7 @@ def clean(target: str, **options: Any) -> list[str]:
 
 
 def doctor(target: str = "android", probe_artifacts: dict[str, str | Path] | None = None,
-           **options: Any) -> list[Check]:
+           made_by: dict[str, str] | None = None, **options: Any) -> list[Check]:
     """What ``splitbench doctor android`` checks: the library, the key, the phone, the pin, thermals,
     root, and each tool (pushed, runs, reads this splitbench's .tflite/.onnx/.pte), with how to fix."""
     checks: list[Check] = []
@@ -779,7 +779,7 @@ def doctor(target: str = "android", probe_artifacts: dict[str, str | Path] | Non
                                               "true cold loads"))
         probes = _probe_artifacts(probe_artifacts)
         for name in P.TOOLS:
-            checks.append(_check_tool(agent, name, opts, probes))
+            checks.append(_check_tool(agent, name, opts, probes, made_by or {}))
     except (DeviceUnavailable, RemoteError, ShellTimeout) as exc:
         checks.append(Check("phone", False, f"lost during the checks: {exc}", "check the cable or the network"))
     finally:
@@ -788,54 +788,13 @@ def doctor(target: str = "android", probe_artifacts: dict[str, str | Path] | Non
 
 
 def _probe_artifacts(given: dict[str, str | Path] | None) -> dict[str, Path]:
-    """A tiny model in each format this splitbench exports (its converters' versions), for the tools to read."""
-    if given is not None:
-        return {k: Path(v) for k, v in given.items()}
-    import tempfile
-
-    out: dict[str, Path] = {}
-    try:
-        import torch
-
-        from harness.backends import BACKENDS
-    except ImportError:
-        return out
-    from harness.export import _quiet  # the converters' progress trees go to a log, not the terminal
-
-    directory = Path(tempfile.mkdtemp(prefix="splitbench-probe-"))
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
-    example = torch.randn(1, 3, 16, 16)
-    for backend in P.TOOL_FOR_BACKEND:
-        try:
-            d = directory / backend
-            d.mkdir()
-            with _quiet(directory / "converters.log"):
-                out[backend] = BACKENDS[backend].export(model, example, d).path
-        except Exception:  # noqa: BLE001 - a converter missing here: that format is not probed
-            continue
-    return out
+    """The tiny models the host exported for the tools to read (``harness.devices`` makes them with this
+    splitbench's converters); none given: the tools are checked to run, not what files they read."""
+    return {k: Path(v) for k, v in (given or {}).items()}
 
 
-def _converters(backend: str) -> str:
-    """The converters that wrote this splitbench's files for ``backend``, with their versions."""
-    from importlib import metadata
-
-    try:
-        from harness.backends import BACKENDS
-
-        names = [p for p in BACKENDS[backend].converter_packages if p != "torch"]
-    except (ImportError, KeyError):
-        names = []
-    out = []
-    for name in names:
-        try:
-            out.append(f"{name} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            out.append(name)
-    return ", ".join(out) or backend
-
-
-def _check_tool(agent: AndroidAgent, name: str, opts: AndroidOptions, probes: dict[str, Path]) -> Check:
+def _check_tool(agent: AndroidAgent, name: str, opts: AndroidOptions, probes: dict[str, Path],
+                made_by: dict[str, str]) -> Check:
     backend = P.BACKEND_FOR_TOOL[name]
     tool = agent.tools.get(name)
     if name in agent.tool_problems:
@@ -859,7 +818,7 @@ def _check_tool(agent: AndroidAgent, name: str, opts: AndroidOptions, probes: di
         result = agent.measure(job)
     finally:
         agent.options = o
-    made_by = _converters(backend)
+    made_by = made_by.get(backend, backend)
     if result.ok:
         return Check(name, True, f"{detail}: runs, reads the {probe.suffix} files this splitbench writes ({made_by})")
     return Check(name, False, f"{detail}: cannot run a {probe.suffix} from {made_by}: {result.status}: {result.reason}",

@@ -494,7 +494,9 @@ def _litert_memory(lines: list[str], block: dict) -> tuple[tuple[MemoryReading, 
     if detail.get("overall_delta_b") is not None or detail.get("init_delta_b") is not None:
         notes.append("the tool's memory figures are deltas from its own start (it says: only APPROXIMATE); "
                      "they are in the reading's detail (init_delta_b, overall_delta_b), with no baseline")
-    return (MemoryReading(method="tool_reported", peak_b=peak_b, detail=detail),), "; ".join(units), notes
+    # Without a baseline, the tool's growth since its start is the model memory it reports (named by the method).
+    return (MemoryReading(method="tool_reported", peak_b=peak_b, growth_b=detail.get("overall_delta_b"),
+                          detail=detail),), "; ".join(units), notes
 
 
 # ------------------------------------------------------------------------------------------------------

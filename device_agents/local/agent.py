@@ -14,6 +14,7 @@ import os
 import platform
 import re
 import signal
+import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -30,6 +31,9 @@ WORKER_MODULE = "device_agents.local.worker"
 # The distribution whose version is "the runtime" of each backend here (the worker reports the
 # versions it actually imported with each result).
 RUNTIME_DISTRIBUTION = {"onnx": "onnxruntime", "litert": "ai-edge-litert", "executorch": "executorch"}
+if sys.platform == "darwin":  # Core ML predicts on macOS: measured through coremltools, compute units cpuOnly
+    RUNTIME_DISTRIBUTION["coreml"] = "coremltools"
+CAN_PIN = hasattr(os, "sched_setaffinity")
 # What else is recorded in the fingerprint (converters, torch, numpy).
 VERSIONED_DISTRIBUTIONS = ("onnxruntime", "ai-edge-litert", "executorch", "torch", "numpy", "litert-torch")
 WORKER_START_TIMEOUT_S = 120.0  # importing ExecuTorch's runtime pulls in torch: seconds, not minutes
@@ -101,7 +105,7 @@ class LocalAgent(DeviceAgent):
                  on_message: Callable[[dict[str, Any]], None] | None = None):
         """``cpu``: the CPU to pin the workers to (default the last CPU this process may use).
         ``on_message``: called with every protocol message as it arrives (progress, tests)."""
-        allowed = sorted(os.sched_getaffinity(0))
+        allowed = sorted(os.sched_getaffinity(0)) if CAN_PIN else list(range(os.cpu_count() or 1))
         self.cpu = allowed[-1] if cpu is None else int(cpu)
         if self.cpu not in allowed:
             raise AgentError(f"CPU {self.cpu} is not available to splitbench (allowed: {allowed}); "
@@ -167,7 +171,7 @@ class LocalAgent(DeviceAgent):
                 "memory_cap_b": self.memory_cap_b, "python": platform.python_version(),
                 "runtime_versions": versions, "protocol_version": protocol.PROTOCOL_VERSION,
             },
-            threads=1,
+            threads=1, compute_units="cpuOnly" if "coreml" in self.backends() else None,
         )
 
     def prepare(self, artifact: ArtifactRef) -> str:
@@ -264,7 +268,9 @@ def discover() -> list[DeviceInfo]:
 def doctor(target: str = "cpu-1core", **options: Any) -> list[Check]:
     """Can this host measure: the CPU to pin to, each runtime importable, the page cache droppable."""
     agent = agent_for(target, **options)
-    checks = [Check("pinned CPU", True, f"CPU {agent.cpu} of {sorted(os.sched_getaffinity(0))}")]
+    checks = [Check("pinned CPU", True, f"CPU {agent.cpu} of {sorted(os.sched_getaffinity(0))}") if CAN_PIN else
+              Check("pinned CPU", None, "this OS offers no thread affinity: runs are not pinned",
+                    "measure on Linux for one-core numbers")]
     for backend, dist in RUNTIME_DISTRIBUTION.items():
         version = _version(dist)
         checks.append(Check(f"{backend} runtime", version is not None, f"{dist} {version}" if version else "missing",

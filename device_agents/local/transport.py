@@ -56,6 +56,8 @@ def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env["PYTHONHASHSEED"] = "0"
     env["PYTHONUNBUFFERED"] = "1"
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    if sys.platform == "darwin":  # Core ML is used in children forked after its import
+        env["OBJC_DISABLE_INITIALIZE_FORK_SAFETY"] = "YES"
     env.update(extra or {})
     return env
 

@@ -181,12 +181,65 @@ class ExecuTorchBackend(Backend):
                 "executorch_threadpool_threads": self.C._threadpool_get_thread_count()}
 
 
-BACKENDS: dict[str, type[Backend]] = {b.name: b for b in (OnnxBackend, LiteRTBackend, ExecuTorchBackend)}
+class CoreMLBackend(Backend):
+    """macOS only: Core ML through coremltools, compute units ``cpuOnly`` (macOS offers no core pinning).
 
+    Not run on this project's Linux CI (Core ML predicts only on macOS): written from coremltools' API,
+    unverified here. The worker sets OBJC_DISABLE_INITIALIZE_FORK_SAFETY so children may use Core ML.
+    """
+
+    name = "coreml"
+    distributions = ("coremltools",)
+
+    def import_runtime(self) -> None:
+        import coremltools
+
+        self.ct = coremltools
+
+    def load(self, path: str):
+        return self.ct.models.MLModel(path, compute_units=self.ct.ComputeUnit.CPU_ONLY)
+
+    def bind(self, session, x):
+        name = session.get_spec().description.input[0].name
+        feed = {name: x}
+        return lambda: session.predict(feed)
+
+    def thread_checks(self, session):
+        return {"coreml_compute_units": "cpuOnly"}
+
+
+BACKENDS: dict[str, type[Backend]] = {b.name: b for b in (OnnxBackend, LiteRTBackend, ExecuTorchBackend)}
+if sys.platform == "darwin":
+    BACKENDS["coreml"] = CoreMLBackend
 
 # -- process facts ---------------------------------------------------------------------------------
+# Linux reads /proc and pins with sched_setaffinity. macOS has neither (and no public thread affinity):
+# there the worker runs unpinned and memory comes from getrusage's lifetime peak (it cannot be reset).
+CAN_PIN = hasattr(os, "sched_setaffinity")
+MEMORY_METHOD = "vmhwm_in_process" if sys.platform.startswith("linux") else "ru_maxrss_in_process"
+
+
+def pin_to(cpu: int) -> list[int]:
+    """Pin this process to ``cpu`` where the OS allows it; return the CPUs it may run on ([] unpinned)."""
+    if not CAN_PIN:
+        return []
+    os.sched_setaffinity(0, {cpu})
+    return pinned_now()
+
+
+def pinned_now() -> list[int]:
+    return sorted(os.sched_getaffinity(0)) if CAN_PIN else []
+
+
 def proc_status() -> dict[str, int]:
-    """The memory lines of /proc/self/status, in bytes."""
+    """The memory lines of /proc/self/status, in bytes (macOS: RSS and getrusage's peak under those names)."""
+    if not sys.platform.startswith("linux"):
+        import resource
+
+        import psutil
+
+        # ru_maxrss is in bytes on macOS; it is the process's lifetime peak.
+        return {"VmRSS": psutil.Process().memory_info().rss, "VmHWM": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
     out = {}
     with open("/proc/self/status") as f:
         for line in f:
@@ -207,6 +260,10 @@ def reset_peak_rss() -> bool:
 
 
 def os_threads() -> int:
+    if not sys.platform.startswith("linux"):
+        import psutil
+
+        return psutil.Process().num_threads()
     return len(os.listdir("/proc/self/task"))
 
 
@@ -216,6 +273,8 @@ def drop_from_page_cache(files: list[Path]) -> tuple[bool, list[str]]:
     DONTNEED only drops clean pages, hence the fsync first. It cannot drop pages another
     process has mapped; a fresh worker has none.
     """
+    if not hasattr(os, "posix_fadvise"):
+        return False, ["posix_fadvise is not available on this OS: the cold load may be warm"]
     ok, notes = True, []
     for f in files:
         try:
@@ -296,7 +355,7 @@ def measure_cold(backend: Backend, job: MeasureJob, x, memory_cap_b: int | None,
     out.update(
         warmup_ns=warmup, infer_ns=samples, cpu_ns=cpu1 - cpu0, wall_runs_ns=wall1 - wall0,
         memory=[_memory(rss_before, rss_after_load, status)], uss_b=psutil.Process().memory_full_info().uss,
-        pinned_cpus=sorted(os.sched_getaffinity(0)),
+        pinned_cpus=pinned_now(),
         threads={**backend.thread_checks(session), "os_threads_before_load": threads_before,
                  "os_threads_after_load": threads_after_load,
                  "os_threads_after_runs": os_threads()},
@@ -310,7 +369,7 @@ def _memory(rss_before: int, rss_after_load: int, status: dict[str, int]) -> dic
     """The child's reading: RSS before and after load, VmHWM (reset before the load) as the peak, and the
     other /proc/self/status lines at the end."""
     detail = {f"{k}_at_end_b": v for k, v in status.items() if k != "VmHWM"}
-    return {"method": "vmhwm_in_process", "before_load_b": rss_before, "after_load_b": rss_after_load,
+    return {"method": MEMORY_METHOD, "before_load_b": rss_before, "after_load_b": rss_after_load,
             "peak_b": status["VmHWM"], "detail": detail}
 
 
@@ -380,8 +439,7 @@ def runtime_versions(backend: Backend) -> dict[str, str]:
 def start(backend_name: str, cpu: int, channel_fd: int) -> Backend:
     """Pin this process to ``cpu``, import the runtime once, say hello; return the backend."""
     # Pin before the runtime is imported, so any pool sized from the affinity mask sees one CPU.
-    os.sched_setaffinity(0, {cpu})
-    pinned = sorted(os.sched_getaffinity(0))
+    pinned = pin_to(cpu)
     if backend_name not in BACKENDS:
         raise ValueError(f"unknown backend {backend_name!r}; the local worker runs {sorted(BACKENDS)}")
     backend = BACKENDS[backend_name]()
@@ -402,13 +460,18 @@ def serve(backend: Backend, job: MeasureJob, memory_cap_b: int | None, channel_f
 
     if job.backend != backend.name:
         raise ValueError(f"a {job.backend} job sent to the {backend.name} worker")
-    pinned = sorted(os.sched_getaffinity(0))
+    pinned = pinned_now()
     # The input is made once, before any child: every child feeds the same bytes.
     x = np.random.default_rng(job.seed).standard_normal(job.input_shape, dtype=np.float32)
     threads_at_fork = os_threads()  # forking a multi-threaded process is unsafe: record it
+    pinning = (f"sched_setaffinity to CPU {pinned[0] if len(pinned) == 1 else pinned}, checked with "
+               "sched_getaffinity in the measuring child" if pinned else
+               "not pinned: this OS offers no thread affinity (macOS); runtimes held to one thread, Core ML to "
+               "cpuOnly compute units")
     result: dict[str, Any] = {"runtime": backend.versions, "memory_cap_b": memory_cap_b, "pinned_cpus": pinned,
-                              "pinning": f"sched_setaffinity to CPU {pinned[0] if len(pinned) == 1 else pinned}, "
-                                         "checked with sched_getaffinity in the measuring child"}
+                              "pinning": pinning}
+    if backend.name == "coreml":
+        result["compute_units"] = "cpuOnly"
     diag: dict[str, Any] = {"worker_pid": os.getpid(), "runtime_import_ns": backend.import_ns}
 
     print(f"worker: cold child for {job.artifact_path}", file=sys.stderr)

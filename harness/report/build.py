@@ -1,0 +1,150 @@
+"""`splitbench report`: rebuild a results directory's figures and write one self-contained report.html.
+
+The page opens with the answer: the configuration `splitbench recommend` chooses for a budget (the
+command line's, else the spec's ``[budget]`` table, else :func:`default_budgets`), what it costs against
+on-premise, and controls that move the budget with the same rule. It holds everything it shows: figures
+as base64 data URIs (SVG when there is one, else PNG), the data as JSON, the style sheet and the script
+inline, the reader's system fonts. It opens offline, from an e-mail attachment as well as from the
+results directory, and prints.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.errors import UserError
+from harness.recommend import Budget
+
+log = logging.getLogger(__name__)
+REPORT_FILE = "report.html"
+ACCURACY_DROP = 0.05  # the default budget's accuracy floor: the noise-free accuracy minus 5 points
+DEFAULT_SOURCE = ("the default budget (no [budget] in the spec): LTE, no hardware limit, accuracy at most "
+                  f"{ACCURACY_DROP * 100:g} points below the noise-free accuracy")
+
+
+def default_budgets(merged: pd.DataFrame) -> dict[str, Budget]:
+    """The report's budget per model when none is given: LTE, no hardware limit, accuracy at most 5 points
+    below noise-free.
+
+    Without an accuracy floor the most private row would be the noisiest, whatever it does to the task;
+    the hardware limits are the reader's to set (the page's controls, `splitbench recommend`, [budget]).
+    """
+    budgets = {}
+    for model in dict.fromkeys(merged["model"].astype(str)):
+        m = merged[(merged["model"].astype(str) == model) & ~merged["on_premise"].astype(bool)]
+        clean = m[m["noise_ratio"].isna() | (m["noise_ratio"] == m["noise_ratio"].min())] \
+            if "noise_ratio" in m.columns else m
+        best = pd.to_numeric(clean["primary_accuracy"], errors="coerce").max() \
+            if "primary_accuracy" in clean.columns else float("nan")
+        floor = None if pd.isna(best) else round(max(float(best) - ACCURACY_DROP, 0.0), 4)
+        budgets[model] = Budget(network="lte", min_accuracy=floor)
+    return budgets
+
+
+def report_budgets(table: pd.DataFrame, manifest: dict[str, Any] | None, budget: Budget | None
+                   ) -> tuple[dict[str, Budget], str]:
+    """The budget the report answers for, per model, and where it comes from."""
+    from harness.recommend import budget_from_mapping
+
+    models = list(dict.fromkeys(table["model"].astype(str)))
+    if budget is not None:
+        return {m: budget for m in models}, "the command line"
+    spec_budget = budget_from_mapping(((manifest or {}).get("spec") or {}).get("budget"))
+    if spec_budget is not None:
+        return {m: spec_budget for m in models}, "the spec's [budget] table"
+    return default_budgets(table), DEFAULT_SOURCE
+
+
+def _load_table(d: Path, summary: pd.DataFrame, notes: list[str]) -> tuple[pd.DataFrame, bool]:
+    """The merged table `recommend` reads (privacy scores when they match), and whether privacy is in it."""
+    from harness.recommend import CLOUD_FILE, attach_cloud, load_table, without_privacy
+
+    if (d / "privacy.csv").is_file():
+        try:
+            return load_table(d), True
+        except UserError as exc:
+            notes.append(f"Privacy scores not shown: {exc}")
+            log.warning("report: privacy scores not shown: %s", exc)
+    try:
+        return attach_cloud(without_privacy(summary), d / CLOUD_FILE), False
+    except UserError as exc:
+        notes.append(f"Cloud part left out of the latency: {exc}")
+        return attach_cloud(without_privacy(summary), d / "no-such-file"), False
+
+
+def build_report(out_dir: str | Path, *, budget: Budget | None = None) -> list[Path]:
+    """Rebuild the figures of DIR (measurement figures, and trade-off figures when DIR/privacy.csv holds
+    scores that match) and write DIR/report.html; returns every file written, the report last.
+
+    ``budget``: the budget the page opens with (default: the spec's [budget], else :func:`default_budgets`).
+    A privacy table that does not match the measurements does not stop the report: the answer is then
+    chosen by cost alone and the mismatch (the one-line message `recommend` gives) is shown at the top.
+    """
+    from harness import __version__
+    from harness.recommend import SUMMARY_FILE, choose
+    from harness.report import data as data_mod
+    from harness.report import page as P
+
+    d = Path(out_dir)
+    if not (d / SUMMARY_FILE).is_file():
+        raise UserError(f"{d} holds no {SUMMARY_FILE}: give a results directory written by `splitbench run`")
+    summary = pd.read_csv(d / SUMMARY_FILE)
+    if summary.empty:
+        raise UserError(f"{d / SUMMARY_FILE} has no rows: nothing was measured")
+    manifest = None
+    if (d / "manifest.json").is_file():
+        try:
+            manifest = json.loads((d / "manifest.json").read_text())
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{d / 'manifest.json'} is not valid JSON ({exc})") from None
+    notes: list[str] = []
+    written: list[Path] = []
+    try:
+        from harness.figures import make_figures
+    except ImportError as exc:
+        notes.append(f"Measurement figures not drawn: harness.figures is not importable ({exc}).")
+    else:
+        written += list(make_figures(d))
+    table, scored = _load_table(d, summary, notes)
+    estimator, others = None, []
+    if scored:
+        from harness.merge import estimators_of, load_privacy
+        from harness.tradeoff import make_tradeoff_figures
+
+        privacy = load_privacy(d)
+        estimator = next(iter(sorted(set(table["estimator"].dropna().astype(str)))), None)
+        others = [e for e in estimators_of(privacy) if e != estimator]
+        written += make_tradeoff_figures(d, merged=table, privacy=privacy)
+
+    budgets, source = report_budgets(table, manifest, budget)
+    recs, models, rows_refs, used = [], [], [], []
+    for model, b in budgets.items():
+        t = table[table["model"].astype(str) == model]
+        rec = choose(t, b)
+        m = data_mod.model_data(t, b, results_dir=str(d.resolve()), budget_source=source)
+        recs.append(rec)
+        models.append(m)
+        rows, refs = data_mod.config_rows(t, m, summary[summary["model"].astype(str) == model])
+        m["refs"] = refs
+        rows_refs.append((rows, refs))
+        used.append(b)
+    figs = P.figures_by_stem(written)
+    failed = int((summary["status"].astype(str) != "ok").sum()) if "status" in summary.columns else 0
+    sections = [P.answer_section(recs, models, used, failed), P.configurations_section(recs, models, rows_refs),
+                P.tradeoff_section(models, figs), P.figures_section(figs)]
+    if scored:
+        sections.append(P.privacy_section(table, estimator or "unspecified", others))
+    sections += [P.measured_section(summary), P.setup_section(manifest)]
+    html_text = P.page(d, title=f"splitbench report: {d.resolve().name}", version=__version__, manifest=manifest,
+                       notes=notes, sections=sections, data_json=data_mod.page_json(models))
+    report = d / REPORT_FILE
+    tmp = report.with_suffix(".html.tmp")
+    tmp.write_text(html_text, encoding="utf-8")
+    tmp.replace(report)
+    return [*written, report]
+
