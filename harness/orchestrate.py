@@ -27,6 +27,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -46,6 +47,7 @@ from harness.tables import short_reason, write_tables
 _VERSIONED = ("splitbench", "torch", "numpy", "onnx", "onnxscript", "onnxruntime", "ai-edge-litert",
               "litert-torch", "executorch", "coremltools", "pandas", "pyarrow", "matplotlib")
 EXECUTORS = ("serial", "devices", "ray")
+TABLES_EVERY_S = 2.0  # summary.csv and samples.parquet are rebuilt at most this often during a run
 
 
 @dataclass(frozen=True)
@@ -409,13 +411,18 @@ def _run_locked(spec: Spec, out: Path, hash_: str, ex, *, resume: bool, progress
     by_device = {info.device_id: info for info in devices.values()}
     records: list[ResultRecord] = []
     measured = 0
+    tables_at = [0.0]  # when the tables were last rebuilt
 
     def write(record: ResultRecord) -> None:
         store.keep_retried(out, record.record_key)
-        store.write_record(out, record)  # the moment it finishes, atomically
+        store.write_record(out, record)  # the moment it finishes, atomically: the records are the truth
         latest[record.identity.key()] = record
-        write_tables(out, list(latest.values()))
         records.append(record)
+        # The tables are derived from the records: rebuilt at most every TABLES_EVERY_S while the run goes
+        # (their cost grows with the records; a lab's driver writes many per second) and always at the end.
+        if time.monotonic() - tables_at[0] >= TABLES_EVERY_S:
+            write_tables(out, list(latest.values()))
+            tables_at[0] = time.monotonic()
 
     todo = [j for j in plan if j.record_key not in existing and j.job is not None]
     remaining = len(todo)
@@ -453,6 +460,7 @@ def _run_locked(spec: Spec, out: Path, hash_: str, ex, *, resume: bool, progress
             ex.stop()
             bar.say(f"interrupted: {len(records)} of {len(plan)} jobs are on disk in {out}; finish with --resume")
 
+    write_tables(out, list(latest.values()))
     attempted = {r.record_key for r in records}
     not_attempted = sum(1 for j in todo if j.record_key not in attempted)
     failed = sum(1 for r in records if r.failed)

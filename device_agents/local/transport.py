@@ -35,6 +35,10 @@ SINGLE_THREAD_ENV = {
     "TORCH_NUM_THREADS": "1",
     "ORT_NUM_THREADS": "1",
 }
+# glibc raises its mmap threshold each time a large mmapped block is freed, so where a runtime's big
+# allocations land (and so how much resident memory a load adds) would depend on what the worker did
+# before. A fixed threshold makes every child start from the same rules, whatever ran before it.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
 # Kept from the host's environment: what Python and the dynamic loader need to find things.
 PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "LD_LIBRARY_PATH", "PYTHONPATH")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -56,6 +60,7 @@ def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env["PYTHONHASHSEED"] = "0"
     env["PYTHONUNBUFFERED"] = "1"
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env.update(MALLOC_ENV)
     if sys.platform == "darwin":  # Core ML is used in children forked after its import
         env["OBJC_DISABLE_INITIALIZE_FORK_SAFETY"] = "YES"
     env.update(extra or {})

@@ -22,7 +22,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from harness.recommend import (Budget, Recommendation, breaks_text, config_lines, on_premise_of)
+from harness.recommend import (Budget, Recommendation, config_lines, on_premise_of)
 from harness.spec import FULL
 from harness.units import fmt_bytes, fmt_count, fmt_mb, fmt_ms, sig
 
