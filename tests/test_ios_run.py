@@ -194,7 +194,7 @@ def test_a_phone_that_drops_while_the_run_starts_is_unreachable(workdir, tmp_pat
     assert main(["run", str(spec), "--out", str(out)]) == exitcodes.DEVICE_LOST
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: ios:{phone.udid} is unavailable: the connection to the iPhone dropped")
-    assert err.endswith("connect it (or remove it from [run].targets) and run again")
+    assert err.endswith("make it available (or remove it from [run].targets) and run again")
 
 
 def test_devices_doctor_and_clean_commands(workdir, tmp_path, phone, capsys):
