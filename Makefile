@@ -13,10 +13,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, pinned: the CPU build kept on this machine.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[all,android,ray,test]'
-	# The iOS agent's client apart: its typing_extensions floor and xdsl's ceiling (under litert-torch)
-	# cannot be solved in one pass, yet both import and work together (checked below).
-	$(PY) -m pip install --quiet -e '.[ios]'
+	$(PY) -m pip install --quiet -e '.[all,test]'
+	# The device agents' clients apart: pymobiledevice3, Ray and adb-shell's cryptography want
+	# typing_extensions>=4.13, xdsl (under litert-torch) declares <4.13. One resolver pass over everything
+	# backtracks into old sdists that cannot build; two passes work, and both sides import and run
+	# together (checked below; pip prints the declared conflict).
+	$(PY) -m pip install --quiet -e '.[android,ray,ios]'
 	# litert-torch and executorch ask for different typing-extensions: prove both import.
 	$(PY) -c "import litert_torch, executorch.runtime, ai_edge_litert.interpreter, onnxruntime, coremltools, adb_shell, pymobiledevice3, ray" >$(VENV)/import-check.log 2>&1 \
 		|| { tail -n 5 $(VENV)/import-check.log; echo "setup: a runtime does not import (full log: $(VENV)/import-check.log)"; exit 1; }
