@@ -340,6 +340,9 @@ _STATUS_KEYS = {"Name:": "name", "State:": "state", "VmHWM:": "hwm", "VmRSS:": "
                 "Cpus_allowed_list:": "cpus"}
 
 
+FAST_POLLS = 20
+
+
 def runner_script(*, tool_path: str, args: Iterable[str], cpu: int, job_dir: str, out_file: str, pid_file: str,
                   poll_s: float, timeout_s: float) -> str:
     """A POSIX ``sh`` script (mksh on the phone, dash here) that starts the tool with ``taskset`` on
@@ -350,7 +353,9 @@ def runner_script(*, tool_path: str, args: Iterable[str], cpu: int, job_dir: str
 
     Every line it prints starts with ``SBR``; the tool's own output goes to ``out_file``.
     """
-    polls = max(1, math.ceil(timeout_s / poll_s))
+    # The first FAST_POLLS polls come every 10 ms: a launcher (the shell, taskset) may still be what runs
+    # at the first one, and a short job may end before a second poll at the full interval.
+    polls = max(1, math.ceil(timeout_s / poll_s)) + FAST_POLLS
     reads = " ".join(f"{k}) {v}=$b ;;" for k, v in _STATUS_KEYS.items())
     fields = " ".join(f"{v}=${v}" for v in _STATUS_KEYS.values() if v != "state")
     command = " ".join(q(a) for a in (tool_path, *args))
@@ -368,7 +373,7 @@ def runner_script(*, tool_path: str, args: Iterable[str], cpu: int, job_dir: str
         f"  echo \"{RUNNER_TAG} poll n=$n {fields}\"",
         "  n=$((n+1))",
         f"  if [ \"$n\" -ge {polls} ]; then kill -9 \"$pid\" 2>/dev/null; echo \"{RUNNER_TAG} timeout polls=$n\"; break; fi",
-        f"  sleep {poll_s:g}",
+        f"  if [ \"$n\" -le {FAST_POLLS} ]; then sleep 0.01; else sleep {poll_s:g}; fi",
         "done",
         "wait \"$pid\"",
         f"echo \"{RUNNER_TAG} exit rc=$?\"",
