@@ -174,7 +174,8 @@ def recommend_cmd(
     max_latency_ms: Optional[float] = typer.Option(None, "--max-latency-ms", help="End-to-end latency budget."),
     max_memory_mb: Optional[float] = typer.Option(None, "--max-memory-mb", help="Phone model-memory budget."),
     max_upload_kb: Optional[float] = typer.Option(None, "--max-upload-kb", help="Uploaded feature budget."),
-    network: str = typer.Option("lte", "--network", help="lte, 3g, wifi, 5g, or custom (with --uplink-mbps)."),
+    network: Optional[str] = typer.Option(None, "--network", help="lte (the default), 3g, wifi, 5g, or custom "
+                                          "(with --uplink-mbps)."),
     uplink_mbps: Optional[float] = typer.Option(None, "--uplink-mbps", help="Custom uplink."),
     delay_ms: Optional[float] = typer.Option(None, "--delay-ms", help="Custom one-way delay."),
     min_accuracy: Optional[float] = typer.Option(None, "--min-accuracy", help="Primary-task accuracy floor."),
@@ -194,15 +195,18 @@ def recommend_cmd(
     part (cloud.csv). Prints the choice and what it costs against on-premise, the Pareto frontier, and
     every other configuration on one line with the noise ratios that fit and the limits it breaks
     (--all: one line per noise ratio). Without privacy scores the fastest configuration that fits is
-    chosen, and the output says privacy was not scored. Exit code 0; 3 when nothing fits (one line names
-    the closest configuration and what it breaks); 1 for bad input.
+    chosen, and the output says privacy was not scored. With no budget option the budget is report.html's:
+    the spec's [budget] table, else LTE with accuracy at most 5 points below noise-free. Exit code 0; 3 when nothing fits (one line
+    names the closest configuration and what it breaks); 1 for bad input.
     """
     from harness.recommend import Budget, recommend
 
-    budget = Budget(max_latency_ms=max_latency_ms, max_memory_mb=max_memory_mb, max_upload_kb=max_upload_kb,
-                    network=network, uplink_mbps=uplink_mbps, delay_ms=delay_ms, min_accuracy=min_accuracy,
-                    target=_one_or_tuple(target), backends=tuple(backend) if backend else None)
-    raise typer.Exit(recommend(results, budget, json_out=json_out, estimator=estimator, show_all=show_all))
+    given = dict(max_latency_ms=max_latency_ms, max_memory_mb=max_memory_mb, max_upload_kb=max_upload_kb,
+                 network=network, uplink_mbps=uplink_mbps, delay_ms=delay_ms, min_accuracy=min_accuracy)
+    given = {k: v for k, v in given.items() if v is not None}
+    raise typer.Exit(recommend(results, Budget(**given) if given else None, json_out=json_out, estimator=estimator,
+                               show_all=show_all, target=_one_or_tuple(target),
+                               backends=tuple(backend) if backend else None))
 
 
 def _one_or_tuple(values: list[str] | None) -> str | tuple[str, ...] | None:

@@ -144,8 +144,9 @@ def merge_privacy(summary: pd.DataFrame, privacy: pd.DataFrame, estimator: str |
     """Join one estimator's privacy scores to summary rows on (model, cut, embedding[, noise_ratio]).
 
     ``estimator`` and ``preferred``: see :func:`select_estimator`. Returns the summary's columns plus
-    the privacy columns (``estimator`` among them; NaN on-premise, which has no score) and
-    ``on_premise``; a summary row appears once per noise ratio of its key. Raises
+    the privacy columns (``estimator`` among them; NaN on-premise, which has no score; another column
+    both tables have, such as ``warnings``, is the summary's, the privacy table's copy ``privacy_<name>``)
+    and ``on_premise``; a summary row appears once per noise ratio of its key. Raises
     :class:`UserError` naming every unmatched key, both ways.
     """
     _check_columns(summary, KEY, "summary.csv")
@@ -175,6 +176,10 @@ def merge_privacy(summary: pd.DataFrame, privacy: pd.DataFrame, estimator: str |
         raise UserError("privacy scores do not match the measurements (keyed by model/cut/embedding): "
                         + "; ".join(problems))
 
+    # a column of both tables besides the scores (warnings, reduced_dim): the measurement keeps its name,
+    # the privacy table's copy is prefixed, never a pandas "_x"/"_y" pair
+    both = [c for c in priv_cut.columns if c in meas.columns and c not in KEY]
+    priv_cut = priv_cut.rename(columns={c: f"privacy_{c}" for c in both})
     cuts = meas[~meas["on_premise"]].merge(priv_cut, on=list(KEY), how="inner", validate="many_to_many")
     full = meas[meas["on_premise"]].copy()
     for col in (*PRIVACY_VALUE_COLUMNS, ESTIMATOR):

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +205,7 @@ class Recommendation:
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model,
+            "budget": asdict(self.budget),
             "estimator": self.estimator,
             "privacy_scored": self.privacy_scored,
             "rule": RULE_PRIVACY if self.privacy_scored else RULE_COST,
@@ -234,14 +235,62 @@ def _opt(x: Any) -> float | None:
 # ---------------------------------------------------------------------------------------------- table
 
 
-def spec_estimator(results_dir: str | Path) -> str | None:
-    """The run's spec's ``[privacy] estimator`` from DIR/manifest.json (None when it names none)."""
+def _spec_table(results_dir: str | Path, name: str) -> dict[str, Any]:
+    """The run's spec's ``[name]`` table from DIR/manifest.json ({} when the run recorded none)."""
     try:
         manifest = json.loads((Path(results_dir) / "manifest.json").read_text())
-        value = ((manifest.get("spec") or {}).get("privacy") or {}).get("estimator")
+        table = (manifest.get("spec") or {}).get(name) or {}
     except (OSError, ValueError, AttributeError):
-        return None
+        return {}
+    return table if isinstance(table, dict) else {}
+
+
+def spec_estimator(results_dir: str | Path) -> str | None:
+    """The run's spec's ``[privacy] estimator`` from DIR/manifest.json (None when it names none)."""
+    value = _spec_table(results_dir, "privacy").get("estimator")
     return value if isinstance(value, str) else None
+
+
+def spec_budget(results_dir: str | Path) -> Budget | None:
+    """The run's spec's ``[budget]`` table from DIR/manifest.json as a :class:`Budget` (None: it has none)."""
+    return budget_from_mapping(_spec_table(results_dir, "budget"))
+
+
+ACCURACY_DROP = 0.05  # the default budget's accuracy floor: the noise-free accuracy minus 5 points
+DEFAULT_SOURCE = ("the default budget (no [budget] in the spec): LTE, no hardware limit, accuracy at most "
+                  f"{ACCURACY_DROP * 100:g} points below the noise-free accuracy")
+
+
+def default_budgets(merged: pd.DataFrame) -> dict[str, Budget]:
+    """The budget per model when none is given: LTE, no hardware limit, accuracy at most 5 points below
+    noise-free.
+
+    Without an accuracy floor the most private row would be the noisiest, whatever it does to the task;
+    the hardware limits are the reader's to set (the options, the report's controls, [budget]).
+    """
+    budgets = {}
+    for model in dict.fromkeys(merged["model"].astype(str)):
+        m = merged[(merged["model"].astype(str) == model) & ~merged["on_premise"].astype(bool)]
+        clean = m[m["noise_ratio"].isna() | (m["noise_ratio"] == m["noise_ratio"].min())] \
+            if "noise_ratio" in m.columns else m
+        best = pd.to_numeric(clean["primary_accuracy"], errors="coerce").max() \
+            if "primary_accuracy" in clean.columns else float("nan")
+        floor = None if pd.isna(best) else round(max(float(best) - ACCURACY_DROP, 0.0), 4)
+        budgets[model] = Budget(network="lte", min_accuracy=floor)
+    return budgets
+
+
+def resolve_budgets(table: pd.DataFrame, results_dir: str | Path, budget: Budget | None
+                    ) -> tuple[dict[str, Budget], str]:
+    """The budget per model that `recommend` and report.html answer for, and where it comes from: ``budget``
+    (the command line's), else the run's spec's [budget] table, else :func:`default_budgets`."""
+    models = list(dict.fromkeys(table["model"].astype(str)))
+    if budget is not None:
+        return {m: budget for m in models}, "the command line"
+    from_spec = spec_budget(results_dir)
+    if from_spec is not None:
+        return {m: from_spec for m in models}, "the spec's [budget] table"
+    return default_budgets(table), DEFAULT_SOURCE
 
 
 def load_table(results_dir: str | Path, estimator: str | None = None) -> pd.DataFrame:
@@ -603,7 +652,7 @@ def _table(*headers: str, title: str, wrap: tuple[str, ...] = ()):
 NARROW = 120  # below this many columns, each configuration's place goes under its name
 
 
-def _print(rec: Recommendation, console, *, show_all: bool = False) -> None:
+def _print(rec: Recommendation, console, *, show_all: bool = False, budget_source: str | None = None) -> None:
     c = rec.choice
     narrow = console.width < NARROW
 
@@ -611,7 +660,10 @@ def _print(rec: Recommendation, console, *, show_all: bool = False) -> None:
         return [f"{config}\n{where}"] if narrow else [config, where]
 
     place = ["configuration"] if narrow else ["configuration", "backend/target"]
-    console.print(f"[bold]{rec.model}[/bold]  budget: {rec.budget.describe()}", markup=True)
+    from rich.markup import escape
+
+    source = f" ({budget_source})" if budget_source else ""
+    console.print(f"[bold]{escape(rec.model)}[/bold]  budget: {escape(rec.budget.describe() + source)}", markup=True)
     console.print(f"network {rec.network.describe()}", markup=False)
     console.print(latency_formula(rec), markup=False)
     console.print(f"rule: {RULE_PRIVACY if rec.privacy_scored else RULE_COST}", markup=False)
@@ -659,18 +711,28 @@ def _console():
     return console
 
 
-def recommend(results_dir: str | Path, budget: Budget, *, json_out: bool = False, console=None,
-              estimator: str | None = None, show_all: bool = False) -> int:
+def recommend(results_dir: str | Path, budget: Budget | None = None, *, json_out: bool = False, console=None,
+              estimator: str | None = None, show_all: bool = False,
+              target: str | tuple[str, ...] | None = None, backends: tuple[str, ...] | None = None) -> int:
     """Print the recommendation for ``budget`` from a results directory; return the exit code (0).
 
-    ``estimator``: whose privacy scores to rank by (see :func:`load_table`). ``show_all``: one line per
-    candidate (each noise ratio) instead of one per configuration. Nothing fitting raises
-    :class:`NothingFits` with one line (exit 3 through the CLI), after the JSON.
+    ``budget`` None: the run's spec's [budget], else the default budget (:func:`resolve_budgets`, as in
+    report.html); ``target``/``backends`` then narrow it. ``estimator``: whose privacy scores to rank by
+    (see :func:`load_table`). ``show_all``: one line per candidate (each noise ratio) instead of one per
+    configuration. Nothing fitting raises :class:`NothingFits` with one line (exit 3 through the CLI),
+    after the JSON.
     """
-    recs = choose_all(load_table(results_dir, estimator), budget)
+    table = load_table(results_dir, estimator)
+    budgets, source = resolve_budgets(table, results_dir, budget)
+    if target is not None or backends is not None:
+        budgets = {m: replace(b, target=target if target is not None else b.target,
+                              backends=backends if backends is not None else b.backends)
+                   for m, b in budgets.items()}
+    recs = [choose(table[table["model"].astype(str) == m], b) for m, b in budgets.items()]
     if json_out:
-        net = recs[0].network if recs else budget.profile()
-        obj = {"budget": asdict(budget), "network": asdict(net),
+        first = next(iter(budgets.values()), budget or Budget())
+        net = recs[0].network if recs else first.profile()
+        obj = {"budget": asdict(first), "budget_source": source, "network": asdict(net),
                "latency": latency_formula(recs[0]) if recs else "", "cloud_included": all(r.cloud_included for r in recs)}
         if len(recs) == 1:
             obj.update(recs[0].to_dict())
@@ -681,7 +743,7 @@ def recommend(results_dir: str | Path, budget: Budget, *, json_out: bool = False
         console = console or _console()
         for r in recs:
             if r.choice is not None:
-                _print(r, console, show_all=show_all)
+                _print(r, console, show_all=show_all, budget_source=source)
     failed = [r for r in recs if r.choice is None]
     if failed:
         raise NothingFits(" | ".join(r.impossible_line() for r in failed))

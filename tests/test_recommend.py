@@ -99,6 +99,17 @@ def test_merge_matches_every_row_and_repeats_measurement_per_ratio():
     assert one["infer_ms_median"].nunique() == 1 and one["log_rank_privacy"].nunique() == 3
 
 
+def test_a_column_of_both_tables_keeps_the_measurements_name():
+    summary = pd.DataFrame(summary_rows())
+    summary["warnings"] = ["core_shared: cpu0 busy"] + [""] * (len(summary) - 1)
+    privacy = pd.DataFrame(privacy_rows())
+    privacy["warnings"] = "few samples"
+    merged = merge_privacy(summary, privacy)
+    assert not [c for c in merged.columns if c.endswith(("_x", "_y"))]
+    assert merged.loc[0, "warnings"] == "core_shared: cpu0 busy"
+    assert (merged.loc[~merged["on_premise"], "privacy_warnings"] == "few samples").all()
+
+
 def test_on_premise_has_no_privacy_and_the_models_accuracy():
     merged = toy_table()
     full = merged[merged["on_premise"]].iloc[0]
@@ -266,6 +277,33 @@ def test_cli_json_parses(tmp_path, capsys):
     assert main(["recommend", str(d), "--max-latency-ms", "1", "--json"]) == exitcodes.NOTHING_FITS
     cap = capsys.readouterr()
     assert json.loads(cap.out)["choice"] is None and len(cap.err.strip().splitlines()) == 1
+
+
+def test_without_budget_options_recommend_answers_for_the_reports_budget(tmp_path, capsys):
+    """No option: the spec's [budget] table, else the report's default budget; the output names which."""
+    from harness.recommend import ACCURACY_DROP, resolve_budgets
+
+    d = write_run(tmp_path / "run", ratios=(0.0, 2.0), failed=False)
+    assert main(["recommend", str(d), "--json"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    floor = round(0.95 - ACCURACY_DROP, 4)  # c1-simple's noise-free accuracy, the best, minus 5 points
+    assert "default budget" in obj["budget_source"] and obj["budget"]["min_accuracy"] == floor
+    assert obj["choice"]["accuracy"] >= floor
+    budgets, source = resolve_budgets(load_table(d), d, None)
+    assert obj["choice"]["config"] == choose(load_table(d), budgets["toy"]).choice.config  # the report's answer
+
+    manifest = json.loads((d / "manifest.json").read_text())
+    manifest["spec"]["budget"] = {"max_latency_ms": 30.0, "network": "custom", "uplink_mbps": 1e6, "delay_ms": 0.0}
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["recommend", str(d)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "budget: latency <= 30 ms (the spec's [budget] table)" in out
+    assert "Recommended: c1-reduced r=2 on" in out  # the most private row within 30 ms, with no accuracy floor
+    assert main(["recommend", str(d), "--max-latency-ms", "15", "--network", "custom", "--uplink-mbps", "1e6",
+                 "--delay-ms", "0", "--json"]) == 0  # an option replaces the spec's budget as a whole
+    obj = json.loads(capsys.readouterr().out)
+    assert obj["budget_source"] == "the command line" and obj["choice"]["cut"] == "c1"
+    assert obj["choice"]["embedding"] == "simple"
 
 
 def test_without_privacy_scores_the_fastest_fitting_cut_is_chosen_and_it_says_so(tmp_path, capsys):

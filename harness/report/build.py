@@ -1,8 +1,8 @@
 """`splitbench report`: rebuild a results directory's figures and write one self-contained report.html.
 
 The page opens with the answer: the configuration `splitbench recommend` chooses for a budget (the
-command line's, else the spec's ``[budget]`` table, else :func:`default_budgets`), what it costs against
-on-premise, and controls that move the budget with the same rule. It holds everything it shows: figures
+command line's, else the spec's ``[budget]`` table, else the default budget; one implementation:
+:func:`harness.recommend.resolve_budgets`), what it costs against on-premise, and controls that move the budget with the same rule. It holds everything it shows: figures
 as base64 data URIs (SVG when there is one, else PNG), the data as JSON, the style sheet and the script
 inline, the reader's system fonts. It opens offline, from an e-mail attachment as well as from the
 results directory, and prints.
@@ -18,46 +18,10 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import UserError
-from harness.recommend import Budget
+from harness.recommend import ACCURACY_DROP, Budget, default_budgets  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 REPORT_FILE = "report.html"
-ACCURACY_DROP = 0.05  # the default budget's accuracy floor: the noise-free accuracy minus 5 points
-DEFAULT_SOURCE = ("the default budget (no [budget] in the spec): LTE, no hardware limit, accuracy at most "
-                  f"{ACCURACY_DROP * 100:g} points below the noise-free accuracy")
-
-
-def default_budgets(merged: pd.DataFrame) -> dict[str, Budget]:
-    """The report's budget per model when none is given: LTE, no hardware limit, accuracy at most 5 points
-    below noise-free.
-
-    Without an accuracy floor the most private row would be the noisiest, whatever it does to the task;
-    the hardware limits are the reader's to set (the page's controls, `splitbench recommend`, [budget]).
-    """
-    budgets = {}
-    for model in dict.fromkeys(merged["model"].astype(str)):
-        m = merged[(merged["model"].astype(str) == model) & ~merged["on_premise"].astype(bool)]
-        clean = m[m["noise_ratio"].isna() | (m["noise_ratio"] == m["noise_ratio"].min())] \
-            if "noise_ratio" in m.columns else m
-        best = pd.to_numeric(clean["primary_accuracy"], errors="coerce").max() \
-            if "primary_accuracy" in clean.columns else float("nan")
-        floor = None if pd.isna(best) else round(max(float(best) - ACCURACY_DROP, 0.0), 4)
-        budgets[model] = Budget(network="lte", min_accuracy=floor)
-    return budgets
-
-
-def report_budgets(table: pd.DataFrame, manifest: dict[str, Any] | None, budget: Budget | None
-                   ) -> tuple[dict[str, Budget], str]:
-    """The budget the report answers for, per model, and where it comes from."""
-    from harness.recommend import budget_from_mapping
-
-    models = list(dict.fromkeys(table["model"].astype(str)))
-    if budget is not None:
-        return {m: budget for m in models}, "the command line"
-    spec_budget = budget_from_mapping(((manifest or {}).get("spec") or {}).get("budget"))
-    if spec_budget is not None:
-        return {m: spec_budget for m in models}, "the spec's [budget] table"
-    return default_budgets(table), DEFAULT_SOURCE
 
 
 def _load_table(d: Path, summary: pd.DataFrame, notes: list[str]) -> tuple[pd.DataFrame, bool]:
@@ -81,12 +45,12 @@ def build_report(out_dir: str | Path, *, budget: Budget | None = None) -> list[P
     """Rebuild the figures of DIR (measurement figures, and trade-off figures when DIR/privacy.csv holds
     scores that match) and write DIR/report.html; returns every file written, the report last.
 
-    ``budget``: the budget the page opens with (default: the spec's [budget], else :func:`default_budgets`).
+    ``budget``: the budget the page opens with (default: the spec's [budget], else the default budget).
     A privacy table that does not match the measurements does not stop the report: the answer is then
     chosen by cost alone and the mismatch (the one-line message `recommend` gives) is shown at the top.
     """
     from harness import __version__
-    from harness.recommend import SUMMARY_FILE, choose
+    from harness.recommend import SUMMARY_FILE, choose, resolve_budgets
     from harness.report import data as data_mod
     from harness.report import page as P
 
@@ -121,7 +85,7 @@ def build_report(out_dir: str | Path, *, budget: Budget | None = None) -> list[P
         others = [e for e in estimators_of(privacy) if e != estimator]
         written += make_tradeoff_figures(d, merged=table, privacy=privacy)
 
-    budgets, source = report_budgets(table, manifest, budget)
+    budgets, source = resolve_budgets(table, d, budget)
     recs, models, rows_refs, used = [], [], [], []
     for model, b in budgets.items():
         t = table[table["model"].astype(str) == model]
