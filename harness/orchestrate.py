@@ -428,6 +428,7 @@ def _run_locked(spec: Spec, out: Path, hash_: str, ex, *, resume: bool, progress
     remaining = len(todo)
     lost: dict[str, str] = {}
     interrupted = False
+    aborted: Exception | None = None  # the executor itself failed (a Ray head lost): raised once all is written
     with Progress(len(plan), progress) as bar:
         for j in plan:  # what needs no device: kept from disk, export failures, skipped backends
             if j.record_key in existing:
@@ -459,19 +460,30 @@ def _run_locked(spec: Spec, out: Path, hash_: str, ex, *, resume: bool, progress
             interrupted = True
             ex.stop()
             bar.say(f"interrupted: {len(records)} of {len(plan)} jobs are on disk in {out}; finish with --resume")
+        except Exception as exc:  # noqa: BLE001 - re-raised below, after the tables and the manifest
+            aborted = exc
+            ex.stop()
+            bar.say(f"the run stopped ({type(exc).__name__}: {exc}): {len(records)} of {len(plan)} jobs are on "
+                    f"disk in {out}; finish with --resume")
 
     write_tables(out, list(latest.values()))
     attempted = {r.record_key for r in records}
     not_attempted = sum(1 for j in todo if j.record_key not in attempted)
     failed = sum(1 for r in records if r.failed)
     skipped = sum(1 for r in records if r.status == SKIPPED)
-    manifest.update(ended_at=_now(), status="interrupted" if interrupted else ("device lost" if lost else "complete"),
+    status = "interrupted" if interrupted else ("device lost" if lost else "complete")
+    if aborted is not None:
+        status = "aborted"
+        manifest["error"] = f"{type(aborted).__name__}: {aborted}"
+    manifest.update(ended_at=_now(), status=status,
                     counts={"planned": len(plan), "done": len(records), "measured_now": measured,
                             "resumed": sum(1 for j in plan if j.record_key in existing),
                             "ok": sum(1 for r in records if r.ok), "failed": failed, "skipped": skipped,
                             "not_attempted": not_attempted},
                     lost=lost, runtimes=_runtimes(records))
     store.atomic_write_json(out / store.MANIFEST_JSON, manifest)
+    if aborted is not None:
+        raise aborted
 
     figures: tuple[Path, ...] = ()
     console = bar.console

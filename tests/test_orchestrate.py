@@ -216,6 +216,33 @@ def test_interrupted_run_keeps_finished_records_and_resume_completes(fake, tmp_p
     assert len(pd.read_csv(out / "summary.csv")) == N_JOBS
 
 
+def test_an_executor_failure_keeps_what_was_measured_and_says_so_in_the_manifest(fake, tmp_path, monkeypatch):
+    """The executor itself failing (a Ray head lost) is not a device's loss: the error goes up (exit 70 with
+    its traceback), but first the tables and a manifest that says "aborted" are written."""
+    out = tmp_path / "out"
+    spec = _spec(tmp_path)
+    fake()
+    plain = executors.Executor.run
+
+    def run_then_fail(self, jobs, **kw):
+        for n, event in enumerate(plain(self, jobs, **kw)):
+            yield event
+            if n == 1:
+                raise ConnectionError("the cluster's head went away")
+
+    monkeypatch.setattr(executors.Executor, "run", run_then_fail)
+    with pytest.raises(ConnectionError, match="head went away"):
+        _run(spec, out)
+    assert len(store.load_records(out)) == 2 and len(pd.read_csv(out / "summary.csv")) == 2
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "aborted" and "head went away" in manifest["error"]
+    assert manifest["counts"]["done"] == 2 and manifest["counts"]["not_attempted"] == N_JOBS - 2
+    monkeypatch.setattr(executors.Executor, "run", plain)
+    agent = fake()
+    outcome = _run(spec, out, resume=True)
+    assert outcome.exit_code == 0 and len(agent.calls) == N_JOBS - 2
+
+
 def test_out_of_another_spec_is_refused_even_with_resume(fake, tmp_path):
     fake()
     out = tmp_path / "out"
