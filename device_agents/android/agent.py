@@ -131,6 +131,12 @@ class AndroidOptions:
                 out[name] = Path(env_dir) / name
         return out
 
+    def check_tools(self) -> None:
+        """:class:`AgentError` for a tool ``[android.tools]`` names that is not a file on this host."""
+        for name, path in self.tools.items():
+            if not Path(path).expanduser().is_file():
+                raise AgentError(f"[android.tools].{name}: no such file {path}; {WHERE_TO_GET[name]}")
+
 
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
@@ -239,17 +245,22 @@ class AndroidAgent(DeviceAgent):
                         f"[ -n \"$p\" ] && kill -9 \"$p\" 2>/dev/null; rm -f \"$f\"; done; "
                         f"rm -rf {jobs} && mkdir -p {jobs}")
 
+    def _host_tools(self) -> list[tuple[ToolInfo, bool]]:
+        """The host's tools, each with whether the phone has the same bytes already (one round trip)."""
+        paths = {n: p for n, p in self.options.tool_paths().items() if p.is_file()}
+        if not paths:
+            return []
+        infos = [ToolInfo(n, p, _sha256(p), self.layout.tool(n)) for n, p in paths.items()]
+        have = P.parse_hashes(self.link.shell(P.hashes_command([i.device_path for i in infos])).output)
+        return [(info, h == info.sha256) for info, h in zip(infos, have + [None] * len(infos))]
+
     def _install_tools(self) -> None:
         """Push each tool the host has (once per content hash) and ask it for its flags."""
-        for name, host in self.options.tool_paths().items():
-            if not host.is_file():
-                if name in self.options.tools:
-                    raise AgentError(f"[android.tools].{name}: no such file {host}; {WHERE_TO_GET[name]}")
-                continue
-            info = ToolInfo(name, host, _sha256(host), self.layout.tool(name))
-            have = P.parse_hashes(self.link.shell(P.hashes_command([info.device_path])).output)
-            if have != [info.sha256]:
-                self._push_checked(host, info.device_path, info.sha256, 0o755)
+        self.options.check_tools()
+        for info, on_phone in self._host_tools():
+            name = info.name
+            if not on_phone:
+                self._push_checked(info.host_path, info.device_path, info.sha256, 0o755)
             try:
                 answer = self.link.shell(f"{P.q(info.device_path)} --help 2>&1 </dev/null", timeout_s=60)
             except ShellTimeout:
@@ -266,13 +277,8 @@ class AndroidAgent(DeviceAgent):
     def _find_tools(self) -> None:
         """Without installing: the host's tools that are on the phone already with the same bytes (the
         others are listed in ``tools_to_push``)."""
-        paths = {n: p for n, p in self.options.tool_paths().items() if p.is_file()}
-        if not paths:
-            return
-        infos = [ToolInfo(n, p, _sha256(p), self.layout.tool(n)) for n, p in paths.items()]
-        have = P.parse_hashes(self.link.shell(P.hashes_command([i.device_path for i in infos])).output)
-        for info, h in zip(infos, have):
-            if h == info.sha256:
+        for info, on_phone in self._host_tools():
+            if on_phone:
                 self.tools[info.name] = info
             else:
                 self.tools_to_push.append(info.name)
@@ -644,9 +650,7 @@ def agent_for(target: str, **options: Any) -> AndroidAgent:
     ``options`` is the spec's ``[android]`` table."""
     address = parse_target(target)
     opts = AndroidOptions.from_options(options)
-    for name in opts.tools:
-        if not Path(opts.tools[name]).expanduser().is_file():
-            raise AgentError(f"[android.tools].{name}: no such file {opts.tools[name]}; {WHERE_TO_GET[name]}")
+    opts.check_tools()
     return AndroidAgent(address, opts)
 
 
