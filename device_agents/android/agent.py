@@ -240,10 +240,8 @@ class AndroidAgent(DeviceAgent):
 
     def _reap_stale(self) -> None:
         """Kill tools a previous session left running (it lost the phone mid-job) and drop its scratch."""
-        run, jobs = P.q(self.layout.run), P.q(self.layout.jobs)
-        self.link.shell(f"for f in {run}/*.pid; do [ -f \"$f\" ] || continue; p=$(cat \"$f\"); "
-                        f"[ -n \"$p\" ] && kill -9 \"$p\" 2>/dev/null; rm -f \"$f\"; done; "
-                        f"rm -rf {jobs} && mkdir -p {jobs}")
+        jobs = P.q(self.layout.jobs)
+        self.link.shell(f"{P.kill_all_command(self.layout.run)}; rm -rf {jobs} && mkdir -p {jobs}")
 
     def _host_tools(self) -> list[tuple[ToolInfo, bool]]:
         """The host's tools, each with whether the phone has the same bytes already (one round trip)."""
@@ -302,8 +300,7 @@ class AndroidAgent(DeviceAgent):
             if self.install_tools:
                 cmds = []
                 if self._running_pid_file:
-                    f = P.q(self._running_pid_file)
-                    cmds.append(f"[ -f {f} ] && kill -9 $(cat {f}) 2>/dev/null; rm -f {f}")
+                    cmds.append(P.kill_command(self._running_pid_file))
                 cmds.append(f"rm -rf {P.q(self.layout.jobs)}/{P.q(self._session)}-*")
                 self.link.shell("; ".join(cmds), timeout_s=15)
                 if self._perf_mode_set:
@@ -596,8 +593,7 @@ class AndroidAgent(DeviceAgent):
             return ""
 
     def _kill_pid_file(self, pid_file: str) -> None:
-        f = P.q(pid_file)
-        self.link.shell(f"[ -f {f} ] && kill -9 $(cat {f}) 2>/dev/null; rm -f {f}")
+        self.link.shell(P.kill_command(pid_file))
         self._running_pid_file = None
 
     def _drop_caches(self) -> str:
@@ -717,9 +713,8 @@ def clean(target: str, **options: Any) -> list[str]:
         found = [d for d, flag in zip(ours, present) if flag == "y"]
         if not found:
             return []
-        agent.link.check(f"for f in {P.q(lay.run)}/*.pid; do [ -f \"$f\" ] && kill -9 $(cat \"$f\") 2>/dev/null; "
-                         f"done; rm -rf {' '.join(P.q(d) for d in found)}; rmdir {P.q(lay.workdir)} 2>/dev/null; true",
-                         timeout_s=300)
+        agent.link.check(f"{P.kill_all_command(lay.run)}; rm -rf {' '.join(P.q(d) for d in found)}; "
+                         f"rmdir {P.q(lay.workdir)} 2>/dev/null; true", timeout_s=300)
         return [f"{agent.device_id}:{d}" for d in found]
 
 

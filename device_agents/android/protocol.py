@@ -260,6 +260,18 @@ def parse_hashes(text: str) -> list[str | None]:
     return out
 
 
+def kill_command(pid_file: str) -> str:
+    """Kill the tool a runner's pid file names, and remove the file."""
+    f = q(pid_file)
+    return f"[ -f {f} ] && kill -9 $(cat {f}) 2>/dev/null; rm -f {f}"
+
+
+def kill_all_command(run_dir: str) -> str:
+    """Kill the tool of every pid file in ``run_dir`` (one a lost session left running), removing the files."""
+    return (f"for f in {q(run_dir)}/*.pid; do [ -f \"$f\" ] || continue; p=$(cat \"$f\"); "
+            f"[ -n \"$p\" ] && kill -9 \"$p\" 2>/dev/null; rm -f \"$f\"; done")
+
+
 def drop_caches_command(su: str | None) -> str | None:
     """Drop the page cache (clean pages only, hence ``sync`` first); needs root."""
     inner = "sync; echo 3 > /proc/sys/vm/drop_caches"
