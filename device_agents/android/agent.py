@@ -281,7 +281,7 @@ class AndroidAgent(DeviceAgent):
             else:
                 self.tools_to_push.append(info.name)
 
-    def _set_performance_mode(self, on: bool) -> bool:
+    def _set_performance_mode(self, on: bool) -> None:
         """Fixed performance mode on or off; a marker file on the phone remembers that splitbench turned it
         on, so a session that lost the phone before restoring it is undone by the next one."""
         marker = P.q(f"{self.layout.run}/performance_mode")
@@ -290,7 +290,6 @@ class AndroidAgent(DeviceAgent):
         if ok:
             self.link.shell(f"touch {marker}" if on else f"rm -f {marker}")
         self._perf_mode_set = on and ok
-        return ok
 
     def close(self) -> None:
         """Kill a tool still running, remove this session's scratch, restore what was changed. Never raises."""
@@ -776,9 +775,11 @@ def doctor(target: str = "android", probe_artifacts: dict[str, str | Path] | Non
                             else "not rooted: cold loads are marked 'not obtained' (the page cache cannot be dropped)",
                             "" if rooted else "optional: a rooted phone (or `adb root` on a userdebug build) gives "
                                               "true cold loads"))
-        probes = _probe_artifacts(probe_artifacts)
+        # the tiny models the host exported for the tools to read (``harness.devices`` makes them with this
+        # splitbench's converters); none given: the tools are checked to run, not what files they read
+        probes = {k: Path(v) for k, v in (probe_artifacts or {}).items()}
         for name in P.TOOLS:
-            checks.append(_check_tool(agent, name, opts, probes, made_by or {}))
+            checks.append(_check_tool(agent, name, probes, made_by or {}))
     except (DeviceUnavailable, RemoteError, ShellTimeout) as exc:
         checks.append(Check("phone", False, f"lost during the checks: {exc}", "check the cable or the network"))
     finally:
@@ -786,14 +787,7 @@ def doctor(target: str = "android", probe_artifacts: dict[str, str | Path] | Non
     return checks
 
 
-def _probe_artifacts(given: dict[str, str | Path] | None) -> dict[str, Path]:
-    """The tiny models the host exported for the tools to read (``harness.devices`` makes them with this
-    splitbench's converters); none given: the tools are checked to run, not what files they read."""
-    return {k: Path(v) for k, v in (given or {}).items()}
-
-
-def _check_tool(agent: AndroidAgent, name: str, opts: AndroidOptions, probes: dict[str, Path],
-                made_by: dict[str, str]) -> Check:
+def _check_tool(agent: AndroidAgent, name: str, probes: dict[str, Path], made_by: dict[str, str]) -> Check:
     backend = P.BACKEND_FOR_TOOL[name]
     tool = agent.tools.get(name)
     if name in agent.tool_problems:
