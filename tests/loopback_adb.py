@@ -32,8 +32,7 @@ The device root. Phone paths are mapped into a temporary directory, ``root``:
 Knobs for the tests: :meth:`LoopbackPhone.unplug` (close every connection, refuse new ones),
 :meth:`replug`, :meth:`unplug_when` (unplug once a matching shell command has run for a while),
 :meth:`set_tool_behaviour` (a tool hangs or crashes with SIGSEGV), :meth:`set_full` (storage full),
-battery temperatures and the thermal status, and ``rooted``. ``commands`` lists every shell command
-as the host sent it.
+battery temperatures and the thermal status, and ``rooted`` (a constructor argument).
 """
 
 from __future__ import annotations
@@ -90,7 +89,6 @@ class LoopbackPhone:
         self.serial, self.model = serial, model
         self.require_auth, self.accept_new_keys = require_auth, accept_new_keys
         self.python = python
-        self.commands: list[str] = []
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
         self._conns: set[_Connection] = set()
@@ -164,14 +162,6 @@ class LoopbackPhone:
                 "LOOPBACK_STATE": str(self.state), "LOOPBACK_ROOT": str(self.root)}
 
     # -- knobs -------------------------------------------------------------------------------------
-    @property
-    def rooted(self) -> bool:
-        return self.read_state("rooted").strip() == "1"
-
-    @rooted.setter
-    def rooted(self, value: bool) -> None:
-        self.write_state("rooted", "1" if value else "0")
-
     def set_battery_temps(self, tenths: list[int]) -> None:
         """Battery temperatures in tenths of a degree, one per ``dumpsys battery``; the last one stays."""
         self.write_state("battery_temps", "".join(f"{t}\n" for t in tenths))
@@ -280,7 +270,6 @@ class LoopbackPhone:
 
     # -- services ----------------------------------------------------------------------------------
     def _run_shell(self, command: str) -> subprocess.Popen:
-        self.commands.append(command)
         for trigger in list(self._triggers):
             pattern, after_s, nth = trigger
             if pattern.search(command):

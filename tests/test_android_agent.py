@@ -14,7 +14,7 @@ import pytest
 
 from device_agents.android import agent as A
 from device_agents.android.agent import agent_for
-from device_agents.base import CRASHED, FAILED, OK, TIMEOUT, AgentError, DeviceUnavailable, open_agent
+from device_agents.base import FAILED, OK, TIMEOUT, AgentError, DeviceUnavailable, open_agent
 from tests.android_fixtures import FAST, _adb_key, alive, artifact_ref, job, phone, tiny_artifact, tools  # noqa: F401
 from tests.loopback_adb import LoopbackPhone
 
