@@ -22,6 +22,7 @@ The agent above never knows whether the phone is on USB or TCP.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
@@ -31,6 +32,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable, Iterator, NamedTuple
 
 from device_agents.base import AgentError, DeviceUnavailable
@@ -138,13 +140,7 @@ def adb_shell_modules() -> Any:
         from adb_shell.transport.tcp_transport import TcpTransport
     except ImportError as exc:
         raise AgentError(f"Android needs the adb-shell library ({exc}): {INSTALL_HINT}") from None
-
-    class _Modules:
-        pass
-
-    m = _Modules()
-    m.adb_device, m.exceptions, m.keygen, m.TcpTransport = adb_device, exceptions, keygen, TcpTransport
-    return m
+    return SimpleNamespace(adb_device=adb_device, exceptions=exceptions, keygen=keygen, TcpTransport=TcpTransport)
 
 
 def usb_module() -> Any:
@@ -156,35 +152,32 @@ def usb_module() -> Any:
     return usb1
 
 
-_EOF_TCP: dict[str, type] = {}
-
-
+@functools.cache
 def _eof_aware_tcp(base: type) -> type:
     """A TcpTransport whose read raises when the phone closed the socket (the library would spin on
     ``recv() == b''`` until its read timeout, A.8)."""
-    if "cls" not in _EOF_TCP:
-        class EofAwareTcpTransport(base):
-            def connect(self, transport_timeout_s):
-                super().connect(transport_timeout_s)
-                # adb_shell writes a message's header and payload separately: without TCP_NODELAY, Nagle's
-                # algorithm holds the payload until the header is acknowledged (a delayed ACK: ~40 ms a message).
-                self._connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-            def bulk_read(self, numbytes, transport_timeout_s):
-                if self._connection is None:
-                    raise ConnectionAbortedError("the connection to the phone is closed")
-                data = super().bulk_read(numbytes, transport_timeout_s)
-                if not data:
-                    raise ConnectionAbortedError("the phone closed the connection")
-                return data
+    class EofAwareTcpTransport(base):
+        def connect(self, transport_timeout_s):
+            super().connect(transport_timeout_s)
+            # adb_shell writes a message's header and payload separately: without TCP_NODELAY, Nagle's
+            # algorithm holds the payload until the header is acknowledged (a delayed ACK: ~40 ms a message).
+            self._connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-            def bulk_write(self, data, transport_timeout_s):
-                if self._connection is None:
-                    raise ConnectionAbortedError("the connection to the phone is closed")
-                return super().bulk_write(data, transport_timeout_s)
+        def bulk_read(self, numbytes, transport_timeout_s):
+            if self._connection is None:
+                raise ConnectionAbortedError("the connection to the phone is closed")
+            data = super().bulk_read(numbytes, transport_timeout_s)
+            if not data:
+                raise ConnectionAbortedError("the phone closed the connection")
+            return data
 
-        _EOF_TCP["cls"] = EofAwareTcpTransport
-    return _EOF_TCP["cls"]
+        def bulk_write(self, data, transport_timeout_s):
+            if self._connection is None:
+                raise ConnectionAbortedError("the connection to the phone is closed")
+            return super().bulk_write(data, transport_timeout_s)
+
+    return EofAwareTcpTransport
 
 
 # --------------------------------------------------------------------------------------------------
