@@ -212,7 +212,6 @@ class AndroidAgent(DeviceAgent):
         self.core = self._choose_core()
         if self.install_tools:
             self._make_workdir()
-            self._reap_stale()
             self._install_tools()
             if self.options.performance_mode:
                 self._set_performance_mode(True)
@@ -235,13 +234,12 @@ class AndroidAgent(DeviceAgent):
         return fastest
 
     def _make_workdir(self) -> None:
+        """Make the work directory, then kill tools a previous session left running (it lost the phone
+        mid-job) and drop its scratch; one round trip, in which only a failed mkdir is an error."""
         lay = self.layout
-        self.link.check(f"mkdir -p {P.q(lay.artifacts)} {P.q(lay.bin)} {P.q(lay.jobs)} {P.q(lay.run)}")
-
-    def _reap_stale(self) -> None:
-        """Kill tools a previous session left running (it lost the phone mid-job) and drop its scratch."""
-        jobs = P.q(self.layout.jobs)
-        self.link.shell(f"{P.kill_all_command(self.layout.run)}; rm -rf {jobs} && mkdir -p {jobs}")
+        jobs = P.q(lay.jobs)
+        self.link.check(f"mkdir -p {P.q(lay.artifacts)} {P.q(lay.bin)} {jobs} {P.q(lay.run)} && "
+                        f"{{ {P.kill_all_command(lay.run)}; rm -rf {jobs} && mkdir -p {jobs}; true; }}")
 
     def _host_tools(self) -> list[tuple[ToolInfo, bool]]:
         """The host's tools, each with whether the phone has the same bytes already (one round trip)."""
