@@ -800,7 +800,8 @@ def _check_tool(agent: AndroidAgent, name: str, probes: dict[str, Path], made_by
     probe = probes.get(backend)
     if probe is None:
         return Check(name, None, f"{detail}: runs; no {backend} converter here to test which files it reads")
-    ref = ArtifactRef.from_path(probe, key=f"doctor-{backend}-{_sha256(probe)[:16]}", backend=backend)
+    ref = ArtifactRef.from_path(probe, key="", backend=backend)  # hashes every file once; keyed by that content
+    ref = dataclasses.replace(ref, key=f"doctor-{backend}-{ref.sha256[:16]}")
     job = MeasureJob(artifact_path=agent.prepare(ref), backend=backend, input_shape=(1, 3, 16, 16), runs=2, warmup=1,
                      warm_loads=0, timeout_s=120)
     o = agent.options
