@@ -131,9 +131,8 @@ def _same_udid(a: str, b: str) -> bool:
     return a.replace("-", "").lower() == b.replace("-", "").lower()
 
 
-def resolve_udid(services: Services, wanted: str | None) -> str:
-    """The UDID a target names (``ios``: the only iPhone attached), or :class:`AgentError`."""
-    udids = _usb_udids(services)
+def resolve_udid(udids: list[str], wanted: str | None) -> str:
+    """The UDID a target names among ``udids`` (``ios``: the only iPhone attached), or :class:`AgentError`."""
     if wanted:
         for u in udids:
             if _same_udid(u, wanted):
@@ -386,7 +385,7 @@ class IosAgent(DeviceAgent):
         """Check the preconditions in order (an unmet one: :class:`AgentError` with its fix), install the app
         when asked, say hello. A phone that drops during the checks raises :class:`DeviceUnavailable`."""
         services = self._services or _services()
-        self.udid = resolve_udid(services, self.wanted_udid)
+        self.udid = resolve_udid(_usb_udids(services), self.wanted_udid)
         self.transport = IosTransport(self.udid, services, tunnel=self.options.tunnel)
         session = _Session(self.transport, self.options, install=True, launcher=self._launch, cleaner=self._clean_job)
         try:
@@ -677,7 +676,7 @@ def doctor(target: str = "ios", **options: Any) -> list[Check]:
         return _with_rest(checks + [Check("usbmuxd", False, str(exc), FIX["usbmuxd"])])
     checks.append(Check("usbmuxd", True, f"{len(udids)} device(s) over USB"))
     try:
-        udid = resolve_udid(services, agent.wanted_udid)
+        udid = resolve_udid(udids, agent.wanted_udid)
     except AgentError as exc:
         return _with_rest(checks + [Check("iPhone attached", False, str(exc), FIX["attached"])])
     checks.append(Check("iPhone attached", True, udid))
@@ -709,7 +708,7 @@ def clean(target: str = "ios", **options: Any) -> list[str]:
     opts = parse_options(options)
     agent = IosAgent(target, opts)
     services = _services()
-    udid = resolve_udid(services, agent.wanted_udid)
+    udid = resolve_udid(_usb_udids(services), agent.wanted_udid)
     t = IosTransport(udid, services)
     try:
         t.connect()
