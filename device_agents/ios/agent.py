@@ -195,6 +195,11 @@ def _size(b: int) -> str:
     return f"{b / 1e9:.2f} GB" if b >= 1e9 else f"{b / 1e6:.1f} MB" if b >= 1e6 else f"{b / 1e3:.0f} kB"
 
 
+def _phone_name(values: dict[str, Any]) -> str:
+    """The phone for people, from lockdown's values: "Alice's iPhone (iPhone11,2, iOS 17.5)"."""
+    return f"{values.get('DeviceName') or 'iPhone'} ({values.get('ProductType')}, iOS {values.get('ProductVersion')})"
+
+
 def _is_app_report(name: str, executable: str) -> bool:
     base = posixpath.basename(name)
     return base.startswith(executable) or base.startswith("JetsamEvent")
@@ -413,7 +418,7 @@ class IosAgent(DeviceAgent):
         v = self.transport.values
         d, rt = hello["device"], hello["runtime"]
         standin = " — loopback stand-in, not an iPhone, not Core ML" if d["standin"] else ""
-        name = f"{v.get('DeviceName') or 'iPhone'} ({v.get('ProductType')}, iOS {v.get('ProductVersion')}){standin}"
+        name = f"{_phone_name(v)}{standin}"
         fingerprint = {
             "platform": "ios", "product_type": v.get("ProductType"), "hardware_model": v.get("HardwareModel"),
             "cpu_architecture": v.get("CPUArchitecture"), "device_class": v.get("DeviceClass"),
@@ -647,7 +652,7 @@ def discover() -> list[DeviceInfo]:
             note = "" if t.paired else " — not paired: run `splitbench doctor ios`"
             found.append(DeviceInfo(
                 device_id=udid, target="ios", platform="ios",
-                name=f"{v.get('DeviceName') or 'iPhone'} ({v.get('ProductType')}, iOS {v.get('ProductVersion')}){note}",
+                name=f"{_phone_name(v)}{note}",
                 backends={"coreml": f"Core ML (iOS {v.get('ProductVersion')} {v.get('BuildVersion')})"},
                 fingerprint={"product_type": v.get("ProductType"), "ios_version": v.get("ProductVersion"),
                              "ios_build": v.get("BuildVersion"), "paired": t.paired},
