@@ -44,6 +44,7 @@ from device_agents.ios.protocol import AGENT_APP_VERSION
 from device_agents.ios.transport import Services
 
 STANDIN = Path(__file__).with_name("loopback_ios_app.py")
+REPO = Path(__file__).resolve().parents[1]  # on the stand-in's PYTHONPATH: it reads memory as the local worker does
 BUNDLE_ID = "org.splitbench.agent"
 EXECUTABLE = "SplitbenchAgent"
 FAULTS = ("unplug", "lock", "jetsam", "watchdog", "hang", "bad_result")
@@ -157,7 +158,7 @@ class LoopbackPhone:
         held = self.root / "held"
         held.mkdir(exist_ok=True)
         app = self.apps[bundle_id]
-        env = {"PATH": os.environ.get("PATH", ""), "PYTHONHASHSEED": "0",
+        env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0",
                "STANDIN_BUNDLE_ID": bundle_id, "STANDIN_APP_VERSION": app["CFBundleShortVersionString"],
                "STANDIN_APP_BUILD": app["CFBundleVersion"], "STANDIN_OS_VERSION": self.ios,
                "STANDIN_HELD_DIR": str(held)}
