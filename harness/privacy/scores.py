@@ -104,7 +104,15 @@ def rank_columns(k: int, mean_rank: float, std_rank: float, mean_log_rank: float
 
 
 # --------------------------------------------------------------------------------------------------
-# Validation shared by the estimators
+# Computation and validation shared by the estimators
+
+
+def sq_distances(a: np.ndarray, b: np.ndarray, b_sq: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances of a's rows to b's (``b_sq``: b's squared row norms), clamped at 0."""
+    d = (a * a).sum(axis=1)[:, None] - 2.0 * (a @ b.T) + b_sq[None, :]
+    np.maximum(d, 0.0, out=d)
+    return d
+
 
 
 def as_features(x: Any, name: str, *, keep_float_dtype: bool = False) -> np.ndarray:
