@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.errors import UserError
-from harness.privacy.scores import PrivacyScores, as_features, as_labels, rank_columns, sq_distances
+from harness.privacy.scores import PrivacyScores, as_features, as_labels, rank_columns_of, sq_distances
 
 if TYPE_CHECKING:  # pragma: no cover
     from harness.noise import FeatureNoise
@@ -159,9 +159,7 @@ def score(features: Any, sensitive: Any, noisy_features: Any, *, noise_var: floa
         notes.append(f"the noise covariance is singular (rank {rank_c} < d = "
                      f"{f.shape[1]}): differences of features outside its span have density 0, which identifies "
                      f"records exactly ({found} of {ranks.size} ranked first)")
-    log_ranks = np.log(ranks)
-    columns = rank_columns(int(classes.size), float(np.mean(ranks)), float(np.std(ranks)), float(np.mean(log_ranks)),
-                           float(np.std(log_ranks)), float(np.mean(ranks == 1)))
+    columns = rank_columns_of(int(classes.size), ranks)
     return PrivacyScores(
         estimator=NAME, n_classes=int(classes.size), **columns, nn1_error=None, attacker_accuracy=None,
         primary_accuracy=None, n_train=int(f.shape[0]), n_test=int(f.shape[0]), dim=int(f.shape[1]), bandwidth=None,

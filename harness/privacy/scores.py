@@ -103,6 +103,13 @@ def rank_columns(k: int, mean_rank: float, std_rank: float, mean_log_rank: float
     }
 
 
+def rank_columns_of(k: int, ranks: np.ndarray) -> dict[str, float]:
+    """:func:`rank_columns` of one rank per scored feature (numpy means, population stds, share equal to 1)."""
+    log_ranks = np.log(ranks)
+    return rank_columns(k, float(np.mean(ranks)), float(np.std(ranks)), float(np.mean(log_ranks)),
+                        float(np.std(log_ranks)), float(np.mean(ranks == 1)))
+
+
 # --------------------------------------------------------------------------------------------------
 # Computation and validation shared by the estimators
 
