@@ -77,10 +77,6 @@ class _Timed:
     def __getattr__(self, name):
         return getattr(self.ex, name)
 
-    @property
-    def parallel(self):
-        return self.ex.parallel
-
     def open_devices(self):
         t0 = time.perf_counter()
         try:
@@ -103,7 +99,7 @@ class _Timed:
             self.times["close_s"] = time.perf_counter() - t0
 
 
-def _lab(devices: list[list], tmp: Path):
+def _lab(devices: list[list]):
     """A Cluster with a head and one node per entry of ``devices`` (a list of ``(target, options)`` each),
     every node registering its devices: a simulated host."""
     from ray.cluster_utils import Cluster
@@ -174,8 +170,6 @@ def _one(spec, executor: str, out: Path, address: str) -> dict:
 def _gaps(records, *, serial: bool) -> list[float]:
     """Seconds between the end of a job and the start of the next in the same lane (one lane for serial, one
     per device otherwise), from each record's start and duration: the executor's time between two jobs."""
-    from datetime import datetime
-
     lanes: dict[str, list[tuple[float, float]]] = {}
     for r in records:
         start = datetime.fromisoformat(r.started_at).timestamp()
@@ -264,7 +258,7 @@ def run() -> dict:
         t0 = time.perf_counter()
         if "ray" in executors_:  # node i carries CPU i and the i-th loopback phone
             cluster = _lab([[(kind_targets[i], opts) for kind_targets, opts in kinds.values()]
-                            for i in range(len(cpus))], Path(tmp))
+                            for i in range(len(cpus))])
         cluster_s = time.perf_counter() - t0
         address = cluster.address if cluster else None
         try:

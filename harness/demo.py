@@ -19,12 +19,11 @@ kept (remove the directory to measure again).
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
@@ -222,32 +221,3 @@ def _digits_demo(out, *, ratios, seed, cuts, embeddings, reduced_dim, epochs, we
         out.mkdir(parents=True, exist_ok=True)
         table.to_csv(out / "privacy.csv", index=False)
     return table
-
-
-def trend_summary(table: "pd.DataFrame") -> dict[str, Any]:
-    """Whether the papers' trends show: privacy up with the cut (at r = 0) and with the noise ratio.
-
-    Returns, per estimator and embedding, the log-rank privacy by cut at ratio 0 and, per (estimator,
-    cut, embedding), the log-rank privacy and the primary accuracy by ratio, plus the Spearman
-    correlation of each with the ratio. A reader checks the trends; nothing here tunes anything.
-    """
-    from scipy.stats import spearmanr
-
-    out: dict[str, Any] = {}
-    est_col = table["estimator"] if "estimator" in table.columns else None
-    for est in (dict.fromkeys(est_col) if est_col is not None else [DEFAULT_ESTIMATOR]):
-        t = table[est_col == est] if est_col is not None else table
-        t = t[t["log_rank_privacy"].notna()]
-        res: dict[str, Any] = {"by_cut": {}, "by_ratio": {}}
-        zero = t[t["noise_ratio"] == 0]
-        for emb, g in zero.groupby("embedding", sort=False):
-            res["by_cut"][emb] = dict(zip(g["cut"], g["log_rank_privacy"].round(3)))
-        for (cut, emb), g in t.groupby(["cut", "embedding"], sort=False):
-            rho_p = spearmanr(g["noise_ratio"], g["log_rank_privacy"])[0] if len(g) > 2 else math.nan
-            rho_a = spearmanr(g["noise_ratio"], g["primary_accuracy"])[0] if len(g) > 2 else math.nan
-            res["by_ratio"][f"{cut}-{emb}"] = {
-                "log_rank_privacy": dict(zip(g["noise_ratio"], g["log_rank_privacy"].round(3))),
-                "primary_accuracy": dict(zip(g["noise_ratio"], g["primary_accuracy"].round(3))),
-                "spearman_privacy_vs_ratio": float(rho_p), "spearman_accuracy_vs_ratio": float(rho_a)}
-        out[est] = res
-    return out

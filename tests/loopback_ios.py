@@ -44,6 +44,7 @@ from device_agents.ios.protocol import AGENT_APP_VERSION
 from device_agents.ios.transport import Services
 
 STANDIN = Path(__file__).with_name("loopback_ios_app.py")
+REPO = Path(__file__).resolve().parents[1]  # on the stand-in's PYTHONPATH: it reads memory as the local worker does
 BUNDLE_ID = "org.splitbench.agent"
 EXECUTABLE = "SplitbenchAgent"
 FAULTS = ("unplug", "lock", "jetsam", "watchdog", "hang", "bad_result")
@@ -75,6 +76,16 @@ class Knobs:
     app_development_signed: bool = True  # house arrest vends the whole container only to these
     free_bytes: int = 64 * 10**9
     faults: list[Fault] = field(default_factory=list)
+
+
+class _Service:
+    """A service used as ``async with`` that has nothing to open or close."""
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        pass
 
 
 class LoopbackPhone:
@@ -147,7 +158,7 @@ class LoopbackPhone:
         held = self.root / "held"
         held.mkdir(exist_ok=True)
         app = self.apps[bundle_id]
-        env = {"PATH": os.environ.get("PATH", ""), "PYTHONHASHSEED": "0",
+        env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0",
                "STANDIN_BUNDLE_ID": bundle_id, "STANDIN_APP_VERSION": app["CFBundleShortVersionString"],
                "STANDIN_APP_BUILD": app["CFBundleVersion"], "STANDIN_OS_VERSION": self.ios,
                "STANDIN_HELD_DIR": str(held)}
@@ -242,10 +253,6 @@ class LoopbackLockdown:
     @property
     def product_version(self) -> str:
         return self.all_values.get("ProductVersion") or "1.0"
-
-    @property
-    def product_build_version(self) -> Optional[str]:
-        return self.all_values.get("BuildVersion")
 
     async def get_value(self, domain: Optional[str] = None, key: Optional[str] = None) -> Any:
         self.phone.require_attached()
@@ -344,19 +351,6 @@ class LoopbackAfc:
         self._check()
         return self._p(filename).exists()
 
-    async def stat(self, filename: str) -> dict[str, Any]:
-        self._check()
-        p = self._p(filename)
-        if not p.exists():
-            raise self._missing(filename)
-        st = p.stat()
-        return {"st_ifmt": "S_IFDIR" if p.is_dir() else "S_IFREG", "st_size": st.st_size,
-                "st_mtime": _dt.datetime.fromtimestamp(st.st_mtime), "st_nlink": 1, "st_blocks": 0,
-                "st_birthtime": _dt.datetime.fromtimestamp(st.st_mtime)}
-
-    async def isdir(self, filename: str) -> bool:
-        return (await self.stat(filename))["st_ifmt"] == "S_IFDIR"
-
     async def listdir(self, filename: str) -> list[str]:
         self._check()
         p = self._p(filename)
@@ -449,7 +443,7 @@ class LoopbackHouseArrest:
         return LoopbackAfc(phone, phone.container(bundle_id))
 
 
-class LoopbackCrashReports:
+class LoopbackCrashReports(_Service):
     """``CrashReportsManager(lockdown)`` (services/crash_reports.py l.37-240): ``flush``, ``ls``, ``afc``."""
 
     def __init__(self, lockdown: LoopbackLockdown):
@@ -461,18 +455,12 @@ class LoopbackCrashReports:
     async def ls(self, path: str = "/", depth: int = 1) -> list[str]:
         return [posixpath.join(path, n) for n in await self.afc.listdir(path)]
 
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        pass
-
 
 # --------------------------------------------------------------------------------------------------
 # installation_proxy and the image mounter
 
 
-class LoopbackInstallationProxy:
+class LoopbackInstallationProxy(_Service):
     """``InstallationProxyService(lockdown)`` (services/installation_proxy.py): ``get_apps`` (l.501) returns
     {bundle id: Info.plist-like dict}; ``install_from_local`` (l.261) takes an .ipa or an .app directory and,
     like installd, refuses a package with no provisioning profile (ApplicationVerificationFailed)."""
@@ -504,14 +492,8 @@ class LoopbackInstallationProxy:
                                        "executable was not found.)")
         self.phone._install_info(info)
 
-    async def __aenter__(self):
-        return self
 
-    async def __aexit__(self, *exc) -> None:
-        pass
-
-
-class LoopbackImageMounter:
+class LoopbackImageMounter(_Service):
     """``MobileImageMounterService(lockdown).is_image_mounted(image_type)`` (services/mobile_image_mounter.py l.133)."""
 
     def __init__(self, lockdown: LoopbackLockdown):
@@ -520,12 +502,6 @@ class LoopbackImageMounter:
     async def is_image_mounted(self, image_type: str) -> bool:
         self.phone.require_attached()
         return self.phone.knobs.ddi_mounted
-
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        pass
 
 
 def image_type_for_device(lockdown: LoopbackLockdown) -> str:
@@ -537,7 +513,7 @@ def image_type_for_device(lockdown: LoopbackLockdown) -> str:
 # DVT
 
 
-class LoopbackDvtProvider:
+class LoopbackDvtProvider(_Service):
     """``DvtProvider(lockdown_or_rsd, strip_ssl=None, dtx=None)`` (services/dvt/instruments/dvt_provider.py
     l.37): lockdownd refuses the instruments service (``InvalidServiceError``, lockdown.py l.928-949) without
     Developer Mode and the developer disk image, and on iOS 17+ when asked over plain lockdown."""
@@ -555,13 +531,10 @@ class LoopbackDvtProvider:
                                            error="InvalidService")
         return self
 
-    async def __aexit__(self, *exc) -> None:
-        pass
 
-
-class LoopbackProcessControl:
+class LoopbackProcessControl(_Service):
     """``ProcessControl(dvt)`` (services/dvt/instruments/process_control.py l.102-231): ``launch`` (l.188),
-    ``kill`` (l.138, SIGKILL through sendSignal:toPid:), ``signal``, ``process_identifier_for_bundle_identifier``."""
+    ``kill`` (l.138, SIGKILL through sendSignal:toPid:), ``signal``."""
 
     def __init__(self, provider: LoopbackDvtProvider, service: Any = None):
         self.phone = provider.phone
@@ -584,20 +557,9 @@ class LoopbackProcessControl:
         if p is not None:
             p.wait()
 
-    async def process_identifier_for_bundle_identifier(self, app_bundle_identifier: str) -> int:
-        self.phone.require_attached()
-        return next((pid for pid, p in self.phone.processes.items()
-                     if p.poll() is None and getattr(p, "bundle_id", None) == app_bundle_identifier), 0)
 
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        pass
-
-
-class LoopbackDeviceInfo:
-    """``DeviceInfo(dvt)`` (services/dvt/instruments/device_info.py l.65-130): ``is_running_pid``, ``proclist``."""
+class LoopbackDeviceInfo(_Service):
+    """``DeviceInfo(dvt)`` (services/dvt/instruments/device_info.py l.65-130): ``is_running_pid``."""
 
     def __init__(self, provider: LoopbackDvtProvider, service: Any = None):
         self.phone = provider.phone
@@ -607,18 +569,8 @@ class LoopbackDeviceInfo:
         p = self.phone.processes.get(pid)
         return p is not None and p.poll() is None
 
-    async def proclist(self) -> list[dict[str, Any]]:
-        self.phone.require_attached()
-        return [{"pid": pid, "name": EXECUTABLE} for pid, p in self.phone.processes.items() if p.poll() is None]
 
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        pass
-
-
-class LoopbackSysmontap:
+class LoopbackSysmontap(_Service):
     """``Sysmontap.create(dvt, interval)`` and ``iter_processes()`` (services/dvt/instruments/sysmontap.py
     l.56-93): per sample, one dict per process with ``pid``, ``name`` and ``physFootprint``. Here the value is
     the stand-in's resident set size from /proc (this host has no phys_footprint)."""
@@ -645,12 +597,6 @@ class LoopbackSysmontap:
                     rows.append({"pid": pid, "name": EXECUTABLE, "physFootprint": rss})
             yield rows
             await asyncio.sleep(self.interval_ms / 1000)
-
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        pass
 
 
 # --------------------------------------------------------------------------------------------------

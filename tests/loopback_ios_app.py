@@ -8,7 +8,7 @@ Its work is real but it is not Core ML, and every result says so (device model `
 "loopback stand-in", ``standin: true``, a note): "compile" copies the package, "load" reads every file of
 the compiled copy into memory, a "prediction" is one matrix-vector product of the input with the package's
 weight bytes viewed as float32. Times come from ``time.perf_counter_ns`` around those calls only; memory
-is VmRSS/VmHWM of this process (method ``vmhwm_in_process``), as the local profile reads it.
+is VmRSS/VmHWM of this process (method ``vmhwm_in_process``), read by the local profile's worker functions.
 
 Fault switches from the loopback (environment): ``STANDIN_FAULT=hang`` never finishes; ``bad_result``
 writes a result with a key the schema does not know (an app of another version); ``hold`` stops once
@@ -28,25 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from device_agents.local.worker import proc_status, reset_peak_rss
+
 STANDIN_NOTE = "measured by the loopback stand-in on the test host: not an iPhone, not Core ML"
-
-
-def _status_kb(key: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def _reset_hwm() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
 
 
 def base_result(job: dict) -> dict:
@@ -119,13 +103,13 @@ def run(job: dict, docs: Path, result: dict) -> None:
         result["notes"].append("stand-in compile: a copy of the package")
         return
     mem = result["memory"]
-    if not _reset_hwm():
+    if not reset_peak_rss():
         result["notes"].append("VmHWM could not be reset: the peak includes the stand-in's start")
-    mem["before_load_b"] = _status_kb("VmRSS")
+    mem["before_load_b"] = proc_status()["VmRSS"]
     t0 = time.perf_counter_ns()
     w = load(compiled)
     result["load_ns"] = time.perf_counter_ns() - t0
-    mem["after_load_b"] = _status_kb("VmRSS")
+    mem["after_load_b"] = proc_status()["VmRSS"]
     hold_if_asked()
     if phase == "cold":
         shape = tuple(job["input_shape"])
@@ -146,7 +130,7 @@ def run(job: dict, docs: Path, result: dict) -> None:
             result["infer_ns"].append(time.perf_counter_ns() - t0)
         result["wall_runs_ns"] = time.perf_counter_ns() - wall0
         result["cpu_runs_ns"] = time.process_time_ns() - cpu0
-    mem["peak_b"] = _status_kb("VmHWM")
+    mem["peak_b"] = proc_status()["VmHWM"]
 
 
 def main(argv: list[str]) -> int:

@@ -31,10 +31,22 @@ SHAPE = (1, 3, 4, 4)
 
 
 @pytest.fixture
-def phone(tmp_path):
-    p = lb.LoopbackPhone(tmp_path / "phone")
-    yield p
-    p.shutdown()
+def new_phone(tmp_path):
+    """``new_phone(name="phone", **kwargs)``: a LoopbackPhone in ``tmp_path / name``, shut down after the test."""
+    made: list[lb.LoopbackPhone] = []
+
+    def make(name: str = "phone", **kwargs) -> lb.LoopbackPhone:
+        made.append(lb.LoopbackPhone(tmp_path / name, **kwargs))
+        return made[-1]
+
+    yield make
+    for p in made:
+        p.shutdown()
+
+
+@pytest.fixture
+def phone(new_phone):
+    return new_phone()
 
 
 def make_agent(*phones: lb.LoopbackPhone, target: str | None = None, **options) -> IosAgent:
@@ -153,16 +165,13 @@ def test_a_package_core_ml_refuses_is_a_failed_row(phone, tmp_path):
     assert leftovers(phone) == []
 
 
-def test_a_result_that_breaks_the_schema_is_a_failed_row(tmp_path):
-    phone = lb.LoopbackPhone(tmp_path / "phone", knobs=lb.Knobs(faults=[lb.Fault("bad_result", "warm")]))
-    try:
-        with make_agent(phone) as agent:
-            result = agent.measure(job(agent.prepare(tiny())))
-        assert result.status == FAILED
-        assert result.reason == ("the agent app and this host disagree on the result format: result v1 at (top): "
-                                 "Additional properties are not allowed ('gpu_ns' was unexpected)")
-    finally:
-        phone.shutdown()
+def test_a_result_that_breaks_the_schema_is_a_failed_row(new_phone):
+    phone = new_phone(knobs=lb.Knobs(faults=[lb.Fault("bad_result", "warm")]))
+    with make_agent(phone) as agent:
+        result = agent.measure(job(agent.prepare(tiny())))
+    assert result.status == FAILED
+    assert result.reason == ("the agent app and this host disagree on the result format: result v1 at (top): "
+                             "Additional properties are not allowed ('gpu_ns' was unexpected)")
 
 
 def test_options_are_validated():
@@ -204,60 +213,42 @@ def _fails(phone_or_phones, match: str, target: str | None = None, **options) ->
     ("free_bytes", 10_000_000, r"free space: 10\.0 MB free\. Fix: free space on the iPhone"),
     ("locked", True, r"agent app answers: the iPhone is locked\. Fix: unlock the iPhone .*Auto-Lock: Never"),
 ])
-def test_every_unmet_precondition_is_one_line(tmp_path, knob, value, match):
-    knobs = lb.Knobs(**{knob: value})
-    phone = lb.LoopbackPhone(tmp_path / "phone", knobs=knobs)
-    try:
-        _fails(phone, match)
-        assert not any(p.poll() is None for p in phone.processes.values())
-    finally:
-        phone.shutdown()
+def test_every_unmet_precondition_is_one_line(new_phone, knob, value, match):
+    phone = new_phone(knobs=lb.Knobs(**{knob: value}))
+    _fails(phone, match)
+    assert not any(p.poll() is None for p in phone.processes.values())
 
 
-def test_targets_choose_one_phone(tmp_path):
-    a = lb.LoopbackPhone(tmp_path / "a", udid="00008020-AAAA")
-    b = lb.LoopbackPhone(tmp_path / "b", udid="00008020-BBBB")
-    try:
-        _fails([a, b], r"2 iPhones attached \(00008020-AAAA, 00008020-BBBB\): choose one with --target ios:<udid>",
-               target="ios")
-        _fails([a, b], r"iPhone 00008020CCCC is not attached over USB \(attached: 00008020-AAAA, 00008020-BBBB\)",
-               target="ios:00008020CCCC")
-        with make_agent(a, b, target="ios:00008020bbbb") as agent:  # dashes and case do not matter
-            assert agent.describe().device_id == "00008020-BBBB"
-    finally:
-        a.shutdown()
-        b.shutdown()
+def test_targets_choose_one_phone(new_phone):
+    a, b = new_phone("a", udid="00008020-AAAA"), new_phone("b", udid="00008020-BBBB")
+    _fails([a, b], r"2 iPhones attached \(00008020-AAAA, 00008020-BBBB\): choose one with --target ios:<udid>",
+           target="ios")
+    _fails([a, b], r"iPhone 00008020CCCC is not attached over USB \(attached: 00008020-AAAA, 00008020-BBBB\)",
+           target="ios:00008020CCCC")
+    with make_agent(a, b, target="ios:00008020bbbb") as agent:  # dashes and case do not matter
+        assert agent.describe().device_id == "00008020-BBBB"
 
 
-def test_the_tunnel_below_17_tunneld_and_only_tunneld(tmp_path):
-    old = lb.LoopbackPhone(tmp_path / "old", ios="16.7", knobs=lb.Knobs(tunnel=False))
-    via_tunneld = lb.LoopbackPhone(tmp_path / "new", udid="00008020-TUNNELD", knobs=lb.Knobs(tunnel=False, tunneld=True))
-    plain = lb.LoopbackPhone(tmp_path / "plain", udid="00008020-PLAIN")
-    try:
-        with make_agent(old) as agent:  # below iOS 17 DVT goes over lockdown
-            assert agent.transport.rsd is None
-        with make_agent(via_tunneld) as agent:  # a running tunneld is used first
-            assert agent.transport.rsd is not None
-        _fails(plain, r"tunnel \(iOS 17\+\): tunneld is not running", tunnel="tunneld")
-        with make_agent(plain, tunnel="userspace") as agent:
-            assert agent.transport.rsd is not None
-    finally:
-        for p in (old, via_tunneld, plain):
-            p.shutdown()
+def test_the_tunnel_below_17_tunneld_and_only_tunneld(new_phone):
+    old = new_phone("old", ios="16.7", knobs=lb.Knobs(tunnel=False))
+    via_tunneld = new_phone("new", udid="00008020-TUNNELD", knobs=lb.Knobs(tunnel=False, tunneld=True))
+    plain = new_phone("plain", udid="00008020-PLAIN")
+    with make_agent(old) as agent:  # below iOS 17 DVT goes over lockdown
+        assert agent.transport.rsd is None
+    with make_agent(via_tunneld) as agent:  # a running tunneld is used first
+        assert agent.transport.rsd is not None
+    _fails(plain, r"tunnel \(iOS 17\+\): tunneld is not running", tunnel="tunneld")
+    with make_agent(plain, tunnel="userspace") as agent:
+        assert agent.transport.rsd is not None
 
 
-def test_two_iphones_on_ios_17_need_tunneld(tmp_path):
-    a = lb.LoopbackPhone(tmp_path / "a", udid="00008020-AAAA")
-    b = lb.LoopbackPhone(tmp_path / "b", udid="00008020-BBBB")
-    try:
-        with make_agent(a, b, target="ios:00008020-AAAA"):  # holds the process's one userspace tunnel
-            _fails([a, b], r"tunnel \(iOS 17\+\): PyMobileDevice3Exception: A userspace tunnel is already active.*"
-                           r"tunnel = 'tunneld'", target="ios:00008020-BBBB")
-        with make_agent(a, b, target="ios:00008020-BBBB"):  # released when the first session closed
-            pass
-    finally:
-        a.shutdown()
-        b.shutdown()
+def test_two_iphones_on_ios_17_need_tunneld(new_phone):
+    a, b = new_phone("a", udid="00008020-AAAA"), new_phone("b", udid="00008020-BBBB")
+    with make_agent(a, b, target="ios:00008020-AAAA"):  # holds the process's one userspace tunnel
+        _fails([a, b], r"tunnel \(iOS 17\+\): PyMobileDevice3Exception: A userspace tunnel is already active.*"
+                       r"tunnel = 'tunneld'", target="ios:00008020-BBBB")
+    with make_agent(a, b, target="ios:00008020-BBBB"):  # released when the first session closed
+        pass
 
 
 def _app_package(tmp_path: Path, *, signed: bool, ipa: bool) -> Path:
@@ -279,143 +270,109 @@ def _app_package(tmp_path: Path, *, signed: bool, ipa: bool) -> Path:
 
 
 @pytest.mark.parametrize("ipa", [True, False])
-def test_the_app_is_installed_from_the_spec(tmp_path, ipa):
-    phone = lb.LoopbackPhone(tmp_path / "phone", knobs=lb.Knobs(app_installed=False))
-    try:
-        with make_agent(phone, app=str(_app_package(tmp_path, signed=True, ipa=ipa))) as agent:
-            assert agent.describe().fingerprint["agent_app_build"] == "7"
-    finally:
-        phone.shutdown()
+def test_the_app_is_installed_from_the_spec(tmp_path, new_phone, ipa):
+    phone = new_phone(knobs=lb.Knobs(app_installed=False))
+    with make_agent(phone, app=str(_app_package(tmp_path, signed=True, ipa=ipa))) as agent:
+        assert agent.describe().fingerprint["agent_app_build"] == "7"
 
 
-def test_an_unsigned_app_is_refused_with_how_to_sign_it(tmp_path):
-    phone = lb.LoopbackPhone(tmp_path / "phone", knobs=lb.Knobs(app_version="0.9"))
-    try:
-        _fails(phone, r"agent app: installing SplitbenchAgent\.ipa failed: .*0xe8008015.*Fix: sign the app",
-               app=str(_app_package(tmp_path, signed=False, ipa=True)))
-        _fails(phone, r"\[ios\]\.app: no such file", app=str(tmp_path / "missing.ipa"))
-    finally:
-        phone.shutdown()
+def test_an_unsigned_app_is_refused_with_how_to_sign_it(tmp_path, new_phone):
+    phone = new_phone(knobs=lb.Knobs(app_version="0.9"))
+    _fails(phone, r"agent app: installing SplitbenchAgent\.ipa failed: .*0xe8008015.*Fix: sign the app",
+           app=str(_app_package(tmp_path, signed=False, ipa=True)))
+    _fails(phone, r"\[ios\]\.app: no such file", app=str(tmp_path / "missing.ipa"))
 
 
-def test_an_app_not_signed_for_development_gets_its_documents(tmp_path):
-    phone = lb.LoopbackPhone(tmp_path / "phone", knobs=lb.Knobs(app_development_signed=False))
-    try:
-        with make_agent(phone) as agent:
-            assert agent.transport.container_mode == "documents"
-            assert agent.measure(job(agent.prepare(tiny()), warm_loads=0)).status == OK
-    finally:
-        phone.shutdown()
+def test_an_app_not_signed_for_development_gets_its_documents(new_phone):
+    phone = new_phone(knobs=lb.Knobs(app_development_signed=False))
+    with make_agent(phone) as agent:
+        assert agent.transport.container_mode == "documents"
+        assert agent.measure(job(agent.prepare(tiny()), warm_loads=0)).status == OK
 
 
 # --------------------------------------------------------------------------------------------------
 # Faults during a run
 
 
-def test_unplugged_while_the_session_opens_is_device_unavailable(tmp_path):
-    phone = lb.LoopbackPhone(tmp_path / "phone", knobs=lb.Knobs(faults=[lb.Fault("unplug", "hello")]))
-    try:
-        with pytest.raises(DeviceUnavailable, match="dropped"):
-            with make_agent(phone):
-                pass
-    finally:
-        phone.shutdown()
+def test_unplugged_while_the_session_opens_is_device_unavailable(new_phone):
+    phone = new_phone(knobs=lb.Knobs(faults=[lb.Fault("unplug", "hello")]))
+    with pytest.raises(DeviceUnavailable, match="dropped"):
+        with make_agent(phone):
+            pass
 
 
-def test_unplugged_mid_job_is_device_unavailable(tmp_path):
-    phone = lb.LoopbackPhone(tmp_path / "phone", knobs=lb.Knobs(faults=[lb.Fault("unplug", "cold", 2)]))
-    try:
-        with make_agent(phone) as agent:
-            path = agent.prepare(tiny())
-            assert agent.measure(job(path, warm_loads=0)).status == OK  # the first job finishes
-            with pytest.raises(DeviceUnavailable) as err:
-                agent.measure(job(path, warm_loads=0))
-        assert err.value.device_id == phone.udid and "dropped" in err.value.reason
-    finally:
-        phone.shutdown()
+def test_unplugged_mid_job_is_device_unavailable(new_phone):
+    phone = new_phone(knobs=lb.Knobs(faults=[lb.Fault("unplug", "cold", 2)]))
+    with make_agent(phone) as agent:
+        path = agent.prepare(tiny())
+        assert agent.measure(job(path, warm_loads=0)).status == OK  # the first job finishes
+        with pytest.raises(DeviceUnavailable) as err:
+            agent.measure(job(path, warm_loads=0))
+    assert err.value.device_id == phone.udid and "dropped" in err.value.reason
 
 
-def test_locked_mid_job_is_device_unavailable(tmp_path):
-    phone = lb.LoopbackPhone(tmp_path / "phone", knobs=lb.Knobs(faults=[lb.Fault("lock", "cold")]))
-    try:
-        with make_agent(phone) as agent:
-            path = agent.prepare(tiny())
-            with pytest.raises(DeviceUnavailable, match="sent to the background during the cold launch"):
-                agent.measure(job(path))
-            with pytest.raises(DeviceUnavailable, match="the iPhone is locked"):  # and the next launch is refused
-                agent.measure(job(path))
-    finally:
-        phone.shutdown()
+def test_locked_mid_job_is_device_unavailable(new_phone):
+    phone = new_phone(knobs=lb.Knobs(faults=[lb.Fault("lock", "cold")]))
+    with make_agent(phone) as agent:
+        path = agent.prepare(tiny())
+        with pytest.raises(DeviceUnavailable, match="sent to the background during the cold launch"):
+            agent.measure(job(path))
+        with pytest.raises(DeviceUnavailable, match="the iPhone is locked"):  # and the next launch is refused
+            agent.measure(job(path))
 
 
 @pytest.mark.parametrize("kind, said", [
     ("jetsam", r"^the system logged: jetsam \(the system freed memory\): SplitbenchAgent per-process-limit"),
     ("watchdog", r"^the system logged: the watchdog \(0x8badf00d.*crash EXC_CRASH SIGKILL, termination FRONTBOARD"),
 ])
-def test_an_app_the_system_kills_is_a_crashed_row_with_what_it_logged(tmp_path, kind, said):
-    phone = lb.LoopbackPhone(tmp_path / "phone", knobs=lb.Knobs(faults=[lb.Fault(kind, "cold")]))
-    try:
-        with make_agent(phone) as agent:
-            result = agent.measure(job(agent.prepare(tiny())))
-            assert result.status == CRASHED
-            assert "; the cold launch ended without a result (pid " in result.reason
-            assert __import__("re").search(said, result.reason), result.reason
-            assert result.reason.endswith("(finished: compile)") and result.stderr_tail
-            assert leftovers(phone) == []
-            assert agent.measure(job(agent.prepare(tiny()), warm_loads=0)).status == OK  # the run goes on
-    finally:
-        phone.shutdown()
+def test_an_app_the_system_kills_is_a_crashed_row_with_what_it_logged(new_phone, kind, said):
+    phone = new_phone(knobs=lb.Knobs(faults=[lb.Fault(kind, "cold")]))
+    with make_agent(phone) as agent:
+        result = agent.measure(job(agent.prepare(tiny())))
+        assert result.status == CRASHED
+        assert "; the cold launch ended without a result (pid " in result.reason
+        assert __import__("re").search(said, result.reason), result.reason
+        assert result.reason.endswith("(finished: compile)") and result.stderr_tail
+        assert leftovers(phone) == []
+        assert agent.measure(job(agent.prepare(tiny()), warm_loads=0)).status == OK  # the run goes on
 
 
-def test_a_hung_app_is_killed_and_is_a_timeout_row(tmp_path):
-    phone = lb.LoopbackPhone(tmp_path / "phone", knobs=lb.Knobs(faults=[lb.Fault("hang", "cold")]))
-    try:
-        with make_agent(phone) as agent:
-            result = agent.measure(job(agent.prepare(tiny()), timeout_s=4))
-            assert result.status == TIMEOUT
-            assert result.reason.startswith("no result within timeout_s=4: the cold launch wrote no result in time "
-                                            "and was killed (pid ")
-            hung = next(la["pid"] for la in phone.launches if la["fault"] == "hang")
-            assert phone.processes[hung].poll() is not None  # killed
-            assert agent.measure(job(agent.prepare(tiny()), warm_loads=0)).status == OK
-    finally:
-        phone.shutdown()
+def test_a_hung_app_is_killed_and_is_a_timeout_row(new_phone):
+    phone = new_phone(knobs=lb.Knobs(faults=[lb.Fault("hang", "cold")]))
+    with make_agent(phone) as agent:
+        result = agent.measure(job(agent.prepare(tiny()), timeout_s=4))
+        assert result.status == TIMEOUT
+        assert result.reason.startswith("no result within timeout_s=4: the cold launch wrote no result in time "
+                                        "and was killed (pid ")
+        hung = next(la["pid"] for la in phone.launches if la["fault"] == "hang")
+        assert phone.processes[hung].poll() is not None  # killed
+        assert agent.measure(job(agent.prepare(tiny()), warm_loads=0)).status == OK
 
 
-def test_the_spec_s_ios_timeout_wins(tmp_path):
-    phone = lb.LoopbackPhone(tmp_path / "phone", knobs=lb.Knobs(faults=[lb.Fault("hang", "compile")]))
-    try:
-        with make_agent(phone, timeout_s=2) as agent:
-            result = agent.measure(job(agent.prepare(tiny()), timeout_s=600))
-        assert result.status == TIMEOUT and "timeout_s=2" in result.reason and "(finished: nothing)" in result.reason
-    finally:
-        phone.shutdown()
+def test_the_spec_s_ios_timeout_wins(new_phone):
+    phone = new_phone(knobs=lb.Knobs(faults=[lb.Fault("hang", "compile")]))
+    with make_agent(phone, timeout_s=2) as agent:
+        result = agent.measure(job(agent.prepare(tiny()), timeout_s=600))
+    assert result.status == TIMEOUT and "timeout_s=2" in result.reason and "(finished: nothing)" in result.reason
 
 
-def test_a_full_phone_is_one_clear_line(tmp_path):
-    phone = lb.LoopbackPhone(tmp_path / "phone", knobs=lb.Knobs(free_bytes=60_000_000))
-    try:
-        with make_agent(phone) as agent:
-            phone.knobs.free_bytes = 50_000_100  # filled up by something else since the session started
-            with pytest.raises(DeviceUnavailable) as err:
-                agent.prepare(tiny())
-        assert err.value.reason.startswith("the iPhone is full (50.0 MB free, the model needs 3 kB and 50.0 MB are kept")
-        assert err.value.reason.endswith("Settings > General > iPhone Storage), then --resume")
-    finally:
-        phone.shutdown()
+def test_a_full_phone_is_one_clear_line(new_phone):
+    phone = new_phone(knobs=lb.Knobs(free_bytes=60_000_000))
+    with make_agent(phone) as agent:
+        phone.knobs.free_bytes = 50_000_100  # filled up by something else since the session started
+        with pytest.raises(DeviceUnavailable) as err:
+            agent.prepare(tiny())
+    assert err.value.reason.startswith("the iPhone is full (50.0 MB free, the model needs 3 kB and 50.0 MB are kept")
+    assert err.value.reason.endswith("Settings > General > iPhone Storage), then --resume")
 
 
-def test_a_write_refused_for_space_mid_push_is_the_same_line(tmp_path, monkeypatch):
-    phone = lb.LoopbackPhone(tmp_path / "phone")
-    try:
-        with make_agent(phone) as agent:
-            monkeypatch.setattr(agent.transport, "free_bytes", lambda: None)  # the phone does not say
-            phone.knobs.free_bytes = phone.used_bytes + 100
-            with pytest.raises(DeviceUnavailable, match=r"^.*the iPhone is full \(the model needs"):
-                agent.prepare(tiny())
-            assert not (phone.container() / "Documents/splitbench/models/tinykey").exists()
-    finally:
-        phone.shutdown()
+def test_a_write_refused_for_space_mid_push_is_the_same_line(phone, monkeypatch):
+    with make_agent(phone) as agent:
+        monkeypatch.setattr(agent.transport, "free_bytes", lambda: None)  # the phone does not say
+        phone.knobs.free_bytes = phone.used_bytes + 100
+        with pytest.raises(DeviceUnavailable, match=r"^.*the iPhone is full \(the model needs"):
+            agent.prepare(tiny())
+        assert not (phone.container() / "Documents/splitbench/models/tinykey").exists()
 
 
 # --------------------------------------------------------------------------------------------------

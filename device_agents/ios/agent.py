@@ -131,9 +131,8 @@ def _same_udid(a: str, b: str) -> bool:
     return a.replace("-", "").lower() == b.replace("-", "").lower()
 
 
-def resolve_udid(services: Services, wanted: str | None) -> str:
-    """The UDID a target names (``ios``: the only iPhone attached), or :class:`AgentError`."""
-    udids = _usb_udids(services)
+def resolve_udid(udids: list[str], wanted: str | None) -> str:
+    """The UDID a target names among ``udids`` (``ios``: the only iPhone attached), or :class:`AgentError`."""
     if wanted:
         for u in udids:
             if _same_udid(u, wanted):
@@ -194,6 +193,11 @@ def _one_line(text: str) -> str:
 def _size(b: int) -> str:
     """Bytes for people (SI units, like every size splitbench reports)."""
     return f"{b / 1e9:.2f} GB" if b >= 1e9 else f"{b / 1e6:.1f} MB" if b >= 1e6 else f"{b / 1e3:.0f} kB"
+
+
+def _phone_name(values: dict[str, Any]) -> str:
+    """The phone for people, from lockdown's values: "Alice's iPhone (iPhone11,2, iOS 17.5)"."""
+    return f"{values.get('DeviceName') or 'iPhone'} ({values.get('ProductType')}, iOS {values.get('ProductVersion')})"
 
 
 def _is_app_report(name: str, executable: str) -> bool:
@@ -386,7 +390,7 @@ class IosAgent(DeviceAgent):
         """Check the preconditions in order (an unmet one: :class:`AgentError` with its fix), install the app
         when asked, say hello. A phone that drops during the checks raises :class:`DeviceUnavailable`."""
         services = self._services or _services()
-        self.udid = resolve_udid(services, self.wanted_udid)
+        self.udid = resolve_udid(_usb_udids(services), self.wanted_udid)
         self.transport = IosTransport(self.udid, services, tunnel=self.options.tunnel)
         session = _Session(self.transport, self.options, install=True, launcher=self._launch, cleaner=self._clean_job)
         try:
@@ -414,7 +418,7 @@ class IosAgent(DeviceAgent):
         v = self.transport.values
         d, rt = hello["device"], hello["runtime"]
         standin = " — loopback stand-in, not an iPhone, not Core ML" if d["standin"] else ""
-        name = f"{v.get('DeviceName') or 'iPhone'} ({v.get('ProductType')}, iOS {v.get('ProductVersion')}){standin}"
+        name = f"{_phone_name(v)}{standin}"
         fingerprint = {
             "platform": "ios", "product_type": v.get("ProductType"), "hardware_model": v.get("HardwareModel"),
             "cpu_architecture": v.get("CPUArchitecture"), "device_class": v.get("DeviceClass"),
@@ -648,7 +652,7 @@ def discover() -> list[DeviceInfo]:
             note = "" if t.paired else " — not paired: run `splitbench doctor ios`"
             found.append(DeviceInfo(
                 device_id=udid, target="ios", platform="ios",
-                name=f"{v.get('DeviceName') or 'iPhone'} ({v.get('ProductType')}, iOS {v.get('ProductVersion')}){note}",
+                name=f"{_phone_name(v)}{note}",
                 backends={"coreml": f"Core ML (iOS {v.get('ProductVersion')} {v.get('BuildVersion')})"},
                 fingerprint={"product_type": v.get("ProductType"), "ios_version": v.get("ProductVersion"),
                              "ios_build": v.get("BuildVersion"), "paired": t.paired},
@@ -677,7 +681,7 @@ def doctor(target: str = "ios", **options: Any) -> list[Check]:
         return _with_rest(checks + [Check("usbmuxd", False, str(exc), FIX["usbmuxd"])])
     checks.append(Check("usbmuxd", True, f"{len(udids)} device(s) over USB"))
     try:
-        udid = resolve_udid(services, agent.wanted_udid)
+        udid = resolve_udid(udids, agent.wanted_udid)
     except AgentError as exc:
         return _with_rest(checks + [Check("iPhone attached", False, str(exc), FIX["attached"])])
     checks.append(Check("iPhone attached", True, udid))
@@ -709,7 +713,7 @@ def clean(target: str = "ios", **options: Any) -> list[str]:
     opts = parse_options(options)
     agent = IosAgent(target, opts)
     services = _services()
-    udid = resolve_udid(services, agent.wanted_udid)
+    udid = resolve_udid(_usb_udids(services), agent.wanted_udid)
     t = IosTransport(udid, services)
     try:
         t.connect()

@@ -46,7 +46,6 @@ COMPILED = f"{ROOT}/compiled"  # <job_id>.mlmodelc, made by the compile launch, 
 JOBS = f"{ROOT}/jobs"
 RESULTS = f"{ROOT}/results"
 
-PHASES = ("hello", "compile", "cold", "warm")
 COMPUTE_UNITS = ("cpuOnly", "cpuAndGPU", "cpuAndNeuralEngine", "all")
 INTERRUPTED = "interrupted"  # a result status of the app: sent to the background, measurement abandoned
 
@@ -157,10 +156,6 @@ class Launch:
     pid: int
     duration_s: float
     result: dict[str, Any]
-
-
-def first_failure(launches: list[Launch]) -> Launch | None:
-    return next((la for la in launches if la.result["status"] != OK), None)
 
 
 def _conditions(thermal: str | None, low_power: bool | None) -> Conditions:

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import UserError
-from harness.privacy.scores import PrivacyScores, as_features, as_labels, rank_columns, validate
+from harness.privacy.scores import PrivacyScores, as_features, as_labels, rank_columns_of, validate
 
 NAME = "dpfe"
 MAX_DROPPED_CLASS_SIZE = 18  # DPFE keeps the classes with more than 18 features
@@ -163,10 +163,8 @@ def score(train_features: Any, train_sensitive: Any, test_features: Any, test_se
     nn1_error = 1 - accuracy_score(yte, knn.predict(xte))
     ranks = true_class_ranks(_class_densities(xtr, ytr, xte, classes), np.searchsorted(classes, yte))
     n_test = yte.shape[0]
-    log_ranks = np.log(ranks)
-    share_first = np.sum(ranks == 1) / n_test  # DPFE: opt_bayes = 1 - sum(trueranks == 1) / num_test
-    columns = rank_columns(int(classes.size), float(np.mean(ranks)), float(np.std(ranks)), float(np.mean(log_ranks)),
-                           float(np.std(log_ranks)), float(share_first))
+    # The DPFE code's numpy means and stds; opt_bayes = 1 - sum(trueranks == 1) / num_test is bayes_error.
+    columns = rank_columns_of(int(classes.size), ranks)
     return PrivacyScores(
         estimator=NAME, n_classes=int(classes.size), **columns, nn1_error=float(nn1_error), attacker_accuracy=None,
         primary_accuracy=None, n_train=int(xtr.shape[0]), n_test=int(n_test), dim=int(xtr.shape[1]), bandwidth=None,

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.errors import UserError
-from harness.privacy.scores import PrivacyScores, as_features, as_labels, rank_columns
+from harness.privacy.scores import PrivacyScores, as_features, as_labels, rank_columns_of, sq_distances
 
 if TYPE_CHECKING:  # pragma: no cover
     from harness.noise import FeatureNoise
@@ -67,12 +67,6 @@ def _check_var(value: float, name: str) -> float:
     return float(value)
 
 
-def _sq_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    d = (a * a).sum(axis=1)[:, None] - 2.0 * (a @ b.T) + (b * b).sum(axis=1)[None, :]
-    np.maximum(d, 0.0, out=d)
-    return d
-
-
 def class_scores(clean: np.ndarray, labels: np.ndarray, noisy: np.ndarray, variance: float, *,
                  outside: tuple[np.ndarray, np.ndarray, float] | None = None,
                  chunk_rows: int = 512) -> tuple[np.ndarray, np.ndarray]:
@@ -90,16 +84,18 @@ def class_scores(clean: np.ndarray, labels: np.ndarray, noisy: np.ndarray, varia
     order = np.argsort(inverse, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=classes.size))])
     ref = clean[order]
+    ref_sq = (ref * ref).sum(axis=1)
     ref_perp = outside[0][order] if outside is not None else None
+    ref_perp_sq = (ref_perp * ref_perp).sum(axis=1) if outside is not None else None
     n = noisy.shape[0]
     # log P(z|s) + log P(s) = logsumexp_j(-D_ij / 2 var) - log N_s + const + log(N_s / N): the class
     # sizes cancel, the constant is the same for every class and is left out (ranks need no norming).
     out = np.empty((n, classes.size))
     for start in range(0, n, chunk_rows):
         rows = slice(start, min(start + chunk_rows, n))
-        dist = _sq_distances(noisy[rows], ref)
+        dist = sq_distances(noisy[rows], ref, ref_sq)
         if outside is not None:
-            dist[_sq_distances(outside[1][rows], ref_perp) > outside[2]] = np.inf
+            dist[sq_distances(outside[1][rows], ref_perp, ref_perp_sq) > outside[2]] = np.inf
         with np.errstate(divide="ignore", invalid="ignore"):
             for c in range(classes.size):
                 block = dist[:, bounds[c]:bounds[c + 1]]
@@ -163,9 +159,7 @@ def score(features: Any, sensitive: Any, noisy_features: Any, *, noise_var: floa
         notes.append(f"the noise covariance is singular (rank {rank_c} < d = "
                      f"{f.shape[1]}): differences of features outside its span have density 0, which identifies "
                      f"records exactly ({found} of {ranks.size} ranked first)")
-    log_ranks = np.log(ranks)
-    columns = rank_columns(int(classes.size), float(np.mean(ranks)), float(np.std(ranks)), float(np.mean(log_ranks)),
-                           float(np.std(log_ranks)), float(np.mean(ranks == 1)))
+    columns = rank_columns_of(int(classes.size), ranks)
     return PrivacyScores(
         estimator=NAME, n_classes=int(classes.size), **columns, nn1_error=None, attacker_accuracy=None,
         primary_accuracy=None, n_train=int(f.shape[0]), n_test=int(f.shape[0]), dim=int(f.shape[1]), bandwidth=None,

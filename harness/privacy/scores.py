@@ -103,8 +103,23 @@ def rank_columns(k: int, mean_rank: float, std_rank: float, mean_log_rank: float
     }
 
 
+def rank_columns_of(k: int, ranks: np.ndarray) -> dict[str, float]:
+    """:func:`rank_columns` of one rank per scored feature (numpy means, population stds, share equal to 1)."""
+    log_ranks = np.log(ranks)
+    return rank_columns(k, float(np.mean(ranks)), float(np.std(ranks)), float(np.mean(log_ranks)),
+                        float(np.std(log_ranks)), float(np.mean(ranks == 1)))
+
+
 # --------------------------------------------------------------------------------------------------
-# Validation shared by the estimators
+# Computation and validation shared by the estimators
+
+
+def sq_distances(a: np.ndarray, b: np.ndarray, b_sq: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances of a's rows to b's (``b_sq``: b's squared row norms), clamped at 0."""
+    d = (a * a).sum(axis=1)[:, None] - 2.0 * (a @ b.T) + b_sq[None, :]
+    np.maximum(d, 0.0, out=d)
+    return d
+
 
 
 def as_features(x: Any, name: str, *, keep_float_dtype: bool = False) -> np.ndarray:

@@ -64,7 +64,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import UserError
-from harness.privacy.scores import PrivacyScores, rank_columns, validate
+from harness.privacy.scores import PrivacyScores, rank_columns, sq_distances, validate
 
 NAME = "splitbench"
 BANDWIDTH_RULES = ("scott", "silverman")
@@ -109,13 +109,6 @@ def bandwidth_for(train: np.ndarray, labels: np.ndarray, rule: str | float = "sc
     return sigma_w * factor
 
 
-def _sq_distances(a: np.ndarray, b: np.ndarray, b_sq: np.ndarray) -> np.ndarray:
-    """Squared Euclidean distances (float64), clamped at 0 against cancellation."""
-    d = (a * a).sum(axis=1)[:, None] - 2.0 * (a @ b.T) + b_sq[None, :]
-    np.maximum(d, 0.0, out=d)
-    return d
-
-
 def log_posterior(train: np.ndarray, labels: np.ndarray, test: np.ndarray, h: float, *,
                   chunk_rows: int = 512) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``log P(s | z)`` for every test row and class, and the 1-NN label, from the same distances.
@@ -138,7 +131,7 @@ def log_posterior(train: np.ndarray, labels: np.ndarray, test: np.ndarray, h: fl
     nn1 = np.empty(n_test, dtype=np.int64)
     for start in range(0, n_test, chunk_rows):
         rows = slice(start, min(start + chunk_rows, n_test))
-        dist = _sq_distances(test[rows], train_sorted, b_sq)
+        dist = sq_distances(test[rows], train_sorted, b_sq)
         nn1[rows] = np.argmin(dist, axis=1)
         dist *= -0.5 / (h * h)
         for c in range(classes.size):

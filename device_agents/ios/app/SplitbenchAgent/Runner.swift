@@ -28,9 +28,10 @@ final class Runner {
             NSLog("splitbench: cannot read the job \(launchId): \(error)")
             return nil
         }
+        let device = Probes.device()
         var result = LaunchResult(jobId: job.jobId, launchId: job.launchId, phase: job.phase, index: job.index,
-                                  app: AppFacts.current, device: Probes.device(),
-                                  runtime: Runner.runtime(), computeUnits: job.computeUnits,
+                                  app: AppFacts.current, device: device,
+                                  runtime: Runner.runtime(of: device), computeUnits: job.computeUnits,
                                   qos: Probes.qosName(), pid: ProcessInfo.processInfo.processIdentifier)
         if result.device.simulator {
             result.notes.append("measured on the iOS Simulator (the Mac's processor), not on an iPhone")
@@ -168,8 +169,7 @@ final class Runner {
     }
 
     /// Core ML has no version of its own: it is the one the OS ships.
-    static func runtime() -> RuntimeFacts {
-        let d = Probes.device()
+    static func runtime(of d: DeviceFacts) -> RuntimeFacts {
         return RuntimeFacts(name: "Core ML", version: "\(d.osName) \(d.osVersion) (\(d.osBuild ?? "?"))")
     }
 
