@@ -141,16 +141,19 @@ class ArtifactRef:
         """Hash every file of the artifact at ``path`` (a file, a file with ONNX external data, a directory)."""
         p = Path(path).resolve()
         root = p if p.is_dir() else p.parent
-        files = []
-        for f in artifact_files(p):
-            h = hashlib.sha256()
-            with open(f, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-            files.append(ArtifactFile(str(f.relative_to(root)), f.stat().st_size, h.hexdigest()))
-        files.sort(key=lambda f: f.relpath)
+        files = sorted((ArtifactFile(str(f.relative_to(root)), f.stat().st_size, sha256_file(f))
+                        for f in artifact_files(p)), key=lambda f: f.relpath)
         whole = hashlib.sha256("".join(f"{f.relpath}\0{f.sha256}\n" for f in files).encode()).hexdigest()
         return cls(key=key, backend=backend, path=str(p), root=str(root), files=tuple(files), sha256=whole)
+
+
+def sha256_file(path: str | Path) -> str:
+    """The sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def artifact_files(path: str | Path) -> list[Path]:
