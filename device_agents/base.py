@@ -143,8 +143,8 @@ class ArtifactRef:
         root = p if p.is_dir() else p.parent
         files = sorted((ArtifactFile(str(f.relative_to(root)), f.stat().st_size, sha256_file(f))
                         for f in artifact_files(p)), key=lambda f: f.relpath)
-        whole = hashlib.sha256("".join(f"{f.relpath}\0{f.sha256}\n" for f in files).encode()).hexdigest()
-        return cls(key=key, backend=backend, path=str(p), root=str(root), files=tuple(files), sha256=whole)
+        return cls(key=key, backend=backend, path=str(p), root=str(root), files=tuple(files),
+                   sha256=content_sha256(files))
 
 
 def sha256_file(path: str | Path) -> str:
@@ -154,6 +154,11 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def content_sha256(files: tuple[ArtifactFile, ...] | list[ArtifactFile]) -> str:
+    """An artifact's content hash: sha256 over its (relpath, sha256) pairs, as listed (sorted by relpath)."""
+    return hashlib.sha256("".join(f"{f.relpath}\0{f.sha256}\n" for f in files).encode()).hexdigest()
 
 
 def artifact_files(path: str | Path) -> list[Path]:
