@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from harness import exitcodes
+from harness.backends import rank
 from harness.errors import UserError
 from harness.records import ResultRecord
 
@@ -147,12 +148,8 @@ def load_records(out: str | Path, *, latest_only: bool = False) -> list[ResultRe
     return sorted(records, key=model_order)
 
 
-BACKEND_ORDER = ("onnx", "litert", "executorch", "coreml")
-
-
 def model_order(r: ResultRecord) -> tuple:
-    b = BACKEND_ORDER.index(r.backend) if r.backend in BACKEND_ORDER else len(BACKEND_ORDER)
-    return (r.model, r.order, b, r.backend, r.target, r.device_id)
+    return (r.model, r.order, rank(r.backend), r.backend, r.target, r.device_id)
 
 
 # --------------------------------------------------------------------------------------------------
