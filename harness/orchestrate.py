@@ -405,9 +405,7 @@ def _run_locked(spec: Spec, out: Path, hash_: str, ex, *, resume: bool, progress
     # --resume keeps what was measured (and what was skipped) and retries what failed: a timeout or a
     # crash may have been the machine's, not the configuration's. The old failure is kept aside.
     existing = {r.record_key: r for r in on_disk if not r.failed} if resume else {}
-    latest: dict[tuple, ResultRecord] = {}
-    for r in sorted(on_disk, key=lambda r: r.finished_at):
-        latest[r.identity.key()] = r
+    latest = store.newest_per_identity(on_disk)
     by_device = {info.device_id: info for info in devices.values()}
     records: list[ResultRecord] = []
     measured = 0

@@ -141,11 +141,16 @@ def load_records(out: str | Path, *, latest_only: bool = False) -> list[ResultRe
         return []
     records = [read_record(p) for p in sorted(folder.glob("*.json")) if not p.name.startswith(".")]
     if latest_only:
-        newest: dict[tuple, ResultRecord] = {}
-        for r in sorted(records, key=lambda r: r.finished_at):
-            newest[r.identity.key()] = r
-        records = list(newest.values())
+        records = list(newest_per_identity(records).values())
     return sorted(records, key=model_order)
+
+
+def newest_per_identity(records: list[ResultRecord]) -> dict[tuple, ResultRecord]:
+    """The last finished record of each identity, by :meth:`harness.records.Identity.key`."""
+    newest: dict[tuple, ResultRecord] = {}
+    for r in sorted(records, key=lambda r: r.finished_at):
+        newest[r.identity.key()] = r
+    return newest
 
 
 def model_order(r: ResultRecord) -> tuple:
