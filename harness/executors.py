@@ -157,9 +157,8 @@ class Executor:
     def run(self, jobs: list, *, say: Callable[[str], None], start: Callable[[str], None]) -> Iterator[Event]:
         """Serial: the jobs in plan order (configuration-major across devices), a lost device skipped."""
         gone: set[str] = set()
-        by_target = {t: s for t, s in self.sessions.items()}
         for i, job in enumerate(jobs):
-            session = by_target[job.spec_target]
+            session = self.sessions[job.spec_target]
             if session.info.device_id in gone:
                 continue
             if self._stop.is_set():
