@@ -274,7 +274,7 @@ def doctor(target: str = "cpu-1core", **options: Any) -> list[Check]:
     for backend, dist in RUNTIME_DISTRIBUTION.items():
         version = _version(dist)
         checks.append(Check(f"{backend} runtime", version is not None, f"{dist} {version}" if version else "missing",
-                            "" if version else f"pip install 'splitbench[{'litert' if backend == 'litert' else backend}]'"))
+                            "" if version else f"pip install 'splitbench[{backend}]'"))
     governor = agent.conditions().governor
     checks.append(Check("CPU governor", None if governor is None else governor == "performance",
                         governor or "not exposed (VM or container)",
