@@ -239,7 +239,6 @@ class LocalAgent(DeviceAgent):
         d = dict(d)
         if d.get("status") != "ok":
             d["stderr_tail"] = worker.transport.stderr_tail(since=since)
-        d.setdefault("diagnostics", {})["runtime_import_ns"] = (worker.hello or {}).get("import_ns")
         try:
             result = MeasureResult.from_dict(d)
         except (ContractError, TypeError) as exc:
