@@ -455,12 +455,16 @@ class DeviceAgent(ABC):
 # Targets -> agents
 
 
+def target_platform(target: str) -> str:
+    """The platform a target string is for: ``local`` for ``cpu-1core...``, else what precedes its first colon.
+    Not checked here (:func:`open_agent` refuses an unknown target)."""
+    return "local" if target.startswith("cpu-1core") else target.split(":", 1)[0]
+
+
 def _platform_of(target: str) -> str:
-    if target.startswith("cpu-1core"):
-        return "local"
-    head = target.split(":", 1)[0]
-    if head in ("android", "ios"):
-        return head
+    platform = target_platform(target)
+    if platform in ("android", "ios") or target.startswith("cpu-1core"):
+        return platform
     raise AgentError(f"unknown target {target!r}; targets: cpu-1core, cpu-1core-<N>mb, android, "
                      "android:<serial>, android:<host>:<port>, ios, ios:<udid>")
 

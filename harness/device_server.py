@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from device_agents.base import (CONTRACT_VERSION, AgentError, ArtifactFile, ArtifactRef, DeviceInfo, DeviceUnavailable,
-                                MeasureJob, sha256_file)
+                                MeasureJob, sha256_file, target_platform)
 
 NAMESPACE = "splitbench"  # the Ray namespace of splitbench's actors and key-value entries
 RESOURCE_PREFIX = "phone:"  # a device is the resource phone:<device_id> (quantity 1) of its host's node
@@ -124,8 +124,7 @@ def host_registrations(targets: list[str] | None = None, *, options: dict[str, d
                              opener, stamp) for i in found], notes
     regs = []
     for target in targets:
-        platform_ = "local" if target.startswith("cpu-1core") else target.split(":", 1)[0]
-        opts = dict(options.get(platform_, {}))
+        opts = dict(options.get(target_platform(target), {}))
         with _open(opener)(target, **opts) as agent:
             info = agent.describe()
         regs.append(Registration(info.device_id, target, host, info.to_dict(), opts, opener, stamp))
