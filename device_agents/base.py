@@ -141,16 +141,24 @@ class ArtifactRef:
         """Hash every file of the artifact at ``path`` (a file, a file with ONNX external data, a directory)."""
         p = Path(path).resolve()
         root = p if p.is_dir() else p.parent
-        files = []
-        for f in artifact_files(p):
-            h = hashlib.sha256()
-            with open(f, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-            files.append(ArtifactFile(str(f.relative_to(root)), f.stat().st_size, h.hexdigest()))
-        files.sort(key=lambda f: f.relpath)
-        whole = hashlib.sha256("".join(f"{f.relpath}\0{f.sha256}\n" for f in files).encode()).hexdigest()
-        return cls(key=key, backend=backend, path=str(p), root=str(root), files=tuple(files), sha256=whole)
+        files = sorted((ArtifactFile(str(f.relative_to(root)), f.stat().st_size, sha256_file(f))
+                        for f in artifact_files(p)), key=lambda f: f.relpath)
+        return cls(key=key, backend=backend, path=str(p), root=str(root), files=tuple(files),
+                   sha256=content_sha256(files))
+
+
+def sha256_file(path: str | Path) -> str:
+    """The sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def content_sha256(files: tuple[ArtifactFile, ...] | list[ArtifactFile]) -> str:
+    """An artifact's content hash: sha256 over its (relpath, sha256) pairs, as listed (sorted by relpath)."""
+    return hashlib.sha256("".join(f"{f.relpath}\0{f.sha256}\n" for f in files).encode()).hexdigest()
 
 
 def artifact_files(path: str | Path) -> list[Path]:
@@ -447,12 +455,16 @@ class DeviceAgent(ABC):
 # Targets -> agents
 
 
+def target_platform(target: str) -> str:
+    """The platform a target string is for: ``local`` for ``cpu-1core...``, else what precedes its first colon.
+    Not checked here (:func:`open_agent` refuses an unknown target)."""
+    return "local" if target.startswith("cpu-1core") else target.split(":", 1)[0]
+
+
 def _platform_of(target: str) -> str:
-    if target.startswith("cpu-1core"):
-        return "local"
-    head = target.split(":", 1)[0]
-    if head in ("android", "ios"):
-        return head
+    platform = target_platform(target)
+    if platform in ("android", "ios") or target.startswith("cpu-1core"):
+        return platform
     raise AgentError(f"unknown target {target!r}; targets: cpu-1core, cpu-1core-<N>mb, android, "
                      "android:<serial>, android:<host>:<port>, ios, ios:<udid>")
 

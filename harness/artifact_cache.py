@@ -20,7 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from device_agents.base import ArtifactFile, ArtifactRef
+from device_agents.base import ArtifactFile, ArtifactRef, content_sha256
 from harness.backends import BACKENDS
 from harness.configurations import Configuration, ModelIdentity, file_sha256
 from harness.spec import Spec
@@ -84,9 +84,8 @@ class Artifact:
             raise ValueError(f"{self.name} has no artifact ({self.status}: {self.reason})")
         root = self.path if self.path.is_dir() else self.path.parent
         files = self.files or ArtifactRef.from_path(self.path, key=self.key, backend=self.backend).files
-        whole = hashlib.sha256("".join(f"{f.relpath}\0{f.sha256}\n" for f in files).encode()).hexdigest()
         return ArtifactRef(key=self.key, backend=self.backend, path=str(self.path), root=str(root), files=tuple(files),
-                           sha256=whole)
+                           sha256=content_sha256(files))
 
 
 # --------------------------------------------------------------------------------------------------

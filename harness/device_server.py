@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from device_agents.base import (CONTRACT_VERSION, AgentError, ArtifactFile, ArtifactRef, DeviceInfo, DeviceUnavailable,
-                                MeasureJob)
+                                MeasureJob, sha256_file, target_platform)
 
 NAMESPACE = "splitbench"  # the Ray namespace of splitbench's actors and key-value entries
 RESOURCE_PREFIX = "phone:"  # a device is the resource phone:<device_id> (quantity 1) of its host's node
@@ -124,8 +124,7 @@ def host_registrations(targets: list[str] | None = None, *, options: dict[str, d
                              opener, stamp) for i in found], notes
     regs = []
     for target in targets:
-        platform_ = "local" if target.startswith("cpu-1core") else target.split(":", 1)[0]
-        opts = dict(options.get(platform_, {}))
+        opts = dict(options.get(target_platform(target), {}))
         with _open(opener)(target, **opts) as agent:
             info = agent.describe()
         regs.append(Registration(info.device_id, target, host, info.to_dict(), opts, opener, stamp))
@@ -200,14 +199,6 @@ def device_cache_dir() -> Path:
     return Path(base) / "splitbench" / "device-artifacts"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _matches(root: Path, files: tuple[ArtifactFile, ...], *, hash_: bool) -> bool:
     """Whether every file is under ``root`` with its size (and, with ``hash_``, its sha256)."""
     for f in files:
@@ -217,7 +208,7 @@ def _matches(root: Path, files: tuple[ArtifactFile, ...], *, hash_: bool) -> boo
                 return False
         except OSError:
             return False
-        if hash_ and _sha256(p) != f.sha256:
+        if hash_ and sha256_file(p) != f.sha256:
             return False
     return True
 

@@ -139,7 +139,9 @@ def doctor(platform: str, *, target: str | None = None, spec_path: Path | None =
 
 def clean(target: str, *, spec_path: Path | None = None) -> int:
     """Remove what splitbench left on the device; print what was removed."""
-    platform = "local" if target.startswith("cpu-1core") else target.split(":", 1)[0]
+    from device_agents.base import target_platform
+
+    platform = target_platform(target)
     removed = _module(platform).clean(target, **_options(platform, spec_path))
     console = _console()
     for item in removed:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from device_agents.base import (FAILED, ArtifactRef, ContractError, DeviceAgent, DeviceInfo, DeviceUnavailable,
-                                MeasureJob, MeasureResult, open_agent)
+                                MeasureJob, MeasureResult, open_agent, target_platform)
 from harness import exitcodes, store
 from harness.errors import UserError
 from harness.spec import Spec
@@ -58,8 +58,7 @@ def _now() -> str:
 
 def device_options(spec: Spec, target: str) -> dict[str, Any]:
     """The spec's ``[android]`` / ``[ios]`` table for a target of that platform (the agent validates it)."""
-    platform = "local" if target.startswith("cpu-1core") else target.split(":", 1)[0]
-    return dict(spec.devices.get(platform, {}))
+    return dict(spec.devices.get(target_platform(target), {}))
 
 
 def _say_stderr(line: str) -> None:
@@ -157,9 +156,8 @@ class Executor:
     def run(self, jobs: list, *, say: Callable[[str], None], start: Callable[[str], None]) -> Iterator[Event]:
         """Serial: the jobs in plan order (configuration-major across devices), a lost device skipped."""
         gone: set[str] = set()
-        by_target = {t: s for t, s in self.sessions.items()}
         for i, job in enumerate(jobs):
-            session = by_target[job.spec_target]
+            session = self.sessions[job.spec_target]
             if session.info.device_id in gone:
                 continue
             if self._stop.is_set():

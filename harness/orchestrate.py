@@ -405,9 +405,7 @@ def _run_locked(spec: Spec, out: Path, hash_: str, ex, *, resume: bool, progress
     # --resume keeps what was measured (and what was skipped) and retries what failed: a timeout or a
     # crash may have been the machine's, not the configuration's. The old failure is kept aside.
     existing = {r.record_key: r for r in on_disk if not r.failed} if resume else {}
-    latest: dict[tuple, ResultRecord] = {}
-    for r in sorted(on_disk, key=lambda r: r.finished_at):
-        latest[r.identity.key()] = r
+    latest = store.newest_per_identity(on_disk)
     by_device = {info.device_id: info for info in devices.values()}
     records: list[ResultRecord] = []
     measured = 0
@@ -469,16 +467,17 @@ def _run_locked(spec: Spec, out: Path, hash_: str, ex, *, resume: bool, progress
     write_tables(out, list(latest.values()))
     attempted = {r.record_key for r in records}
     not_attempted = sum(1 for j in todo if j.record_key not in attempted)
+    ok = sum(1 for r in records if r.ok)
     failed = sum(1 for r in records if r.failed)
     skipped = sum(1 for r in records if r.status == SKIPPED)
+    from_disk = sum(1 for j in plan if j.record_key in existing)
     status = "interrupted" if interrupted else ("device lost" if lost else "complete")
     if aborted is not None:
         status = "aborted"
         manifest["error"] = f"{type(aborted).__name__}: {aborted}"
     manifest.update(ended_at=_now(), status=status,
                     counts={"planned": len(plan), "done": len(records), "measured_now": measured,
-                            "resumed": sum(1 for j in plan if j.record_key in existing),
-                            "ok": sum(1 for r in records if r.ok), "failed": failed, "skipped": skipped,
+                            "resumed": from_disk, "ok": ok, "failed": failed, "skipped": skipped,
                             "not_attempted": not_attempted},
                     lost=lost, runtimes=_runtimes(records))
     store.atomic_write_json(out / store.MANIFEST_JSON, manifest)
@@ -490,8 +489,6 @@ def _run_locked(spec: Spec, out: Path, hash_: str, ex, *, resume: bool, progress
     if not interrupted:
         _cloud_and_privacy(spec, out, console)
         figures = _after_run(out, console)
-    ok = sum(1 for r in records if r.ok)
-    from_disk = sum(1 for j in plan if j.record_key in existing)
     if interrupted:
         code = exitcodes.INTERRUPTED
     elif lost:

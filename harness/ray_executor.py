@@ -50,6 +50,7 @@ from harness import __version__, device_server, store
 from harness.device_server import ARTIFACT_MODES, NAMESPACE, Registration
 from harness.errors import UserError
 from harness.executors import DeviceUnreachable, Event, Executor, device_options
+from harness.executors import _say_stderr as _say
 from harness.spec import Spec
 
 RAY_REQUIREMENT = "ray[default]==2.60.0"  # every node of a cluster must run the same Ray (and Python)
@@ -441,11 +442,6 @@ class RayExecutor(Executor):
             if self._connected:
                 self._connected = False
                 disconnect()
-
-
-def _say(line: str) -> None:
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
 
 
 __all__ = ["RayExecutor", "RAY_REQUIREMENT", "connect", "disconnect", "resolve", "live_resources",

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from harness import exitcodes
+from harness.backends import rank
 from harness.errors import UserError
 from harness.records import ResultRecord
 
@@ -140,19 +141,20 @@ def load_records(out: str | Path, *, latest_only: bool = False) -> list[ResultRe
         return []
     records = [read_record(p) for p in sorted(folder.glob("*.json")) if not p.name.startswith(".")]
     if latest_only:
-        newest: dict[tuple, ResultRecord] = {}
-        for r in sorted(records, key=lambda r: r.finished_at):
-            newest[r.identity.key()] = r
-        records = list(newest.values())
+        records = list(newest_per_identity(records).values())
     return sorted(records, key=model_order)
 
 
-BACKEND_ORDER = ("onnx", "litert", "executorch", "coreml")
+def newest_per_identity(records: list[ResultRecord]) -> dict[tuple, ResultRecord]:
+    """The last finished record of each identity, by :meth:`harness.records.Identity.key`."""
+    newest: dict[tuple, ResultRecord] = {}
+    for r in sorted(records, key=lambda r: r.finished_at):
+        newest[r.identity.key()] = r
+    return newest
 
 
 def model_order(r: ResultRecord) -> tuple:
-    b = BACKEND_ORDER.index(r.backend) if r.backend in BACKEND_ORDER else len(BACKEND_ORDER)
-    return (r.model, r.order, b, r.backend, r.target, r.device_id)
+    return (r.model, r.order, rank(r.backend), r.backend, r.target, r.device_id)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -159,19 +159,19 @@ class LocalAgent(DeviceAgent):
     def describe(self) -> DeviceInfo:
         cpufreq = f"/sys/devices/system/cpu/cpu{self.cpu}/cpufreq"
         versions = {d: v for d in VERSIONED_DISTRIBUTIONS if (v := _version(d)) is not None}
-        host = platform.node()
+        host, model, backends = platform.node(), cpu_model(), self.backends()
         return DeviceInfo(
             device_id=f"local:{host}:cpu{self.cpu}", target=self.target, platform="local",
-            name=f"CPU {self.cpu} of {host} ({cpu_model()})", backends=self.backends(),
+            name=f"CPU {self.cpu} of {host} ({model})", backends=backends,
             fingerprint={
-                "cpu_model": cpu_model(), "machine": platform.machine(), "os": platform.system(),
+                "cpu_model": model, "machine": platform.machine(), "os": platform.system(),
                 "kernel": platform.release(), "cpu_count": os.cpu_count(), "pinned_cpu": self.cpu,
                 "cpu_governor": read_text(f"{cpufreq}/scaling_governor"),  # None when not exposed (VMs)
                 "cpu_max_freq_khz": read_text(f"{cpufreq}/cpuinfo_max_freq"),
                 "memory_cap_b": self.memory_cap_b, "python": platform.python_version(),
                 "runtime_versions": versions, "protocol_version": protocol.PROTOCOL_VERSION,
             },
-            threads=1, compute_units="cpuOnly" if "coreml" in self.backends() else None,
+            threads=1, compute_units="cpuOnly" if "coreml" in backends else None,
         )
 
     def prepare(self, artifact: ArtifactRef) -> str:
@@ -239,7 +239,6 @@ class LocalAgent(DeviceAgent):
         d = dict(d)
         if d.get("status") != "ok":
             d["stderr_tail"] = worker.transport.stderr_tail(since=since)
-        d.setdefault("diagnostics", {})["runtime_import_ns"] = (worker.hello or {}).get("import_ns")
         try:
             result = MeasureResult.from_dict(d)
         except (ContractError, TypeError) as exc:
@@ -274,7 +273,7 @@ def doctor(target: str = "cpu-1core", **options: Any) -> list[Check]:
     for backend, dist in RUNTIME_DISTRIBUTION.items():
         version = _version(dist)
         checks.append(Check(f"{backend} runtime", version is not None, f"{dist} {version}" if version else "missing",
-                            "" if version else f"pip install 'splitbench[{'litert' if backend == 'litert' else backend}]'"))
+                            "" if version else f"pip install 'splitbench[{backend}]'"))
     governor = agent.conditions().governor
     checks.append(Check("CPU governor", None if governor is None else governor == "performance",
                         governor or "not exposed (VM or container)",

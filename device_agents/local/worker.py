@@ -399,10 +399,7 @@ def run_child(fn: Callable[[], dict[str, Any]], phase: str, index: int, channel_
                 report = fn()
             except Exception as exc:  # the runtime raised: a failure of the job, not a crash
                 report = _failure(FAILED, exc)
-            data = json.dumps(report).encode()
-            view = memoryview(data)
-            while view:
-                view = view[os.write(write_fd, view):]
+            _write(write_fd, json.dumps(report).encode())
         except BaseException:
             code = 70
         finally:
@@ -511,10 +508,11 @@ def serve(backend: Backend, job: MeasureJob, memory_cap_b: int | None, channel_f
     return result
 
 
-def _write(channel_fd: int, data: bytes) -> None:
+def _write(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` (a pipe may take it in parts)."""
     view = memoryview(data)
     while view:
-        view = view[os.write(channel_fd, view):]
+        view = view[os.write(fd, view):]
 
 
 def main(argv: list[str] | None = None) -> int:
