@@ -23,7 +23,6 @@ Module functions for the CLI: :func:`agent_for`, :func:`discover`, :func:`doctor
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
 import os
 import signal
@@ -38,7 +37,8 @@ from device_agents.android.transport import (INSTALL_HINT, Address, AdbLink, Dev
                                              adb_shell_modules, key_path, parse_target, tcp_addresses_from_env,
                                              tell_user, usb_module, usb_serials)
 from device_agents.base import (CRASHED, FAILED, OK, TIMEOUT, AgentError, ArtifactRef, Check, Conditions,
-                                DeviceAgent, DeviceInfo, DeviceUnavailable, MeasureJob, MeasureResult, MemoryReading)
+                                DeviceAgent, DeviceInfo, DeviceUnavailable, MeasureJob, MeasureResult, MemoryReading,
+                                sha256_file)
 
 TOOLS_ENV = "SPLITBENCH_ANDROID_TOOLS"  # a directory holding benchmark_model, onnxruntime_perf_test, executor_runner
 DEFAULT_WORKDIR = "/data/local/tmp/splitbench"
@@ -136,14 +136,6 @@ class AndroidOptions:
         for name, path in self.tools.items():
             if not Path(path).expanduser().is_file():
                 raise AgentError(f"[android.tools].{name}: no such file {path}; {WHERE_TO_GET[name]}")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass
@@ -246,7 +238,7 @@ class AndroidAgent(DeviceAgent):
         paths = {n: p for n, p in self.options.tool_paths().items() if p.is_file()}
         if not paths:
             return []
-        infos = [ToolInfo(n, p, _sha256(p), self.layout.tool(n)) for n, p in paths.items()]
+        infos = [ToolInfo(n, p, sha256_file(p), self.layout.tool(n)) for n, p in paths.items()]
         have = P.parse_hashes(self.link.shell(P.hashes_command([i.device_path for i in infos])).output)
         return [(info, h == info.sha256) for info, h in zip(infos, have + [None] * len(infos))]
 
