@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 from harness.records import ResultRecord
 from harness.stats import NS_PER_MS, compute_stats
-from harness.store import SAMPLES_PARQUET, SUMMARY_CSV, atomic_write_bytes, load_records
+from harness.store import SAMPLES_PARQUET, SUMMARY_CSV, atomic_write_bytes, load_records, model_order
 
 _REASON_CSV_CHARS = 160
 
@@ -130,15 +130,15 @@ def samples_table(records: Iterable[ResultRecord]):
 
 
 def write_tables(out: str | Path, records: list[ResultRecord] | None = None) -> tuple[Path, Path]:
-    """Rebuild ``summary.csv`` and ``samples.parquet`` (atomically) from ``records``, or from the records in
-    ``out`` (the newest per identity) when None."""
+    """Rebuild ``summary.csv`` and ``samples.parquet`` (atomically, rows in model order) from ``records``, or
+    from the records in ``out`` (the newest per identity) when None."""
     import io
 
     import pyarrow.parquet as pq
 
     out = Path(out)
-    if records is None:
-        records = load_records(out, latest_only=True)
+    # model order whoever wrote them last: a run's records arrive in the order the devices finish
+    records = load_records(out, latest_only=True) if records is None else sorted(records, key=model_order)
     summary = summary_frame(records)
     csv_path, parquet_path = out / SUMMARY_CSV, out / SAMPLES_PARQUET
     # pandas writes floats with repr (shortest round-trip): nothing stored is rounded.

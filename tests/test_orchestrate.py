@@ -126,6 +126,16 @@ def test_run_writes_manifest_records_and_tables(fake, tmp_path):
     assert row["n_runs"] == RUNS and row["params"] == 100
 
 
+def test_tables_are_in_model_order_whatever_order_the_records_came_in(fake, tmp_path):
+    """Several devices finish in any order: the tables a run writes are those `splitbench report` writes."""
+    fake()
+    out = tmp_path / "out"
+    _run(_spec(tmp_path), out)
+    expected = pd.read_csv(out / "summary.csv")[["config", "backend"]]
+    tables.write_tables(out, list(reversed(store.load_records(out))))
+    assert pd.read_csv(out / "summary.csv")[["config", "backend"]].equals(expected)
+
+
 def test_record_is_immutable_and_round_trips(fake, tmp_path):
     fake()
     out = tmp_path / "out"
