@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import UserError
-from harness.recommend import ACCURACY_DROP, Budget, default_budgets  # noqa: F401  (re-exported)
+from harness.recommend import Budget
 
 log = logging.getLogger(__name__)
 REPORT_FILE = "report.html"
