@@ -18,8 +18,8 @@ import pandas as pd
 
 from harness.merge import config_label
 from harness.network import PROFILES
-from harness.recommend import (BYTES_PER_KB, RULE_COST, RULE_PRIVACY, Budget, Candidate, Recommendation, choose,
-                               latency_formula, no_median, text)
+from harness.recommend import (BYTES_PER_KB, RULE_COST, RULE_PRIVACY, Budget, Candidate, Recommendation, _opt,
+                               choose, latency_formula, no_median, text)
 from harness.spec import FULL
 from harness.units import fmt_bytes, fmt_mb, fmt_ms, fmt_ratio, sig
 
@@ -30,14 +30,6 @@ def _first_line(text: Any) -> str:
     if text is None or (isinstance(text, float) and math.isnan(text)) or not str(text).strip():
         return ""
     return str(text).strip().splitlines()[0]
-
-
-def _num(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(v) else v
 
 
 def networks(budget: Budget) -> list[dict[str, Any]]:
@@ -95,7 +87,7 @@ def model_data(table: pd.DataFrame, budget: Budget, *, results_dir: str, budget_
         up_ms = {k: x.upload_ms for k, x in same.items()}
         row = by_key.get((c.cut, c.embedding, c.backend, c.target, c.device_id), {})
         base = onprem.get(_group_key(c))
-        load = _num(row.get("load_ms_cold"))
+        load = _opt(row.get("load_ms_cold"))
         base_row = by_key.get((FULL, FULL, c.backend, c.target, c.device_id), {}) if base else {}
         cands.append({
             "i": i, "config": c.config, "base": c.base_config, "r": c.noise_ratio, "backend": c.backend,
@@ -113,7 +105,7 @@ def model_data(table: pd.DataFrame, budget: Budget, *, results_dir: str, budget_
                   "lat": {k: fmt_ms(v) for k, v in lat.items()}, "up_ms": {k: fmt_ms(v) for k, v in up_ms.items()}},
             "vs": None if base is None or c.on_premise else {
                 "phone": fmt_ratio(c.phone_ms, base.phone_ms), "memory": fmt_ratio(c.memory_mb, base.memory_mb),
-                "load": fmt_ratio(load, _num(base_row.get("load_ms_cold"))),
+                "load": fmt_ratio(load, _opt(base_row.get("load_ms_cold"))),
                 "lat": {k: fmt_ratio(lat[k], _lat_of(per_net[k], base)) for k in lat}},
         })
 
@@ -206,13 +198,13 @@ def config_rows(table: pd.DataFrame, data: dict[str, Any], summary: pd.DataFrame
             "status": str(r.get("status", "ok")), "onprem": base == FULL,
             "reason": _first_line(r.get("reason")), "agg": str(r.get("timing_kind")) == "aggregate", "tool": "" if pd.isna(r.get("aggregate_tool"))
             else str(r.get("aggregate_tool") or ""), "cands": idx,
-            "infer": fmt_ms(_num(r.get("infer_ms_median"))), "p90": fmt_ms(_num(r.get("infer_ms_p90"))),
-            "load": fmt_ms(_num(r.get("load_ms_cold"))), "load_warm": fmt_ms(_num(r.get("load_ms_warm"))),
-            "memory": fmt_mb(_num(r.get("mem_model_mb"))), "upload": fmt_bytes(_num(r.get("upload_bytes"))),
-            "privacy": sig(_num(r.get("log_rank_privacy"))) if _num(r.get("log_rank_privacy")) is not None else "—",
-            "accuracy": sig(_num(r.get("primary_accuracy"))) if _num(r.get("primary_accuracy")) is not None else "—",
+            "infer": fmt_ms(_opt(r.get("infer_ms_median"))), "p90": fmt_ms(_opt(r.get("infer_ms_p90"))),
+            "load": fmt_ms(_opt(r.get("load_ms_cold"))), "load_warm": fmt_ms(_opt(r.get("load_ms_warm"))),
+            "memory": fmt_mb(_opt(r.get("mem_model_mb"))), "upload": fmt_bytes(_opt(r.get("upload_bytes"))),
+            "privacy": sig(_opt(r.get("log_rank_privacy"))) if _opt(r.get("log_rank_privacy")) is not None else "—",
+            "accuracy": sig(_opt(r.get("primary_accuracy"))) if _opt(r.get("primary_accuracy")) is not None else "—",
             "warnings": [w.split(":", 1)[0].strip() for w in warnings.split(" | ") if w.strip()],
-            "warnings_text": warnings, "_values": {m: _num(r.get(col)) for m, col in RATIO_METRICS},
+            "warnings_text": warnings, "_values": {m: _opt(r.get(col)) for m, col in RATIO_METRICS},
             "_order": len(rows),
         })
     rows.sort(key=lambda x: (x["group"], x["onprem"], x["_order"]))
