@@ -37,7 +37,7 @@ def networks(budget: Budget) -> list[dict[str, Any]]:
     uplink or a delay (key ``given``). Each with the `recommend` options that select it."""
     out = [{"key": name, "label": _short(p), "title": p.describe(), "args": f"--network {name}",
             "budget": {"network": name}} for name, p in PROFILES.items()]
-    if budget.uplink_mbps is not None or budget.delay_ms is not None or budget.network not in PROFILES:
+    if network_key(budget) == GIVEN:
         args = f"--network {budget.network}"
         if budget.uplink_mbps is not None:
             args += f" --uplink-mbps {budget.uplink_mbps:g}"
