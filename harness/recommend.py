@@ -438,6 +438,16 @@ def _latency(c: Candidate) -> float:
     return math.inf if c.latency_ms is None else c.latency_ms
 
 
+def best(fitting: list[Candidate], scored: bool) -> Candidate | None:
+    """The rule, among candidates that fit: the most private (ties: lower end-to-end latency), or without
+    privacy scores the fastest (ties: lower phone memory). harness/report/report.js applies the same rule
+    in the report's budget controls; the browser test (tests/test_report_browser.py) checks the two agree
+    on many budgets."""
+    if scored:
+        return max(fitting, key=lambda c: (c.privacy, -_latency(c), c.config), default=None)
+    return min(fitting, key=lambda c: (_latency(c), _num(c.memory_mb), c.config), default=None)
+
+
 def choose(table: pd.DataFrame, budget: Budget) -> Recommendation:
     """The most private configuration of one model's merged table that fits ``budget`` (pure function).
 
@@ -471,13 +481,7 @@ def choose(table: pd.DataFrame, budget: Budget) -> Recommendation:
     all_c = [_candidate(r, budget, net, cloud_included, scored, (r.get("backend"), r.get("target")) in shared)
              for r in rows]
     cands = [c for c in all_c if not c.on_premise]
-    fitting = [c for c in cands if c.fits]
-    # The rule. harness/report/report.js applies the same rule in the report's budget controls; the
-    # browser test (tests/test_report_browser.py) checks the two agree on many budgets.
-    if scored:
-        choice = max(fitting, key=lambda c: (c.privacy, -_latency(c), c.config), default=None)
-    else:
-        choice = min(fitting, key=lambda c: (_latency(c), _num(c.memory_mb), c.config), default=None)
+    choice = best([c for c in cands if c.fits], scored)
     # A configuration below the accuracy floor is no trade-off at all: the frontier is drawn among the
     # others (among every candidate when none reaches the floor).
     floor = budget.min_accuracy
