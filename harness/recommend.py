@@ -304,8 +304,15 @@ def load_table(results_dir: str | Path, estimator: str | None = None) -> pd.Data
         if estimator is not None:
             raise UserError(f"--estimator {estimator}: {d} has no {PRIVACY_FILE}, so nothing was scored")
         return attach_cloud(without_privacy(summary), d / CLOUD_FILE)
-    merged = merge_privacy(summary, load_privacy(d), estimator, preferred=spec_estimator(d))
-    return attach_cloud(merged, d / CLOUD_FILE)
+    return merge_table(d, summary, load_privacy(d), estimator)
+
+
+def merge_table(results_dir: str | Path, summary: pd.DataFrame, privacy: pd.DataFrame,
+                estimator: str | None = None) -> pd.DataFrame:
+    """:func:`load_table` on tables already read: ``summary`` merged with ``privacy`` (one estimator's rows,
+    the spec's preferred), plus ``cloud_ms`` from DIR/cloud.csv."""
+    merged = merge_privacy(summary, privacy, estimator, preferred=spec_estimator(results_dir))
+    return attach_cloud(merged, Path(results_dir) / CLOUD_FILE)
 
 
 def without_privacy(summary: pd.DataFrame) -> pd.DataFrame:
