@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -96,18 +96,26 @@ def run_cmd(
     raise typer.Exit(outcome.exit_code)
 
 
+# The budget options `report` and `recommend` share (--max-latency-ms and --network each command words itself).
+MaxMemoryMb = Annotated[Optional[float], typer.Option("--max-memory-mb", help="Phone model-memory budget.")]
+MaxUploadKb = Annotated[Optional[float], typer.Option("--max-upload-kb", help="Uploaded feature budget.")]
+MinAccuracy = Annotated[Optional[float], typer.Option("--min-accuracy", help="Primary-task accuracy floor.")]
+UplinkMbps = Annotated[Optional[float], typer.Option("--uplink-mbps", help="Custom uplink.")]
+DelayMs = Annotated[Optional[float], typer.Option("--delay-ms", help="Custom one-way delay.")]
+
+
 @app.command("report")
 def report_cmd(
     out: Path = typer.Argument(..., help="A results directory written by `run`."),
     max_latency_ms: Optional[float] = typer.Option(None, "--max-latency-ms", help="The budget the report answers "
                                                    "for (default: the spec's [budget] table)."),
-    max_memory_mb: Optional[float] = typer.Option(None, "--max-memory-mb", help="Phone model-memory budget."),
-    max_upload_kb: Optional[float] = typer.Option(None, "--max-upload-kb", help="Uploaded feature budget."),
-    min_accuracy: Optional[float] = typer.Option(None, "--min-accuracy", help="Primary-task accuracy floor."),
+    max_memory_mb: MaxMemoryMb = None,
+    max_upload_kb: MaxUploadKb = None,
+    min_accuracy: MinAccuracy = None,
     network: Optional[str] = typer.Option(None, "--network", help="lte, 3g, wifi, 5g, or custom (with "
                                           "--uplink-mbps)."),
-    uplink_mbps: Optional[float] = typer.Option(None, "--uplink-mbps", help="Custom uplink."),
-    delay_ms: Optional[float] = typer.Option(None, "--delay-ms", help="Custom one-way delay."),
+    uplink_mbps: UplinkMbps = None,
+    delay_ms: DelayMs = None,
 ) -> None:
     """Rebuild the figures and report.html of a results directory.
 
@@ -172,13 +180,13 @@ def privacy_score_cmd(
 def recommend_cmd(
     results: Path = typer.Argument(..., help="A results directory (with privacy scores merged)."),
     max_latency_ms: Optional[float] = typer.Option(None, "--max-latency-ms", help="End-to-end latency budget."),
-    max_memory_mb: Optional[float] = typer.Option(None, "--max-memory-mb", help="Phone model-memory budget."),
-    max_upload_kb: Optional[float] = typer.Option(None, "--max-upload-kb", help="Uploaded feature budget."),
+    max_memory_mb: MaxMemoryMb = None,
+    max_upload_kb: MaxUploadKb = None,
     network: Optional[str] = typer.Option(None, "--network", help="lte (the default), 3g, wifi, 5g, or custom "
                                           "(with --uplink-mbps)."),
-    uplink_mbps: Optional[float] = typer.Option(None, "--uplink-mbps", help="Custom uplink."),
-    delay_ms: Optional[float] = typer.Option(None, "--delay-ms", help="Custom one-way delay."),
-    min_accuracy: Optional[float] = typer.Option(None, "--min-accuracy", help="Primary-task accuracy floor."),
+    uplink_mbps: UplinkMbps = None,
+    delay_ms: DelayMs = None,
+    min_accuracy: MinAccuracy = None,
     target: Optional[list[str]] = typer.Option(None, "--target", help="Only this target's measurements "
                                                "(repeatable)."),
     backend: Optional[list[str]] = typer.Option(None, "--backend", help="Only this backend's measurements "
@@ -199,12 +207,12 @@ def recommend_cmd(
     the spec's [budget] table, else LTE with accuracy at most 5 points below noise-free. Exit code 0; 3 when nothing fits (one line
     names the closest configuration and what it breaks); 1 for bad input.
     """
-    from harness.recommend import Budget, recommend
+    from harness.recommend import budget_from_mapping, recommend
 
-    given = dict(max_latency_ms=max_latency_ms, max_memory_mb=max_memory_mb, max_upload_kb=max_upload_kb,
-                 network=network, uplink_mbps=uplink_mbps, delay_ms=delay_ms, min_accuracy=min_accuracy)
-    given = {k: v for k, v in given.items() if v is not None}
-    raise typer.Exit(recommend(results, Budget(**given) if given else None, json_out=json_out, estimator=estimator,
+    budget = budget_from_mapping(dict(max_latency_ms=max_latency_ms, max_memory_mb=max_memory_mb,
+                                      max_upload_kb=max_upload_kb, network=network, uplink_mbps=uplink_mbps,
+                                      delay_ms=delay_ms, min_accuracy=min_accuracy))
+    raise typer.Exit(recommend(results, budget, json_out=json_out, estimator=estimator,
                                show_all=show_all, target=_one_or_tuple(target),
                                backends=tuple(backend) if backend else None))
 

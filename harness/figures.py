@@ -82,11 +82,10 @@ def _panel_title(summary, backend: str, target: str, device: str) -> str:
 
 def _skipped_note(fig, summary) -> None:
     """Say which (backend, target) pairs have no panel because nothing of them could run there."""
-    from harness.spec import BACKENDS
+    from harness.backends import rank
 
     triples = sorted({(b, t, d) for b, t, d in zip(summary["backend"], summary["target"], summary["device_id"])
-                      if _all_skipped(summary, b, t, d)},
-                     key=lambda p: (BACKENDS.index(p[0]) if p[0] in BACKENDS else len(BACKENDS), p))
+                      if _all_skipped(summary, b, t, d)}, key=lambda p: (rank(p[0]), p))
     if not triples or len(triples) == len({*zip(summary["backend"], summary["target"], summary["device_id"])}):
         return
     parts = []

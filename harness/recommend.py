@@ -304,8 +304,15 @@ def load_table(results_dir: str | Path, estimator: str | None = None) -> pd.Data
         if estimator is not None:
             raise UserError(f"--estimator {estimator}: {d} has no {PRIVACY_FILE}, so nothing was scored")
         return attach_cloud(without_privacy(summary), d / CLOUD_FILE)
-    merged = merge_privacy(summary, load_privacy(d), estimator, preferred=spec_estimator(d))
-    return attach_cloud(merged, d / CLOUD_FILE)
+    return merge_table(d, summary, load_privacy(d), estimator)
+
+
+def merge_table(results_dir: str | Path, summary: pd.DataFrame, privacy: pd.DataFrame,
+                estimator: str | None = None) -> pd.DataFrame:
+    """:func:`load_table` on tables already read: ``summary`` merged with ``privacy`` (one estimator's rows,
+    the spec's preferred), plus ``cloud_ms`` from DIR/cloud.csv."""
+    merged = merge_privacy(summary, privacy, estimator, preferred=spec_estimator(results_dir))
+    return attach_cloud(merged, Path(results_dir) / CLOUD_FILE)
 
 
 def without_privacy(summary: pd.DataFrame) -> pd.DataFrame:
@@ -438,6 +445,16 @@ def _latency(c: Candidate) -> float:
     return math.inf if c.latency_ms is None else c.latency_ms
 
 
+def best(fitting: list[Candidate], scored: bool) -> Candidate | None:
+    """The rule, among candidates that fit: the most private (ties: lower end-to-end latency), or without
+    privacy scores the fastest (ties: lower phone memory). harness/report/report.js applies the same rule
+    in the report's budget controls; the browser test (tests/test_report_browser.py) checks the two agree
+    on many budgets."""
+    if scored:
+        return max(fitting, key=lambda c: (c.privacy, -_latency(c), c.config), default=None)
+    return min(fitting, key=lambda c: (_latency(c), _num(c.memory_mb), c.config), default=None)
+
+
 def choose(table: pd.DataFrame, budget: Budget) -> Recommendation:
     """The most private configuration of one model's merged table that fits ``budget`` (pure function).
 
@@ -471,13 +488,7 @@ def choose(table: pd.DataFrame, budget: Budget) -> Recommendation:
     all_c = [_candidate(r, budget, net, cloud_included, scored, (r.get("backend"), r.get("target")) in shared)
              for r in rows]
     cands = [c for c in all_c if not c.on_premise]
-    fitting = [c for c in cands if c.fits]
-    # The rule. harness/report/report.js applies the same rule in the report's budget controls; the
-    # browser test (tests/test_report_browser.py) checks the two agree on many budgets.
-    if scored:
-        choice = max(fitting, key=lambda c: (c.privacy, -_latency(c), c.config), default=None)
-    else:
-        choice = min(fitting, key=lambda c: (_latency(c), _num(c.memory_mb), c.config), default=None)
+    choice = best([c for c in cands if c.fits], scored)
     # A configuration below the accuracy floor is no trade-off at all: the frontier is drawn among the
     # others (among every candidate when none reaches the floor).
     floor = budget.min_accuracy

@@ -173,6 +173,9 @@ def cost_figures(merged: pd.DataFrame, out_dir: Path) -> list[Path]:
             fig, ax = plt.subplots(figsize=(7.5, 4.8))
             pts = cuts[[col, "log_rank_privacy"]].apply(pd.to_numeric, errors="coerce").notna().all(axis=1)
             data = cuts[pts]
+            x_all = data[col].to_numpy(float) * scale
+            y_all = data["log_rank_privacy"].to_numpy(float)
+            names = [config_label(r, with_ratio=False) for _, r in data.iterrows()]
             for gi, (backend, target, device) in enumerate(groups):
                 g = data[(data["backend"].astype(str) == backend) & (data["target"].astype(str) == target)
                          & (data["device_id"].astype(str) == device)]
@@ -183,10 +186,8 @@ def cost_figures(merged: pd.DataFrame, out_dir: Path) -> list[Path]:
                     label += " — tool aggregate"
                 ax.scatter(x, y, color=colors(gi % 10), s=36, zorder=3, label=label)
             if len(data):
-                x = data[col].to_numpy(float) * scale
-                y = data["log_rank_privacy"].to_numpy(float)
-                front = pareto_points(x, y, [config_label(r, with_ratio=False) for _, r in data.iterrows()])
-                ax.step(x[front], y[front], where="post", color="0.25", lw=1.2, ls="-", zorder=2,
+                front = pareto_points(x_all, y_all, names)
+                ax.step(x_all[front], y_all[front], where="post", color="0.25", lw=1.2, ls="-", zorder=2,
                         label="Pareto frontier (more privacy, less cost)")
             for gi, (_, r) in enumerate(full.iterrows()):
                 xv = pd.to_numeric(pd.Series([r.get(col)]), errors="coerce").iloc[0]
@@ -194,16 +195,12 @@ def cost_figures(merged: pd.DataFrame, out_dir: Path) -> list[Path]:
                     ax.axvline(xv * scale, color="0.5", ls="--", lw=1,
                                label=f"on-premise ({r['backend']} / {r['target']}), nothing uploaded"
                                if col != "upload_bytes" else f"on-premise output ({r['backend']})")
-            xs = data[col].to_numpy(float) * scale if len(data) else np.array([])
-            if len(xs) and xs.min() > 0 and xs.max() / xs.min() > 100:  # e.g. 8 floats vs a conv map
+            if len(x_all) and x_all.min() > 0 and x_all.max() / x_all.min() > 100:  # e.g. 8 floats vs a conv map
                 ax.set_xscale("log")
                 xlabel = xlabel.replace(")", ", log scale)")
             if len(data):
                 # One label per configuration, beside its cheapest point: its other points (other backends,
                 # targets) have the same privacy, so they lie on the same horizontal line, in the legend's colours.
-                names = [config_label(r, with_ratio=False) for _, r in data.iterrows()]
-                x_all = data[col].to_numpy(float) * scale
-                y_all = data["log_rank_privacy"].to_numpy(float)
                 first = {}
                 for i, name in enumerate(names):
                     if name not in first or x_all[i] < x_all[first[name]]:

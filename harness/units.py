@@ -9,9 +9,13 @@ from __future__ import annotations
 import math
 
 
+def _missing(x: float | None) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
 def sig(x: float | None, digits: int = 3) -> str:
     """``x`` with ``digits`` significant digits, without scientific notation for ordinary magnitudes."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
+    if _missing(x):
         return "—"
     if x == 0:
         return "0"
@@ -22,31 +26,30 @@ def sig(x: float | None, digits: int = 3) -> str:
     return f"{x:,.{decimals}f}" if magnitude >= 3 else f"{x:.{decimals}f}"
 
 
+def _three_units(x: float | None, digits: int, small: str, unit: str, big: str) -> str:
+    """``x`` (in ``unit``) in ``small`` (x 1000) under 1, in ``big`` (/ 1000) from 1000 on."""
+    if _missing(x):
+        return "—"
+    if abs(x) < 1:
+        return f"{sig(x * 1000, digits)} {small}"
+    if abs(x) >= 1000:
+        return f"{sig(x / 1000, digits)} {big}"
+    return f"{sig(x, digits)} {unit}"
+
+
 def fmt_ms(ms: float | None, digits: int = 3) -> str:
     """A duration given in milliseconds: ``12.3 µs``, ``4.56 ms``, ``1.23 s``."""
-    if ms is None or (isinstance(ms, float) and math.isnan(ms)):
-        return "—"
-    if abs(ms) < 1:
-        return f"{sig(ms * 1000, digits)} µs"
-    if abs(ms) >= 1000:
-        return f"{sig(ms / 1000, digits)} s"
-    return f"{sig(ms, digits)} ms"
+    return _three_units(ms, digits, "µs", "ms", "s")
 
 
 def fmt_mb(mb: float | None, digits: int = 3) -> str:
     """A size given in MB (10^6 bytes): ``512 kB``, ``12.3 MB``, ``1.20 GB``."""
-    if mb is None or (isinstance(mb, float) and math.isnan(mb)):
-        return "—"
-    if abs(mb) < 1:
-        return f"{sig(mb * 1000, digits)} kB"
-    if abs(mb) >= 1000:
-        return f"{sig(mb / 1000, digits)} GB"
-    return f"{sig(mb, digits)} MB"
+    return _three_units(mb, digits, "kB", "MB", "GB")
 
 
 def fmt_bytes(n: float | None, digits: int = 3) -> str:
     """A byte count: ``640 B``, ``2.05 kB``, ``12.3 MB`` (SI)."""
-    if n is None or (isinstance(n, float) and math.isnan(n)):
+    if _missing(n):
         return "—"
     if abs(n) < 1000:
         return f"{int(n)} B"
@@ -55,7 +58,7 @@ def fmt_bytes(n: float | None, digits: int = 3) -> str:
 
 def fmt_count(n: float | None, digits: int = 3) -> str:
     """A count such as parameters or MACs: ``640``, ``12.3 k``, ``4.56 M``, ``1.20 G`` (SI)."""
-    if n is None or (isinstance(n, float) and math.isnan(n)):
+    if _missing(n):
         return "—"
     for scale, suffix in ((1e9, " G"), (1e6, " M"), (1e3, " k")):
         if abs(n) >= scale:
@@ -66,9 +69,7 @@ def fmt_count(n: float | None, digits: int = 3) -> str:
 def fmt_ratio(value: float | None, reference: float | None, digits: int = 3) -> str:
     """``value`` against ``reference`` as the papers print it: ``+44.0%``, ``−22.1%`` (DPFE, Osia et al.),
     or ``×12.3`` once the change passes +1000%. ``—`` when either is missing or the reference is 0."""
-    if value is None or reference is None or reference == 0:
-        return "—"
-    if any(isinstance(v, float) and math.isnan(v) for v in (value, reference)):
+    if _missing(value) or _missing(reference) or reference == 0:
         return "—"
     ratio = value / reference
     if ratio >= 11:

@@ -7,6 +7,6 @@
 - ``browser.py``: headless Chromium, for the first-screen screenshot and the browser test.
 """
 
-from harness.report.build import ACCURACY_DROP, REPORT_FILE, build_report, default_budgets
+from harness.report.build import REPORT_FILE, build_report
 
-__all__ = ["ACCURACY_DROP", "REPORT_FILE", "build_report", "default_budgets"]
+__all__ = ["REPORT_FILE", "build_report"]

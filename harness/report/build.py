@@ -13,32 +13,34 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from harness.errors import UserError
-from harness.recommend import ACCURACY_DROP, Budget, default_budgets  # noqa: F401  (re-exported)
+from harness.recommend import Budget
 
 log = logging.getLogger(__name__)
 REPORT_FILE = "report.html"
 
 
-def _load_table(d: Path, summary: pd.DataFrame, notes: list[str]) -> tuple[pd.DataFrame, bool]:
-    """The merged table `recommend` reads (privacy scores when they match), and whether privacy is in it."""
-    from harness.recommend import CLOUD_FILE, attach_cloud, load_table, without_privacy
+def _load_table(d: Path, summary: pd.DataFrame, notes: list[str]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The merged table `recommend` reads, and the privacy table merged into it (None: privacy not in it,
+    when there is none or it does not match)."""
+    from harness.merge import PRIVACY_FILE, load_privacy
+    from harness.recommend import CLOUD_FILE, attach_cloud, merge_table, without_privacy
 
-    if (d / "privacy.csv").is_file():
+    if (d / PRIVACY_FILE).is_file():
         try:
-            return load_table(d), True
+            privacy = load_privacy(d)
+            return merge_table(d, summary, privacy), privacy
         except UserError as exc:
             notes.append(f"Privacy scores not shown: {exc}")
             log.warning("report: privacy scores not shown: %s", exc)
     try:
-        return attach_cloud(without_privacy(summary), d / CLOUD_FILE), False
+        return attach_cloud(without_privacy(summary), d / CLOUD_FILE), None
     except UserError as exc:
         notes.append(f"Cloud part left out of the latency: {exc}")
-        return attach_cloud(without_privacy(summary), d / "no-such-file"), False
+        return attach_cloud(without_privacy(summary), d / "no-such-file"), None
 
 
 def build_report(out_dir: str | Path, *, budget: Budget | None = None) -> list[Path]:
@@ -74,13 +76,13 @@ def build_report(out_dir: str | Path, *, budget: Budget | None = None) -> list[P
         notes.append(f"Measurement figures not drawn: harness.figures is not importable ({exc}).")
     else:
         written += list(make_figures(d))
-    table, scored = _load_table(d, summary, notes)
+    table, privacy = _load_table(d, summary, notes)
+    scored = privacy is not None
     estimator, others = None, []
     if scored:
-        from harness.merge import estimators_of, load_privacy
+        from harness.merge import estimators_of
         from harness.tradeoff import make_tradeoff_figures
 
-        privacy = load_privacy(d)
         estimator = next(iter(sorted(set(table["estimator"].dropna().astype(str)))), None)
         others = [e for e in estimators_of(privacy) if e != estimator]
         written += make_tradeoff_figures(d, merged=table, privacy=privacy)

@@ -18,8 +18,8 @@ import pandas as pd
 
 from harness.merge import config_label
 from harness.network import PROFILES
-from harness.recommend import (BYTES_PER_KB, RULE_COST, RULE_PRIVACY, Budget, Candidate, Recommendation, choose,
-                               latency_formula, no_median, text)
+from harness.recommend import (BYTES_PER_KB, RULE_COST, RULE_PRIVACY, Budget, Candidate, Recommendation, _opt,
+                               choose, latency_formula, no_median, text)
 from harness.spec import FULL
 from harness.units import fmt_bytes, fmt_mb, fmt_ms, fmt_ratio, sig
 
@@ -32,20 +32,12 @@ def _first_line(text: Any) -> str:
     return str(text).strip().splitlines()[0]
 
 
-def _num(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(v) else v
-
-
 def networks(budget: Budget) -> list[dict[str, Any]]:
     """The network profiles the page offers: the four named ones, plus the budget's own when it sets an
     uplink or a delay (key ``given``). Each with the `recommend` options that select it."""
     out = [{"key": name, "label": _short(p), "title": p.describe(), "args": f"--network {name}",
             "budget": {"network": name}} for name, p in PROFILES.items()]
-    if budget.uplink_mbps is not None or budget.delay_ms is not None or budget.network not in PROFILES:
+    if network_key(budget) == GIVEN:
         args = f"--network {budget.network}"
         if budget.uplink_mbps is not None:
             args += f" --uplink-mbps {budget.uplink_mbps:g}"
@@ -95,7 +87,7 @@ def model_data(table: pd.DataFrame, budget: Budget, *, results_dir: str, budget_
         up_ms = {k: x.upload_ms for k, x in same.items()}
         row = by_key.get((c.cut, c.embedding, c.backend, c.target, c.device_id), {})
         base = onprem.get(_group_key(c))
-        load = _num(row.get("load_ms_cold"))
+        load = _opt(row.get("load_ms_cold"))
         base_row = by_key.get((FULL, FULL, c.backend, c.target, c.device_id), {}) if base else {}
         cands.append({
             "i": i, "config": c.config, "base": c.base_config, "r": c.noise_ratio, "backend": c.backend,
@@ -106,14 +98,13 @@ def model_data(table: pd.DataFrame, budget: Budget, *, results_dir: str, budget_
             "privacy": c.privacy, "accuracy": c.accuracy, "memory": c.memory_mb, "phone": c.phone_ms,
             "upload_kb": None if c.upload_bytes is None else c.upload_bytes / BYTES_PER_KB,
             "upload_bytes": c.upload_bytes, "lat": lat, "onprem_i": onprem_idx.get(_group_key(c)),
-            "t": {"privacy": sig(c.privacy) if c.privacy is not None else "—",
-                  "accuracy": sig(c.accuracy) if c.accuracy is not None else "—",
+            "t": {"privacy": sig(c.privacy), "accuracy": sig(c.accuracy),
                   "memory": fmt_mb(c.memory_mb), "upload": fmt_bytes(c.upload_bytes), "phone": fmt_ms(c.phone_ms),
                   "cloud": fmt_ms(c.cloud_ms) if c.cloud_ms is not None else None, "load": fmt_ms(load),
                   "lat": {k: fmt_ms(v) for k, v in lat.items()}, "up_ms": {k: fmt_ms(v) for k, v in up_ms.items()}},
             "vs": None if base is None or c.on_premise else {
                 "phone": fmt_ratio(c.phone_ms, base.phone_ms), "memory": fmt_ratio(c.memory_mb, base.memory_mb),
-                "load": fmt_ratio(load, _num(base_row.get("load_ms_cold"))),
+                "load": fmt_ratio(load, _opt(base_row.get("load_ms_cold"))),
                 "lat": {k: fmt_ratio(lat[k], _lat_of(per_net[k], base)) for k in lat}},
         })
 
@@ -206,13 +197,13 @@ def config_rows(table: pd.DataFrame, data: dict[str, Any], summary: pd.DataFrame
             "status": str(r.get("status", "ok")), "onprem": base == FULL,
             "reason": _first_line(r.get("reason")), "agg": str(r.get("timing_kind")) == "aggregate", "tool": "" if pd.isna(r.get("aggregate_tool"))
             else str(r.get("aggregate_tool") or ""), "cands": idx,
-            "infer": fmt_ms(_num(r.get("infer_ms_median"))), "p90": fmt_ms(_num(r.get("infer_ms_p90"))),
-            "load": fmt_ms(_num(r.get("load_ms_cold"))), "load_warm": fmt_ms(_num(r.get("load_ms_warm"))),
-            "memory": fmt_mb(_num(r.get("mem_model_mb"))), "upload": fmt_bytes(_num(r.get("upload_bytes"))),
-            "privacy": sig(_num(r.get("log_rank_privacy"))) if _num(r.get("log_rank_privacy")) is not None else "—",
-            "accuracy": sig(_num(r.get("primary_accuracy"))) if _num(r.get("primary_accuracy")) is not None else "—",
+            "infer": fmt_ms(_opt(r.get("infer_ms_median"))), "p90": fmt_ms(_opt(r.get("infer_ms_p90"))),
+            "load": fmt_ms(_opt(r.get("load_ms_cold"))), "load_warm": fmt_ms(_opt(r.get("load_ms_warm"))),
+            "memory": fmt_mb(_opt(r.get("mem_model_mb"))), "upload": fmt_bytes(_opt(r.get("upload_bytes"))),
+            "privacy": sig(_opt(r.get("log_rank_privacy"))),
+            "accuracy": sig(_opt(r.get("primary_accuracy"))),
             "warnings": [w.split(":", 1)[0].strip() for w in warnings.split(" | ") if w.strip()],
-            "warnings_text": warnings, "_values": {m: _num(r.get(col)) for m, col in RATIO_METRICS},
+            "warnings_text": warnings, "_values": {m: _opt(r.get(col)) for m, col in RATIO_METRICS},
             "_order": len(rows),
         })
     rows.sort(key=lambda x: (x["group"], x["onprem"], x["_order"]))

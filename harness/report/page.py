@@ -15,14 +15,13 @@ import base64
 import datetime as _dt
 import html
 import json
-import math
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
 
-from harness.recommend import (Budget, Recommendation, config_lines, on_premise_of)
+from harness.recommend import (Budget, Recommendation, best, config_lines, on_premise_of)
 from harness.spec import FULL
 from harness.units import fmt_bytes, fmt_count, fmt_mb, fmt_ms, sig
 
@@ -90,14 +89,8 @@ def _vs(text: str | None) -> str:
 
 
 def _runner_up(rec: Recommendation):
-    fitting = [x for x in rec.candidates if x.fits and x is not rec.choice]
-    if not fitting:
-        return None
-    lat = [math.inf if x.latency_ms is None else x.latency_ms for x in fitting]
-    if rec.privacy_scored:  # the rule's own order (recommend.choose), among the others
-        return max(zip(fitting, lat), key=lambda p: (p[0].privacy, -p[1], p[0].config))[0]
-    return min(zip(fitting, lat), key=lambda p: (p[1], -math.inf if p[0].memory_mb is None else p[0].memory_mb,
-                                                 p[0].config))[0]
+    """The rule's choice (recommend.best) among the other configurations that fit."""
+    return best([x for x in rec.candidates if x.fits and x is not rec.choice], rec.privacy_scored)
 
 
 def _index(m: dict[str, Any], c) -> int:
