@@ -107,7 +107,8 @@ BUDGET_KEYS = ("max_latency_ms", "max_memory_mb", "max_upload_kb", "min_accuracy
 
 
 def budget_from_mapping(values: dict[str, Any] | None) -> Budget | None:
-    """A :class:`Budget` from a spec's ``[budget]`` table (None when the table is absent or empty)."""
+    """A :class:`Budget` from a spec's ``[budget]`` table or the command line's budget options (None when
+    none is given)."""
     values = {k: v for k, v in (values or {}).items() if k in BUDGET_KEYS and v is not None}
     return Budget(**values) if values else None
 
