@@ -1,5 +1,5 @@
 """Calibration of `splitbench compare`: how often it cries wolf, how often it sees a real slowdown, and the
-noise its default thresholds (harness.compare.DEFAULT_THRESHOLDS) come from. Written to
+noise its default thresholds (harness.analysis.compare.DEFAULT_THRESHOLDS) come from. Written to
 results/benchmarks/compare.json.
 
 - real: the CI profile (examples/ci_smoke.toml) run REPEATS times on this host, same code, each run a
@@ -82,7 +82,7 @@ def _measuring_s(out: Path) -> float:
     device lease (held by other runs on a shared host) and without the report built after it."""
     from datetime import datetime
 
-    from harness.store import load_records
+    from harness.results.store import load_records
 
     records = load_records(out)
     start = min(datetime.fromisoformat(r.started_at) for r in records)
@@ -98,7 +98,7 @@ def _ratio_noise(r: float | None) -> float | None:
 
 
 def _ladder(noise: float, floor: float = 0.0) -> float:
-    from harness.compare import THRESHOLD_LADDER
+    from harness.analysis.compare import THRESHOLD_LADDER
 
     for step in THRESHOLD_LADDER:
         if step > noise and step >= floor:
@@ -115,7 +115,7 @@ def _spread(values: list[float]) -> dict:
 
 
 def real() -> dict:
-    from harness.compare import DEFAULT_THRESHOLDS, METRICS, Options, compare_dirs
+    from harness.analysis.compare import DEFAULT_THRESHOLDS, METRICS, Options, compare_dirs
 
     work = OUT / "compare_runs"
     if work.exists():
@@ -229,8 +229,8 @@ def _pools(dirs: list[Path]) -> dict[str, list]:
     records compare judges (the worker had its core: no core_shared warning) and all of them."""
     import numpy as np
 
-    from harness.stats import compute_stats
-    from harness.store import load_records
+    from harness.results.stats import compute_stats
+    from harness.results.store import load_records
 
     pools: dict[str, list] = {"clean_records": [], "all_records": []}
     for d in dirs:
@@ -251,8 +251,8 @@ def _record(template, name: str, infer_ns):
 
 
 def _synthetic_pool(pool: list, rng) -> dict:
-    from harness.compare import ALPHA, Options, compare_records
-    from harness.records import Identity, ResultRecord
+    from harness.analysis.compare import ALPHA, Options, compare_records
+    from harness.results.records import Identity, ResultRecord
 
     template = ResultRecord(
         record_key="", identity=Identity("synthetic", "d", "seed:0", "", "simple", None, "onnx", "a", "cpu-1core",
@@ -309,7 +309,7 @@ def _synthetic_pool(pool: list, rng) -> dict:
 def synthetic(dirs: list[Path]) -> dict:
     import numpy as np
 
-    from harness.compare import ALPHA, DEFAULT_THRESHOLDS
+    from harness.analysis.compare import ALPHA, DEFAULT_THRESHOLDS
 
     out: dict = {"rows_per_comparison": ROWS, "runs": RUNS, "alpha": ALPHA,
                  "threshold_infer_median": DEFAULT_THRESHOLDS["infer_median"]}

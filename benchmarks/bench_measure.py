@@ -72,8 +72,8 @@ def _official(tflite: Path, cpu: int) -> dict:
 def fidelity() -> dict:
     from device_agents.base import MeasureJob
     from device_agents.local.agent import LocalAgent
-    from harness.export import export_spec
-    from harness.spec import parse_spec
+    from harness.export.stage import export_spec
+    from harness.config.spec import parse_spec
 
     spec = parse_spec(tomllib.loads(FIDELITY_SPEC), origin="bench_fidelity")
     (artifact,) = [a for a in export_spec(spec, progress=False) if a.config.cut != "full"]
@@ -163,9 +163,9 @@ def overhead() -> dict:
 def vgg_run() -> dict:
     import pandas as pd
 
-    from harness.export import export_spec
+    from harness.export.stage import export_spec
     from harness.orchestrate import run_spec
-    from harness.spec import load_spec
+    from harness.config.spec import load_spec
 
     spec_path = Path(os.environ.get("SPLITBENCH_BENCH_VGG_SPEC", ROOT / "examples" / "osia_vgg16_gender.toml"))
     spec = load_spec(spec_path)
@@ -211,7 +211,7 @@ def wall_against_floor(out: Path, t0_perf: float, wall_s: float) -> dict:
 
     import numpy as np
 
-    from harness.store import load_records
+    from harness.results.store import load_records
 
     records = [r for r in load_records(out) if r.ok]
     floor = samples_floor = 0.0

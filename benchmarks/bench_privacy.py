@@ -3,7 +3,7 @@
 The process is pinned to one CPU (``os.sched_setaffinity``) with one BLAS/OpenMP thread, so the
 figure is what one core does whatever the host. 2000 training features (what the attacker knows)
 and 2000 test features (what is scored), 50 per class, classes overlapping; the budget is 10 s for the whole
-:func:`harness.privacy.score` call of the default ``splitbench`` estimator, trained attacker included.
+:func:`harness.analysis.privacy.score` call of the default ``splitbench`` estimator, trained attacker included.
 Median of 3, every sample kept. The ``dpfe`` estimator (one ``gaussian_kde`` per class) cannot run at
 d = 512 with 50 features per class (singular class covariances; its one-line reason is recorded); it is
 timed on the first 8 dimensions of the same features instead, as the papers reduce with PCA.
@@ -40,11 +40,11 @@ def _data(seed: int = 0):
 
 
 def run() -> dict:
-    """Time :func:`harness.privacy.score` (with and without the trained attacker); write and print the JSON."""
+    """Time :func:`harness.analysis.privacy.score` (with and without the trained attacker); write and print the JSON."""
     from threadpoolctl import threadpool_limits
 
-    from harness.errors import UserError
-    from harness.privacy import score
+    from harness.core.errors import UserError
+    from harness.analysis.privacy import score
 
     xtr, ytr, xte, yte = _data()
     affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None

@@ -104,17 +104,17 @@ def _lab(devices: list[list]):
     every node registering its devices: a simulated host."""
     from ray.cluster_utils import Cluster
 
-    from harness import device_server, ray_executor
+    from harness.measure.lab import device_host, driver
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
     for on_node in devices:
-        regs = [device_server.host_registrations([t], options={"android": opts})[0][0] for t, opts in on_node]
-        node = cluster.add_node(num_cpus=0, resources=device_server.node_resources(regs))
-        ray_executor.connect(cluster.address)
+        regs = [device_host.host_registrations([t], options={"android": opts})[0][0] for t, opts in on_node]
+        node = cluster.add_node(num_cpus=0, resources=device_host.node_resources(regs))
+        driver.connect(cluster.address)
         try:
-            device_server.register([dataclasses.replace(r, node_id=node.node_id) for r in regs])
+            device_host.register([dataclasses.replace(r, node_id=node.node_id) for r in regs])
         finally:
-            ray_executor.disconnect()
+            driver.disconnect()
     return cluster
 
 
@@ -138,7 +138,8 @@ def _phones(cpus: list[int], tmp: Path, stack: contextlib.ExitStack) -> tuple[li
 
 
 def _one(spec, executor: str, out: Path, address: str) -> dict:
-    from harness import executors, orchestrate
+    from harness import orchestrate
+    from harness.measure import executors
 
     made = {}
     real = executors.make_executor
@@ -228,8 +229,8 @@ def run() -> dict:
     import tomllib
 
     from harness import orchestrate
-    from harness.export import export_spec
-    from harness.spec import parse_spec
+    from harness.export.stage import export_spec
+    from harness.config.spec import parse_spec
 
     try:
         import ray  # noqa: F401

@@ -307,7 +307,7 @@ _SAMPLE_FIELDS = ("infer_ns", "warmup_ns", "load_warm_ns", "pinned_cpus")
 class MeasureResult:
     """The raw measurements of one job. Times in nanoseconds, memory in bytes, every sample kept.
 
-    Derived statistics (median, IQR, ...) are computed from these by ``harness.stats``, never stored
+    Derived statistics (median, IQR, ...) are computed from these by ``harness.results.stats``, never stored
     instead of them. ``diagnostics`` holds how the agent worked (pids, import times, the tool's command
     line): facts for debugging, never a measurement.
     """

@@ -1,7 +1,7 @@
 """The `splitbench` command line. This layer only parses; each command calls one function of a stage
 module (which tests call directly). A :class:`UserError` (or a device agent's :class:`AgentError`), an
 unknown option or command, are printed once, as one line, with their exit code (see
-:mod:`harness.exitcodes`); never a traceback, except for a bug (exit code 70).
+:mod:`harness.core.exitcodes`); never a traceback, except for a bug (exit code 70).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from harness import exitcodes
-from harness.errors import UserError
+from harness.core import exitcodes
+from harness.core.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode="markdown",
                   help="Measure what each split of a neural network costs on a phone, beside how private "
@@ -54,10 +54,10 @@ def export_cmd(
 
     Exit code 0, or 2 when some (configuration, backend) failed to convert or verify; 1 for bad input.
     """
-    from harness.spec import load_spec
+    from harness.config.spec import load_spec
 
     loaded = load_spec(spec)  # validate before the exporters' imports
-    from harness.export import export_spec, print_export_table
+    from harness.export.stage import export_spec, print_export_table
 
     result = export_spec(loaded, force=force, progress=not json_out)
     if json_out:
@@ -89,7 +89,7 @@ def run_cmd(
     OUT cannot be written; 130 when interrupted (finish with --resume).
     """
     from harness.orchestrate import run_spec
-    from harness.spec import load_spec
+    from harness.config.spec import load_spec
 
     outcome = run_spec(load_spec(spec), out, resume=resume, targets=target, runs=runs, executor=executor,
                        ray_address=ray_address)
@@ -123,7 +123,7 @@ def report_cmd(
     here, else the spec's [budget] table, else LTE with an accuracy floor 5 points below the
     noise-free accuracy. The page's controls then move the budget.
     """
-    from harness.recommend import budget_from_mapping
+    from harness.analysis.recommend import budget_from_mapping
     from harness.report import build_report
 
     budget = budget_from_mapping(dict(max_latency_ms=max_latency_ms, max_memory_mb=max_memory_mb,
@@ -166,7 +166,7 @@ def privacy_score_cmd(
     Every output names the estimator that produced it; numbers of different estimators are not
     comparable one to one (see the README's Privacy section).
     """
-    from harness.privacy import score_file
+    from harness.analysis.privacy import score_file
 
     scores = score_file(features, seed=seed, estimator=estimator, split=split, noise_var=noise_var)
     if json_out:
@@ -207,7 +207,7 @@ def recommend_cmd(
     the spec's [budget] table, else LTE with accuracy at most 5 points below noise-free. Exit code 0; 3 when nothing fits (one line
     names the closest configuration and what it breaks); 1 for bad input.
     """
-    from harness.recommend import budget_from_mapping, recommend
+    from harness.analysis.recommend import budget_from_mapping, recommend
 
     budget = budget_from_mapping(dict(max_latency_ms=max_latency_ms, max_memory_mb=max_memory_mb,
                                       max_upload_kb=max_upload_kb, network=network, uplink_mbps=uplink_mbps,
@@ -230,7 +230,7 @@ def devices_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON 
 
     With no phone attached it says so and exits 0.
     """
-    from harness.devices import list_devices
+    from harness.measure.devices import list_devices
 
     raise typer.Exit(list_devices(json_out=json_out))
 
@@ -245,7 +245,7 @@ def doctor_cmd(
 
     Exit code 0 when every check passes, 1 otherwise.
     """
-    from harness.devices import doctor
+    from harness.measure.devices import doctor
 
     raise typer.Exit(doctor(platform, target=target, spec_path=spec))
 
@@ -257,7 +257,7 @@ def clean_cmd(
     spec: Optional[Path] = typer.Option(None, "--spec", help="A spec whose [android] / [ios] table to use."),
 ) -> None:
     """Remove what splitbench left on a device (pushed artifacts, its work directory)."""
-    from harness.devices import clean
+    from harness.measure.devices import clean
 
     raise typer.Exit(clean(device, spec_path=spec))
 
@@ -285,14 +285,14 @@ def compare_cmd(
     from measured noise; see the README's "In CI"). Exit code 0 no regression; 7 a regression (or a
     configuration that failed in NEW only); 8 nothing comparable; 1 bad input.
     """
-    from harness.compare import compare
+    from harness.analysis.compare import compare
 
     raise typer.Exit(compare(base, new, fmt=fmt, thresholds=threshold or (), allow_device_change=allow_device_change,
                              alpha=alpha))
 
 
 # --------------------------------------------------------------------------------------------------
-# splitbench cluster: a lab of phones on many hosts, through Ray (harness/cluster.py does the work)
+# splitbench cluster: a lab of phones on many hosts, through Ray (harness/measure/lab/cluster.py does the work)
 
 cluster_app = typer.Typer(no_args_is_help=True, help=(
     "A lab of phones on many hosts as one Ray cluster: `start-head` on the first host, `join ADDR` on each "
@@ -314,7 +314,7 @@ def cluster_start_head_cmd(
     dashboard: bool = typer.Option(False, "--dashboard", help="Start Ray's dashboard too."),
 ) -> None:
     """Start the lab's head on this host (with its devices) and serve until Ctrl-C."""
-    from harness.cluster import ServeOptions, serve
+    from harness.measure.lab.cluster import ServeOptions, serve
 
     targets = () if no_devices else (tuple(device) if device else None)
     raise typer.Exit(serve(ServeOptions(head=True, port=port, targets=targets, auth=not no_auth,
@@ -328,7 +328,7 @@ def cluster_join_cmd(
     no_auth: bool = typer.Option(False, "--no-auth", help="The head was started with --no-auth."),
 ) -> None:
     """Join this host and its devices to the lab and serve until Ctrl-C; a phone plugged in later needs a new join."""
-    from harness.cluster import ServeOptions, serve
+    from harness.measure.lab.cluster import ServeOptions, serve
 
     raise typer.Exit(serve(ServeOptions(head=False, address=address, targets=tuple(device) if device else None,
                                         auth=not no_auth), say=typer.echo))
@@ -341,7 +341,7 @@ def cluster_status_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """The lab's hosts, each with its devices, free or busy (and which run holds it), and devices lost."""
-    from harness.cluster import cluster_status, print_status
+    from harness.measure.lab.cluster import cluster_status, print_status
 
     raise typer.Exit(print_status(cluster_status(address), json_out=json_out, write=typer.echo))
 
@@ -365,7 +365,7 @@ def import_log_cmd(
 
     Exit code 0, or 1 with one line naming what is missing when the log cannot be read.
     """
-    from harness.import_log import import_log, print_import_table
+    from harness.measure.import_log import import_log, print_import_table
 
     record = import_log(log, tool, result_file=result_file)
     if json_out:

@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-from harness.noise import PAPER_RATIOS
-from harness.privacy.scores import DEFAULT_ESTIMATOR
-from harness.privacy.sweep import EMBEDDINGS
-from harness.spec import parse_spec
+from harness.analysis.privacy.noise import PAPER_RATIOS
+from harness.analysis.privacy.scores import DEFAULT_ESTIMATOR
+from harness.analysis.privacy.sweep import EMBEDDINGS
+from harness.config.spec import parse_spec
 from models import digits as digits_model
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -100,7 +100,7 @@ def _say(msg: str) -> None:
 
 def run_digits(out: Path, *, runs: int = 60, ratios=None) -> int:
     """Privacy sweep, measured phone cost, merge, report: the digits half of the demo."""
-    from harness.configurations import identify
+    from harness.split.configurations import identify
     from harness.orchestrate import run_spec
     from harness.report import build_report
 
@@ -173,7 +173,7 @@ def digits_demo(out: str | Path | None = None, *, ratios: Iterable[float] = DIGI
     """Train the digits CNN, sweep every cut x embedding x ratio, and write ``OUT/privacy.csv`` when ``out`` is given.
 
     ``weights``: where to save the trained CNN's state_dict (the demo measures that very network).
-    ``estimators`` and ``split``: as :func:`harness.privacy.sweep.privacy_sweep` (one row per estimator).
+    ``estimators`` and ``split``: as :func:`harness.analysis.privacy.sweep.privacy_sweep` (one row per estimator).
 
     Primary task "digit >= 5", sensitive label the digit (K = 10); the images are split in half,
     stratified by digit: one half trains the CNN (:mod:`models.digits`), the other is the held-out
@@ -201,7 +201,7 @@ def _digits_demo(out, *, ratios, seed, cuts, embeddings, reduced_dim, epochs, we
                  split) -> "pd.DataFrame":
     import torch
 
-    from harness.privacy.sweep import privacy_sweep
+    from harness.analysis.privacy.sweep import privacy_sweep
 
     t0 = time.perf_counter()
     data = digits_model.digits_data(seed)

@@ -6,9 +6,9 @@ The orchestrator plans jobs, hands them to an executor and is the only writer of
 - plan: every (configuration, backend, device) in model order, each with its :class:`Identity` and
   record key; rows that need no device (an export that failed, a backend the device cannot run) are
   written at once;
-- executors (:mod:`harness.executors`): ``serial`` (one job at a time, in plan order), ``devices``
+- executors (:mod:`harness.measure.executors`): ``serial`` (one job at a time, in plan order), ``devices``
   (every device at once, one job per device at a time) or ``ray`` (the devices of many hosts,
-  :mod:`harness.ray_executor`); each opens one agent session per device,
+  :mod:`harness.measure.lab.driver`); each opens one agent session per device,
   holds the device's lease, prepares each artifact once per device, and hands results back;
 - the writer (this module, the calling thread): each finished job becomes a record written at once,
   atomically, then the tables; Ctrl-C or a crash loses at most the jobs in flight, and ``--resume``
@@ -33,15 +33,16 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from device_agents.base import FAILED, DeviceInfo, MeasureJob
-from harness import __version__, exitcodes
-from harness import store
-from harness.backends import not_runnable_reason, rank
-from harness.configurations import ModelIdentity, identify
-from harness.errors import UserError
-from harness.records import SKIPPED, Identity, ResultRecord, device_essentials, make_record_key
-from harness.spec import Spec
-from harness.stats import compute_stats
-from harness.tables import short_reason, write_tables
+from harness import __version__
+from harness.core import exitcodes
+from harness.results import store
+from harness.config.backends import not_runnable_reason, rank
+from harness.split.configurations import ModelIdentity, identify
+from harness.core.errors import UserError
+from harness.results.records import SKIPPED, Identity, ResultRecord, device_essentials, make_record_key
+from harness.config.spec import Spec
+from harness.results.stats import compute_stats
+from harness.results.tables import short_reason, write_tables
 
 # Distributions whose versions define what a number means (runtimes and converters).
 _VERSIONED = ("splitbench", "torch", "numpy", "onnx", "onnxscript", "onnxruntime", "ai-edge-litert",
@@ -66,7 +67,7 @@ class RunOutcome:
 
 def export_artifacts(spec: Spec, *, progress: bool) -> list:
     """The export stage, through its cache (a seam: the tests give the orchestrator scripted artifacts)."""
-    from harness.export import export_spec
+    from harness.export.stage import export_spec
 
     return export_spec(spec, progress=progress)
 
@@ -169,7 +170,7 @@ def check_out_dir(out: Path, hash_: str, *, resume: bool) -> dict[str, Any] | No
         manifest = json.loads(manifest_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise UserError(f"{manifest_path} is not readable ({exc}); choose a new --out") from None
-    from harness.records import RESULTS_SCHEMA_VERSION
+    from harness.results.records import RESULTS_SCHEMA_VERSION
 
     version = manifest.get("schema_version")
     if not isinstance(version, int) or version > RESULTS_SCHEMA_VERSION:
@@ -190,7 +191,7 @@ def _session(manifest: dict[str, Any]) -> dict[str, Any]:
 def build_manifest(spec: Spec, hash_: str, devices: dict[str, DeviceInfo], *, resume: bool,
                    previous: dict[str, Any] | None) -> dict[str, Any]:
     from device_agents.local.host import host_fingerprint
-    from harness.records import RESULTS_SCHEMA_HISTORY, RESULTS_SCHEMA_VERSION
+    from harness.results.records import RESULTS_SCHEMA_HISTORY, RESULTS_SCHEMA_VERSION
 
     sessions = list(previous.get("sessions", [])) + [_session(previous)] if previous else []
     return {
@@ -225,7 +226,7 @@ def build_manifest(spec: Spec, hash_: str, devices: dict[str, DeviceInfo], *, re
 class Job:
     """One planned (configuration, backend, device)."""
 
-    artifact: Any  # harness.artifact_cache.Artifact (or a record with its fields)
+    artifact: Any  # harness.export.cache.Artifact (or a record with its fields)
     spec_target: str  # the spec's target string that names the device ("android:127.0.0.1:5555")
     identity: Identity
     record_key: str
@@ -348,7 +349,7 @@ def _fmt_s(secs: float) -> str:
 
 
 def job_line(record: ResultRecord, spec_target: str, note: str = "") -> str:
-    from harness.units import fmt_ms
+    from harness.core.units import fmt_ms
 
     s = compute_stats(record)
     median = fmt_ms(s.infer_ms_median) if s.infer_ms_median is not None else "—"
@@ -374,7 +375,7 @@ def run_spec(spec: Spec, out: str | Path, *, resume: bool = False, targets: Iter
     device went away (its unattempted jobs have no row; ``--resume`` completes the run); ``INTERRUPTED``
     on Ctrl-C (everything finished is on disk).
     """
-    from harness.executors import make_executor
+    from harness.measure.executors import make_executor
 
     out = Path(out)
     spec = effective_spec(spec, targets=targets, runs=runs)
@@ -522,7 +523,7 @@ def _cloud_and_privacy(spec: Spec, out: Path, console) -> None:
 
     The phone measurements are already on disk: a failure here is one warning line naming the stage.
     """
-    from harness.cloud import write_cloud_table
+    from harness.measure.cloud import write_cloud_table
 
     try:
         write_cloud_table(spec, out)
@@ -535,12 +536,12 @@ def _cloud_and_privacy(spec: Spec, out: Path, console) -> None:
         return
     try:
         if "csv" in privacy:
-            from harness.merge import load_privacy
+            from harness.analysis.merge import load_privacy
 
             table = load_privacy(privacy["csv"])
         else:
-            from harness.noise import PAPER_RATIOS
-            from harness.privacy.sweep import sweep_from_spec
+            from harness.analysis.privacy.noise import PAPER_RATIOS
+            from harness.analysis.privacy.sweep import sweep_from_spec
 
             table = sweep_from_spec(spec, privacy["data"], ratios=privacy.get("ratios", PAPER_RATIOS),
                                     seed=privacy.get("seed", 0))
@@ -566,7 +567,7 @@ def _after_run(out: Path, console) -> tuple[Path, ...]:
             console.print(f"warning: report failed ({type(exc).__name__}: {exc}); rerun `splitbench report {out}`",
                           markup=False, soft_wrap=True)
     try:
-        from harness.figures import make_figures
+        from harness.report.figures import make_figures
 
         return tuple(make_figures(out))
     except store.ResultsWriteError:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from harness.errors import UserError
+from harness.core.errors import UserError
 
 _HERE = Path(__file__).resolve().parent
 

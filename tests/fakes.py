@@ -22,7 +22,7 @@ AGGREGATE = "aggregate"  # a script value: answer with a tool's aggregate instea
 
 @dataclass(frozen=True)
 class FakeArtifact:
-    """The fields of harness.artifact_cache.Artifact the orchestrator reads."""
+    """The fields of harness.export.cache.Artifact the orchestrator reads."""
 
     config: Any
     backend: str

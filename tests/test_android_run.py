@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import exitcodes, store
+from harness.core import exitcodes
+from harness.results import store
 from harness.cli import main
 from tests.android_fixtures import FAST, _adb_key, alive, phone, tools  # noqa: F401 - fixtures
 

@@ -18,14 +18,15 @@ import numpy as np
 import pytest
 
 from device_agents.base import CRASHED
-from harness import compare as cmp
-from harness import executors, orchestrate
+from harness.analysis import compare as cmp
+from harness import orchestrate
+from harness.measure import executors
 from harness.cli import main
-from harness.configurations import configurations
-from harness.errors import UserError
-from harness.exitcodes import NOT_COMPARABLE, OK, REGRESSION, USAGE
-from harness.records import Identity, ResultRecord
-from harness.spec import load_spec, parse_spec
+from harness.split.configurations import configurations
+from harness.core.errors import UserError
+from harness.core.exitcodes import NOT_COMPARABLE, OK, REGRESSION, USAGE
+from harness.results.records import Identity, ResultRecord
+from harness.config.spec import load_spec, parse_spec
 from tests.fakes import AGGREGATE, FakeAgent, FakeArtifact
 
 ROOT = Path(__file__).resolve().parents[1]

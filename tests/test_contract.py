@@ -25,12 +25,15 @@ import pandas as pd
 import pytest
 
 from device_agents.base import (OK, Aggregate, ContractError, MeasureJob, MeasureResult, MemoryReading)
-from harness import executors, exitcodes, orchestrate, store
+from harness import orchestrate
+from harness.measure import executors
+from harness.core import exitcodes
+from harness.results import store
 from harness.cli import main
-from harness.configurations import configurations
-from harness.errors import UserError
-from harness.records import ResultRecord, upgrade_v1
-from harness.spec import load_spec
+from harness.split.configurations import configurations
+from harness.core.errors import UserError
+from harness.results.records import ResultRecord, upgrade_v1
+from harness.config.spec import load_spec
 from tests.fakes import AGGREGATE, FakeAgent, FakeArtifact
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -213,7 +216,7 @@ def test_concurrent_cli_runs_one_waits_on_nothing_and_exits_busy(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; sys.path.insert(0, sys.argv[1]); from harness.store import ResultsLock; "
+        "import sys, time; sys.path.insert(0, sys.argv[1]); from harness.results.store import ResultsLock; "
         "from pathlib import Path\nwith ResultsLock(Path(sys.argv[2])):\n print('held', flush=True); time.sleep(30)"),
         str(ROOT), str(out)], stdout=subprocess.PIPE, text=True)
     try:

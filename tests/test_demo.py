@@ -21,8 +21,8 @@ def test_digits_demo_measures_merges_and_reports(tmp_path, monkeypatch):
 def test_vgg_demo_spec_is_the_papers_seven_configurations():
     import tomllib
 
-    from harness.configurations import configurations
-    from harness.spec import parse_spec
+    from harness.split.configurations import configurations
+    from harness.config.spec import parse_spec
 
     spec = parse_spec(tomllib.loads(VGG_SPEC), origin="demo")
     assert [c.name for c in configurations(spec)] == [

@@ -16,12 +16,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import configurations as conf
-from harness import artifact_cache
-from harness import export as ex
+from harness.split import configurations as conf
+from harness.export import cache as artifact_cache
+from harness.export.stage import stage as ex
 from harness.cli import main
-from harness.configurations import configurations, identify
-from harness.spec import load_spec, parse_spec
+from harness.split.configurations import configurations, identify
+from harness.config.spec import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = ROOT / "tests" / "fixtures" / "export_toy.py"

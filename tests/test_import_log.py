@@ -16,8 +16,8 @@ import pytest
 from device_agents.android.tool_logs import ToolLogError, detect_tool, parse_log, read_log
 from device_agents.base import MeasureJob, MeasureResult
 from harness.cli import main
-from harness.errors import UserError
-from harness.import_log import import_log
+from harness.core.errors import UserError
+from harness.measure.import_log import import_log
 
 LOGS = Path(__file__).parent / "fixtures" / "tool_logs"
 MIB = 1 << 20

@@ -21,7 +21,8 @@ import pandas as pd  # noqa: E402
 
 from device_agents.base import MeasureResult  # noqa: E402
 from device_agents.ios import agent as ios_agent  # noqa: E402
-from harness import exitcodes, store  # noqa: E402
+from harness.core import exitcodes  # noqa: E402
+from harness.results import store
 from harness.cli import main  # noqa: E402
 from tests import loopback_ios as lb  # noqa: E402
 

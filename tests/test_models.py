@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import models
-from harness.configurations import (build_parts, configurations, load_model, reduce_with_pca, split_at)
-from harness.costs import count_costs, count_macs, count_params
-from harness.errors import UserError
-from harness.spec import load_spec
+from harness.split.configurations import (build_parts, configurations, load_model, reduce_with_pca, split_at)
+from harness.split.costs import count_costs, count_macs, count_params
+from harness.core.errors import UserError
+from harness.config.spec import load_spec
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

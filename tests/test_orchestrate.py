@@ -17,11 +17,13 @@ import pandas as pd
 import pytest
 
 from device_agents.base import CRASHED, TIMEOUT, MeasureJob
-from harness import executors, orchestrate, stats, store, tables
-from harness.configurations import configurations
-from harness.errors import UserError
-from harness.records import RESULTS_SCHEMA_VERSION, Identity, ResultRecord, device_essentials, make_record_key
-from harness.spec import load_spec
+from harness import orchestrate
+from harness.measure import executors
+from harness.results import stats, store, tables
+from harness.split.configurations import configurations
+from harness.core.errors import UserError
+from harness.results.records import RESULTS_SCHEMA_VERSION, Identity, ResultRecord, device_essentials, make_record_key
+from harness.config.spec import load_spec
 from tests.fakes import FakeAgent, FakeArtifact
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -366,7 +368,7 @@ def test_record_key_depends_on_what_produced_the_numbers():
 
 
 def test_figures_are_drawn_with_failed_rows_as_gaps(fake, tmp_path):
-    from harness.figures import make_figures
+    from harness.report.figures import make_figures
 
     fake(script={("conv2-simple", "onnx"): TIMEOUT}, failing={("full", "litert"): "converter crashed"})
     out = tmp_path / "out"
@@ -387,7 +389,7 @@ def test_figures_are_drawn_with_failed_rows_as_gaps(fake, tmp_path):
 
 
 def test_figures_need_a_results_dir(tmp_path):
-    from harness.figures import make_figures
+    from harness.report.figures import make_figures
 
     with pytest.raises(UserError, match="summary.csv"):
         make_figures(tmp_path)
@@ -400,7 +402,7 @@ def test_figures_need_a_results_dir(tmp_path):
 def _real_stack_missing() -> str | None:
     import importlib.util
 
-    for mod in ("harness.export", "device_agents.local.agent"):
+    for mod in ("harness.export.stage", "device_agents.local.agent"):
         if importlib.util.find_spec(mod) is None:
             return f"{mod} is not written yet"
     return None
@@ -465,8 +467,8 @@ def test_real_corrupted_artifact_is_a_failed_row_and_resume_completes(tmp_path):
     missing = _real_stack_missing()
     if missing:
         pytest.skip(missing)
-    from harness.export import export_spec
-    from harness.spec import load_spec
+    from harness.export.stage import export_spec
+    from harness.config.spec import load_spec
 
     spec_path = tmp_path / "tiny.toml"
     (tmp_path / "tiny_model.py").write_text((FIXTURES / "tiny_model.py").read_text())
@@ -495,7 +497,7 @@ def test_privacy_table_of_a_spec_runs_the_sweep_on_the_users_data(tmp_path):
     import numpy as np
     from rich.console import Console
 
-    from harness.spec import load_spec
+    from harness.config.spec import load_spec
 
     rng = np.random.default_rng(0)
     n = 120
@@ -519,7 +521,7 @@ def test_privacy_table_of_a_spec_runs_the_sweep_on_the_users_data(tmp_path):
 
 
 def test_privacy_table_is_validated(tmp_path):
-    from harness.spec import parse_spec
+    from harness.config.spec import parse_spec
 
     base = {"model": {"zoo": "vgg16_gender"}}
     with pytest.raises(UserError, match=r"\[privacy\]\.colour"):

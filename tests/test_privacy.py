@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from harness.errors import UserError
-from harness.noise import PAPER_RATIOS, FeatureNoise, noise_sweep
-from harness.privacy import log_posterior, score, score_file, true_class_ranks
+from harness.core.errors import UserError
+from harness.analysis.privacy.noise import PAPER_RATIOS, FeatureNoise, noise_sweep
+from harness.analysis.privacy import log_posterior, score, score_file, true_class_ranks
 
 
 def uniform_log_rank(k: int) -> float:
@@ -286,7 +286,7 @@ def test_bad_ratios_are_refused():
 def test_privacy_sweep_errors():
     import torch
 
-    from harness.privacy.sweep import privacy_sweep
+    from harness.analysis.privacy.sweep import privacy_sweep
     from models.digits import build_digits_cnn
 
     model = build_digits_cnn()
@@ -304,7 +304,7 @@ def test_digits_demo_reduced(tmp_path):
     import pandas as pd
 
     from harness.demo import DIGITS_CUTS, digits_demo
-    from harness.privacy.sweep import COLUMNS
+    from harness.analysis.privacy.sweep import COLUMNS
 
     table = digits_demo(tmp_path, ratios=(0, 2.5), epochs=6)
     assert list(table.columns) == list(COLUMNS)
@@ -327,8 +327,8 @@ def test_digits_demo_reduced(tmp_path):
 def test_time_cloud_part():
     import torch
 
-    from harness.cloud import time_cloud_part
-    from harness.configurations import split_at
+    from harness.measure.cloud import time_cloud_part
+    from harness.split.configurations import split_at
     from models.digits import build_digits_cnn
 
     phone, rest = split_at(build_digits_cnn(), "conv2")

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from scipy.stats import gaussian_kde, multivariate_normal, rankdata
 
-from harness.errors import UserError
-from harness.privacy import dpfe, osia, score, score_file
-from harness.privacy.splitbench import standardize, true_class_ranks
+from harness.core.errors import UserError
+from harness.analysis.privacy import dpfe, osia, score, score_file
+from harness.analysis.privacy.splitbench import standardize, true_class_ranks
 
 
 def clusters(k: int, n_per: int, d: int, sep: float, seed: int = 0, n_test_per: int = 0):
@@ -250,7 +250,7 @@ def test_osia_codes_record_variant_is_sensitive_equal_record():
 
 
 def test_osia_with_the_sweeps_noise_and_at_zero_noise():
-    from harness.noise import FeatureNoise
+    from harness.analysis.privacy.noise import FeatureNoise
 
     f, y, _, _ = clusters(3, 15, 2, sep=1.0, seed=7)
     noise = FeatureNoise.fit(f)
@@ -266,7 +266,7 @@ def test_osia_with_the_sweeps_noise_and_at_zero_noise():
 
 
 def test_osia_singular_noise_identifies_features_off_its_span():
-    from harness.noise import FeatureNoise
+    from harness.analysis.privacy.noise import FeatureNoise
 
     rng = np.random.default_rng(8)
     f = np.zeros((40, 3))
@@ -341,7 +341,7 @@ def test_splitbench_on_the_dpfe_split_notes_what_it_dropped(tmp_path):
 def test_spec_privacy_estimator_and_split_are_checked(tmp_path, table, key):
     import tomllib
 
-    from harness.spec import parse_spec
+    from harness.config.spec import parse_spec
 
     (tmp_path / "d.npz").write_bytes(b"")
     (tmp_path / "p.csv").write_text("")
@@ -360,7 +360,7 @@ def test_spec_privacy_estimator_and_split_are_checked(tmp_path, table, key):
 def test_sweep_scores_every_estimator_on_the_same_noisy_features():
     import torch
 
-    from harness.privacy.sweep import COLUMNS, privacy_sweep
+    from harness.analysis.privacy.sweep import COLUMNS, privacy_sweep
     from models.digits import digits_data, train_digits_cnn
 
     data = digits_data(0)
@@ -400,7 +400,7 @@ def two_estimator_privacy():
 
 
 def test_merge_selects_one_estimator():
-    from harness.merge import merge_privacy
+    from harness.analysis.merge import merge_privacy
     from test_recommend import summary_rows
 
     summary = pd.DataFrame(summary_rows())
@@ -448,8 +448,8 @@ def test_recommend_and_report_name_the_estimator(tmp_path, capsys):
 def test_the_specs_estimator_and_split_reach_the_sweep(tmp_path):
     from pathlib import Path
 
-    from harness.privacy.sweep import sweep_from_spec
-    from harness.spec import load_spec
+    from harness.analysis.privacy.sweep import sweep_from_spec
+    from harness.config.spec import load_spec
 
     fixtures = Path(__file__).parent / "fixtures"
     rng = np.random.default_rng(0)

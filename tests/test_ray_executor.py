@@ -28,11 +28,14 @@ from pathlib import Path
 import pytest
 
 from device_agents.base import ArtifactRef
-from harness import device_server, executors, orchestrate, store
-from harness.configurations import configurations
-from harness.device_server import Registration, place_artifact
-from harness.errors import UserError
-from harness.spec import load_spec
+from harness import orchestrate
+from harness.measure.lab import device_host
+from harness.measure import executors
+from harness.results import store
+from harness.split.configurations import configurations
+from harness.measure.lab.device_host import Registration, place_artifact
+from harness.core.errors import UserError
+from harness.config.spec import load_spec
 from tests.android_fixtures import FAST
 from tests.fakes import FakeArtifact
 from tests.loopback_adb import LoopbackPhone, write_tool_wrappers
@@ -58,7 +61,7 @@ def _artifact(tmp_path: Path, name: str = "m.onnx", data: bytes = b"onnx bytes" 
 
 def test_artifact_is_fetched_once_per_host_and_checked(tmp_path):
     ref = _artifact(tmp_path)
-    payload = device_server.read_payload(ref)
+    payload = device_host.read_payload(ref)
     assert set(payload) == {"m.onnx", "m.onnx.data"}
     fetched = []
 
@@ -81,16 +84,16 @@ def test_artifact_is_fetched_once_per_host_and_checked(tmp_path):
 
     # bytes that differ from their hash are refused, and not kept
     bad = {**payload, "m.onnx": b"x" * len(payload["m.onnx"])}
-    with pytest.raises(device_server.ArtifactPlacementError, match="other bytes than its sha256"):
+    with pytest.raises(device_host.ArtifactPlacementError, match="other bytes than its sha256"):
         place_artifact(ref, lambda: bad, mode="object-store", cache=tmp_path / "c3")
     assert not any((tmp_path / "c3").iterdir())
     (tmp_path / "driver" / "m.onnx").write_bytes(b"changed on the driver's disk since the export" * 30)
-    with pytest.raises(device_server.ArtifactPlacementError, match="shared file system"):
+    with pytest.raises(device_host.ArtifactPlacementError, match="shared file system"):
         place_artifact(ref, None, mode="shared", cache=tmp_path / "c4")
 
 
 def test_spec_targets_resolve_to_one_registered_device():
-    from harness.ray_executor import resolve
+    from harness.measure.lab.driver import resolve
 
     regs = {r.device_id: r for r in (
         Registration("local:a:cpu0", "cpu-1core:0", "a", {}), Registration("local:b:cpu0", "cpu-1core:0", "b", {}),
@@ -105,7 +108,7 @@ def test_spec_targets_resolve_to_one_registered_device():
 
 def test_without_ray_the_executor_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
-    monkeypatch.delitem(sys.modules, "harness.ray_executor", raising=False)
+    monkeypatch.delitem(sys.modules, "harness.measure.lab.driver", raising=False)
     with pytest.raises(UserError, match=r"--executor ray needs Ray .*pip install 'splitbench\[ray\]'"):
         executors.make_executor("ray", load_spec(FIXTURES / "tiny.toml"))
 
@@ -126,15 +129,15 @@ def test_an_address_where_no_cluster_answers_is_one_line(tmp_path, capsys):
 
 
 def test_device_side_imports_neither_torch_nor_an_exporter():
-    code = ("import sys, harness.device_server, harness.executors, harness.cluster, device_agents.local.agent; "
-            "print([m for m in ('torch', 'onnx', 'harness.export', 'harness.configurations', 'ray') if m in sys.modules])")
+    code = ("import sys, harness.measure.lab.device_host, harness.measure.executors, harness.measure.lab.cluster, device_agents.local.agent; "
+            "print([m for m in ('torch', 'onnx', 'harness.export.stage', 'harness.split.configurations', 'ray') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True).stdout
     assert out.strip() == "[]"
 
 
 def test_ray_start_command_of_a_device_server():
-    from harness.cluster import ServeOptions, ray_start_command
+    from harness.measure.lab.cluster import ServeOptions, ray_start_command
 
     head = ray_start_command(ServeOptions(head=True, port=6380), {"phone:local:h:cpu1": 1.0})
     assert head[1:] == ["start", "--block", "--disable-usage-stats", '--resources={"phone:local:h:cpu1": 1.0}',
@@ -182,19 +185,19 @@ class Lab:
     def add(self, name: str) -> None:
         """Start node ``name`` with its devices and register them (a host joining)."""
         regs = self.regs[name]
-        node = self.cluster.add_node(num_cpus=0, resources=device_server.node_resources(regs))
+        node = self.cluster.add_node(num_cpus=0, resources=device_host.node_resources(regs))
         self.nodes[name] = node
         _register([dataclasses.replace(r, node_id=node.node_id) for r in regs], self.address)
 
 
 def _register(regs, address):
-    from harness import ray_executor
+    from harness.measure.lab import driver
 
-    ray_executor.connect(address)
+    driver.connect(address)
     try:
-        device_server.register(regs)
+        device_host.register(regs)
     finally:
-        ray_executor.disconnect()
+        driver.disconnect()
 
 
 def _fake(device_id: str, host: str, **options) -> Registration:
@@ -225,7 +228,7 @@ def lab(tmp_path_factory):
 
     # Node processes inherit this environment: their workers import splitbench from this checkout.
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
-    local = {cpu: device_server.host_registrations([f"cpu-1core:{cpu}"])[0][0] for cpu in (0, 1)}
+    local = {cpu: device_host.host_registrations([f"cpu-1core:{cpu}"])[0][0] for cpu in (0, 1)}
     regs = {"A": [local[0], _fake("fake:a1", "hostA", slow_s=SLOW_S)],
             "B": [local[1], _fake("fake:b1", "hostB", slow_s=SLOW_S),
                   _fake("fake:v1", "hostB", vanish_after=2)],
@@ -234,7 +237,7 @@ def lab(tmp_path_factory):
     try:
         with LoopbackPhone(tmp / "phone") as phone:
             the_lab.phone, the_lab.android = phone, _android_options(tmp)
-            regs["C"].insert(0, device_server.host_registrations([f"android:{phone.address}"],
+            regs["C"].insert(0, device_host.host_registrations([f"android:{phone.address}"],
                                                                  options={"android": the_lab.android})[0][0])
             for name in regs:
                 the_lab.add(name)
@@ -330,18 +333,18 @@ def test_a_spec_across_three_hosts_gives_the_serial_records(lab, tmp_path, monke
     spec = load_spec(tmp_path / "tiny.toml")
 
     imported = {}
-    from harness.ray_executor import RayExecutor
+    from harness.measure.lab.driver import RayExecutor
 
     class Probe(RayExecutor):  # asks each host what it imported before the actors go
         def close(self):
             import ray
 
-            names = ["torch", "onnx", "harness.export", "harness.configurations", "harness.orchestrate"]
+            names = ["torch", "onnx", "harness.export.stage", "harness.split.configurations", "harness.orchestrate"]
             for r in self.remotes.values():
                 imported[r.reg.device_id] = ray.get(r.actor.imported.remote(names))
             super().close()
 
-    monkeypatch.setattr("harness.ray_executor.RayExecutor", Probe)
+    monkeypatch.setattr("harness.measure.lab.driver.RayExecutor", Probe)
     runs = {name: orchestrate.run_spec(spec, tmp_path / name, progress=False, executor=name, ray_address=lab.address)
             for name in ("serial", "devices", "ray")}
     for name, outcome in runs.items():
@@ -392,7 +395,7 @@ def test_a_host_lost_mid_run_keeps_its_records_and_resume_completes(lab, fakes, 
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "device lost" and manifest["counts"]["not_attempted"] == N_JOBS - done_c1
 
-    from harness.cluster import cluster_status
+    from harness.measure.lab.cluster import cluster_status
 
     state = cluster_status(lab.address)
     assert {d.device_id for d in state.lost} == {"fake:c1", lab.phone.serial}  # node C carried both
@@ -458,7 +461,7 @@ def test_driver_interrupted_stops_the_hosts_and_writes_nothing_half(lab, fakes, 
     kept = store.load_records(out)  # every file on disk is a whole record
     assert 2 <= len(kept) < 2 * N_JOBS
     assert not [p for p in (out / "records").iterdir() if p.name.startswith(".")]
-    from harness.cluster import cluster_status
+    from harness.measure.lab.cluster import cluster_status
 
     state = cluster_status(lab.address)  # the devices were released
     states = {d.device_id: d.state for h in state.hosts for d in h.devices}

@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import exitcodes
+from harness.core import exitcodes
 from harness.cli import main
-from harness.errors import UserError
-from harness.merge import load_privacy, merge_privacy
-from harness.network import PROFILES, get_profile, upload_ms
-from harness.recommend import Budget, choose, load_table, pareto_frontier
+from harness.core.errors import UserError
+from harness.analysis.merge import load_privacy, merge_privacy
+from harness.config.network import PROFILES, get_profile, upload_ms
+from harness.analysis.recommend import Budget, choose, load_table, pareto_frontier
 
 # ------------------------------------------------------------------------------------------ fixtures
 
@@ -281,7 +281,7 @@ def test_cli_json_parses(tmp_path, capsys):
 
 def test_without_budget_options_recommend_answers_for_the_reports_budget(tmp_path, capsys):
     """No option: the spec's [budget] table, else the report's default budget; the output names which."""
-    from harness.recommend import ACCURACY_DROP, resolve_budgets
+    from harness.analysis.recommend import ACCURACY_DROP, resolve_budgets
 
     d = write_run(tmp_path / "run", ratios=(0.0, 2.0), failed=False)
     assert main(["recommend", str(d), "--json"]) == 0
@@ -334,7 +334,7 @@ def test_terminal_table_fits_the_terminal_and_a_pipe_gets_whole_lines(tmp_path, 
 
     from rich.console import Console
 
-    from harness.recommend import recommend
+    from harness.analysis.recommend import recommend
 
     d = write_run(tmp_path / "run")
     budget = Budget(max_latency_ms=100, min_accuracy=0.9)

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from harness.cli import main
-from harness.recommend import Budget, choose, load_table
+from harness.analysis.recommend import Budget, choose, load_table
 from harness.report import build_report
 from test_recommend import TOY, privacy_rows, summary_rows, write_run
 
@@ -87,11 +87,11 @@ def test_report_without_privacy_and_with_a_mismatch(tmp_path, capsys):
 @pytest.fixture
 def no_figures(monkeypatch):
     """Skip drawing the figures (matplotlib is the slow part) where a test reads only the page's text."""
-    import harness.figures
-    import harness.tradeoff
+    import harness.report.figures
+    import harness.report.tradeoff
 
-    monkeypatch.setattr(harness.figures, "make_figures", lambda d: [])
-    monkeypatch.setattr(harness.tradeoff, "make_tradeoff_figures", lambda d, merged=None, privacy=None: [])
+    monkeypatch.setattr(harness.report.figures, "make_figures", lambda d: [])
+    monkeypatch.setattr(harness.report.tradeoff, "make_tradeoff_figures", lambda d, merged=None, privacy=None: [])
 
 
 def test_the_budget_comes_from_the_command_line_else_the_spec(tmp_path, no_figures):
@@ -149,7 +149,7 @@ def test_trade_off_labels_never_overlap():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from harness.tradeoff import place_labels
+    from harness.report.tradeoff import place_labels
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(0.012, 0.002, 24), rng.normal(0.02, 0.004, 24)
@@ -171,10 +171,10 @@ def test_trade_off_labels_never_overlap():
 def test_a_spec_budget_table_is_checked_and_is_not_identity():
     import tomllib
 
-    from harness.errors import UserError
+    from harness.core.errors import UserError
     from harness.orchestrate import spec_hash
-    from harness.recommend import budget_from_mapping
-    from harness.spec import parse_spec
+    from harness.analysis.recommend import budget_from_mapping
+    from harness.config.spec import parse_spec
 
     fixtures = Path(__file__).parent / "fixtures"
     data = tomllib.loads((fixtures / "tiny.toml").read_text())

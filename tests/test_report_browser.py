@@ -5,13 +5,13 @@ One results directory with what makes a report hard: two backends, a phone targe
 page is opened at 1400x900 with a small script of this test appended (a copy of the page, the report is
 not changed) that, like a reader, moves the budget controls (types into the number fields, drags the
 sliders, switches the network, unticks backends and targets) and writes what the page then highlights
-into the DOM. Python's `recommend` rule (:func:`harness.recommend.choose`) is asked about the very budget
+into the DOM. Python's `recommend` rule (:func:`harness.analysis.recommend.choose`) is asked about the very budget
 the page shows, and the two must agree: the recommendation, every configuration highlighted as fitting
 (plot and table), and, when nothing fits, the closest configuration and the one-line reason.
 
 It also checks, from the rendered page: the recommendation lies on the first screen, no table row is
 taller than its content needs (none taller than one line in the data tables), every figure decoded, and
-the page's number formatting equals harness.units'. Chromium is launched twice (the DOM, a screenshot).
+the page's number formatting equals harness.core.units'. Chromium is launched twice (the DOM, a screenshot).
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.recommend import Budget, choose, config_lines, load_table
+from harness.analysis.recommend import Budget, choose, config_lines, load_table
 from harness.report import build_report
 from harness.report.browser import FIRST_SCREEN, dump_dom, find_chromium
-from harness.units import fmt_bytes, fmt_mb, fmt_ms, sig
+from harness.core.units import fmt_bytes, fmt_mb, fmt_ms, sig
 from test_recommend import FULL_ROW, TOY, privacy_rows, summary_rows
 
 CHROMIUM = find_chromium()
@@ -192,7 +192,7 @@ window.addEventListener('load', function () {
   out.ratios = Array.prototype.map.call(document.querySelectorAll('table.configs[data-model="0"] tr[data-row]'),
     function (tr) { return [tr.querySelector('td.name').textContent, tr.getAttribute('data-group'),
       Array.prototype.map.call(tr.querySelectorAll('td.ratio'), function (td) { return td.textContent; })]; });
-  // the page's numbers against harness.units
+  // the page's numbers against harness.core.units
   var f = window.splitbench.fmt;
   out.fmt = VALUES.map(function (v) { return [f.sig(v), f.ms(v), f.mb(v), f.bytes(v * 1000)]; });
   // every figure decoded (report.js's own load handler ran first)

@@ -13,9 +13,9 @@ import torch
 
 import models
 from harness.cli import main
-from harness.configurations import configurations, load_model
-from harness.errors import UserError
-from harness.spec import load_spec
+from harness.split.configurations import configurations, load_model
+from harness.core.errors import UserError
+from harness.config.spec import load_spec
 
 FIXTURES = Path(__file__).parent / "fixtures"
 USER_SOURCE = f'source = "{FIXTURES / "user_model.py"}:make_model"'

@@ -765,7 +765,7 @@ def doctor(target: str = "android", probe_artifacts: dict[str, str | Path] | Non
                             else "not rooted: cold loads are marked 'not obtained' (the page cache cannot be dropped)",
                             "" if rooted else "optional: a rooted phone (or `adb root` on a userdebug build) gives "
                                               "true cold loads"))
-        # the tiny models the host exported for the tools to read (``harness.devices`` makes them with this
+        # the tiny models the host exported for the tools to read (``harness.measure.devices`` makes them with this
         # splitbench's converters); none given: the tools are checked to run, not what files they read
         probes = {k: Path(v) for k, v in (probe_artifacts or {}).items()}
         for name in P.TOOLS:

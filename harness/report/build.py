@@ -2,7 +2,7 @@
 
 The page opens with the answer: the configuration `splitbench recommend` chooses for a budget (the
 command line's, else the spec's ``[budget]`` table, else the default budget; one implementation:
-:func:`harness.recommend.resolve_budgets`), what it costs against on-premise, and controls that move the budget with the same rule. It holds everything it shows: figures
+:func:`harness.analysis.recommend.resolve_budgets`), what it costs against on-premise, and controls that move the budget with the same rule. It holds everything it shows: figures
 as base64 data URIs (SVG when there is one, else PNG), the data as JSON, the style sheet and the script
 inline, the reader's system fonts. It opens offline, from an e-mail attachment as well as from the
 results directory, and prints.
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.errors import UserError
-from harness.recommend import Budget
+from harness.core.errors import UserError
+from harness.analysis.recommend import Budget
 
 log = logging.getLogger(__name__)
 REPORT_FILE = "report.html"
@@ -26,8 +26,8 @@ REPORT_FILE = "report.html"
 def _load_table(d: Path, summary: pd.DataFrame, notes: list[str]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The merged table `recommend` reads, and the privacy table merged into it (None: privacy not in it,
     when there is none or it does not match)."""
-    from harness.merge import PRIVACY_FILE, load_privacy
-    from harness.recommend import CLOUD_FILE, attach_cloud, merge_table, without_privacy
+    from harness.analysis.merge import PRIVACY_FILE, load_privacy
+    from harness.analysis.recommend import CLOUD_FILE, attach_cloud, merge_table, without_privacy
 
     if (d / PRIVACY_FILE).is_file():
         try:
@@ -52,7 +52,7 @@ def build_report(out_dir: str | Path, *, budget: Budget | None = None) -> list[P
     chosen by cost alone and the mismatch (the one-line message `recommend` gives) is shown at the top.
     """
     from harness import __version__
-    from harness.recommend import SUMMARY_FILE, choose, resolve_budgets
+    from harness.analysis.recommend import SUMMARY_FILE, choose, resolve_budgets
     from harness.report import data as data_mod
     from harness.report import page as P
 
@@ -71,17 +71,17 @@ def build_report(out_dir: str | Path, *, budget: Budget | None = None) -> list[P
     notes: list[str] = []
     written: list[Path] = []
     try:
-        from harness.figures import make_figures
+        from harness.report.figures import make_figures
     except ImportError as exc:
-        notes.append(f"Measurement figures not drawn: harness.figures is not importable ({exc}).")
+        notes.append(f"Measurement figures not drawn: harness.report.figures is not importable ({exc}).")
     else:
         written += list(make_figures(d))
     table, privacy = _load_table(d, summary, notes)
     scored = privacy is not None
     estimator, others = None, []
     if scored:
-        from harness.merge import estimators_of
-        from harness.tradeoff import make_tradeoff_figures
+        from harness.analysis.merge import estimators_of
+        from harness.report.tradeoff import make_tradeoff_figures
 
         estimator = next(iter(sorted(set(table["estimator"].dropna().astype(str)))), None)
         others = [e for e in estimators_of(privacy) if e != estimator]

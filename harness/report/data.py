@@ -1,9 +1,9 @@
 """The data the report's page embeds, per model: every candidate with its numbers and their printed form.
 
 The page decides nothing on its own numbers: the latencies under each network profile, the upload in kB
-and the break messages of failed rows are the very values :func:`harness.recommend.choose` computes
+and the break messages of failed rows are the very values :func:`harness.analysis.recommend.choose` computes
 (the JSON holds Python's doubles, so a comparison in the browser gives the same answer as in Python),
-and every number it shows was formatted here by :mod:`harness.units`. What the browser adds is the rule
+and every number it shows was formatted here by :mod:`harness.core.units`. What the browser adds is the rule
 applied to a budget the reader moves (``report.js``), checked against ``choose`` by the browser test.
 """
 
@@ -16,12 +16,12 @@ from typing import Any
 
 import pandas as pd
 
-from harness.merge import config_label
-from harness.network import PROFILES
-from harness.recommend import (BYTES_PER_KB, RULE_COST, RULE_PRIVACY, Budget, Candidate, Recommendation, _opt,
+from harness.analysis.merge import config_label
+from harness.config.network import PROFILES
+from harness.analysis.recommend import (BYTES_PER_KB, RULE_COST, RULE_PRIVACY, Budget, Candidate, Recommendation, _opt,
                                choose, latency_formula, no_median, text)
-from harness.spec import FULL
-from harness.units import fmt_bytes, fmt_mb, fmt_ms, fmt_ratio, sig
+from harness.config.spec import FULL
+from harness.core.units import fmt_bytes, fmt_mb, fmt_ms, fmt_ratio, sig
 
 GIVEN = "given"  # the network key of a budget with its own uplink or delay
 

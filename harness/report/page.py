@@ -21,9 +21,9 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from harness.recommend import (Budget, Recommendation, best, config_lines, on_premise_of)
-from harness.spec import FULL
-from harness.units import fmt_bytes, fmt_count, fmt_mb, fmt_ms, sig
+from harness.analysis.recommend import (Budget, Recommendation, best, config_lines, on_premise_of)
+from harness.config.spec import FULL
+from harness.core.units import fmt_bytes, fmt_count, fmt_mb, fmt_ms, sig
 
 
 def _e(x: Any) -> str:
@@ -440,7 +440,7 @@ PRIVACY_COLUMNS = [("noise r", "noise_ratio", lambda v: f"{v:g}"), ("log-rank pr
 
 
 def privacy_section(merged: pd.DataFrame, estimator: str, others: list[str] | None) -> str:
-    from harness.merge import config_label
+    from harness.analysis.merge import config_label
 
     parts = ['<section id="privacy"><h2>Privacy beside the measurements</h2>',
              f"<p>Every privacy number in this report was computed by the <b>{_e(estimator)}</b> estimator (see "

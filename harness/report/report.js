@@ -1,10 +1,10 @@
 /* splitbench report.html: the budget controls, the recommendation rule and the interactive trade-off plot.
  *
- * The rule is harness.recommend.choose's, applied to the numbers Python computed for it (the page's JSON
+ * The rule is harness.analysis.recommend.choose's, applied to the numbers Python computed for it (the page's JSON
  * holds Python's doubles: latency under each network, upload in kB, accuracy, memory, privacy), so a
  * comparison here gives the answer it gives there; tests/test_report_browser.py moves these controls in
  * headless Chromium and checks the highlighted configurations against choose() on many budgets.
- * Numbers are printed as harness/units.py prints them (three significant digits, us under 1 ms).
+ * Numbers are printed as harness/core/units.py prints them (three significant digits, us under 1 ms).
  * No library, no network: the page must open offline from an e-mail attachment.
  */
 (function () {
@@ -12,7 +12,7 @@
   var DATA = JSON.parse(document.getElementById('splitbench-data').textContent);
   var STATE = [], RESULTS = [];
 
-  // ------------------------------------------------------------------ numbers (harness/units.py)
+  // ------------------------------------------------------------------ numbers (harness/core/units.py)
   function isNum(x) { return typeof x === 'number' && isFinite(x); }
   function thousands(s) {
     var parts = s.split('.'), neg = parts[0].charAt(0) === '-', int = neg ? parts[0].slice(1) : parts[0];
@@ -72,7 +72,7 @@
     return String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
   }
 
-  // ---------------------------------------------------------- the rule (harness.recommend.choose)
+  // ---------------------------------------------------------- the rule (harness.analysis.recommend.choose)
   var LIMITS = ['max_latency_ms', 'max_memory_mb', 'max_upload_kb', 'min_accuracy'];
 
   function latencyOf(c, budget) { var v = c.lat[budget.network]; return isNum(v) ? v : null; }

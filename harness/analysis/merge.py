@@ -1,0 +1,212 @@
+"""Privacy scores beside the measurements: join a privacy table to a run's ``summary.csv``.
+
+The join key is (model, cut, embedding), and the noise ratio when the privacy table has one: a
+measured configuration then appears once per ratio. Its phone measurement is the same on every such
+row, because the noise of DPFE's Procedure 2 is added to the feature after the phone part has run
+(the summary times that phone part, not the noise); only privacy and accuracy change with the ratio.
+
+Nothing is dropped silently: a privacy row with no measurement, or a measured cut with no privacy
+score, is named in one :class:`UserError`.
+
+One estimator at a time: every privacy row names the estimator that scored it (column
+``estimator``; a user's table without that column is ``unspecified``), and numbers of different
+estimators are never joined, compared or plotted as one series. When a table holds several, the
+caller picks one (:func:`select_estimator`): the one asked for, else the table's only one, else the
+spec's, else the default ``splitbench``; anything else is one :class:`UserError` line.
+
+On-premise rows (``cut == "full"``) need no privacy row: nothing leaves the phone but the model's
+output, so there is no feature to score. They are kept once (``noise_ratio`` NaN), with every privacy
+column NaN and ``on_premise`` True, as the cost baseline of the plots, the report and ``recommend``.
+Their ``primary_accuracy`` comes from a ``full`` privacy row when the table has one, else from a
+noise-free ``simple`` cut of the same model (the split network with no noise and no PCA computes the
+same function as the whole one), else it stays NaN.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.core.errors import UserError
+from harness.config.spec import FULL
+
+PRIVACY_FILE = "privacy.csv"
+KEY = ("model", "cut", "embedding")
+# Required in a privacy table: the key and the measure `recommend` ranks by (DPFE's log-rank privacy).
+REQUIRED_PRIVACY_COLUMNS = (*KEY, "log_rank_privacy")
+# Filled with NaN when a user's table leaves them out.
+OPTIONAL_PRIVACY_COLUMNS = ("noise_ratio", "primary_accuracy", "rank_privacy", "bayes_error", "rank_mean",
+                            "rank_std", "nn1_error", "attacker_accuracy", "n_classes")
+PRIVACY_VALUE_COLUMNS = tuple(c for c in (*REQUIRED_PRIVACY_COLUMNS, *OPTIONAL_PRIVACY_COLUMNS) if c not in KEY)
+ESTIMATOR = "estimator"
+UNSPECIFIED = "unspecified"  # the estimator of a user's table that does not say
+DEFAULT_ESTIMATOR = "splitbench"  # harness.analysis.privacy's default (not imported: this module stays light)
+_MAX_NAMED = 12  # keys listed in one error message before "... and N more"
+
+
+def _check_columns(df: pd.DataFrame, required: tuple[str, ...], what: str) -> None:
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise UserError(f"{what} lacks column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                        f"(it has: {', '.join(map(str, df.columns))})")
+
+
+def normalize_privacy(privacy: pd.DataFrame, origin: str = "the privacy table") -> pd.DataFrame:
+    """Check a privacy table's columns and types; add the optional columns as NaN; one row per key."""
+    _check_columns(privacy, REQUIRED_PRIVACY_COLUMNS, origin)
+    df = privacy.copy()
+    for col in KEY:
+        df[col] = df[col].astype(str).str.strip()
+    if ESTIMATOR not in df.columns:
+        df[ESTIMATOR] = UNSPECIFIED
+    df[ESTIMATOR] = df[ESTIMATOR].fillna(UNSPECIFIED).astype(str).str.strip().replace("", UNSPECIFIED)
+    for col in OPTIONAL_PRIVACY_COLUMNS:
+        if col not in df.columns:
+            df[col] = np.nan
+    has_ratio = df["noise_ratio"].notna().any()
+    for col in PRIVACY_VALUE_COLUMNS:
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = df[col].notna() & values.isna()
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise UserError(f"{origin}: column {col} must be numeric, row {row + 2} holds {df[col].iloc[row]!r}")
+        df[col] = values
+    if has_ratio and df["noise_ratio"].isna().any():
+        raise UserError(f"{origin}: noise_ratio is empty on some rows but not others; give every row a ratio "
+                        f"(0 for no noise)")
+    key = [*KEY, "noise_ratio", ESTIMATOR] if has_ratio else [*KEY, ESTIMATOR]
+    dup = df.duplicated(key, keep=False)
+    if dup.any():
+        names = sorted({f"{_key_name(r, has_ratio)} ({r[ESTIMATOR]})" for r in df[dup].to_dict("records")})
+        raise UserError(f"{origin}: duplicated privacy rows for {_list(names)}; keep one row per key")
+    return df
+
+
+def estimators_of(privacy: pd.DataFrame) -> list[str]:
+    """The estimators of a normalised privacy table, in table order."""
+    return list(dict.fromkeys(privacy[ESTIMATOR].astype(str)))
+
+
+def select_estimator(privacy: pd.DataFrame, estimator: str | None = None, *, preferred: str | None = None,
+                     origin: str = "the privacy table") -> tuple[pd.DataFrame, str]:
+    """The rows of one estimator and its name: ``estimator`` if given, else the only one, else
+    ``preferred`` (the spec's), else ``splitbench``; otherwise one UserError line saying how to choose."""
+    names = estimators_of(privacy)
+    if estimator is not None:
+        if estimator not in names:
+            raise UserError(f"{origin} holds no scores of the {estimator} estimator (it has: {', '.join(names)}); "
+                            "score with it or choose one of those")
+        chosen = estimator
+    elif len(names) == 1:
+        chosen = names[0]
+    elif preferred in names:
+        chosen = preferred
+    elif DEFAULT_ESTIMATOR in names:
+        chosen = DEFAULT_ESTIMATOR
+    else:
+        raise UserError(f"{origin} holds scores of {len(names)} estimators ({', '.join(names)}), which are never "
+                        "compared as one: choose one (e.g. `splitbench recommend DIR --estimator "
+                        f"{names[0]}`)")
+    return privacy[privacy[ESTIMATOR] == chosen], chosen
+
+
+def load_privacy(path: str | Path) -> pd.DataFrame:
+    """Read and validate a privacy CSV (``DIR/privacy.csv`` for a results directory)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / PRIVACY_FILE
+    if not path.is_file():
+        raise UserError(f"no privacy scores at {path}: run `splitbench demo`, or write a CSV with columns "
+                        f"{', '.join(REQUIRED_PRIVACY_COLUMNS)} there")
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path} is not a readable CSV: {str(exc).splitlines()[0]}") from None
+    return normalize_privacy(df, str(path))
+
+
+def _key_name(row: dict, with_ratio: bool) -> str:
+    name = f"{row['model']}/{row['cut']}/{row['embedding']}"
+    if with_ratio and pd.notna(row.get("noise_ratio")):
+        name += f" r={row['noise_ratio']:g}"
+    return name
+
+
+def _list(names: list[str]) -> str:
+    shown = ", ".join(names[:_MAX_NAMED])
+    return shown + (f" ... and {len(names) - _MAX_NAMED} more" if len(names) > _MAX_NAMED else "")
+
+
+def merge_privacy(summary: pd.DataFrame, privacy: pd.DataFrame, estimator: str | None = None, *,
+                  preferred: str | None = None) -> pd.DataFrame:
+    """Join one estimator's privacy scores to summary rows on (model, cut, embedding[, noise_ratio]).
+
+    ``estimator`` and ``preferred``: see :func:`select_estimator`. Returns the summary's columns plus
+    the privacy columns (``estimator`` among them; NaN on-premise, which has no score; another column
+    both tables have, such as ``warnings``, is the summary's, the privacy table's copy ``privacy_<name>``)
+    and ``on_premise``; a summary row appears once per noise ratio of its key. Raises
+    :class:`UserError` naming every unmatched key, both ways.
+    """
+    _check_columns(summary, KEY, "summary.csv")
+    priv, _ = select_estimator(normalize_privacy(privacy), estimator, preferred=preferred)
+    meas = summary.copy()
+    for col in KEY:
+        meas[col] = meas[col].astype(str).str.strip()
+    clash = [c for c in (*PRIVACY_VALUE_COLUMNS, ESTIMATOR) if c in meas.columns]
+    meas = meas.drop(columns=clash)
+    meas["on_premise"] = meas["cut"] == FULL
+    meas["_row"] = np.arange(len(meas))  # keep the summary's order (model order), ratios ascending within
+
+    priv_full = priv[priv["cut"] == FULL]
+    priv_cut = priv[priv["cut"] != FULL]
+    meas_keys = set(map(tuple, meas.loc[~meas["on_premise"], list(KEY)].drop_duplicates().to_numpy()))
+    priv_keys = set(map(tuple, priv_cut[list(KEY)].drop_duplicates().to_numpy()))
+    full_models = set(meas.loc[meas["on_premise"], "model"])
+    problems = []
+    no_measure = sorted(priv_keys - meas_keys) + sorted(
+        (m, FULL, FULL) for m in set(priv_full["model"]) - full_models)
+    if no_measure:
+        problems.append(f"privacy rows with no measurement: {_list(['/'.join(k) for k in no_measure])}")
+    no_privacy = sorted(meas_keys - priv_keys)
+    if no_privacy:
+        problems.append(f"measured configurations with no privacy score: {_list(['/'.join(k) for k in no_privacy])}")
+    if problems:
+        raise UserError("privacy scores do not match the measurements (keyed by model/cut/embedding): "
+                        + "; ".join(problems))
+
+    # a column of both tables besides the scores (warnings, reduced_dim): the measurement keeps its name,
+    # the privacy table's copy is prefixed, never a pandas "_x"/"_y" pair
+    both = [c for c in priv_cut.columns if c in meas.columns and c not in KEY]
+    priv_cut = priv_cut.rename(columns={c: f"privacy_{c}" for c in both})
+    cuts = meas[~meas["on_premise"]].merge(priv_cut, on=list(KEY), how="inner", validate="many_to_many")
+    full = meas[meas["on_premise"]].copy()
+    for col in (*PRIVACY_VALUE_COLUMNS, ESTIMATOR):
+        full[col] = np.nan
+    for model in full["model"].unique():
+        full.loc[full["model"] == model, "primary_accuracy"] = _baseline_accuracy(priv, model)
+    merged = pd.concat([cuts, full], ignore_index=True, sort=False)
+    merged = merged.sort_values(["_row", "noise_ratio"], kind="stable", na_position="first")
+    return merged.drop(columns="_row").reset_index(drop=True)
+
+
+def _baseline_accuracy(priv: pd.DataFrame, model: str) -> float:
+    """Accuracy of the whole model: its ``full`` privacy row, else a noise-free simple cut (same function)."""
+    rows = priv[(priv["model"] == model) & (priv["cut"] == FULL)]["primary_accuracy"].dropna()
+    if len(rows):
+        return float(rows.iloc[0])
+    ratio0 = priv["noise_ratio"].isna() | (priv["noise_ratio"] == 0)
+    rows = priv[(priv["model"] == model) & (priv["embedding"] == "simple") & ratio0]["primary_accuracy"].dropna()
+    return float(rows.median()) if len(rows) else float("nan")
+
+
+def config_label(row: dict | pd.Series, *, with_ratio: bool = True) -> str:
+    """Readable name of a merged row: ``conv5_1-reduced``, ``full``, plus `` r=0.5`` for a noisy one."""
+    cut, emb = row["cut"], row["embedding"]
+    name = row.get("config") if isinstance(row.get("config"), str) and row.get("config") else (
+        FULL if cut == FULL else f"{cut}-{emb}")
+    ratio = row.get("noise_ratio")
+    if with_ratio and ratio is not None and pd.notna(ratio) and ratio > 0:
+        name += f" r={ratio:g}"
+    return name

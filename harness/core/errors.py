@@ -1,0 +1,11 @@
+"""The one user-error type: caught once in the CLI and printed as one line."""
+
+
+class UserError(Exception):
+    """Bad input (spec, file, option). The message says what to fix; the CLI exits with ``exit_code``.
+
+    Subclasses that are not the user's input but the situation (a busy directory, a full disk, a device
+    that cannot be reached) carry exit codes of their own (see :mod:`harness.core.exitcodes`).
+    """
+
+    exit_code = 1  # harness.core.exitcodes.USAGE

@@ -1,0 +1,211 @@
+"""The export cache: one directory per artifact, keyed by everything that changes the artifact.
+
+``<cache_dir>/<key>/`` holds the artifact (a file, or an ``.mlpackage`` directory), ``meta.json``
+(everything in :class:`Artifact`, plus every file's size and sha256) and nothing else. The key hashes
+what changes the artifact (see :func:`cache_key`). A warm export reads only the ``meta.json`` files: it
+imports neither torch nor a converter and builds no model. Entries are published by an atomic rename.
+Failed conversions are not cached (a failure is often environmental, and a rerun should try again).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from device_agents.base import ArtifactFile, ArtifactRef, content_sha256
+from harness.config.backends import BACKENDS
+from harness.split.configurations import Configuration, ModelIdentity, file_sha256
+from harness.config.spec import Spec
+
+# Version of the cache layout and meta.json. Bump when either changes meaning; every old entry is
+# then rebuilt, never misread.
+#   1: one directory per key holding the artifact, meta.json and convert.log.
+#   2: meta.json lists every file of the artifact with its size and sha256 (the device-side cache key).
+EXPORT_FORMAT = 2
+
+# The seed of the verification input (a standard normal tensor of the model's input shape).
+VERIFY_SEED = 20240
+# Largest accepted max|out - ref| / max|ref|. Every backend here computes in float32; a correct
+# conversion lands around 1e-6 (different summation order, fused kernels). 1e-4 is the bound the
+# project promises; a wrong conversion (a dropped layer, wrong layout) is off by order 1.
+RTOL = 1e-4
+ENV_CACHE = "SPLITBENCH_CACHE"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One exported phone part for one runtime: where it is, whether it is right, what it costs."""
+
+    config: Configuration
+    backend: str
+    key: str  # the cache key (sha256 hex); also the cache directory's name
+    path: Path | None  # the file (or .mlpackage directory) the runtime loads; None when failed
+    status: str  # "ok" | "failed"
+    verified: bool  # output compared with PyTorch on this host and within RTOL
+    max_abs_err: float | None = None  # max|out - ref| on the verification input
+    max_rel_err: float | None = None  # max|out - ref| / max|ref| (reduced: / max(|W||f|+|b|))
+    reason: str = ""  # the converter's reason on failure, or why not verified
+    artifact_bytes: int | None = None
+    input_shape: tuple[int, ...] = ()
+    output_shape: tuple[int, ...] = ()
+    input_name: str = ""  # the runtime's name for the input (ExecuTorch: "forward/input0", by position)
+    output_name: str = ""
+    input_dtype: str = "float32"
+    costs: dict[str, Any] = field(default_factory=dict)  # harness.split.costs.Costs.to_dict()
+    export_s: float | None = None  # conversion seconds (the original conversion's when cached)
+    cached: bool = False  # read from the cache by this export
+    converter: dict[str, str] = field(default_factory=dict)  # distribution -> version
+    info: dict[str, Any] = field(default_factory=dict)  # e.g. PCA explained variance, log file
+    files: tuple[ArtifactFile, ...] = ()  # every file a load reads, with size and sha256 (ok artifacts)
+
+    @property
+    def name(self) -> str:
+        return f"{self.config.name}/{self.backend}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["config"] = {**asdict(self.config), "name": self.config.name}
+        d["path"] = str(self.path) if self.path else None
+        d["input_shape"] = list(self.input_shape)
+        d["output_shape"] = list(self.output_shape)
+        return d
+
+    def ref(self) -> ArtifactRef:
+        """What a device agent needs to place this artifact (content key, every file with its hash)."""
+        if self.path is None:
+            raise ValueError(f"{self.name} has no artifact ({self.status}: {self.reason})")
+        root = self.path if self.path.is_dir() else self.path.parent
+        files = self.files or ArtifactRef.from_path(self.path, key=self.key, backend=self.backend).files
+        return ArtifactRef(key=self.key, backend=self.backend, path=str(self.path), root=str(root), files=tuple(files),
+                           sha256=content_sha256(files))
+
+
+# --------------------------------------------------------------------------------------------------
+# Cache keys and the cache directory
+
+
+_VERSIONS: dict[str, str] = {}
+
+
+def package_version(dist: str) -> str:
+    """The installed version of a distribution, or "missing"; never imports it."""
+    if dist not in _VERSIONS:
+        try:
+            _VERSIONS[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            _VERSIONS[dist] = "missing"
+    return _VERSIONS[dist]
+
+
+def converter_versions(backend: str) -> dict[str, str]:
+    return {dist: package_version(dist) for dist in BACKENDS[backend].converter_packages}
+
+
+@functools.cache
+def _pipeline_hash() -> str:
+    """Hash of the code that decides what a phone part is and what meta.json records about it.
+
+    The functions that seed and build the model, split it and fit the PCA (not the whole of
+    configurations.py, whose messages change often) and the cost counter. inspect reads their
+    source from the files already imported; no torch is needed.
+    """
+    import inspect
+
+    from harness.split import configurations as conf
+
+    h = hashlib.sha256()
+    for fn in (conf.load_model, conf._trace, conf.split_at, conf.reduce_with_pca, conf.calibration_batch,
+               conf.build_parts):
+        h.update(inspect.getsource(fn).encode() + b"\0")
+    costs = Path(conf.__file__).with_name("costs.py")
+    h.update(file_sha256(costs).encode() if costs.is_file() else b"no costs.py")
+    return h.hexdigest()[:16]
+
+
+def cache_key(ident: ModelIdentity, config: Configuration, backend: str, spec: Spec) -> str:
+    """sha256 over everything that changes the artifact or its verification.
+
+    Model definition (its source file) and weights, the splitting code, cut, embedding, PCA size and
+    calibration (reduced only), input shape, backend, the converter's, runtime's and torch's
+    versions, the verification input and tolerance, and ``EXPORT_FORMAT``.
+    """
+    reduced = config.embedding == "reduced"
+    payload = {
+        "format": EXPORT_FORMAT,
+        "model": ident.name,
+        "definition": ident.definition_hash,
+        "weights": ident.weights_id,
+        "pipeline": _pipeline_hash(),
+        "cut": config.cut,
+        "embedding": config.embedding,
+        "reduced_dim": config.reduced_dim,
+        "calibration": [spec.export.calibration_samples, spec.export.calibration_seed] if reduced else None,
+        "input_shape": list(ident.input_shape),
+        "backend": backend,
+        "versions": converter_versions(backend),
+        "verify": [VERIFY_SEED, RTOL],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def cache_dir_for(spec: Spec) -> Path:
+    """``[export].cache_dir``, else ``$SPLITBENCH_CACHE``, else ``results/cache`` under the current directory."""
+    if spec.export.cache_dir:
+        return Path(spec.export.cache_dir)
+    if os.environ.get(ENV_CACHE):
+        return Path(os.environ[ENV_CACHE]).resolve()
+    return Path.cwd() / "results" / "cache"
+
+
+def read_cached(entry: Path, config: Configuration, backend: str, key: str) -> Artifact | None:
+    """The artifact recorded in ``entry/meta.json``, or None when absent, unreadable or stale."""
+    try:
+        meta = json.loads((entry / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if meta.get("format") != EXPORT_FORMAT or meta.get("key") != key or meta.get("status") != "ok":
+        return None
+    try:
+        path = entry / meta["artifact"]
+        if not path.exists():
+            return None
+        return Artifact(config=config, backend=backend, key=key, path=path, status="ok", verified=meta["verified"],
+                        max_abs_err=meta["max_abs_err"], max_rel_err=meta["max_rel_err"], reason=meta["reason"],
+                        artifact_bytes=meta["artifact_bytes"], input_shape=tuple(meta["input_shape"]),
+                        output_shape=tuple(meta["output_shape"]), input_name=meta["input_name"],
+                        output_name=meta["output_name"], input_dtype=meta.get("input_dtype", "float32"),
+                        costs=meta["costs"], export_s=meta["export_s"], cached=True, converter=meta["converter"],
+                        info=meta["info"], files=tuple(ArtifactFile(**f) for f in meta["files"]))
+    except (KeyError, TypeError):  # written by other code: rebuild rather than trust it
+        return None
+
+
+def write_meta(directory: Path, artifact: Artifact) -> None:
+    meta = artifact.to_dict()
+    meta.update(format=EXPORT_FORMAT, artifact=artifact.path.name, path=None, cached=False,
+                written_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    (directory / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def publish(tmp: Path, final: Path) -> None:
+    """Move a finished entry into place atomically (rename), replacing an older one (``force``)."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".old-{final.name}-{os.getpid()}")
+        os.rename(final, old)
+    try:
+        os.rename(tmp, final)
+    except OSError:
+        if not (final / "meta.json").is_file():
+            raise
+        # Another export of the same key published first; its entry is the same artifact.
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

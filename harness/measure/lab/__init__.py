@@ -1,0 +1,1 @@
+"""The Ray lab: many hosts' devices in one run (the driver, the device host, the cluster commands)."""
