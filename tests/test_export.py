@@ -18,7 +18,7 @@ import pytest
 
 from harness.split import configurations as conf
 from harness.export import cache as artifact_cache
-from harness.export.stage import stage as ex
+from harness.export import stage as ex
 from harness.cli import main
 from harness.split.configurations import configurations, identify
 from harness.config.spec import load_spec, parse_spec
