@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from harness.core.errors import UserError
-from harness.analysis.privacy.noise import PAPER_RATIOS, FeatureNoise, noise_sweep
+from harness.analysis.privacy.noise import PAPER_RATIOS, FeatureNoise
+from harness.analysis.privacy.sweep import noise_sweep
 from harness.analysis.privacy import log_posterior, score, score_file, true_class_ranks
 
 

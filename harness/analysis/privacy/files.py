@@ -75,7 +75,7 @@ def score_file(path: str | Path, seed: int = 0, *, estimator: str = DEFAULT_ESTI
     there, refused elsewhere). Any problem is one :class:`UserError` line naming the file.
     """
     from harness.analysis.privacy import dpfe, osia
-    from harness.analysis.privacy import score as score_pair
+    from harness.analysis.privacy.estimators import score as score_pair
 
     path = Path(path)
     check_estimator(estimator)

@@ -19,7 +19,7 @@ numbers): the curves then move with ``r`` alone, not with a new draw at each poi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -86,35 +86,3 @@ class FeatureNoise:
             return np.array(features, copy=True)
         noisy = flat.astype(np.float64) + self.noise(z, ratio)
         return noisy.astype(np.asarray(features).dtype, copy=False).reshape(np.shape(features))
-
-
-def noise_sweep(train_features: np.ndarray, train_sensitive: np.ndarray, test_features: np.ndarray,
-                test_sensitive: np.ndarray, *, ratios: Iterable[float] = PAPER_RATIOS, seed: int = 0,
-                primary_accuracy: Callable[[np.ndarray], float] | None = None, attacker: bool = True,
-                estimator: str = "splitbench") -> list[dict[str, Any]]:
-    """Procedure 2 on one feature set: the privacy (and primary accuracy) of the noisy features per ratio.
-
-    The covariance is estimated on ``train_features``; train and test features both get noise (the
-    attacker only ever sees noisy uploads). ``primary_accuracy(noisy_test_features)``, when given,
-    returns the primary-task accuracy of the rest of the network on them. ``estimator``: ``splitbench``
-    or ``dpfe`` (see :mod:`harness.analysis.privacy`; ``osia`` scores one set, see
-    :func:`harness.analysis.privacy.sweep.privacy_sweep`). Returns one flat dict per ratio: ``noise_ratio``,
-    ``primary_accuracy`` and the :class:`~harness.analysis.privacy.PrivacyScores` (with its ``estimator``).
-    """
-    from harness.analysis.privacy import score
-
-    ratios = check_ratios(ratios)
-    noise = FeatureNoise.fit(train_features)
-    z_train = noise.standard_draw(len(train_features), (seed, 0))
-    z_test = noise.standard_draw(len(test_features), (seed, 1))
-    rows = []
-    for r in ratios:
-        noisy_train = noise.add(train_features, z_train, r)
-        noisy_test = noise.add(test_features, z_test, r)
-        scores = score(noisy_train, train_sensitive, noisy_test, test_sensitive, seed=seed, attacker=attacker,
-                       estimator=estimator)
-        row = {"noise_ratio": r, **scores.to_dict()}
-        # The rest of the network on the noisy feature, not the score's classifier proxy.
-        row["primary_accuracy"] = primary_accuracy(noisy_test) if primary_accuracy is not None else None
-        rows.append(row)
-    return rows

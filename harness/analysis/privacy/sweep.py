@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import numpy as np
 
 from harness.core.errors import UserError
+from harness.analysis.privacy.estimators import score
 from harness.analysis.privacy.noise import PAPER_RATIOS, FeatureNoise, check_ratios
 from harness.analysis.privacy.scores import DEFAULT_ESTIMATOR, check_estimator
 
@@ -107,7 +108,7 @@ def _scores(estimator: str, flat: np.ndarray, noisy: np.ndarray, s: np.ndarray, 
             noise: FeatureNoise, ratio: float, *, split: str, notes: list[str], seed: int,
             attacker: bool) -> dict[str, Any]:
     """One estimator's columns for one noisy feature set; an estimator that cannot run gives its reason only."""
-    from harness.analysis.privacy import osia, score
+    from harness.analysis.privacy import osia
 
     try:
         if estimator == "osia":
@@ -224,7 +225,7 @@ def privacy_sweep(module: "torch.nn.Module", cuts: Iterable[str], inputs: Any, p
 
 def load_inputs_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Read ``inputs``, ``primary`` and ``sensitive`` from an .npz (UserError naming a missing key)."""
-    from harness.analysis.privacy import open_npz
+    from harness.analysis.privacy.files import open_npz
 
     path = Path(path)
     with open_npz(path, ("inputs", "primary", "sensitive")) as npz:
@@ -258,3 +259,33 @@ def sweep_from_spec(spec: Any, data: str | Path, *, ratios: Iterable[float] = PA
     return privacy_sweep(loaded.module, loaded.cuts, inputs, primary, sensitive, embeddings=spec.split.embeddings,
                          dims=dims, ratios=ratios, seed=seed, test_size=test_size, model_name=loaded.name,
                          estimators=estimators, split=split)
+
+
+def noise_sweep(train_features: np.ndarray, train_sensitive: np.ndarray, test_features: np.ndarray,
+                test_sensitive: np.ndarray, *, ratios: Iterable[float] = PAPER_RATIOS, seed: int = 0,
+                primary_accuracy: Callable[[np.ndarray], float] | None = None, attacker: bool = True,
+                estimator: str = "splitbench") -> list[dict[str, Any]]:
+    """Procedure 2 on one feature set: the privacy (and primary accuracy) of the noisy features per ratio.
+
+    The covariance is estimated on ``train_features``; train and test features both get noise (the
+    attacker only ever sees noisy uploads). ``primary_accuracy(noisy_test_features)``, when given,
+    returns the primary-task accuracy of the rest of the network on them. ``estimator``: ``splitbench``
+    or ``dpfe`` (see :mod:`harness.analysis.privacy`; ``osia`` scores one set, see
+    :func:`harness.analysis.privacy.sweep.privacy_sweep`). Returns one flat dict per ratio: ``noise_ratio``,
+    ``primary_accuracy`` and the :class:`~harness.analysis.privacy.PrivacyScores` (with its ``estimator``).
+    """
+    ratios = check_ratios(ratios)
+    noise = FeatureNoise.fit(train_features)
+    z_train = noise.standard_draw(len(train_features), (seed, 0))
+    z_test = noise.standard_draw(len(test_features), (seed, 1))
+    rows = []
+    for r in ratios:
+        noisy_train = noise.add(train_features, z_train, r)
+        noisy_test = noise.add(test_features, z_test, r)
+        scores = score(noisy_train, train_sensitive, noisy_test, test_sensitive, seed=seed, attacker=attacker,
+                       estimator=estimator)
+        row = {"noise_ratio": r, **scores.to_dict()}
+        # The rest of the network on the noisy feature, not the score's classifier proxy.
+        row["primary_accuracy"] = primary_accuracy(noisy_test) if primary_accuracy is not None else None
+        rows.append(row)
+    return rows
