@@ -1,10 +1,13 @@
-"""Facts about this host, read once for the manifest and for the local agent (whose device is the host)."""
+"""Facts about this host, read once for the manifest and for the local agent (whose device is the host): its
+CPU and kernel, and which version of each distribution (runtime, converter) is installed."""
 
 from __future__ import annotations
 
 import os
 import platform
 import re
+from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,16 @@ def read_text(path: str | Path) -> str | None:
     try:
         return Path(path).read_text().strip()
     except OSError:
+        return None
+
+
+@lru_cache(maxsize=None)
+def installed_version(dist: str) -> str | None:
+    """The installed version of a distribution (``onnxruntime``, ``ai-edge-litert``, ...), or None when it is not
+    installed; read from its metadata, never by importing it (importing a runtime costs seconds)."""
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
         return None
 
 

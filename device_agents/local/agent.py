@@ -16,14 +16,13 @@ import re
 import signal
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
 from device_agents.base import (CRASHED, FAILED, TIMEOUT, AgentError, ArtifactRef, Check, Conditions, ContractError,
                                 DeviceAgent, DeviceInfo, MeasureJob, MeasureResult)
 from device_agents.local import protocol
-from device_agents.local.host import cpu_model, read_text
+from device_agents.host import cpu_model, installed_version, read_text
 from device_agents.local.transport import LocalProcessTransport, TransportClosed, TransportTimeout, worker_env
 
 TARGET_RE = re.compile(r"^(?P<profile>cpu-1core(?:-(?P<size>\d+)(?P<unit>mb|gb))?)(?::(?P<cpu>\d+))?$")
@@ -38,13 +37,6 @@ CAN_PIN = hasattr(os, "sched_setaffinity")
 VERSIONED_DISTRIBUTIONS = ("onnxruntime", "ai-edge-litert", "executorch", "torch", "numpy", "litert-torch")
 WORKER_START_TIMEOUT_S = 120.0  # importing ExecuTorch's runtime pulls in torch: seconds, not minutes
 OPTIONS: dict[str, str] = {"cpu": "the CPU to pin to (default: the last CPU this process may use)"}
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 class _Worker:
@@ -151,14 +143,14 @@ class LocalAgent(DeviceAgent):
         """The backends this host runs, with the version of each runtime, read without importing it."""
         out = {}
         for backend, dist in RUNTIME_DISTRIBUTION.items():
-            version = _version(dist)
+            version = installed_version(dist)
             if version is not None:
                 out[backend] = f"{dist} {version}"
         return out
 
     def describe(self) -> DeviceInfo:
         cpufreq = f"/sys/devices/system/cpu/cpu{self.cpu}/cpufreq"
-        versions = {d: v for d in VERSIONED_DISTRIBUTIONS if (v := _version(d)) is not None}
+        versions = {d: v for d in VERSIONED_DISTRIBUTIONS if (v := installed_version(d)) is not None}
         host, model, backends = platform.node(), cpu_model(), self.backends()
         return DeviceInfo(
             device_id=f"local:{host}:cpu{self.cpu}", target=self.target, platform="local",
@@ -271,7 +263,7 @@ def doctor(target: str = "cpu-1core", **options: Any) -> list[Check]:
               Check("pinned CPU", None, "this OS offers no thread affinity: runs are not pinned",
                     "measure on Linux for one-core numbers")]
     for backend, dist in RUNTIME_DISTRIBUTION.items():
-        version = _version(dist)
+        version = installed_version(dist)
         checks.append(Check(f"{backend} runtime", version is not None, f"{dist} {version}" if version else "missing",
                             "" if version else f"pip install 'splitbench[{backend}]'"))
     governor = agent.conditions().governor

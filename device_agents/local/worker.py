@@ -422,15 +422,9 @@ def run_child(fn: Callable[[], dict[str, Any]], phase: str, index: int, channel_
 
 # -- the worker ------------------------------------------------------------------------------------
 def runtime_versions(backend: Backend) -> dict[str, str]:
-    from importlib import metadata
+    from device_agents.host import installed_version
 
-    versions = {}
-    for dist in backend.distributions:
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = "unknown"
-    return versions
+    return {dist: installed_version(dist) or "unknown" for dist in backend.distributions}
 
 
 def start(backend_name: str, cpu: int, channel_fd: int) -> Backend:

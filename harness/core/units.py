@@ -8,6 +8,19 @@ from __future__ import annotations
 
 import math
 
+NS_PER_MS = 1e6  # records keep nanoseconds; tables and people read milliseconds
+B_PER_MB = 1e6  # every MB splitbench prints or writes is SI: 10^6 bytes (not MiB)
+
+
+def ns_to_ms(ns: float | int | None) -> float | None:
+    """Nanoseconds (as records keep them) to milliseconds; None stays None."""
+    return None if ns is None else float(ns) / NS_PER_MS
+
+
+def b_to_mb(b: float | int | None) -> float | None:
+    """Bytes to SI megabytes (10^6 bytes); None stays None."""
+    return None if b is None else float(b) / B_PER_MB
+
 
 def _missing(x: float | None) -> bool:
     return x is None or (isinstance(x, float) and math.isnan(x))
@@ -53,7 +66,7 @@ def fmt_bytes(n: float | None, digits: int = 3) -> str:
         return "—"
     if abs(n) < 1000:
         return f"{int(n)} B"
-    return fmt_mb(n / 1e6, digits)
+    return fmt_mb(n / B_PER_MB, digits)
 
 
 def fmt_count(n: float | None, digits: int = 3) -> str:

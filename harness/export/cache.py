@@ -16,11 +16,11 @@ import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from device_agents.base import ArtifactFile, ArtifactRef, content_sha256
+from device_agents.host import installed_version
 from harness.config.backends import BACKENDS
 from harness.split.configurations import Configuration, ModelIdentity, file_sha256
 from harness.config.spec import Spec
@@ -92,21 +92,9 @@ class Artifact:
 # Cache keys and the cache directory
 
 
-_VERSIONS: dict[str, str] = {}
-
-
-def package_version(dist: str) -> str:
-    """The installed version of a distribution, or "missing"; never imports it."""
-    if dist not in _VERSIONS:
-        try:
-            _VERSIONS[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            _VERSIONS[dist] = "missing"
-    return _VERSIONS[dist]
-
-
 def converter_versions(backend: str) -> dict[str, str]:
-    return {dist: package_version(dist) for dist in BACKENDS[backend].converter_packages}
+    """The installed version of each converter of ``backend`` ("missing" when one is not installed)."""
+    return {dist: installed_version(dist) or "missing" for dist in BACKENDS[backend].converter_packages}
 
 
 @functools.cache

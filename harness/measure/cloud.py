@@ -13,6 +13,8 @@ import statistics
 import time
 from typing import Any
 
+from harness.results.layout import CLOUD_CSV, CLOUD_JSON
+
 
 def time_cloud_part(rest_module: Any, feature_example: Any, runs: int = 20, warmup: int = 3) -> dict[str, Any]:
     """Time ``rest_module(feature_example)`` ``runs`` times after ``warmup`` untimed calls.
@@ -47,8 +49,6 @@ def time_cloud_part(rest_module: Any, feature_example: Any, runs: int = 20, warm
             "batch": int(feature_example.shape[0]) if getattr(feature_example, "ndim", 0) else 1}
 
 
-CLOUD_CSV = "cloud.csv"
-CLOUD_META = "cloud.json"
 
 
 def cloud_fingerprint(spec: Any) -> str:
@@ -58,15 +58,13 @@ def cloud_fingerprint(spec: Any) -> str:
     import inspect
     import json
     import os
-    from importlib import metadata
-
-    from device_agents.local.host import cpu_model
+    from device_agents.host import cpu_model, installed_version
     from harness.split.configurations import configurations, identify
 
     ident = identify(spec)
     blob = {"model": [ident.name, ident.definition_hash, ident.weights_id, list(ident.input_shape)],
             "configs": [[c.cut, c.embedding, c.reduced_dim] for c in configurations(spec)],
-            "host": [cpu_model(), os.cpu_count()], "torch": metadata.version("torch"),
+            "host": [cpu_model(), os.cpu_count()], "torch": installed_version("torch"),
             "code": hashlib.sha256(inspect.getsource(time_cloud_part).encode()
                                    + inspect.getsource(write_cloud_table).encode()).hexdigest()}
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
@@ -88,7 +86,7 @@ def write_cloud_table(spec: Any, out: Any, runs: int = 20) -> Any:
     import json
     from pathlib import Path
 
-    path, meta_path = Path(out) / CLOUD_CSV, Path(out) / CLOUD_META
+    path, meta_path = Path(out) / CLOUD_CSV, Path(out) / CLOUD_JSON
     fingerprint = cloud_fingerprint(spec)
     try:
         if path.is_file() and json.loads(meta_path.read_text()).get("fingerprint") == fingerprint:

@@ -83,8 +83,7 @@ def _module(platform: str):
 def probe_artifacts(directory: Path) -> tuple[dict[str, Path], dict[str, str]]:
     """A tiny model exported by this splitbench's own converters to every backend that converts here, for a
     device's tools to prove they read these files; and, per backend, the converters that wrote them."""
-    from importlib import metadata
-
+    from device_agents.host import installed_version
     from harness.config.backends import BACKENDS
 
     paths: dict[str, Path] = {}
@@ -98,12 +97,8 @@ def probe_artifacts(directory: Path) -> tuple[dict[str, Path], dict[str, str]]:
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
     example = torch.randn(1, 3, 16, 16)
     for name, backend in BACKENDS.items():
-        versions = []
-        for dist in (p for p in backend.converter_packages if p != "torch"):
-            try:
-                versions.append(f"{dist} {metadata.version(dist)}")
-            except metadata.PackageNotFoundError:
-                versions.append(dist)
+        versions = [f"{dist} {v}" if (v := installed_version(dist)) else dist
+                    for dist in backend.converter_packages if dist != "torch"]
         made_by[name] = ", ".join(versions) or name
         try:
             d = directory / name

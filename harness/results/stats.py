@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from harness.core.units import b_to_mb, ns_to_ms
 from harness.results.records import ResultRecord
 
 # Stability thresholds (pyperf's habits, tuned for one pinned core).
@@ -22,8 +23,6 @@ MIN_GAP_REL_MAX = 0.20  # (median - min) / median above this: some runs were muc
 MIN_RUNS = 20  # fewer timed runs than this: the median and p90 are not trustworthy
 CPU_SHARE_MIN = 0.90  # CPU time / wall time of the timed runs below this: the pinned core was shared
 
-NS_PER_MS = 1e6
-B_PER_MB = 1e6
 SAMPLES = "samples"
 AGGREGATE = "aggregate"
 
@@ -70,14 +69,6 @@ class Stats:
     uss_mb: float | None
     cpu_ms: float | None
     warnings: tuple[StabilityWarning, ...] = ()
-
-
-def _ms(ns: float | int | None) -> float | None:
-    return None if ns is None else float(ns) / NS_PER_MS
-
-
-def _mb(b: float | int | None) -> float | None:
-    return None if b is None else float(b) / B_PER_MB
 
 
 def _timing_warnings(n: int, median: float | None, iqr: float | None, low: float | None, mean: float | None,
@@ -176,14 +167,14 @@ def compute_stats(record: ResultRecord) -> Stats:
     peak = memory.get("peak_b") if memory else None
     return Stats(
         n_runs=n, timing_kind=kind, aggregate_tool=tool,
-        infer_ms_median=_ms(median), infer_ms_p90=_ms(p90), infer_ms_iqr=_ms(iqr), infer_ms_min=_ms(low),
-        infer_ms_mean=_ms(mean), infer_ms_std=_ms(std), infer_ms_p5=_ms(p5), infer_ms_p95=_ms(p95),
-        infer_ms_max=_ms(high), first_infer_ms=_ms(r.get("first_infer_ns")),
-        load_ms_cold=_ms(r.get("load_cold_ns")), cold_method=r.get("cold_method"),
-        load_ms_warm=_ms(float(np.median(warm))) if warm.size else None, load_warm_n=int(warm.size),
-        compile_ms=_ms(r.get("compile_ns")),
-        mem_model_mb=_mb(peak - before) if peak is not None and before is not None else
-        _mb(memory.get("growth_b") if memory else None),
-        mem_peak_mb=_mb(peak), memory_method=memory.get("method") if memory else None,
-        uss_mb=_mb(r.get("uss_b")), cpu_ms=_ms(r.get("cpu_ns")), warnings=tuple(warnings),
+        infer_ms_median=ns_to_ms(median), infer_ms_p90=ns_to_ms(p90), infer_ms_iqr=ns_to_ms(iqr), infer_ms_min=ns_to_ms(low),
+        infer_ms_mean=ns_to_ms(mean), infer_ms_std=ns_to_ms(std), infer_ms_p5=ns_to_ms(p5), infer_ms_p95=ns_to_ms(p95),
+        infer_ms_max=ns_to_ms(high), first_infer_ms=ns_to_ms(r.get("first_infer_ns")),
+        load_ms_cold=ns_to_ms(r.get("load_cold_ns")), cold_method=r.get("cold_method"),
+        load_ms_warm=ns_to_ms(float(np.median(warm))) if warm.size else None, load_warm_n=int(warm.size),
+        compile_ms=ns_to_ms(r.get("compile_ns")),
+        mem_model_mb=b_to_mb(peak - before) if peak is not None and before is not None else
+        b_to_mb(memory.get("growth_b") if memory else None),
+        mem_peak_mb=b_to_mb(peak), memory_method=memory.get("method") if memory else None,
+        uss_mb=b_to_mb(r.get("uss_b")), cpu_ms=ns_to_ms(r.get("cpu_ns")), warnings=tuple(warnings),
     )

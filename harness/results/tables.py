@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from harness.results.records import ResultRecord
-from harness.results.stats import NS_PER_MS, compute_stats
-from harness.results.store import SAMPLES_PARQUET, SUMMARY_CSV, atomic_write_bytes, load_records, model_order
+from harness.core.units import NS_PER_MS
+from harness.results.stats import compute_stats
+from harness.results.layout import SAMPLES_PARQUET, SUMMARY_CSV
+from harness.results.store import atomic_write_bytes, load_records, model_order
 
 _REASON_CSV_CHARS = 160
 
