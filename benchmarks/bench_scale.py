@@ -43,10 +43,11 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from harness.measure.factory import EXECUTORS
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "results" / "benchmarks" / "scale.json"
 ROUNDS = int(os.environ.get("SPLITBENCH_BENCH_SCALE_ROUNDS", "5"))
-EXECUTORS = ("serial", "devices", "ray")
 ANDROID_CUTS = ("conv1", "conv7")  # with on-premise: 3 jobs a phone
 ANDROID_FAST = {"cool_poll_s": 0.05, "cool_timeout_s": 1.0, "link_timeout_s": 5.0}  # as the Android tests
 SPEC = """
@@ -139,22 +140,22 @@ def _phones(cpus: list[int], tmp: Path, stack: contextlib.ExitStack) -> tuple[li
 
 def _one(spec, executor: str, out: Path, address: str) -> dict:
     from harness import orchestrate
-    from harness.measure import executors
+    from harness.measure import factory
 
     made = {}
-    real = executors.make_executor
+    real = factory.make_executor
 
     def timed(name, spec_, **kw):
         made["ex"] = _Timed(real(name, spec_, **kw))
         return made["ex"]
 
-    executors.make_executor = timed
+    factory.make_executor = timed
     try:
         t0 = time.perf_counter()
         outcome = orchestrate.run_spec(spec, out, progress=False, executor=executor, ray_address=address)
         wall = time.perf_counter() - t0
     finally:
-        executors.make_executor = real
+        factory.make_executor = real
     if outcome.exit_code != 0:
         raise RuntimeError(f"{executor}: exit {outcome.exit_code}: "
                            f"{[(r.config, r.status, r.reason) for r in outcome.records if not r.ok]}")
@@ -242,9 +243,8 @@ def run() -> dict:
     base = parse_spec(tomllib.loads(SPEC), origin="bench_scale")
     export_spec(base, progress=False)  # warm the export cache: every run below reads it
     # what comes after the measurements is the same for every executor: left out
-    saved = orchestrate._after_run, orchestrate._cloud_and_privacy
-    orchestrate._after_run = lambda out, console: ()
-    orchestrate._cloud_and_privacy = lambda spec, out, console: None
+    saved = orchestrate.POST_RUN
+    orchestrate.POST_RUN = ()
 
     rows: list[dict] = []
     load_before = os.getloadavg()
@@ -281,7 +281,7 @@ def run() -> dict:
                                   f"{row['jobs_s']:6.2f} s  open {row['open_s']:5.2f} s  overhead "
                                   f"{row['overhead_ms']:6.1f} ms/job  idle {row['idle_ms']:6.1f} ms/job", flush=True)
         finally:
-            orchestrate._after_run, orchestrate._cloud_and_privacy = saved
+            orchestrate.POST_RUN = saved
             if cluster is not None:  # only with Ray imported above
                 with contextlib.suppress(Exception):
                     if ray.is_initialized():

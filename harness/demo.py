@@ -30,7 +30,9 @@ import numpy as np
 from harness.analysis.privacy.noise import PAPER_RATIOS
 from harness.analysis.privacy.scores import DEFAULT_ESTIMATOR
 from harness.analysis.privacy.sweep import EMBEDDINGS
+from harness.analysis.privacy.stage import write_privacy_table
 from harness.config.spec import parse_spec
+from harness.results.layout import FIGURES_DIR, REPORT_HTML, SCREENSHOT_PNG, SUMMARY_CSV
 from models import digits as digits_model
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -110,7 +112,7 @@ def run_digits(out: Path, *, runs: int = 60, ratios=None) -> int:
     table = digits_demo(None, ratios=DIGITS_RATIOS if ratios is None else ratios, seed=0, weights=weights)
     spec = parse_spec(tomllib.loads(_digits_spec(weights, runs)), origin="demo (digits)", path=out / "spec.toml")
     table["model"] = identify(spec).name  # the privacy rows join the measurements on this name
-    table.to_csv(out / "privacy.csv", index=False)
+    write_privacy_table(out, table)
 
     _say("digits: phone cost on cpu-1core")
     outcome = run_spec(spec, out, resume=True)
@@ -131,16 +133,15 @@ def run_vgg(out: Path) -> int:
 def first_screen(out: Path) -> Path | None:
     """``report_first_screen.png`` beside the report: the page as a 1400x900 browser window first shows it.
     Needs headless Chromium; without it, one line says so and the demo goes on."""
-    from harness.report import REPORT_FILE
-    from harness.report.browser import SCREENSHOT_FILE, find_chromium, screenshot
+    from harness.report.browser import find_chromium, screenshot
 
-    if not (out / REPORT_FILE).is_file():
+    if not (out / REPORT_HTML).is_file():
         return None
     if find_chromium() is None:
         _say(f"{out.name}: no first-screen screenshot (headless Chromium not installed; `make browser`)")
         return None
     try:
-        return screenshot(out / REPORT_FILE, out / SCREENSHOT_FILE)
+        return screenshot(out / REPORT_HTML, out / SCREENSHOT_PNG)
     except Exception as exc:  # noqa: BLE001 - a picture of the report is not worth failing the demo
         _say(f"{out.name}: no first-screen screenshot ({type(exc).__name__}: {exc})")
         return None
@@ -156,8 +157,8 @@ def run_demo(out: Path) -> int:
     print(f"\nDemo finished in {minutes:.1f} min.")
     for part in ("vgg16_gender", "digits"):
         d = out / part
-        print(f"  {part:13s} {d / 'report.html'}   (first screen: {d / 'report_first_screen.png'}; summary: "
-              f"{d / 'summary.csv'}, figures: {d / 'figures'})")
+        print(f"  {part:13s} {d / REPORT_HTML}   (first screen: {d / SCREENSHOT_PNG}; summary: "
+              f"{d / SUMMARY_CSV}, figures: {d / FIGURES_DIR})")
     print(f"Try: splitbench recommend {out / 'digits'} --max-latency-ms 60 --max-memory-mb 20 --network lte --min-accuracy 0.9")
     return max(codes)
 
@@ -219,5 +220,5 @@ def _digits_demo(out, *, ratios, seed, cuts, embeddings, reduced_dim, epochs, we
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out / "privacy.csv", index=False)
+        write_privacy_table(out, table)
     return table

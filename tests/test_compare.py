@@ -324,8 +324,7 @@ def results(monkeypatch, tmp_path):
     spec = dataclasses.replace(spec, export=dataclasses.replace(spec.export, backends=("onnx", "litert")),
                                run=dataclasses.replace(spec.run, runs=30, warmup=2, warm_loads=3))
     monkeypatch.setattr(orchestrate, "export_artifacts", _fake_export(tmp_path))
-    monkeypatch.setattr(orchestrate, "_after_run", lambda out, console: ())
-    monkeypatch.setattr(orchestrate, "_cloud_and_privacy", lambda spec, out, console: None)
+    monkeypatch.setattr(orchestrate, "POST_RUN", ())
 
     def write(name: str, agent_class=FakeAgent, **agent_options) -> Path:
         agent = agent_class(**agent_options)

@@ -23,7 +23,7 @@ from harness.results import stats, store, tables
 from harness.split.configurations import configurations
 from harness.core.errors import UserError
 from harness.results.records import RESULTS_SCHEMA_VERSION, Identity, ResultRecord, device_essentials, make_record_key
-from harness.config.spec import load_spec
+from harness.config.spec import load_spec, spec_hash
 from tests.fakes import FakeAgent, FakeArtifact
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -65,8 +65,7 @@ def fake(monkeypatch, tmp_path):
         by_target = agents or {}
         monkeypatch.setattr(orchestrate, "export_artifacts", _fake_export(tmp_path, failing))
         monkeypatch.setattr(executors, "open_agent", lambda target, **options: by_target.get(target, agent))
-        monkeypatch.setattr(orchestrate, "_after_run", lambda out, console: ())  # figures tested on their own
-        monkeypatch.setattr(orchestrate, "_cloud_and_privacy", lambda spec, out, console: None)  # needs a real model
+        monkeypatch.setattr(orchestrate, "POST_RUN", ())  # cloud and privacy need a real model; figures tested alone
         state["agent"] = agent
         return agent
 
@@ -270,7 +269,7 @@ def test_out_of_another_spec_is_refused_even_with_resume(fake, tmp_path):
     spec = _spec(tmp_path)
     same = dataclasses.replace(spec, run=dataclasses.replace(spec.run, timeout_s=5.0),
                                export=dataclasses.replace(spec.export, cache_dir=tmp_path / "elsewhere"))
-    assert orchestrate.spec_hash(same) == orchestrate.spec_hash(spec)
+    assert spec_hash(same) == spec_hash(spec)
     assert _run(same, out, resume=True).exit_code == 0
     (tmp_path / "stuff").mkdir()
     (tmp_path / "stuff" / "notes.txt").write_text("mine")
@@ -495,9 +494,10 @@ def test_real_corrupted_artifact_is_a_failed_row_and_resume_completes(tmp_path):
 def test_privacy_table_of_a_spec_runs_the_sweep_on_the_users_data(tmp_path):
     """[privacy] data = "inputs.npz": the sweep runs with the spec's model; cloud.csv times each cut."""
     import numpy as np
-    from rich.console import Console
 
+    from harness.analysis.privacy.stage import privacy_stage
     from harness.config.spec import load_spec
+    from harness.measure.cloud import write_cloud_table
 
     rng = np.random.default_rng(0)
     n = 120
@@ -510,7 +510,8 @@ def test_privacy_table_of_a_spec_runs_the_sweep_on_the_users_data(tmp_path):
     spec = load_spec(tmp_path / "tiny.toml")
     out = tmp_path / "out"
     out.mkdir()
-    orchestrate._cloud_and_privacy(spec, out, Console(stderr=True))
+    write_cloud_table(spec, out)
+    privacy_stage(spec, out)
 
     privacy = pd.read_csv(out / "privacy.csv")
     assert set(privacy["cut"]) == {"conv1", "conv2"} and set(privacy["noise_ratio"]) == {0, 1}

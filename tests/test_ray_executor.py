@@ -30,7 +30,7 @@ import pytest
 from device_agents.base import ArtifactRef
 from harness import orchestrate
 from harness.measure.lab import device_host
-from harness.measure import executors
+from harness.measure import factory, session
 from harness.results import store
 from harness.split.configurations import configurations
 from harness.measure.lab.device_host import Registration, place_artifact
@@ -102,7 +102,7 @@ def test_spec_targets_resolve_to_one_registered_device():
     assert resolve("local:a:cpu0", regs).target == "cpu-1core:0"  # by device id
     with pytest.raises(UserError, match="names 2 devices.*by its device id"):
         resolve("cpu-1core:0", regs)
-    with pytest.raises(executors.DeviceUnreachable, match="no host of the cluster registered android:X.*android:R58N1"):
+    with pytest.raises(session.DeviceUnreachable, match="no host of the cluster registered android:X.*android:R58N1"):
         resolve("android:X", regs)
 
 
@@ -110,7 +110,7 @@ def test_without_ray_the_executor_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     monkeypatch.delitem(sys.modules, "harness.measure.lab.driver", raising=False)
     with pytest.raises(UserError, match=r"--executor ray needs Ray .*pip install 'splitbench\[ray\]'"):
-        executors.make_executor("ray", load_spec(FIXTURES / "tiny.toml"))
+        factory.make_executor("ray", load_spec(FIXTURES / "tiny.toml"))
 
 
 def test_an_address_where_no_cluster_answers_is_one_line(tmp_path, capsys):
@@ -129,7 +129,7 @@ def test_an_address_where_no_cluster_answers_is_one_line(tmp_path, capsys):
 
 
 def test_device_side_imports_neither_torch_nor_an_exporter():
-    code = ("import sys, harness.measure.lab.device_host, harness.measure.executors, harness.measure.lab.cluster, device_agents.local.agent; "
+    code = ("import sys, harness.measure.lab.device_host, harness.measure.session, harness.measure.lab.cluster, device_agents.local.agent; "
             "print([m for m in ('torch', 'onnx', 'harness.export.stage', 'harness.split.configurations', 'ray') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True).stdout
@@ -270,8 +270,7 @@ def _reload_ray_auth() -> None:
 def fakes(monkeypatch, tmp_path):
     """Scripted export (real files), no figures, no cloud timing: the run is the executor's."""
     monkeypatch.setattr(orchestrate, "export_artifacts", _fake_export(tmp_path / "art"))
-    monkeypatch.setattr(orchestrate, "_after_run", lambda out, console: ())
-    monkeypatch.setattr(orchestrate, "_cloud_and_privacy", lambda spec, out, console: None)
+    monkeypatch.setattr(orchestrate, "POST_RUN", ())
 
 
 def _spec(targets, runs: int = 8):
@@ -319,8 +318,7 @@ def test_a_spec_across_three_hosts_gives_the_serial_records(lab, tmp_path, monke
     identities, statuses) as the serial and devices executors on the same devices, and the hosts never
     import torch or an exporter."""
     monkeypatch.setenv("SPLITBENCH_RAY_ARTIFACTS", "object-store")
-    monkeypatch.setattr(orchestrate, "_after_run", lambda out, console: ())
-    monkeypatch.setattr(orchestrate, "_cloud_and_privacy", lambda spec, out, console: None)
+    monkeypatch.setattr(orchestrate, "POST_RUN", ())
     (tmp_path / "tiny_model.py").write_text((FIXTURES / "tiny_model.py").read_text())
     cache = os.environ.get("SPLITBENCH_CACHE") or str(tmp_path / "cache")
     text = (FIXTURES / "tiny.toml").read_text().replace('backends = ["onnx", "litert"]', 'backends = ["onnx"]')

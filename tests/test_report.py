@@ -172,7 +172,7 @@ def test_a_spec_budget_table_is_checked_and_is_not_identity():
     import tomllib
 
     from harness.core.errors import UserError
-    from harness.orchestrate import spec_hash
+    from harness.config.spec import spec_hash
     from harness.analysis.recommend import budget_from_mapping
     from harness.config.spec import parse_spec
 

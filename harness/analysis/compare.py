@@ -59,8 +59,10 @@ from typing import Any, Iterable, Sequence, TextIO
 from harness.core import exitcodes
 from harness.core.errors import UserError
 from harness.results.records import SKIPPED, ResultRecord
-from harness.results.stats import NS_PER_MS, compute_stats
-from harness.results.store import MANIFEST_JSON, RECORDS_DIR, load_records, model_order
+from harness.core.units import NS_PER_MS, ns_to_ms
+from harness.results.stats import compute_stats
+from harness.results.layout import MANIFEST_JSON, RECORDS_DIR
+from harness.results.store import load_records, model_order
 from harness.core.units import fmt_bytes, fmt_mb, fmt_ms, sig
 
 JSON_SCHEMA_VERSION = 1  # of `compare --format json`; bump when a key changes meaning
@@ -485,7 +487,7 @@ def _metric(metric: Metric, b: ResultRecord, n: ResultRecord, options: Options, 
         return _samples(metric, bs, ns, t, options, seed, _median, TEST_RANK)
     if name == "load_cold":
         bm, nm = b.result.get("cold_method"), n.result.get("cold_method")
-        bv, nv = _ms(b.result.get("load_cold_ns")), _ms(n.result.get("load_cold_ns"))
+        bv, nv = ns_to_ms(b.result.get("load_cold_ns")), ns_to_ms(n.result.get("load_cold_ns"))
         if bv is None or nv is None:
             return _missing(metric, t, "BASE" if bv is None else "NEW", "no cold load")
         if bm != nm:
@@ -512,10 +514,6 @@ def _metric(metric: Metric, b: ResultRecord, n: ResultRecord, options: Options, 
     if bv is None or nv is None:
         return _missing(metric, t, "BASE" if bv is None else "NEW", "not recorded")
     return _single(metric, float(bv), float(nv), t, TEST_EXACT, 1, 1, "")
-
-
-def _ms(ns: float | int | None) -> float | None:
-    return None if ns is None else float(ns) / NS_PER_MS
 
 
 def _ms_array(values: Sequence[int] | None) -> list[float]:
@@ -643,8 +641,8 @@ def _inference(metric: Metric, b: ResultRecord, n: ResultRecord, t: float, optio
     # A phone tool's aggregate on one side or both: never expanded into samples.
     kind = "aggregate-only" if b_agg and n_agg else "aggregate on one side, samples on the other"
     if p90:
-        bv = _ms((b_agg or {}).get("percentiles", {}).get("90")) if b_agg else _p90(bs)
-        nv = _ms((n_agg or {}).get("percentiles", {}).get("90")) if n_agg else _p90(ns)
+        bv = ns_to_ms((b_agg or {}).get("percentiles", {}).get("90")) if b_agg else _p90(bs)
+        nv = ns_to_ms((n_agg or {}).get("percentiles", {}).get("90")) if n_agg else _p90(ns)
         if bv is None or nv is None:
             return _refuse(metric, bv, nv, t, f"{kind}: the tool printed no p90")
         if disturbed:
@@ -683,7 +681,7 @@ def _mean_std_n(samples: list[float], agg: dict | None) -> tuple[float, float | 
         arr = np.asarray(samples)
         return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else None, int(arr.size)
     assert agg is not None
-    return float(agg["mean_ns"]) / NS_PER_MS, _ms(agg.get("std_ns")), int(agg["n"])
+    return float(agg["mean_ns"]) / NS_PER_MS, ns_to_ms(agg.get("std_ns")), int(agg["n"])
 
 
 # --------------------------------------------------------------------------------------------------

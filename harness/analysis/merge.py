@@ -31,8 +31,8 @@ import pandas as pd
 
 from harness.core.errors import UserError
 from harness.config.spec import FULL
+from harness.results.layout import PRIVACY_CSV, SUMMARY_CSV
 
-PRIVACY_FILE = "privacy.csv"
 KEY = ("model", "cut", "embedding")
 # Required in a privacy table: the key and the measure `recommend` ranks by (DPFE's log-rank privacy).
 REQUIRED_PRIVACY_COLUMNS = (*KEY, "log_rank_privacy")
@@ -116,7 +116,7 @@ def load_privacy(path: str | Path) -> pd.DataFrame:
     """Read and validate a privacy CSV (``DIR/privacy.csv`` for a results directory)."""
     path = Path(path)
     if path.is_dir():
-        path = path / PRIVACY_FILE
+        path = path / PRIVACY_CSV
     if not path.is_file():
         raise UserError(f"no privacy scores at {path}: run `splitbench demo`, or write a CSV with columns "
                         f"{', '.join(REQUIRED_PRIVACY_COLUMNS)} there")
@@ -149,7 +149,7 @@ def merge_privacy(summary: pd.DataFrame, privacy: pd.DataFrame, estimator: str |
     and ``on_premise``; a summary row appears once per noise ratio of its key. Raises
     :class:`UserError` naming every unmatched key, both ways.
     """
-    _check_columns(summary, KEY, "summary.csv")
+    _check_columns(summary, KEY, SUMMARY_CSV)
     priv, _ = select_estimator(normalize_privacy(privacy), estimator, preferred=preferred)
     meas = summary.copy()
     for col in KEY:

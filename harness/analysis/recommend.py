@@ -37,17 +37,16 @@ import pandas as pd
 
 from harness.core import exitcodes
 from harness.core.errors import UserError
-from harness.analysis.merge import KEY, PRIVACY_FILE, PRIVACY_VALUE_COLUMNS, config_label, load_privacy, merge_privacy
+from harness.analysis.merge import KEY, PRIVACY_VALUE_COLUMNS, config_label, load_privacy, merge_privacy
 from harness.config.spec import FULL
 from harness.config.network import NetworkProfile, get_profile, upload_ms
 from harness.core.units import fmt_bytes, fmt_mb, fmt_ms, sig
+from harness.results.layout import CLOUD_CSV, MANIFEST_JSON, PRIVACY_CSV, SUMMARY_CSV
 
-SUMMARY_FILE = "summary.csv"
 RULE_PRIVACY = ("the most private configuration (log-rank privacy) that fits every limit; ties go to the lower "
                 "end-to-end latency")
 RULE_COST = ("privacy was not scored: the configuration with the lowest end-to-end latency that fits every "
              "limit (Neurosurgeon's rule); ties go to the lower phone memory")
-CLOUD_FILE = "cloud.csv"
 BYTES_PER_KB = 1000  # --max-upload-kb is in SI kilobytes, like the Mbps of the network profiles
 
 
@@ -239,7 +238,7 @@ def _opt(x: Any) -> float | None:
 def _spec_table(results_dir: str | Path, name: str) -> dict[str, Any]:
     """The run's spec's ``[name]`` table from DIR/manifest.json ({} when the run recorded none)."""
     try:
-        manifest = json.loads((Path(results_dir) / "manifest.json").read_text())
+        manifest = json.loads((Path(results_dir) / MANIFEST_JSON).read_text())
         table = (manifest.get("spec") or {}).get(name) or {}
     except (OSError, ValueError, AttributeError):
         return {}
@@ -298,13 +297,13 @@ def load_table(results_dir: str | Path, estimator: str | None = None) -> pd.Data
     """summary.csv of DIR merged with one estimator's rows of DIR/privacy.csv, plus ``cloud_ms`` from
     DIR/cloud.csv if present (``estimator``: see :func:`harness.analysis.merge.select_estimator`)."""
     d = Path(results_dir)
-    if not (d / SUMMARY_FILE).is_file():
-        raise UserError(f"{d} holds no {SUMMARY_FILE}: give a results directory written by `splitbench run`")
-    summary = pd.read_csv(d / SUMMARY_FILE)
-    if not (d / PRIVACY_FILE).is_file():
+    if not (d / SUMMARY_CSV).is_file():
+        raise UserError(f"{d} holds no {SUMMARY_CSV}: give a results directory written by `splitbench run`")
+    summary = pd.read_csv(d / SUMMARY_CSV)
+    if not (d / PRIVACY_CSV).is_file():
         if estimator is not None:
-            raise UserError(f"--estimator {estimator}: {d} has no {PRIVACY_FILE}, so nothing was scored")
-        return attach_cloud(without_privacy(summary), d / CLOUD_FILE)
+            raise UserError(f"--estimator {estimator}: {d} has no {PRIVACY_CSV}, so nothing was scored")
+        return attach_cloud(without_privacy(summary), d / CLOUD_CSV)
     return merge_table(d, summary, load_privacy(d), estimator)
 
 
@@ -313,7 +312,7 @@ def merge_table(results_dir: str | Path, summary: pd.DataFrame, privacy: pd.Data
     """:func:`load_table` on tables already read: ``summary`` merged with ``privacy`` (one estimator's rows,
     the spec's preferred), plus ``cloud_ms`` from DIR/cloud.csv."""
     merged = merge_privacy(summary, privacy, estimator, preferred=spec_estimator(results_dir))
-    return attach_cloud(merged, Path(results_dir) / CLOUD_FILE)
+    return attach_cloud(merged, Path(results_dir) / CLOUD_CSV)
 
 
 def without_privacy(summary: pd.DataFrame) -> pd.DataFrame:

@@ -6,11 +6,13 @@ names the key (``[split].cuts``) and what would be valid.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from harness.config.backends import NAMES as BACKENDS
 from harness.core.errors import UserError
@@ -293,3 +295,45 @@ def load_spec(path: str | Path) -> Spec:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not valid TOML: {exc}") from None
     return parse_spec(data, origin=str(path), path=path.resolve(), text_hash=hashlib.sha256(raw).hexdigest())
+
+
+# --------------------------------------------------------------------------------------------------
+# The spec a run measures, and its identity
+
+
+def effective_spec(spec: Spec, *, targets: Iterable[str] | None = None, runs: int | None = None) -> Spec:
+    """The spec with the command line's overrides applied (they change what is measured, so its hash)."""
+    run = spec.run
+    if targets:
+        targets = tuple(targets)
+        if len(set(targets)) != len(targets):
+            raise UserError(f"--target lists a target twice: {', '.join(targets)}")
+        run = dataclasses.replace(run, targets=targets)
+    if runs is not None:
+        if runs < 1:
+            raise UserError(f"--runs must be >= 1, got {runs}")
+        run = dataclasses.replace(run, runs=runs)
+    return dataclasses.replace(spec, run=run)
+
+
+def spec_dict(spec: Spec) -> dict[str, Any]:
+    """The spec as plain JSON data (paths as strings)."""
+    return json.loads(json.dumps(dataclasses.asdict(spec), default=str))
+
+
+# What never changes a number: where the spec file and the cache are, the timeout, display names.
+_NOT_IDENTITY = (("path",), ("text_hash",), ("export", "cache_dir"), ("run", "timeout_s"), ("name",),
+                 ("budget",))
+
+
+def spec_hash(spec: Spec) -> str:
+    """Hash of what the spec asks to measure: not where the file is, its comments or formatting, the
+    timeout or the cache directory (none of them changes a number)."""
+    d = spec_dict(spec)
+    for path in _NOT_IDENTITY:
+        parent = d
+        for key in path[:-1]:
+            parent = parent.get(key) or {}
+        if isinstance(parent, dict):
+            parent.pop(path[-1], None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()

@@ -15,92 +15,17 @@ attempted, and no other device is touched. A job is never moved to another devic
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import datetime as _dt
 import queue
-import sys
 import threading
 import time
-import traceback
-from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from device_agents.base import (FAILED, ArtifactRef, ContractError, DeviceAgent, DeviceInfo, DeviceUnavailable,
-                                MeasureJob, MeasureResult, open_agent, target_platform)
-from harness.core import exitcodes
+from device_agents.base import DeviceInfo, DeviceUnavailable, open_agent
+from harness.measure.session import DeviceUnreachable, Event, Session, device_options, say_stderr
 from harness.results import store
 from harness.core.errors import UserError
 from harness.config.spec import Spec
-
-
-class DeviceUnreachable(UserError):
-    """A device named by the spec cannot be reached when the run starts."""
-
-    exit_code = exitcodes.DEVICE_LOST
-
-
-@dataclass
-class Event:
-    """What an executor hands back: a finished job, or a device that went away."""
-
-    device_id: str
-    job: Any = None  # harness.orchestrate.Job
-    result: MeasureResult | None = None
-    measure_job: MeasureJob | None = None
-    started_at: str = ""
-    duration_s: float | None = None
-    lost: str | None = None  # why the device is gone (None for a finished job)
-    left: int = 0  # jobs of that device never attempted
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
-
-
-def device_options(spec: Spec, target: str) -> dict[str, Any]:
-    """The spec's ``[android]`` / ``[ios]`` table for a target of that platform (the agent validates it)."""
-    return dict(spec.devices.get(target_platform(target), {}))
-
-
-def _say_stderr(line: str) -> None:
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
-
-
-class Session:
-    """One device's agent session in a run: opened, leased, with the artifacts already placed on it."""
-
-    def __init__(self, spec_target: str, agent: DeviceAgent, info: DeviceInfo):
-        self.spec_target, self.agent, self.info = spec_target, agent, info
-        self.prepared: dict[str, str] = {}  # artifact content key -> the path the device loads
-
-    def measure(self, job) -> tuple[MeasureResult, MeasureJob | None]:
-        """Prepare (once per content key) and measure one job. A failure of the job is a result; a device
-        that went away raises DeviceUnavailable; Ctrl-C propagates."""
-        return self.measure_artifact(job.artifact.key, job.artifact.ref, job.job)
-
-    def measure_artifact(self, key: str, ref: Callable[[], ArtifactRef],
-                         job: MeasureJob) -> tuple[MeasureResult, MeasureJob | None]:
-        """:meth:`measure` from the artifact's content key, a function giving its :class:`ArtifactRef` (called
-        only on the first use of that key) and the job: what a device host runs for a remote driver."""
-        try:
-            path = self.prepared.get(key)
-            if path is None:
-                path = self.agent.prepare(ref())
-                self.prepared[key] = path
-            mjob = dataclasses.replace(job, artifact_path=str(path))
-            result = self.agent.measure(mjob)
-        except (DeviceUnavailable, KeyboardInterrupt):
-            raise
-        except Exception as exc:  # noqa: BLE001 - the agent broke its contract; still a row, and the run goes on
-            return MeasureResult(status=FAILED, reason=f"agent error: {type(exc).__name__}: {exc}",
-                                 stderr_tail=traceback.format_exc()[-2000:]), job
-        try:
-            result.check(mjob)
-        except ContractError as exc:
-            return MeasureResult(status=FAILED, reason=f"the {self.info.platform} agent broke the contract: {exc}",
-                                 stderr_tail=result.stderr_tail), mjob
-        return result, mjob
+from harness.core.clock import utc_now
 
 
 class Executor:
@@ -131,7 +56,7 @@ class Executor:
                 raise UserError(f"targets {seen[info.device_id]} and {target} are the same device "
                                 f"({info.device_id}); list it once")
             seen[info.device_id] = target
-            self._stack.enter_context(store.device_lease(info.device_id, say=_say_stderr,
+            self._stack.enter_context(store.device_lease(info.device_id, say=say_stderr,
                                                          timeout_s=self.lease_timeout_s))
             self.sessions[target] = Session(target, agent, info)
         return {t: s.info for t, s in self.sessions.items()}
@@ -142,7 +67,7 @@ class Executor:
             if self._stop.is_set():
                 return
             start(job.label)
-            started_at, t0 = _now(), time.monotonic()
+            started_at, t0 = utc_now(), time.monotonic()
             try:
                 result, mjob = session.measure(job)
             except DeviceUnavailable as exc:
@@ -226,21 +151,3 @@ class DevicesExecutor(Executor):
         self._stack.close()  # agents closed: a job in flight ends at once (its result is not written)
         for t in getattr(self, "_threads", []):
             t.join(timeout=30)
-
-
-RAY_INSTALL_HINT = "pip install 'splitbench[ray]'"
-
-
-def make_executor(name: str, spec: Spec, *, ray_address: str | None = None) -> Executor:
-    if name == "serial":
-        return Executor(spec)
-    if name == "devices":
-        return DevicesExecutor(spec)
-    if name == "ray":
-        try:
-            from harness.measure.lab.driver import RayExecutor
-        except ImportError as exc:
-            raise UserError(f"--executor ray needs Ray ({exc}): {RAY_INSTALL_HINT}") from None
-        return RayExecutor(spec, address=ray_address)
-    raise UserError(f"unknown executor {name!r}; use serial, devices or ray")
-

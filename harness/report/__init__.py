@@ -7,6 +7,6 @@
 - ``browser.py``: headless Chromium, for the first-screen screenshot and the browser test.
 """
 
-from harness.report.build import REPORT_FILE, build_report
+from harness.report.build import REPORT_HTML, build_report
 
-__all__ = ["REPORT_FILE", "build_report"]
+__all__ = ["REPORT_HTML", "build_report"]

@@ -14,7 +14,6 @@ import tempfile
 from pathlib import Path
 
 FIRST_SCREEN = (1400, 900)  # the "first screen": a laptop browser window
-SCREENSHOT_FILE = "report_first_screen.png"
 
 
 def find_chromium() -> str | None:

@@ -17,19 +17,20 @@ from pathlib import Path
 import pandas as pd
 
 from harness.core.errors import UserError
+from harness.results.store import ResultsWriteError
 from harness.analysis.recommend import Budget
+from harness.results.layout import CLOUD_CSV, MANIFEST_JSON, PRIVACY_CSV, REPORT_HTML, SUMMARY_CSV
 
 log = logging.getLogger(__name__)
-REPORT_FILE = "report.html"
 
 
 def _load_table(d: Path, summary: pd.DataFrame, notes: list[str]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The merged table `recommend` reads, and the privacy table merged into it (None: privacy not in it,
     when there is none or it does not match)."""
-    from harness.analysis.merge import PRIVACY_FILE, load_privacy
-    from harness.analysis.recommend import CLOUD_FILE, attach_cloud, merge_table, without_privacy
+    from harness.analysis.merge import load_privacy
+    from harness.analysis.recommend import attach_cloud, merge_table, without_privacy
 
-    if (d / PRIVACY_FILE).is_file():
+    if (d / PRIVACY_CSV).is_file():
         try:
             privacy = load_privacy(d)
             return merge_table(d, summary, privacy), privacy
@@ -37,7 +38,7 @@ def _load_table(d: Path, summary: pd.DataFrame, notes: list[str]) -> tuple[pd.Da
             notes.append(f"Privacy scores not shown: {exc}")
             log.warning("report: privacy scores not shown: %s", exc)
     try:
-        return attach_cloud(without_privacy(summary), d / CLOUD_FILE), None
+        return attach_cloud(without_privacy(summary), d / CLOUD_CSV), None
     except UserError as exc:
         notes.append(f"Cloud part left out of the latency: {exc}")
         return attach_cloud(without_privacy(summary), d / "no-such-file"), None
@@ -52,20 +53,20 @@ def build_report(out_dir: str | Path, *, budget: Budget | None = None) -> list[P
     chosen by cost alone and the mismatch (the one-line message `recommend` gives) is shown at the top.
     """
     from harness import __version__
-    from harness.analysis.recommend import SUMMARY_FILE, choose, resolve_budgets
+    from harness.analysis.recommend import choose, resolve_budgets
     from harness.report import data as data_mod
     from harness.report import page as P
 
     d = Path(out_dir)
-    if not (d / SUMMARY_FILE).is_file():
-        raise UserError(f"{d} holds no {SUMMARY_FILE}: give a results directory written by `splitbench run`")
-    summary = pd.read_csv(d / SUMMARY_FILE)
+    if not (d / SUMMARY_CSV).is_file():
+        raise UserError(f"{d} holds no {SUMMARY_CSV}: give a results directory written by `splitbench run`")
+    summary = pd.read_csv(d / SUMMARY_CSV)
     if summary.empty:
-        raise UserError(f"{d / SUMMARY_FILE} has no rows: nothing was measured")
+        raise UserError(f"{d / SUMMARY_CSV} has no rows: nothing was measured")
     manifest = None
-    if (d / "manifest.json").is_file():
+    if (d / MANIFEST_JSON).is_file():
         try:
-            manifest = json.loads((d / "manifest.json").read_text())
+            manifest = json.loads((d / MANIFEST_JSON).read_text())
         except json.JSONDecodeError as exc:
             raise UserError(f"{d / 'manifest.json'} is not valid JSON ({exc})") from None
     notes: list[str] = []
@@ -108,9 +109,28 @@ def build_report(out_dir: str | Path, *, budget: Budget | None = None) -> list[P
     sections += [P.measured_section(summary), P.setup_section(manifest)]
     html_text = P.page(d, title=f"splitbench report: {d.resolve().name}", version=__version__, manifest=manifest,
                        notes=notes, sections=sections, data_json=data_mod.page_json(models))
-    report = d / REPORT_FILE
+    report = d / REPORT_HTML
     tmp = report.with_suffix(".html.tmp")
     tmp.write_text(html_text, encoding="utf-8")
     tmp.replace(report)
     return [*written, report]
 
+
+def refresh(out_dir: str | Path) -> list[Path]:
+    """A run's report stage: :func:`build_report` with the budget of the spec. When the report cannot be
+    built, the measurement figures are still drawn, and the report's error is raised for the run's warning."""
+    try:
+        return build_report(out_dir)
+    except ResultsWriteError:
+        raise
+    except Exception as report_error:
+        from harness.report.figures import make_figures
+
+        try:
+            make_figures(Path(out_dir))
+        except ResultsWriteError:
+            raise
+        except Exception as figures_error:  # noqa: BLE001 - both said in the one warning line
+            raise RuntimeError(f"{type(report_error).__name__}: {report_error}; the figures failed too "
+                               f"({type(figures_error).__name__}: {figures_error})") from report_error
+        raise

@@ -19,10 +19,9 @@ from pathlib import Path
 
 from harness.core.errors import UserError
 from harness.results.records import OK, SKIPPED
-from harness.results.store import SAMPLES_PARQUET, SUMMARY_CSV
+from harness.results.layout import FIGURES_DIR, SAMPLES_PARQUET, SUMMARY_CSV
 from harness.core.units import fmt_ms
 
-FIGURES_DIR = "figures"
 FORMATS = ("png", "svg")
 _COLD, _WARM, _MEM, _PEAK = "#4C72B0", "#DD8452", "#55A868", "#C44E52"
 

@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from harness.core.errors import UserError
+from harness.results.layout import FIGURES_DIR
 
-FIGURES_DIR = "figures"
 COSTS = (  # column, axis label, file stem, scale to the axis unit
     ("infer_ms_median", "phone inference time, median (ms)", "privacy_vs_inference", 1.0),
     ("mem_model_mb", "phone model memory (MB)", "privacy_vs_memory", 1.0),

@@ -30,12 +30,8 @@ from harness.core import exitcodes
 from harness.config.backends import rank
 from harness.core.errors import UserError
 from harness.results.records import ResultRecord
+from harness.results.layout import LOCK_FILE, RECORDS_DIR, RETRIED_DIR
 
-RECORDS_DIR = "records"
-SUMMARY_CSV = "summary.csv"
-SAMPLES_PARQUET = "samples.parquet"
-MANIFEST_JSON = "manifest.json"
-LOCK_FILE = ".splitbench.lock"
 
 
 def _current_umask() -> int:
@@ -107,7 +103,7 @@ def keep_retried(out: str | Path, record_key: str) -> Path | None:
     old = record_path(out, record_key)
     if not old.is_file():
         return None
-    kept = old.parent / "retried" / f"{record_key}-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**9}.json"
+    kept = old.parent / RETRIED_DIR / f"{record_key}-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**9}.json"
     try:
         kept.parent.mkdir(parents=True, exist_ok=True)
         os.replace(old, kept)

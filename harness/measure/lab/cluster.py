@@ -41,7 +41,7 @@ def _require_ray() -> None:
     try:
         import ray  # noqa: F401
     except ImportError as exc:
-        from harness.measure.executors import RAY_INSTALL_HINT
+        from harness.measure.factory import RAY_INSTALL_HINT
 
         raise UserError(f"splitbench cluster needs Ray ({exc}): {RAY_INSTALL_HINT}") from None
 
@@ -54,7 +54,7 @@ def _ray_command() -> list[str]:
     found = shutil.which("ray")
     if found:
         return [found]
-    from harness.measure.executors import RAY_INSTALL_HINT
+    from harness.measure.factory import RAY_INSTALL_HINT
 
     raise UserError(f"the `ray` command is not installed with this Python: {RAY_INSTALL_HINT}")
 

@@ -8,7 +8,7 @@ the host to join again.
 
 Per run, the driver (:mod:`harness.measure.lab.driver`) starts one :class:`DeviceActor` per device on the
 device's host, holding that device's resource (so two runs never share a device) and no CPU. The actor
-keeps one agent session (the same :class:`harness.measure.executors.Session` as a local run: prepare once per
+keeps one agent session (the same :class:`harness.measure.session.Session` as a local run: prepare once per
 content key, failures as rows, results checked against the contract), takes the host's lease of the
 device (so a local run on that host does not measure on it at the same time), and places each
 artifact in a per-host content-addressed cache before the agent's ``prepare``: read from a shared path
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime as _dt
 import hashlib
 import importlib
 import json
@@ -38,6 +37,7 @@ from typing import Any, Callable
 
 from device_agents.base import (CONTRACT_VERSION, AgentError, ArtifactFile, ArtifactRef, DeviceInfo, DeviceUnavailable,
                                 MeasureJob, sha256_file, target_platform)
+from harness.core.clock import utc_now
 
 NAMESPACE = "splitbench"  # the Ray namespace of splitbench's actors and key-value entries
 RESOURCE_PREFIX = "phone:"  # a device is the resource phone:<device_id> (quantity 1) of its host's node
@@ -55,9 +55,6 @@ ARTIFACT_MODES = {
 def resource_name(device_id: str) -> str:
     return RESOURCE_PREFIX + device_id
 
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -117,7 +114,7 @@ def host_registrations(targets: list[str] | None = None, *, options: dict[str, d
 
     host = platform.node()
     options = options or {}
-    stamp = _now()
+    stamp = utc_now()
     if targets is None:
         found, notes = discover_devices()
         return [Registration(i.device_id, target_of(i), host, i.to_dict(), dict(options.get(i.platform, {})),
@@ -309,7 +306,7 @@ class DeviceActor:
     def open(self) -> dict[str, Any]:
         from harness import __version__
         from harness.results import store
-        from harness.measure.executors import Session
+        from harness.measure.session import Session
 
         if self.session is not None:
             return self._hello()
@@ -332,7 +329,7 @@ class DeviceActor:
             return {"error": f"{self.reg.target} on {self.reg.host} now answers as {info.device_id}, not "
                              f"{self.reg.device_id}: run `splitbench cluster join` on that host again"}
         self.session = Session(self.reg.target, agent, info)
-        self._set_holder({**self.run, "since": _now(), "actor_pid": os.getpid()})
+        self._set_holder({**self.run, "since": utc_now(), "actor_pid": os.getpid()})
         self.versions = {"splitbench": __version__, "contract": CONTRACT_VERSION,
                          "python": platform.python_version()}
         return self._hello()
@@ -367,7 +364,7 @@ class DeviceActor:
             self.placed[ref.key] = how
             return local
 
-        started_at, t0 = _now(), time.monotonic()
+        started_at, t0 = utc_now(), time.monotonic()
         try:
             result, ran = self.session.measure_artifact(ref.key, placed, mjob)
         except DeviceUnavailable as exc:

@@ -21,7 +21,7 @@ carries jobs to devices and results back:
   a converter, only Ray and its devices' runtimes or tools.
 
 Ray is an optional extra (``pip install 'splitbench[ray]'``): importing this module without it raises
-ImportError, which :func:`harness.measure.executors.make_executor` turns into the install hint.
+ImportError, which :func:`harness.measure.factory.make_executor` turns into the install hint.
 """
 
 from __future__ import annotations
@@ -51,8 +51,9 @@ from harness.measure.lab import device_host
 from harness.results import store
 from harness.measure.lab.device_host import ARTIFACT_MODES, NAMESPACE, Registration
 from harness.core.errors import UserError
-from harness.measure.executors import DeviceUnreachable, Event, Executor, device_options
-from harness.measure.executors import _say_stderr as _say
+from harness.measure.executors import Executor
+from harness.measure.session import DeviceUnreachable, Event, device_options
+from harness.measure.session import say_stderr as _say
 from harness.config.spec import Spec
 
 RAY_REQUIREMENT = "ray[default]==2.60.0"  # every node of a cluster must run the same Ray (and Python)
