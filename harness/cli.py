@@ -164,7 +164,7 @@ def privacy_score_cmd(
     """Score how much FEATURES give away of the sensitive label (rank and log-rank privacy, ...).
 
     Every output names the estimator that produced it; numbers of different estimators are not
-    comparable one to one (see the README's Privacy section).
+    comparable one to one (see docs/privacy.md).
     """
     from harness.analysis.privacy import score_file
 
@@ -282,7 +282,7 @@ def compare_cmd(
     artifact size and upload bytes.
 
     A regression is significant over the whole comparison and beyond the metric's threshold (defaults
-    from measured noise; see the README's "In CI"). Exit code 0 no regression; 7 a regression (or a
+    from measured noise; see docs/ci.md). Exit code 0 no regression; 7 a regression (or a
     configuration that failed in NEW only); 8 nothing comparable; 1 bad input.
     """
     from harness.analysis.compare import compare

@@ -99,7 +99,7 @@ METRIC = {m.name: m for m in METRICS}
 
 # Practical size per metric: NEW beyond BASE x (1 + t) is a change (when also significant). Chosen from
 # the noise of same-code runs of examples/ci_smoke.toml on one shared 2-core host, compared pairwise
-# (benchmarks/bench_compare.py; figures in results/benchmarks/compare.json and the README's "In CI"):
+# (benchmarks/bench_compare.py; figures in results/benchmarks/compare.json and docs/ci.md):
 # the smallest step of THRESHOLD_LADDER above the largest ratio any same-code pair showed among the jobs
 # compare judges (the worker had its core), never below asv's 10% for times. Over 10 runs (71 judged row
 # pairs) the inference median moved up to 12%, the p90 37%, the warm load 76%, the cold load 3.7x, the
@@ -925,7 +925,7 @@ def _num(x: float | None) -> float | None:
 
 def to_json(c: Comparison) -> dict[str, Any]:
     """Every number and verdict. Each metric has a ``name`` (pair name + metric), ``unit`` and ``new`` value, so
-    Bencher's or github-action-benchmark's format is one mapping away (see the README's "In CI")."""
+    Bencher's or github-action-benchmark's format is one mapping away (see docs/ci.md)."""
     pairs = []
     for p in c.pairs:
         d = {k: getattr(p, k) for k in ("model", "cut", "embedding", "backend", "target", "config", "status",

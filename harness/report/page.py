@@ -444,7 +444,7 @@ def privacy_section(merged: pd.DataFrame, estimator: str, others: list[str] | No
 
     parts = ['<section id="privacy"><h2>Privacy beside the measurements</h2>',
              f"<p>Every privacy number in this report was computed by the <b>{_e(estimator)}</b> estimator (see "
-             "the README's Privacy section; numbers of different estimators are not comparable one to one). "
+             "splitbench's docs/privacy.md; numbers of different estimators are not comparable one to one). "
              "Log-rank privacy (DPFE): 0 when an attacker always ranks the true sensitive class first, 1 when "
              "always last. On-premise uploads no feature, so it has no score: it is the cost baseline. The phone "
              "cost of a cut is the same for every noise ratio (the noise is added after the phone part).</p>"]
