@@ -22,12 +22,11 @@ import importlib
 import os
 import re
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from device_agents.base import ArtifactRef
 from harness.export.cache import (RTOL, VERIFY_SEED, Artifact, cache_dir_for, cache_key, converter_versions,
@@ -36,6 +35,7 @@ from harness.config.backends import BACKENDS, COREML_NOTE, check_coreml
 from harness.split.configurations import Configuration, configurations, identify
 from harness.core.errors import UserError
 from harness.config.spec import Spec
+from harness.core.fdcapture import capture_fds
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -77,35 +77,6 @@ def failure_reason(exc: BaseException, limit: int = 300) -> str:
             text = f"{type(e).__name__}: {line}"
             return text if len(text) <= limit else text[: limit - 3] + "..."
     return type(exc).__name__
-
-
-@contextlib.contextmanager
-def _quiet(log_path: Path) -> Iterator[None]:
-    """Send everything written to file descriptors 1 and 2 (Python, C++ and tqdm alike) to a log.
-
-    Converters print progress trees, warnings and bars; the CLI's own output stays clean, and
-    the log keeps them for when a conversion fails.
-    """
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    saved = (os.dup(1), os.dup(2))
-    try:
-        with open(log_path, "ab") as log:
-            os.dup2(log.fileno(), 1)
-            os.dup2(log.fileno(), 2)
-            try:
-                yield
-            finally:
-                for stream in (sys.stdout, sys.stderr):
-                    with contextlib.suppress(Exception):
-                        stream.flush()
-                os.dup2(saved[0], 1)
-                os.dup2(saved[1], 2)
-    finally:
-        os.close(saved[0])
-        os.close(saved[1])
 
 
 def _size(path: Path) -> int:
@@ -180,13 +151,13 @@ def _convert(config: Configuration, backend: str, key: str, part: _Part, root: P
             return replace(base, reason=f"{', '.join(missing)} not installed; {BACKENDS[backend].install_hint}")
         spec = BACKENDS[backend]
         try:
-            with _quiet(log):
+            with capture_fds(log):
                 for module in spec.modules:
                     importlib.import_module(module)
         except ImportError as exc:
             return _failed(replace(base, reason=f"{failure_reason(exc)}; {spec.install_hint}"), log, root, exc)
         try:
-            with _quiet(log):
+            with capture_fds(log):
                 start = time.perf_counter()
                 exported = spec.export(part.phone, part.example, tmp)
                 export_s = time.perf_counter() - start
@@ -195,7 +166,7 @@ def _convert(config: Configuration, backend: str, key: str, part: _Part, root: P
         done = replace(base, input_name=exported.input_name, output_name=exported.output_name, export_s=export_s,
                        artifact_bytes=_size(exported.path))
         try:
-            with _quiet(log):
+            with capture_fds(log):
                 if spec.run is None:
                     problem = check_coreml(exported, done.input_shape, done.output_shape)
                     done = replace(done, reason=COREML_NOTE) if problem is None else \
@@ -302,7 +273,7 @@ def _export_missing(spec: Spec, configs: list[Configuration], todo: list[tuple[C
     out: dict[tuple[str, str], Artifact] = {}
     with _Progress(len(todo), enabled=progress) as bar:
         bar.step(f"building {spec.model.zoo or spec.model.source}")
-        with _quiet(root / "export.log"):
+        with capture_fds(root / "export.log"):
             loaded = load_model(spec)
             full_macs = count_macs(loaded.module, loaded.example_input)[0]
         for config in configs:
@@ -310,7 +281,7 @@ def _export_missing(spec: Spec, configs: list[Configuration], todo: list[tuple[C
             if not missing:
                 continue
             bar.step(f"{config.name}: building the phone part")
-            with _quiet(root / "export.log"):
+            with capture_fds(root / "export.log"):
                 part = _build_part(loaded, config, spec, full_macs)
             for backend in missing:
                 bar.step(f"{config.name}: {backend}")

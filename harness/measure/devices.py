@@ -91,7 +91,7 @@ def probe_artifacts(directory: Path) -> tuple[dict[str, Path], dict[str, str]]:
     try:
         import torch
 
-        from harness.export.stage import _quiet
+        from harness.core.fdcapture import capture_fds
     except ImportError:
         return paths, made_by
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
@@ -103,7 +103,7 @@ def probe_artifacts(directory: Path) -> tuple[dict[str, Path], dict[str, str]]:
         try:
             d = directory / name
             d.mkdir(parents=True, exist_ok=True)
-            with _quiet(directory / "converters.log"):
+            with capture_fds(directory / "converters.log"):
                 paths[name] = backend.export(model, example, d).path
         except Exception:  # noqa: BLE001 - a converter missing here: that format is not probed
             continue
