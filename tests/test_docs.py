@@ -144,7 +144,7 @@ def test_every_page_is_listed():
 def test_readme_exit_codes_are_the_code():
     text = README.read_text(encoding="utf-8")
     table = {int(m) for m in re.findall(r"^\| (\d+) \|", text, re.M)}
-    assert table == {code for code, _ in exitcodes.TABLE}, "README's exit-code table differs from harness/exitcodes.py"
+    assert table == {code for code, _ in exitcodes.TABLE}, "README's exit-code table differs from harness/core/exitcodes.py"
 
 
 # --------------------------------------------------------------------------------------------------
