@@ -13,6 +13,7 @@ import threading
 import pytest
 
 from device_agents.android import agent as A
+from device_agents.android import protocol as P
 from device_agents.android.agent import agent_for
 from device_agents.base import FAILED, OK, TIMEOUT, AgentError, DeviceUnavailable, open_agent
 from tests.android_fixtures import FAST, _adb_key, alive, artifact_ref, job, phone, tiny_artifact, tools  # noqa: F401
@@ -66,7 +67,7 @@ def test_measures_a_job_with_the_runtime_tool(tmp_path, tools, backend):
     assert ("tool_reported" in by_method) == (backend != "executorch")  # executor_runner reports none
     for c in (r.conditions_before, r.conditions_after):
         assert c.thermal_status == "NONE" and c.battery_temp_c == 28.5 and c.cpu_freq_khz and c.governor
-    assert r.threads["tool_threads_max"] >= 1 and list(r.runtime) == [A.P.TOOL_FOR_BACKEND[backend]]
+    assert r.threads["tool_threads_max"] >= 1 and list(r.runtime) == [P.TOOL_FOR_BACKEND[backend]]
     json.dumps(r.to_dict())  # a record can hold it
     assert not list(phone.device_path("/data/local/tmp/splitbench/jobs").iterdir())  # scratch removed
 

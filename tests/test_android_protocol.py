@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from device_agents.android import protocol as P
-from device_agents.android.agent import AndroidOptions
+from device_agents.android.session import AndroidOptions
 from device_agents.android import transport as T
 from device_agents.android.transport import Address, parse_target
 from device_agents.base import AgentError, MeasureJob

@@ -137,16 +137,16 @@ def parse_facts(text: str) -> DeviceFacts:
         if len(parts) < 2 or parts[0] != "cpu" or not parts[1].isdigit():
             continue
         kv = dict(p.split("=", 1) for p in parts[2:] if "=" in p)
-        cores.append(Core(int(parts[1]), _int(kv.get("max")), _int(kv.get("min")), kv.get("gov") or None))
+        cores.append(Core(int(parts[1]), int_or_none(kv.get("max")), int_or_none(kv.get("min")), kv.get("gov") or None))
     cores.sort(key=lambda c: c.cpu)
-    uid = _int(s.get("uid", "").strip())
+    uid = int_or_none(s.get("uid", "").strip())
     su_out = s.get("su", "").strip().splitlines()
     su = "adbd" if uid == 0 else ("su" if su_out and su_out[-1].strip() == "0" else None)
     return DeviceFacts(props=props, cores=tuple(cores), kernel=s.get("kernel", "").strip(), uid=uid, su=su,
                        commands=frozenset(s.get("commands", "").split()), free_b=parse_df_available(s.get("df", "")))
 
 
-def _int(v: Any) -> int | None:
+def int_or_none(v: Any) -> int | None:
     try:
         return int(str(v).strip())
     except (TypeError, ValueError):
@@ -228,7 +228,7 @@ def parse_conditions(text: str) -> Conditions:
     if level:
         detail["battery_level"] = int(level.group(1))
     return Conditions(thermal_status=status, battery_temp_c=int(b.group(1)) / 10 if b else None,
-                      cpu_freq_khz=_int(s.get("freq")), governor=(s.get("governor") or "").strip() or None,
+                      cpu_freq_khz=int_or_none(s.get("freq")), governor=(s.get("governor") or "").strip() or None,
                       detail=detail)
 
 
@@ -420,13 +420,13 @@ class RunnerReport:
         kind, _, rest = line[len(RUNNER_TAG) + 1:].partition(" ")
         kv = dict(p.split("=", 1) for p in rest.split() if "=" in p)
         if kind == "start":
-            self.pid = _int(kv.get("pid"))
+            self.pid = int_or_none(kv.get("pid"))
         elif kind == "poll":
             self.polls.append(kv)
         elif kind == "timeout":
             self.timed_out = True
         elif kind == "exit":
-            self.exit_code = _int(kv.get("rc"))
+            self.exit_code = int_or_none(kv.get("rc"))
         elif kind == "error":
             self.error = rest
 
@@ -457,7 +457,7 @@ class RunnerReport:
 
     @property
     def max_threads(self) -> int | None:
-        t = [v for v in (_int(p.get("threads")) for p in self.tool_polls) if v is not None]
+        t = [v for v in (int_or_none(p.get("threads")) for p in self.tool_polls) if v is not None]
         return max(t) if t else None
 
 
@@ -468,16 +468,16 @@ def polled_memory(report: RunnerReport, poll_s: float) -> MemoryReading | None:
     load: a native tool cannot be seen from outside between its start and its load."""
     samples = []
     for p in report.tool_polls:
-        hwm = _int(p.get("hwm"))
+        hwm = int_or_none(p.get("hwm"))
         if hwm is not None:
             samples.append((hwm, p))
     if not samples:
         return None
     hwm, at = max(samples, key=lambda s: s[0])
-    detail = {name: _int(at.get(key)) * 1024 for key, name in (("rss", "VmRSS"), ("anon", "RssAnon"),
-              ("file", "RssFile"), ("shmem", "RssShmem"), ("swap", "VmSwap")) if _int(at.get(key)) is not None}
+    detail = {name: int_or_none(at.get(key)) * 1024 for key, name in (("rss", "VmRSS"), ("anon", "RssAnon"),
+              ("file", "RssFile"), ("shmem", "RssShmem"), ("swap", "VmSwap")) if int_or_none(at.get(key)) is not None}
     # zram: anonymous pages swapped out leave RSS and VmHWM; RSS + swap bounds what the process held.
-    rss_swap = [(_int(p.get("rss")) or 0) + (_int(p.get("swap")) or 0) for _, p in samples]
+    rss_swap = [(int_or_none(p.get("rss")) or 0) + (int_or_none(p.get("swap")) or 0) for _, p in samples]
     detail["VmRSS_plus_VmSwap_max"] = max(rss_swap) * 1024
     detail["samples"] = len(report.polls)
     detail["poll_interval_ms"] = int(round(poll_s * 1000))

@@ -472,3 +472,31 @@ def usb_serials() -> list[str]:
             raise AgentError(f"a phone on USB cannot be opened ({type(exc).__name__}: {exc}): stop the adb server "
                              "(`adb kill-server`) or add a udev rule for it") from None
     return out
+
+
+def reachable_addresses() -> tuple[list[Address], list[str]]:
+    """Phones on USB and those listed in ``SPLITBENCH_ANDROID_TCP``; notes for what could not be asked."""
+    addresses, notes = [], []
+    try:
+        for serial in usb_serials():
+            addresses.append(Address("usb", serial=serial))
+    except AgentError as exc:
+        notes.append(str(exc))
+    except Exception as exc:  # noqa: BLE001 - libusb errors vary by platform
+        notes.append(f"USB: {type(exc).__name__}: {exc}")
+    addresses.extend(tcp_addresses_from_env())
+    return addresses, notes
+
+
+def only_phone() -> Address:
+    """The one phone attached, for the bare ``android`` target."""
+    adb_shell_modules()
+    addresses, notes = reachable_addresses()
+    if not addresses:
+        why = f" ({'; '.join(notes)})" if notes else ""
+        raise AgentError(f"no Android phone attached{why}: plug one in with USB debugging on, or connect over TCP "
+                         "with --target android:<host>:<port> after `adb tcpip 5555`")
+    if len(addresses) > 1:
+        raise AgentError(f"{len(addresses)} phones attached ({', '.join(str(a) for a in addresses)}): choose one with "
+                         "--target " + " or --target ".join(a.target for a in addresses))
+    return addresses[0]
