@@ -12,6 +12,7 @@ import pytest
 
 from device_agents.android import protocol as P
 from device_agents.android.session import AndroidOptions
+from device_agents.android import adb_direct as D
 from device_agents.android import transport as T
 from device_agents.android.transport import Address, parse_target
 from device_agents.base import AgentError, MeasureJob
@@ -144,7 +145,7 @@ def test_tool_calls_follow_the_job():
 
 def test_targets_and_options():
     assert parse_target("android") is None
-    assert parse_target("android:2A111FDH200ABC") == Address("usb", serial="2A111FDH200ABC")
+    assert parse_target("android:2A111FDH200ABC") == Address("serial", serial="2A111FDH200ABC")
     assert parse_target("android:192.168.1.7:5555") == Address("tcp", host="192.168.1.7", port=5555)
     with pytest.raises(AgentError, match="serial"):
         parse_target("android:bad serial")
@@ -169,7 +170,7 @@ def test_usb_errors_that_the_user_fixes_are_one_line():
     class USBErrorAccess(Exception):
         pass
 
-    link = T.AdbLink(Address("usb", serial="X"))
+    link = D.DirectLink(Address("serial", serial="X"))
     with pytest.raises(AgentError, match="adb kill-server"):
         link._raise_usb_hint(USBErrorBusy("LIBUSB_ERROR_BUSY [-6]"))
     with pytest.raises(AgentError, match="udev"):

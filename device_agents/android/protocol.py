@@ -78,6 +78,17 @@ def sections(text: str) -> dict[str, str]:
 # --------------------------------------------------------------------------------------------------
 # Device facts
 
+# The commands the agent runs on every phone, with what for (toybox's and mksh's on Android 7+); a phone
+# that lacks one is refused at the start with its name, not failed later by a "not found" mid-job.
+NEEDED_COMMANDS = {
+    "getprop": "read the phone's properties", "cat": "read the CPUs and the tools' pids", "uname": "read the kernel",
+    "id": "tell whether adbd runs as root", "df": "check the free space", "dirname": "find the work directory's disk",
+    "mkdir": "make the work directory", "rm": "remove scratch files", "mv": "place a checked push",
+    "sha256sum": "check what was pushed", "taskset": "pin the tool to one core", "sleep": "poll the tool",
+    "kill": "stop a tool past its timeout",
+}
+OPTIONAL_COMMANDS = ("logcat", "dumpsys", "cmd")  # executor_runner's log, thermals, performance mode
+
 
 def facts_command(workdir: str) -> str:
     """One round trip for the fingerprint: properties, CPUs, kernel, uid, root, tools, free space."""
@@ -91,7 +102,8 @@ def facts_command(workdir: str) -> str:
         "echo @@kernel", "uname -r",
         "echo @@uid", "id -u",
         "echo @@su", "{ su -c 'id -u' </dev/null 2>/dev/null || su 0 id -u </dev/null 2>/dev/null; }",
-        "echo @@commands", "for c in taskset sha256sum logcat dumpsys df; do command -v \"$c\" >/dev/null 2>&1 && echo \"$c\"; done",
+        "echo @@commands", f"for c in {' '.join(sorted(NEEDED_COMMANDS) + list(OPTIONAL_COMMANDS))}; do "
+                           "command -v \"$c\" >/dev/null 2>&1 && echo \"$c\"; done",
         # df needs an existing path: the work directory, or its nearest existing parent
         "echo @@df", f"p={q(workdir)}; while [ ! -e \"$p\" ] && [ \"$p\" != / ]; do p=$(dirname \"$p\"); done; "
                      "df -k \"$p\" 2>&1",
@@ -151,6 +163,11 @@ def int_or_none(v: Any) -> int | None:
         return int(str(v).strip())
     except (TypeError, ValueError):
         return None
+
+
+def missing_commands(facts: DeviceFacts) -> dict[str, str]:
+    """The needed commands the phone's shell does not have, with what each is for."""
+    return {c: why for c, why in NEEDED_COMMANDS.items() if c not in facts.commands}
 
 
 def parse_df_available(text: str) -> int | None:
@@ -335,6 +352,27 @@ def tool_call(backend: str, model: str, job: MeasureJob, phase: str, job_dir: st
             args.append("--print_output=none")
         return ToolCall(ET_TOOL, tuple(args), phase)
     raise ValueError(f"no Android tool for backend {backend!r}")
+
+
+# What a shell says when it cannot start a program at all: mksh ("<path>: not executable: 64-bit ELF
+# file", exit 1, where dash exits 126), dash and bash ("Exec format error", "cannot execute"), a missing
+# file or ELF interpreter ("inaccessible or not found", "not found"), and bionic's linker for a missing
+# library ("CANNOT LINK EXECUTABLE", exit 1: bionic linker/linker_main.cpp).
+_EXEC_FAILURE = re.compile(r": (not executable|inaccessible or not found|Exec format error|cannot execute|"
+                           r"Permission denied)|^CANNOT LINK EXECUTABLE|: not found$", re.M)
+
+
+def exec_failure(output: str, exit_code: int) -> str | None:
+    """Why a tool asked for its ``--help`` does not run on the phone, or None when it ran (most tools
+    exit non-zero after printing their flags). The shell's words count as well as its code: mksh, the
+    phone's ``sh``, exits 1 for a binary of another ABI."""
+    lines = [ln for ln in output.splitlines() if ln.strip()]
+    said = next((ln for ln in lines if _EXEC_FAILURE.search(ln)), None)
+    if exit_code != 0 and said is not None:
+        return f"exit {exit_code}: {said.strip()[:160]}"
+    if exit_code in (126, 127) or exit_code >= 128:
+        return f"exit {exit_code}: {(lines[-1] if lines else '').strip()[:160]}"
+    return None
 
 
 def help_flags(text: str) -> frozenset[str]:

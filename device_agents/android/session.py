@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from device_agents.android import protocol as P
-from device_agents.android.transport import (Address, AdbLink, DeviceFull, RemoteError, ShellTimeout, only_phone,
-                                             tell_user)
+from device_agents.android.links import VIAS, choose, only_phone, open_link
+from device_agents.android.transport import Address, DeviceFull, Link, RemoteError, ShellTimeout, tell_user
 from device_agents.base import AgentError, Conditions, DeviceAgent, DeviceInfo, DeviceUnavailable, sha256_file
 
 TOOLS_ENV = "SPLITBENCH_ANDROID_TOOLS"  # a directory holding benchmark_model, onnxruntime_perf_test, executor_runner
@@ -62,6 +62,7 @@ class AndroidOptions:
     performance_mode: bool = False  # `cmd power set-fixed-performance-mode-enabled true` for the session
     poll_interval_s: float = 0.1  # /proc/<pid>/status polling while a tool runs
     link_timeout_s: float = 15.0  # silence on a running stream after which the link counts as lost
+    via: str = "auto"  # "auto": the adb server when it lists the phone, else direct; "server"; "direct"
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> "AndroidOptions":
@@ -88,6 +89,11 @@ class AndroidOptions:
                     raise AgentError(f"[android].workdir must be an absolute directory of its own on the phone "
                                      f"such as {DEFAULT_WORKDIR}, got {value!r}")
                 values[key] = value.rstrip("/")
+            elif key == "via":
+                if value not in VIAS:
+                    raise AgentError(f"[android].via must be one of {', '.join(repr(v) for v in VIAS)} (auto: the "
+                                     f"adb server when it lists the phone, else direct), got {value!r}")
+                values[key] = value
             elif key == "performance_mode":
                 if not isinstance(value, bool):
                     raise AgentError(f"[android].performance_mode must be true or false, got {value!r}")
@@ -152,7 +158,7 @@ class AndroidSession(DeviceAgent):
         self.notify = notify
         self.install_tools = install_tools
         self.layout = P.Layout(self.options.workdir)
-        self.link: AdbLink | None = None
+        self.link: Link | None = None
         self.facts: P.DeviceFacts | None = None
         self.device_id = address.serial if address and address.serial else (str(address) if address else "android")
         self.core: int | None = None
@@ -168,9 +174,9 @@ class AndroidSession(DeviceAgent):
         """Connect, read the phone's facts, choose the core; with ``install_tools``: make the work
         directory, kill what a lost session left running, push the tools. A phone that refuses (no
         space, a read-only directory) is one :class:`AgentError` line; a phone gone, DeviceUnavailable."""
-        if self.address is None:
-            self.address = only_phone()
-        self.link = AdbLink(self.address, link_timeout_s=self.options.link_timeout_s, notify=self.notify)
+        reach = only_phone(self.options.via) if self.address is None else choose(self.address, self.options.via)
+        self.address = reach.address
+        self.link = open_link(reach, link_timeout_s=self.options.link_timeout_s, notify=self.notify)
         try:
             self._open()
         except (RemoteError, ShellTimeout) as exc:
@@ -182,6 +188,11 @@ class AndroidSession(DeviceAgent):
         self.device_id = self.facts.serial or self.address.serial or str(self.address)
         self.link.device_id = self.device_id
         self.core = self._choose_core()
+        missing = P.missing_commands(self.facts)
+        if missing and self.install_tools:
+            raise AgentError(f"{self.device_id}: the phone's shell has no {', '.join(missing)} (needed to "
+                             f"{'; to '.join(missing.values())}): splitbench needs Android's own commands (toybox, "
+                             "Android 7 or later) on the shell's PATH")
         if self.install_tools:
             self._make_workdir()
             self._install_tools()
@@ -234,10 +245,9 @@ class AndroidSession(DeviceAgent):
             except ShellTimeout:
                 self.tool_problems[name] = "did not answer --help within 60 s"
                 continue
-            # --help exits non-zero for most tools; 126/127 (cannot execute: another ABI) or a signal is broken
-            if answer.exit_code in (126, 127) or answer.exit_code >= 128:
-                last = next((ln for ln in reversed(answer.output.splitlines()) if ln.strip()), "")
-                self.tool_problems[name] = f"does not run on the phone (exit {answer.exit_code}: {last[:160]})"
+            broken = P.exec_failure(answer.output, answer.exit_code)  # --help exits non-zero for most tools
+            if broken:
+                self.tool_problems[name] = f"does not run on the phone ({broken})"
                 continue
             info.flags = P.help_flags(answer.output) or None
             self.tools[name] = info
@@ -300,8 +310,12 @@ class AndroidSession(DeviceAgent):
             "tools": {t.name: t.sha256 for t in self.tools.values()},
             # what may change between runs without changing a number (left out of the record key): how the
             # phone is reached, where splitbench works on it, its state now
-            "now": {"address": str(self.address), "workdir": self.options.workdir, "workdir_free_b": f.free_b},
+            "now": {"address": str(self.address), "via": self.link.via, "workdir": self.options.workdir,
+                    "workdir_free_b": f.free_b},
         }
+        missing = P.missing_commands(f)
+        if missing:
+            fingerprint["now"]["missing_commands"] = ", ".join(missing)
         if self.tool_problems:
             fingerprint["now"]["tools_that_do_not_run"] = "; ".join(f"{k}: {v}" for k, v in self.tool_problems.items())
         if self.tools_to_push:

@@ -12,26 +12,28 @@ from typing import Any
 from device_agents.android import protocol as P
 from device_agents.android.measure import AndroidAgent, agent_for
 from device_agents.android.session import TOOLS_ENV, WHERE_TO_GET, AndroidOptions
-from device_agents.android.transport import (INSTALL_HINT, RemoteError, ShellTimeout, adb_shell_modules, key_path,
-                                             parse_target, reachable_addresses, usb_module)
+from device_agents.android.adb_direct import INSTALL_HINT, key_path, usb_module
+from device_agents.android.adb_server import ServerAddress
+from device_agents.android.links import DIRECT, SERVER, choose, only_phone, reachable
+from device_agents.android.transport import RemoteError, ShellTimeout, parse_target
 from device_agents.base import AgentError, ArtifactRef, Check, DeviceInfo, DeviceUnavailable, MeasureJob
 
 
 def discover(**options: Any) -> list[DeviceInfo]:
-    """Every phone this host reaches (USB, and ``SPLITBENCH_ANDROID_TCP``), described without
-    installing anything on it. :class:`AgentError` when adb-shell is missing or no phone could be asked
-    while some could not."""
-    adb_shell_modules()
+    """Every phone this host reaches (the adb server's, USB, and ``SPLITBENCH_ANDROID_TCP``; the path to
+    each in its fingerprint's ``now.via``), described without installing anything on it. :class:`AgentError`
+    when a client library is missing or no phone could be asked while some could not."""
     opts = AndroidOptions.from_options(options)
-    addresses, notes = reachable_addresses()
+    reaches, notes = reachable(opts.via)
     found = []
-    for address in addresses:
-        agent = AndroidAgent(address, opts, install_tools=False)
+    for reach in reaches:
+        # each phone on the path that found it (``auto`` would choose again)
+        agent = AndroidAgent(reach.address, dataclasses.replace(opts, via=reach.path), install_tools=False)
         try:
             agent.open()
             found.append(agent.describe())
         except (AgentError, DeviceUnavailable, RemoteError, ShellTimeout) as exc:
-            notes.append(f"{address}: {exc}")
+            notes.append(f"{reach}: {exc}")
         finally:
             agent.close()
     if notes and not found:
@@ -61,28 +63,14 @@ def doctor(target: str = "android", probe_artifacts: dict[str, str | Path] | Non
            made_by: dict[str, str] | None = None, **options: Any) -> list[Check]:
     """What ``splitbench doctor android`` checks: the library, the key, the phone, the pin, thermals,
     root, and each tool (pushed, runs, reads this splitbench's .tflite/.onnx/.pte), with how to fix."""
-    checks: list[Check] = []
-    try:
-        import adb_shell
-
-        checks.append(Check("adb-shell", True, f"adb_shell {getattr(adb_shell, '__version__', '?')}"))
-    except ImportError as exc:
-        return [Check("adb-shell", False, str(exc), INSTALL_HINT)]
     try:
         address = parse_target(target)
         opts = AndroidOptions.from_options(options)
     except AgentError as exc:
-        return checks + [Check("target and options", False, str(exc), "fix the target or the [android] table")]
-    if address is None or address.kind == "usb":
-        try:
-            usb_module()
-            checks.append(Check("libusb1", True, "USB available"))
-        except AgentError as exc:
-            checks.append(Check("libusb1", False, str(exc), INSTALL_HINT))
-    path, is_adb = key_path()
-    checks.append(Check("adb key", True if path.is_file() else None,
-                        f"{path}{' (adb’s own)' if is_adb else ''}" + ("" if path.is_file() else " (will be generated)"),
-                        "" if path.is_file() else "accept the USB debugging prompt on the phone at the first connection"))
+        return [Check("target and options", False, str(exc), "fix the target or the [android] table")]
+    checks = _path_checks(address, opts.via)
+    if any(c.ok is False for c in checks):
+        return checks
     agent = AndroidAgent(address, opts)
     try:
         agent.open()
@@ -95,6 +83,7 @@ def doctor(target: str = "android", probe_artifacts: dict[str, str | Path] | Non
         fp = info.fingerprint
         checks.append(Check("phone", True, f"{info.name}: Android {fp['android']} (API {fp['api_level']}), {fp['abi']}, "
                                            f"{fp['soc']}"))
+        checks.append(Check("path", True, f"{agent.link.via} ([android] via = \"{opts.via}\")"))
         free = agent.facts.free_b
         checks.append(Check("work directory", free is None or free > 500e6,
                             f"{opts.workdir}: {free / 1e9:.1f} GB free" if free is not None else opts.workdir,
@@ -124,6 +113,49 @@ def doctor(target: str = "android", probe_artifacts: dict[str, str | Path] | Non
         checks.append(Check("phone", False, f"lost during the checks: {exc}", "check the cable or the network"))
     finally:
         agent.close()
+    return checks
+
+
+def _path_checks(address: Any, via: str) -> list[Check]:
+    """The client libraries, the adb server and the direct path's key, as far as ``via`` needs them."""
+    checks: list[Check] = []
+    server = ServerAddress.from_env()
+    if via != DIRECT:
+        try:
+            import adbutils
+
+            checks.append(Check("adbutils", True, f"adbutils {adbutils.__version__}"))
+        except ImportError as exc:
+            checks.append(Check("adbutils", False, str(exc), INSTALL_HINT))
+        listed = server.devices()
+        detail = (f"answers on {server}: " + (", ".join(f"{k} ({v})" for k, v in listed.items()) or "no phone")
+                  if listed is not None else f"none answers on {server}")
+        checks.append(Check("adb server", (listed is not None) if via == SERVER else True, detail,
+                            "start it (`adb start-server`), or point ANDROID_ADB_SERVER_PORT / ADB_SERVER_SOCKET at it"))
+    if via != SERVER:
+        try:
+            import adb_shell
+
+            checks.append(Check("adb-shell", True, f"adb_shell {getattr(adb_shell, '__version__', '?')}"))
+        except ImportError as exc:
+            checks.append(Check("adb-shell", None if via == "auto" else False, str(exc), INSTALL_HINT))
+    if any(c.ok is False for c in checks):
+        return checks
+    try:
+        direct = (only_phone(via) if address is None else choose(address, via)).path == DIRECT
+    except AgentError:
+        direct = via == DIRECT
+    if direct:
+        if address is None or address.kind == "serial":
+            try:
+                usb_module()
+                checks.append(Check("libusb1", True, "USB available"))
+            except AgentError as exc:
+                checks.append(Check("libusb1", False, str(exc), INSTALL_HINT))
+        path, is_adb = key_path()
+        checks.append(Check("adb key", True if path.is_file() else None,
+                            f"{path}{' (adb’s own)' if is_adb else ''}" + ("" if path.is_file() else " (will be generated)"),
+                            "" if path.is_file() else "accept the USB debugging prompt on the phone at the first connection"))
     return checks
 
 
