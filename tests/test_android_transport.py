@@ -110,3 +110,15 @@ def test_a_phone_that_is_not_there_is_unavailable():
     port = free_port()
     with pytest.raises(DeviceUnavailable, match="cannot connect"):
         D.DirectLink(T.Address("tcp", host="127.0.0.1", port=port), link_timeout_s=2).connect()
+
+
+def test_a_phone_older_than_shell_v2_through_the_server(tmp_path, adb_server, monkeypatch):
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(adb_server.port))
+    with LoopbackPhone(tmp_path / "device", features=()) as p:  # Android 6 and older: no shell_v2
+        try:
+            link = link_to(p, "server")
+            assert link.shell("echo hi; false") == ("hi\n", 1)  # the marker line, as on the direct path
+            assert list(link.stream("echo a; echo b")) == ["a", "b"]
+            link.close()
+        finally:
+            adb_server.adb("disconnect")
