@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.splitbench-installed
 
-.PHONY: setup demo test bench browser clean ios-agent
+.PHONY: setup demo test bench browser android-userland clean ios-agent
 
 setup: $(STAMP)
 
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	# together (checked below; pip prints the declared conflict).
 	$(PY) -m pip install --quiet -e '.[android,ray,ios]'
 	# litert-torch and executorch ask for different typing-extensions: prove both import.
-	$(PY) -c "import litert_torch, executorch.runtime, ai_edge_litert.interpreter, onnxruntime, coremltools, adb_shell, pymobiledevice3, ray" >$(VENV)/import-check.log 2>&1 \
+	$(PY) -c "import litert_torch, executorch.runtime, ai_edge_litert.interpreter, onnxruntime, coremltools, adb_shell, adbutils, pymobiledevice3, ray" >$(VENV)/import-check.log 2>&1 \
 		|| { tail -n 5 $(VENV)/import-check.log; echo "setup: a runtime does not import (full log: $(VENV)/import-check.log)"; exit 1; }
 	touch $(STAMP)
 
@@ -30,10 +30,18 @@ browser:
 		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
 		|| echo "browser: chromium not installed; the report browser test will be skipped"; }
 
+# Android's own shell and commands (mksh, toybox) for the loopback phone, and Google's adb for the tests
+# through its server (Debian packages; needs root and the package registry). Without them those tests skip.
+android-userland:
+	@{ command -v mksh && command -v toybox && command -v adb; } >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] \
+		&& command -v apt-get >/dev/null 2>&1 \
+		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mksh toybox adb >/dev/null) \
+		|| echo "android-userland: mksh, toybox or adb not installed; the Android tests that need them will be skipped"; }
+
 demo: setup
 	$(VENV)/bin/splitbench demo
 
-test: setup browser
+test: setup browser android-userland
 	$(PY) -m pytest -q
 
 bench: setup

@@ -13,12 +13,15 @@ import threading
 import pytest
 
 from device_agents.android import agent as A
+from device_agents.android import protocol as P
 from device_agents.android.agent import agent_for
 from device_agents.base import FAILED, OK, TIMEOUT, AgentError, DeviceUnavailable, open_agent
-from tests.android_fixtures import FAST, _adb_key, alive, artifact_ref, job, phone, tiny_artifact, tools  # noqa: F401
+from tests.android_fixtures import (FAST, _adb_key, adb_server, alive, artifact_ref, job, needs_userland,  # noqa: F401
+                                    phone, tiny_artifact, tools, via)
 from tests.loopback_adb import LoopbackPhone
 
 HOSTILE = "it's \"a\" name with $(touch PWNED); `touch PWNED2` & spaces"
+pytestmark = needs_userland
 
 
 def agent(p: LoopbackPhone, tools: dict, only: tuple[str, ...] | None = None, **options):
@@ -66,7 +69,7 @@ def test_measures_a_job_with_the_runtime_tool(tmp_path, tools, backend):
     assert ("tool_reported" in by_method) == (backend != "executorch")  # executor_runner reports none
     for c in (r.conditions_before, r.conditions_after):
         assert c.thermal_status == "NONE" and c.battery_temp_c == 28.5 and c.cpu_freq_khz and c.governor
-    assert r.threads["tool_threads_max"] >= 1 and list(r.runtime) == [A.P.TOOL_FOR_BACKEND[backend]]
+    assert r.threads["tool_threads_max"] >= 1 and list(r.runtime) == [P.TOOL_FOR_BACKEND[backend]]
     json.dumps(r.to_dict())  # a record can hold it
     assert not list(phone.device_path("/data/local/tmp/splitbench/jobs").iterdir())  # scratch removed
 
@@ -92,9 +95,10 @@ def test_waits_for_the_phone_to_cool_and_records_the_wait(phone, tools):
         assert any("measured warm" in n and "SEVERE" in n for n in r.notes)
 
 
-def test_a_hung_tool_is_killed_on_the_phone_and_is_a_timeout_row(phone, tools):
+def test_a_hung_tool_is_killed_on_the_phone_and_is_a_timeout_row(phone, tools, via):
     phone.set_tool_behaviour("benchmark_model", "hang", after_lines=4)
-    with agent(phone, tools, ("benchmark_model",)) as a:
+    with agent(phone, tools, ("benchmark_model",), via=via) as a:
+        assert a.describe().fingerprint["now"]["via"].startswith("adb server" if via == "server" else "direct")
         r = a.measure(job(a.prepare(artifact_ref("litert")), "litert", timeout_s=3.0))
         assert r.status == TIMEOUT and "killed on the phone" in r.reason
         assert "STARTING!" in r.stderr_tail  # what it printed before hanging
@@ -114,10 +118,10 @@ def test_a_corrupted_artifact_is_a_failed_row(phone, tools, tmp_path):
         assert r.status == FAILED and "no Android tool runs coreml" in r.reason
 
 
-def test_unplugged_mid_run_is_device_unavailable_and_a_new_session_goes_on(phone, tools):
+def test_unplugged_mid_run_is_device_unavailable_and_a_new_session_goes_on(phone, tools, via):
     phone.set_tool_behaviour("benchmark_model", "hang", after_lines=2)  # still running when the cable goes
     phone.unplug_when(r"SBR start", after_s=1.0)
-    with agent(phone, tools, ("benchmark_model",)) as a:
+    with agent(phone, tools, ("benchmark_model",), via=via) as a:
         path = a.prepare(artifact_ref("litert"))
         with pytest.raises(DeviceUnavailable) as err:
             a.measure(job(path, "litert"))
@@ -128,14 +132,14 @@ def test_unplugged_mid_run_is_device_unavailable_and_a_new_session_goes_on(phone
     assert alive(stale)  # the phone kept running the tool
     phone.set_tool_behaviour("benchmark_model", "ok")
     phone.replug()
-    with agent(phone, tools, ("benchmark_model",)) as a:  # --resume: a new session after reconnecting
+    with agent(phone, tools, ("benchmark_model",), via=via) as a:  # --resume: a new session after reconnecting
         assert not alive(stale)  # the stale tool was killed when the session opened
         assert a.measure(job(a.prepare(artifact_ref("litert")), "litert")).status == OK
 
 
-def test_a_full_phone_is_one_clear_line(phone, tools):
+def test_a_full_phone_is_one_clear_line(phone, tools, via):
     phone.set_full()
-    with agent(phone, tools, ()) as a:
+    with agent(phone, tools, (), via=via) as a:
         # like a phone that went away: no more jobs for it until space is freed, then --resume
         with pytest.raises(A.PhoneStorageFull) as err:
             a.prepare(artifact_ref("onnx"))
@@ -166,7 +170,7 @@ def test_hostile_names_reach_the_phone_quoted(phone, tools, tmp_path):
     assert not list(phone.root.parent.rglob("PWNED*"))
 
 
-def test_ctrl_c_kills_the_tool_removes_scratch_and_restores_performance_mode(phone, tools):
+def test_ctrl_c_kills_the_tool_removes_scratch_and_restores_performance_mode(phone, tools, via):
     phone.set_tool_behaviour("benchmark_model", "hang", after_lines=2)
     run_dir = phone.device_path("/data/local/tmp/splitbench/run")
     seen: list[int] = []
@@ -176,7 +180,7 @@ def test_ctrl_c_kills_the_tool_removes_scratch_and_restores_performance_mode(pho
         os.kill(os.getpid(), signal.SIGINT)
 
     timer = threading.Timer(2.0, ctrl_c)
-    a = agent(phone, tools, ("benchmark_model",), performance_mode=True)
+    a = agent(phone, tools, ("benchmark_model",), performance_mode=True, via=via)
     with pytest.raises(KeyboardInterrupt):
         with a:
             assert phone.read_state("perf_mode") == "true"
@@ -192,7 +196,7 @@ def test_ctrl_c_kills_the_tool_removes_scratch_and_restores_performance_mode(pho
     # a session that lost the phone with the mode on: the next session turns it off
     phone.write_state("perf_mode", "true")
     (run_dir / "performance_mode").touch()
-    with agent(phone, tools, ("benchmark_model",)):
+    with agent(phone, tools, ("benchmark_model",), via=via):
         assert phone.read_state("perf_mode") == "false"
 
 
@@ -202,7 +206,22 @@ def test_a_tool_built_for_another_abi_is_not_a_backend(phone, tools, tmp_path):
     elf.chmod(0o755)
     with agent(phone, {"executor_runner": str(elf)}, None) as a:
         assert "executorch" not in a.describe().backends
-        assert "does not run on the phone" in a.describe().fingerprint["now"]["tools_that_do_not_run"]
+        why = a.describe().fingerprint["now"]["tools_that_do_not_run"]
+        # mksh, the phone's sh, says "not executable: 64-bit ELF file" and exits 1 (dash: 126)
+        assert "does not run on the phone" in why and "not executable" in why
+
+
+def test_a_command_the_phone_lacks_is_named_at_setup(tmp_path, tools, monkeypatch):
+    with LoopbackPhone(tmp_path / "device", without=("sha256sum",)) as p:
+        a = agent(p, tools, ("onnxruntime_perf_test",))
+        with pytest.raises(AgentError) as err:
+            a.open()
+        a.close()
+        msg = str(err.value)
+        assert "has no sha256sum" in msg and "check what was pushed" in msg and "\n" not in msg
+        monkeypatch.setenv("SPLITBENCH_ANDROID_TCP", p.address)
+        (found,) = A.discover(**FAST)  # discovery installs nothing: the phone is listed, with what it lacks
+        assert found.fingerprint["now"]["missing_commands"] == "sha256sum"
 
 
 def test_two_phones_are_measured_at_the_same_time(tmp_path, tools):

@@ -1,6 +1,7 @@
-"""The phone-side protocol without a phone: the runner script run by this host's ``sh`` on real
-processes (pin, polling, exit status, signal, timeout, hostile names), and the parsing of what the
-phone's commands and the tools print, from text in the documented formats."""
+"""The phone-side protocol without a phone: the runner script run by the phone's own shell (mksh, with
+toybox's commands only) on real processes (pin, polling, exit status, signal, timeout, hostile names),
+what that shell says when a tool cannot run, and the parsing of what the phone's commands and the
+tools print, from text in the documented formats."""
 
 from __future__ import annotations
 
@@ -11,12 +12,26 @@ import sys
 import pytest
 
 from device_agents.android import protocol as P
-from device_agents.android.agent import AndroidOptions
+from device_agents.android.session import AndroidOptions
+from device_agents.android import adb_direct as D
 from device_agents.android import transport as T
 from device_agents.android.transport import Address, parse_target
 from device_agents.base import AgentError, MeasureJob
+from tests.android_userland import MISSING, MKSH, SKIP_REASON, android_path
+
+needs_userland = pytest.mark.skipif(bool(MISSING), reason=SKIP_REASON)
 
 HOSTILE = "it's a \"name\" with $(touch PWNED) and `touch PWNED2`; rm -rf x & spaces"
+
+
+def android_sh(tmp_path, script: str, **kw) -> subprocess.CompletedProcess:
+    """``sh -c script`` as on the phone: mksh, with ``sh`` and toybox's applets only on the PATH."""
+    system_bin = tmp_path / "system-bin"
+    if not system_bin.exists():
+        system_bin.mkdir()
+        (system_bin / "sh").symlink_to(MKSH)
+    return subprocess.run([MKSH, "-c", script], capture_output=True, text=True, timeout=60,
+                          env={"PATH": android_path(system_bin)}, **kw)
 
 
 def run_runner(tmp_path, argv: list[str], timeout_s: float = 30, poll_s: float = 0.05) -> P.RunnerReport:
@@ -27,8 +42,7 @@ def run_runner(tmp_path, argv: list[str], timeout_s: float = 30, poll_s: float =
                              out_file=str(job_dir / "out; $(touch PWNED3).txt"), pid_file=str(job_dir / "tool.pid"),
                              poll_s=poll_s, timeout_s=timeout_s)
     others = [c for c in os.sched_getaffinity(0) if c != cpu]
-    out = subprocess.run(["/bin/sh", "-c", P.runner_command(script, others)], capture_output=True, text=True,
-                         timeout=60, cwd=tmp_path)
+    out = android_sh(tmp_path, P.runner_command(script, others), cwd=tmp_path)
     report = P.RunnerReport()
     for line in out.stdout.splitlines():
         report.feed(line)
@@ -36,6 +50,7 @@ def run_runner(tmp_path, argv: list[str], timeout_s: float = 30, poll_s: float =
     return report
 
 
+@needs_userland
 def test_runner_pins_polls_and_reports_the_exit_status(tmp_path):
     code = "import time; x = bytearray(30_000_000); time.sleep(0.4); print('done')"
     report = run_runner(tmp_path, [sys.executable, "-c", code])
@@ -51,6 +66,7 @@ def test_runner_pins_polls_and_reports_the_exit_status(tmp_path):
     assert not (tmp_path / HOSTILE / "tool.pid").exists()  # removed once the tool ended
 
 
+@needs_userland
 def test_runner_reports_a_signal_and_kills_a_hung_tool(tmp_path):
     crashed = run_runner(tmp_path, [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"])
     assert crashed.signal == 11 and not crashed.timed_out
@@ -60,6 +76,7 @@ def test_runner_reports_a_signal_and_kills_a_hung_tool(tmp_path):
         os.kill(hung.pid, 0)
 
 
+@needs_userland
 def test_hostile_arguments_reach_the_tool_unchanged(tmp_path):
     report = run_runner(tmp_path, [sys.executable, "-c", "import sys; print(repr(sys.argv[1:]))", HOSTILE, "--graph=" + HOSTILE])
     assert report.exit_code == 0
@@ -68,13 +85,33 @@ def test_hostile_arguments_reach_the_tool_unchanged(tmp_path):
     assert not list(tmp_path.rglob("PWNED*"))
 
 
+@needs_userland
 def test_hashes_command_quotes_paths_and_marks_missing_files(tmp_path):
     f = tmp_path / HOSTILE
     f.write_bytes(b"abc")
-    out = subprocess.run(["/bin/sh", "-c", P.hashes_command([str(f), str(tmp_path / "missing $(touch PWNED)")])],
-                         capture_output=True, text=True, cwd=tmp_path).stdout
+    out = android_sh(tmp_path, P.hashes_command([str(f), str(tmp_path / "missing $(touch PWNED)")]),
+                     cwd=tmp_path).stdout
     assert P.parse_hashes(out) == ["ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", None]
     assert not list(tmp_path.rglob("PWNED*"))
+
+
+@needs_userland
+def test_a_tool_the_shell_cannot_start_is_told_by_its_words_as_well_as_its_code(tmp_path):
+    elf = tmp_path / "tool"
+    elf.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(57))  # an ELF header for no machine this host runs
+    elf.chmod(0o755)
+    ran = android_sh(tmp_path, f"{elf} --help 2>&1 </dev/null")
+    assert ran.returncode == 1 and "not executable" in ran.stdout  # mksh: exit 1, where dash exits 126
+    assert "not executable" in P.exec_failure(ran.stdout, ran.returncode)
+    missing = android_sh(tmp_path, f"{tmp_path}/nothing --help 2>&1 </dev/null")
+    assert missing.returncode == 127 and P.exec_failure(missing.stdout, missing.returncode)
+    # bionic's linker when a library is missing (exit 1; bionic linker/linker_main.cpp)
+    linker = 'CANNOT LINK EXECUTABLE "./onnxruntime_perf_test": library "libonnxruntime.so" not found'
+    assert P.exec_failure(linker + "\n", 1).startswith("exit 1: CANNOT LINK")
+    # a tool that prints its flags and exits non-zero runs: benchmark_model's usage ends with an error line
+    usage = "INFO: STARTING!\nERROR: usage: benchmark_model\nFlags:\n\t--graph=\tstring\toptional\tGraph\n"
+    assert P.exec_failure(usage, 1) is None and P.exec_failure("", 0) is None
+    assert P.exec_failure("Segmentation fault\n", 139).startswith("exit 139")
 
 
 FACTS = """@@props
@@ -144,7 +181,7 @@ def test_tool_calls_follow_the_job():
 
 def test_targets_and_options():
     assert parse_target("android") is None
-    assert parse_target("android:2A111FDH200ABC") == Address("usb", serial="2A111FDH200ABC")
+    assert parse_target("android:2A111FDH200ABC") == Address("serial", serial="2A111FDH200ABC")
     assert parse_target("android:192.168.1.7:5555") == Address("tcp", host="192.168.1.7", port=5555)
     with pytest.raises(AgentError, match="serial"):
         parse_target("android:bad serial")
@@ -169,7 +206,7 @@ def test_usb_errors_that_the_user_fixes_are_one_line():
     class USBErrorAccess(Exception):
         pass
 
-    link = T.AdbLink(Address("usb", serial="X"))
+    link = D.DirectLink(Address("serial", serial="X"))
     with pytest.raises(AgentError, match="adb kill-server"):
         link._raise_usb_hint(USBErrorBusy("LIBUSB_ERROR_BUSY [-6]"))
     with pytest.raises(AgentError, match="udev"):

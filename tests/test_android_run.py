@@ -16,10 +16,11 @@ import pytest
 from harness.core import exitcodes
 from harness.results import store
 from harness.cli import main
-from tests.android_fixtures import FAST, _adb_key, alive, phone, tools  # noqa: F401 - fixtures
+from tests.android_fixtures import (FAST, _adb_key, adb_server, alive, needs_adb, needs_userland, phone,  # noqa: F401
+                                    tools)
 
 FIXTURES = Path(__file__).parent / "fixtures"
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), needs_userland]
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +30,14 @@ def cache_dir(tmp_path_factory) -> Path:
 
 
 def write_spec(directory: Path, cache: Path, tools: dict, *, cuts=("conv1", "conv2"), backends=("onnx", "litert"),
-               timeout_s: float = 120, privacy: bool = False) -> Path:
+               timeout_s: float = 120, privacy: bool = False, via: str | None = None) -> Path:
     (directory / "tiny_model.py").write_text((FIXTURES / "tiny_model.py").read_text())
     text = (FIXTURES / "tiny.toml").read_text()
     text = text.replace('cuts = ["conv1", "conv2"]', f"cuts = {json.dumps(list(cuts))}")
     text = text.replace('backends = ["onnx", "litert"]', f"backends = {json.dumps(list(backends))}")
     text = text.replace("timeout_s = 120", f"timeout_s = {timeout_s:g}")
     text = text.replace("[export]\n", f'[export]\ncache_dir = "{cache}"\n')
-    options = "".join(f"{k} = {v}\n" for k, v in FAST.items())
+    options = "".join(f"{k} = {v}\n" for k, v in FAST.items()) + (f'via = "{via}"\n' if via else "")
     text += f"\n[android]\n{options}\n[android.tools]\n" + "".join(f'{k} = "{v}"\n' for k, v in tools.items())
     if privacy:  # scores for the recommendation (any numbers: what is checked is that both targets get one)
         rows = [("conv1", "simple", 0.8), ("conv2", "simple", 0.6)]
@@ -157,3 +158,32 @@ def test_a_full_phone_stops_with_one_line_and_resume_goes_on(tmp_path, phone, to
     phone.set_full(False)
     assert main(["run", str(spec), "--out", str(out), "--target", target, "--resume"]) == exitcodes.OK
     assert (summary(out)["status"] == "ok").all()
+
+
+@needs_adb
+def test_a_run_through_googles_adb_server_unplugged_then_resumed(tmp_path, phone, tools, cache_dir, adb_server,
+                                                                monkeypatch, capsys):
+    """A desk where the adb server runs: the phone `adb connect`ed to it, the run goes through it
+    (``via = "server"``); the phone unplugged mid-run stops its jobs, and ``--resume`` completes the run
+    once it is back (the server reconnects it)."""
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(adb_server.port))
+    assert "connected to" in adb_server.connect(phone.address)
+    try:
+        spec = write_spec(tmp_path, cache_dir, tools, cuts=("conv1",), backends=("onnx",), via="server")
+        out = tmp_path / "out"
+        target = f"android:{phone.address}"
+        phone.unplug_when(r"SBR start", after_s=0.2, nth=3)  # job 1: cold + warm; job 2's cold process: unplugged
+        assert main(["run", str(spec), "--out", str(out), "--target", target]) == exitcodes.DEVICE_LOST
+        err = capsys.readouterr().err
+        assert f"device {phone.serial} is unavailable" in err and "--resume" in err
+        records = store.load_records(out)
+        assert len(records) == 1 and records[0].ok
+        device = json.loads((out / "manifest.json").read_text())["devices"][phone.serial]
+        assert device["fingerprint"]["now"]["via"] == f"adb server 127.0.0.1:{adb_server.port}"
+        phone.replug()
+        assert main(["run", str(spec), "--out", str(out), "--target", target, "--resume"]) == exitcodes.OK
+        s = summary(out)
+        assert len(s) == 2 and (s["status"] == "ok").all()
+        assert not list(phone.device_path("/data/local/tmp/splitbench/run").iterdir())  # the stale tool reaped
+    finally:
+        adb_server.adb("disconnect")

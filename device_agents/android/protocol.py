@@ -78,6 +78,17 @@ def sections(text: str) -> dict[str, str]:
 # --------------------------------------------------------------------------------------------------
 # Device facts
 
+# The commands the agent runs on every phone, with what for (toybox's and mksh's on Android 7+); a phone
+# that lacks one is refused at the start with its name, not failed later by a "not found" mid-job.
+NEEDED_COMMANDS = {
+    "getprop": "read the phone's properties", "cat": "read the CPUs and the tools' pids", "uname": "read the kernel",
+    "id": "tell whether adbd runs as root", "df": "check the free space", "dirname": "find the work directory's disk",
+    "mkdir": "make the work directory", "rm": "remove scratch files", "mv": "place a checked push",
+    "sha256sum": "check what was pushed", "taskset": "pin the tool to one core", "sleep": "poll the tool",
+    "kill": "stop a tool past its timeout",
+}
+OPTIONAL_COMMANDS = ("logcat", "dumpsys", "cmd")  # executor_runner's log, thermals, performance mode
+
 
 def facts_command(workdir: str) -> str:
     """One round trip for the fingerprint: properties, CPUs, kernel, uid, root, tools, free space."""
@@ -91,7 +102,8 @@ def facts_command(workdir: str) -> str:
         "echo @@kernel", "uname -r",
         "echo @@uid", "id -u",
         "echo @@su", "{ su -c 'id -u' </dev/null 2>/dev/null || su 0 id -u </dev/null 2>/dev/null; }",
-        "echo @@commands", "for c in taskset sha256sum logcat dumpsys df; do command -v \"$c\" >/dev/null 2>&1 && echo \"$c\"; done",
+        "echo @@commands", f"for c in {' '.join(sorted(NEEDED_COMMANDS) + list(OPTIONAL_COMMANDS))}; do "
+                           "command -v \"$c\" >/dev/null 2>&1 && echo \"$c\"; done",
         # df needs an existing path: the work directory, or its nearest existing parent
         "echo @@df", f"p={q(workdir)}; while [ ! -e \"$p\" ] && [ \"$p\" != / ]; do p=$(dirname \"$p\"); done; "
                      "df -k \"$p\" 2>&1",
@@ -137,20 +149,25 @@ def parse_facts(text: str) -> DeviceFacts:
         if len(parts) < 2 or parts[0] != "cpu" or not parts[1].isdigit():
             continue
         kv = dict(p.split("=", 1) for p in parts[2:] if "=" in p)
-        cores.append(Core(int(parts[1]), _int(kv.get("max")), _int(kv.get("min")), kv.get("gov") or None))
+        cores.append(Core(int(parts[1]), int_or_none(kv.get("max")), int_or_none(kv.get("min")), kv.get("gov") or None))
     cores.sort(key=lambda c: c.cpu)
-    uid = _int(s.get("uid", "").strip())
+    uid = int_or_none(s.get("uid", "").strip())
     su_out = s.get("su", "").strip().splitlines()
     su = "adbd" if uid == 0 else ("su" if su_out and su_out[-1].strip() == "0" else None)
     return DeviceFacts(props=props, cores=tuple(cores), kernel=s.get("kernel", "").strip(), uid=uid, su=su,
                        commands=frozenset(s.get("commands", "").split()), free_b=parse_df_available(s.get("df", "")))
 
 
-def _int(v: Any) -> int | None:
+def int_or_none(v: Any) -> int | None:
     try:
         return int(str(v).strip())
     except (TypeError, ValueError):
         return None
+
+
+def missing_commands(facts: DeviceFacts) -> dict[str, str]:
+    """The needed commands the phone's shell does not have, with what each is for."""
+    return {c: why for c, why in NEEDED_COMMANDS.items() if c not in facts.commands}
 
 
 def parse_df_available(text: str) -> int | None:
@@ -228,7 +245,7 @@ def parse_conditions(text: str) -> Conditions:
     if level:
         detail["battery_level"] = int(level.group(1))
     return Conditions(thermal_status=status, battery_temp_c=int(b.group(1)) / 10 if b else None,
-                      cpu_freq_khz=_int(s.get("freq")), governor=(s.get("governor") or "").strip() or None,
+                      cpu_freq_khz=int_or_none(s.get("freq")), governor=(s.get("governor") or "").strip() or None,
                       detail=detail)
 
 
@@ -337,6 +354,27 @@ def tool_call(backend: str, model: str, job: MeasureJob, phase: str, job_dir: st
     raise ValueError(f"no Android tool for backend {backend!r}")
 
 
+# What a shell says when it cannot start a program at all: mksh ("<path>: not executable: 64-bit ELF
+# file", exit 1, where dash exits 126), dash and bash ("Exec format error", "cannot execute"), a missing
+# file or ELF interpreter ("inaccessible or not found", "not found"), and bionic's linker for a missing
+# library ("CANNOT LINK EXECUTABLE", exit 1: bionic linker/linker_main.cpp).
+_EXEC_FAILURE = re.compile(r": (not executable|inaccessible or not found|Exec format error|cannot execute|"
+                           r"Permission denied)|^CANNOT LINK EXECUTABLE|: not found$", re.M)
+
+
+def exec_failure(output: str, exit_code: int) -> str | None:
+    """Why a tool asked for its ``--help`` does not run on the phone, or None when it ran (most tools
+    exit non-zero after printing their flags). The shell's words count as well as its code: mksh, the
+    phone's ``sh``, exits 1 for a binary of another ABI."""
+    lines = [ln for ln in output.splitlines() if ln.strip()]
+    said = next((ln for ln in lines if _EXEC_FAILURE.search(ln)), None)
+    if exit_code != 0 and said is not None:
+        return f"exit {exit_code}: {said.strip()[:160]}"
+    if exit_code in (126, 127) or exit_code >= 128:
+        return f"exit {exit_code}: {(lines[-1] if lines else '').strip()[:160]}"
+    return None
+
+
 def help_flags(text: str) -> frozenset[str]:
     """The flag names a tool's ``--help`` lists (gflags ``-name``, TFLite ``--name=``, getopt ``-x``)."""
     return frozenset(re.findall(r"(?<![\w-])--?([A-Za-z][\w]*)", text))
@@ -420,13 +458,13 @@ class RunnerReport:
         kind, _, rest = line[len(RUNNER_TAG) + 1:].partition(" ")
         kv = dict(p.split("=", 1) for p in rest.split() if "=" in p)
         if kind == "start":
-            self.pid = _int(kv.get("pid"))
+            self.pid = int_or_none(kv.get("pid"))
         elif kind == "poll":
             self.polls.append(kv)
         elif kind == "timeout":
             self.timed_out = True
         elif kind == "exit":
-            self.exit_code = _int(kv.get("rc"))
+            self.exit_code = int_or_none(kv.get("rc"))
         elif kind == "error":
             self.error = rest
 
@@ -457,7 +495,7 @@ class RunnerReport:
 
     @property
     def max_threads(self) -> int | None:
-        t = [v for v in (_int(p.get("threads")) for p in self.tool_polls) if v is not None]
+        t = [v for v in (int_or_none(p.get("threads")) for p in self.tool_polls) if v is not None]
         return max(t) if t else None
 
 
@@ -468,16 +506,16 @@ def polled_memory(report: RunnerReport, poll_s: float) -> MemoryReading | None:
     load: a native tool cannot be seen from outside between its start and its load."""
     samples = []
     for p in report.tool_polls:
-        hwm = _int(p.get("hwm"))
+        hwm = int_or_none(p.get("hwm"))
         if hwm is not None:
             samples.append((hwm, p))
     if not samples:
         return None
     hwm, at = max(samples, key=lambda s: s[0])
-    detail = {name: _int(at.get(key)) * 1024 for key, name in (("rss", "VmRSS"), ("anon", "RssAnon"),
-              ("file", "RssFile"), ("shmem", "RssShmem"), ("swap", "VmSwap")) if _int(at.get(key)) is not None}
+    detail = {name: int_or_none(at.get(key)) * 1024 for key, name in (("rss", "VmRSS"), ("anon", "RssAnon"),
+              ("file", "RssFile"), ("shmem", "RssShmem"), ("swap", "VmSwap")) if int_or_none(at.get(key)) is not None}
     # zram: anonymous pages swapped out leave RSS and VmHWM; RSS + swap bounds what the process held.
-    rss_swap = [(_int(p.get("rss")) or 0) + (_int(p.get("swap")) or 0) for _, p in samples]
+    rss_swap = [(int_or_none(p.get("rss")) or 0) + (int_or_none(p.get("swap")) or 0) for _, p in samples]
     detail["VmRSS_plus_VmSwap_max"] = max(rss_swap) * 1024
     detail["samples"] = len(report.polls)
     detail["poll_interval_ms"] = int(round(poll_s * 1000))

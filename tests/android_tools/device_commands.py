@@ -91,7 +91,8 @@ def su(args: list[str]) -> int:
         return 127
     os.environ["LOOPBACK_AS_ROOT"] = "1"
     if args[:1] == ["-c"] and len(args) >= 2:
-        os.execv("/bin/sh", ["/bin/sh", "-c", args[1]])
+        sh = os.environ["LOOPBACK_SH"]  # the phone's sh: mksh
+        os.execv(sh, ["sh", "-c", args[1]])
     if args[:1] in (["0"], ["root"]) and len(args) >= 2:
         os.execvp(args[1], args[1:])
     print("usage: su [WHO [COMMAND...]]", file=sys.stderr)
@@ -99,12 +100,13 @@ def su(args: list[str]) -> int:
 
 
 def df(args: list[str]) -> int:
-    """toybox ``df -k PATH``: the host's df, or 1 MB available when the storage is full."""
+    """``df -k PATH``: toybox's, or 1 MB available when the storage is full."""
     if (STATE / "full_df").exists():
         print("Filesystem     1K-blocks     Used Available Use% Mounted on")
         print("/dev/block/dm-5 115000000 114999000     1000 100% /data")
         return 0
-    os.execv("/usr/bin/df", ["df", *args])
+    toybox = os.environ["LOOPBACK_TOYBOX"]
+    os.execv(toybox, ["df", *args])
 
 
 def logcat(args: list[str]) -> int:
