@@ -22,7 +22,9 @@ from device_agents.base import (CRASHED, FAILED, OK, TIMEOUT, AgentError, Artifa
                                 MeasureJob)
 from device_agents.ios import agent as ios_agent  # noqa: E402
 from device_agents.ios import protocol  # noqa: E402
-from device_agents.ios.agent import IosAgent, parse_options  # noqa: E402
+from device_agents.ios import transport as ios_transport  # noqa: E402
+from device_agents.ios.agent import IosAgent  # noqa: E402
+from device_agents.ios.session import ALL_CHECKS, parse_options  # noqa: E402
 from tests import loopback_ios as lb  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -380,12 +382,12 @@ def test_a_write_refused_for_space_mid_push_is_the_same_line(phone, monkeypatch)
 
 
 def test_discover_doctor_and_clean(phone, monkeypatch):
-    monkeypatch.setattr(ios_agent, "load_services", lambda: lb.services(phone))
+    monkeypatch.setattr(ios_transport, "load_services", lambda: lb.services(phone))
     [found] = ios_agent.discover()
     assert found.device_id == phone.udid and found.target == "ios" and found.backends["coreml"].startswith("Core ML")
 
     checks = ios_agent.doctor("ios")
-    assert [c.name for c in checks] == ["pymobiledevice3", *ios_agent._ALL_CHECKS]
+    assert [c.name for c in checks] == ["pymobiledevice3", *ALL_CHECKS]
     assert all(c.ok for c in checks if c.name != "free space"), checks
 
     with make_agent(phone) as agent:
@@ -397,7 +399,7 @@ def test_discover_doctor_and_clean(phone, monkeypatch):
 
 
 def test_doctor_lists_what_it_could_not_check(phone, monkeypatch):
-    monkeypatch.setattr(ios_agent, "load_services", lambda: lb.services(phone))
+    monkeypatch.setattr(ios_transport, "load_services", lambda: lb.services(phone))
     phone.knobs.ddi_mounted = False
     checks = {c.name: c for c in ios_agent.doctor(f"ios:{phone.udid}")}
     assert checks["Developer Mode"].ok is True
@@ -415,7 +417,7 @@ def test_without_pymobiledevice3_the_message_says_what_to_install(monkeypatch):
         raise ImportError("pymobiledevice3 is not installed or too old (No module named 'pymobiledevice3'): "
                           "pip install 'splitbench[ios]'")
 
-    monkeypatch.setattr(ios_agent, "load_services", missing)
+    monkeypatch.setattr(ios_transport, "load_services", missing)
     with pytest.raises(AgentError, match=r"pip install 'splitbench\[ios\]'"):
         ios_agent.discover()
     with pytest.raises(AgentError, match=r"pip install 'splitbench\[ios\]'"):

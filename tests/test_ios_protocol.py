@@ -17,7 +17,7 @@ pytest.importorskip("jsonschema", reason="the ios extra is not installed (pip in
 
 from device_agents.base import CONTRACT_VERSION, MeasureJob, MeasureResult  # noqa: E402
 from device_agents.ios import protocol  # noqa: E402
-from device_agents.ios.agent import summarize_report  # noqa: E402
+from device_agents.ios.measure import summarize_report  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA_DIR = REPO / "device_agents" / "ios" / "schema"
