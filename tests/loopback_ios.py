@@ -18,6 +18,7 @@ written where iOS writes one), the app hung.
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as _dt
 import json
 import os
@@ -69,8 +70,14 @@ class Knobs:
     developer_mode: bool = True
     ddi_mounted: bool = True
     tunnel: bool = True  # iOS 17+: the userspace tunnel can be opened
-    tunneld: bool = False  # a tunneld runs and has a tunnel to this phone
+    # A tunneld: None (not running), "serves" (it has a working tunnel to this phone), "unlisted" (it runs
+    # but lists no tunnel to this phone), "broken" (it lists one, but it cannot be connected).
+    tunneld: Optional[str] = None
     locked: bool = False
+    # SpringBoard refusing a launch: "untrusted" (Security: profile not trusted, or a bad signature),
+    # "not_found" (the app is gone from SpringBoard's library), "no_pid" (DVT answers pid 0), "other" (an
+    # NSError SpringBoard gives no name). "Locked" is the ``locked`` knob.
+    launch_refusal: Optional[str] = None
     app_installed: bool = True
     app_version: str = AGENT_APP_VERSION
     app_development_signed: bool = True  # house arrest vends the whole container only to these
@@ -79,12 +86,13 @@ class Knobs:
 
 
 class _Service:
-    """A service used as ``async with`` that has nothing to open or close."""
+    """A service used as ``async with`` that has nothing to open or close (pymobiledevice3's services take
+    ``__aexit__(exc_type, exc_val, exc_tb)``)."""
 
     async def __aenter__(self):
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
         pass
 
 
@@ -100,6 +108,9 @@ class LoopbackPhone:
         self.launches: list[dict[str, Any]] = []  # every launch, for the tests to look at
         self.used_bytes = 0
         self.pushes = 0  # house-arrest pushes, for the tests
+        # service connections by service name, opened and closed (crash reports, the crash mover, AFC)
+        self.opened: collections.Counter[str] = collections.Counter()
+        self.closed: collections.Counter[str] = collections.Counter()
         self._phase_counts: dict[str, int] = {}
         self.crash_dir.mkdir(parents=True, exist_ok=True)
         if self.knobs.app_installed:
@@ -135,7 +146,8 @@ class LoopbackPhone:
 
     # -- processes -------------------------------------------------------------------------------
     def launch(self, bundle_id: str, arguments: list[str], kill_existing: bool) -> int:
-        if bundle_id not in self.apps:
+        if bundle_id not in self.apps or self.knobs.launch_refusal == "not_found":
+            # fritzlb/iOS17-JIT-WIN#72 (pymobiledevice3's `dvt launch` of an app that is not installed)
             raise DTXNsError(NSError(4, "FBSOpenApplicationErrorDomain", {
                 "BSErrorCodeDescription": "NotFound",
                 "NSLocalizedFailureReason": f'Application info provider (FBSApplicationLibrary) returned nil for "{bundle_id}"'}))
@@ -147,6 +159,28 @@ class LoopbackPhone:
                 "NSLocalizedFailureReason": "The request was denied by service delegate (SBMainWorkspace) for reason: "
                                             f'Locked ("Unable to launch {bundle_id} because the device was not, or '
                                             'could not be, unlocked").'}))
+        refusal = self.knobs.launch_refusal
+        if refusal == "untrusted":
+            # A free team's app before its developer is trusted, or a bad signature: SpringBoard's NSError as
+            # its log shows it (appium/appium#14339): RequestDenied, wrapping FBSOpenApplicationErrorDomain 3
+            # (Security); appium/appium#6230 has the same "Security (3)".
+            why = (f"Unable to launch {bundle_id} because it has an invalid code signature, inadequate entitlements "
+                   "or its profile has not been explicitly trusted by the user.")
+            raise DTXNsError(NSError(1, "FBSOpenApplicationServiceErrorDomain", {
+                "BSErrorCodeDescription": "RequestDenied",
+                "NSLocalizedDescription": f'The request to open "{bundle_id}" failed.',
+                "NSLocalizedFailureReason": "The request was denied by service delegate (SBMainWorkspace) for "
+                                            f'reason: Security ("{why.rstrip(".")}").',
+                "NSUnderlyingError": NSError(3, "FBSOpenApplicationErrorDomain", {
+                    "BSErrorCodeDescription": "Security", "NSLocalizedFailureReason": why})}))
+        if refusal == "other":
+            # An NSError with no BSErrorCodeDescription (AloneMonkey/frida-ios-dump#71: "The operation
+            # couldn't be completed. (FBSOpenApplicationErrorDomain error 1.)").
+            raise DTXNsError(NSError(1, "FBSOpenApplicationErrorDomain", {
+                "NSLocalizedDescription": "The operation couldn’t be completed. (FBSOpenApplicationErrorDomain "
+                                          "error 1.)"}))
+        if refusal == "no_pid":
+            return 0  # what ProcessControl.launch then asserts on (process_control.py l.225)
         if kill_existing:
             for pid, p in list(self.processes.items()):
                 if p.poll() is None and getattr(p, "bundle_id", None) == bundle_id:
@@ -241,7 +275,7 @@ class LoopbackLockdown:
     ``paired``, ``product_version``, ``get_value``, ``get_developer_mode_status``, ``close``."""
 
     def __init__(self, phone: LoopbackPhone, paired: bool):
-        self.phone, self.paired = phone, paired
+        self._phone, self.paired = phone, paired
         values = phone.values
         if not paired:  # before a session lockdownd answers only a few values
             values = {k: values[k] for k in ("UniqueDeviceID", "ProductType", "ProductVersion", "BuildVersion",
@@ -255,9 +289,9 @@ class LoopbackLockdown:
         return self.all_values.get("ProductVersion") or "1.0"
 
     async def get_value(self, domain: Optional[str] = None, key: Optional[str] = None) -> Any:
-        self.phone.require_attached()
+        self._phone.require_attached()
         if domain == "com.apple.security.mac.amfi" and key == "DeveloperModeStatus":
-            return self.phone.knobs.developer_mode
+            return self._phone.knobs.developer_mode
         if domain is None and key is None:
             return dict(self.all_values)
         if domain is None and key in self.all_values:
@@ -268,21 +302,58 @@ class LoopbackLockdown:
         """lockdown_service_provider.py l.169: the amfi domain's DeveloperModeStatus."""
         return bool(await self.get_value(domain="com.apple.security.mac.amfi", key="DeveloperModeStatus"))
 
+    async def start_lockdown_service(self, name: str, include_escrow_bag: bool = False) -> LoopbackServiceConnection:
+        """lockdown.py l.747 (and remote_service_discovery.py l.327): start a service and connect to it. Only
+        the crash mover is offered here: it moves pending reports and says ``ping\\0`` (crash_reports.py
+        l.225-236)."""
+        self._phone.require_attached()
+        if name not in (LoopbackCrashReports.CRASH_MOVER_NAME, LoopbackCrashReports.RSD_CRASH_MOVER_NAME):
+            raise pmd3.StartServiceError(name, "InvalidService")
+        return LoopbackServiceConnection(self._phone, name, b"ping\x00")
+
     async def close(self) -> None:
         pass
 
     async def __aenter__(self):
         return self
 
-    async def __aexit__(self, *exc):
+    async def __aexit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
         await self.close()
 
 
 class LoopbackRsd(LoopbackLockdown):
-    """A ``RemoteServiceDiscoveryService`` over a tunnel (remote/remote_service_discovery.py l.86)."""
+    """A ``RemoteServiceDiscoveryService`` over a tunnel (remote/remote_service_discovery.py l.86): the
+    lockdown methods, its values in ``all_values`` (l.251); it has no ``paired`` of its own."""
 
     def __init__(self, phone: LoopbackPhone):
-        super().__init__(phone, paired=True)
+        self._phone = phone
+        self.all_values = phone.values
+        self.udid = phone.udid
+        self.product_type = self.all_values["ProductType"]
+
+
+class LoopbackServiceConnection:
+    """A ``ServiceConnection`` to a started service (service_connection.py): ``recvall``, ``close``,
+    ``aclose``; counted in the phone's ``opened`` and ``closed`` by service name."""
+
+    def __init__(self, phone: LoopbackPhone, name: str, answer: bytes):
+        self._phone, self._name, self._answer, self._closed = phone, name, answer, False
+        phone.opened[name] += 1
+
+    async def recvall(self, size: int) -> bytes:
+        self._phone.require_attached()
+        data, self._answer = self._answer[:size], self._answer[size:]
+        if len(data) < size:
+            raise pmd3.ConnectionTerminatedError()
+        return data
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._phone.closed[self._name] += 1
+
+    async def aclose(self) -> None:
+        await self.close()
 
 
 class LoopbackRsdTunnel:
@@ -294,10 +365,10 @@ class LoopbackRsdTunnel:
 
     def __init__(self, phones: dict[str, LoopbackPhone], serial: Optional[str] = None, autopair: bool = True,
                  prefer_native: bool = False):
-        self.phones, self.serial = phones, serial
+        self._phones, self._serial = phones, serial
 
     async def aopen(self) -> LoopbackRsd:
-        phone = self.phones[self.serial] if self.serial in self.phones else next(iter(self.phones.values()))
+        phone = self._phones[self._serial] if self._serial in self._phones else next(iter(self._phones.values()))
         phone.require_attached()
         if not phone.knobs.tunnel:
             raise pmd3.UserspaceTunnelUnavailableError()
@@ -314,7 +385,7 @@ class LoopbackRsdTunnel:
     async def __aenter__(self) -> LoopbackRsd:
         return await self.aopen()
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
         await self.aclose()
 
 
@@ -326,26 +397,31 @@ class LoopbackAfc:
     """An AFC client over a directory (services/afc.py): the methods the agent calls, with AFC's path
     semantics (push of a directory lands in ``remote/<basename>``, l.586-611) and its exceptions."""
 
-    def __init__(self, phone: LoopbackPhone, root: Path, count_space: bool = True):
-        self.phone, self.root, self.count_space = phone, Path(root), count_space
+    def __init__(self, phone: LoopbackPhone, root: Path, count_space: bool = True,
+                 service_name: str = "com.apple.mobile.house_arrest"):
+        self._phone, self._root, self._count_space = phone, Path(root), count_space
+        self._service_name, self._open, self._closed = service_name, False, False
 
     def _p(self, path: str) -> Path:
         rel = posixpath.normpath("/" + str(path)).lstrip("/")
-        return self.root / rel if rel not in ("", ".") else self.root
+        return self._root / rel if rel not in ("", ".") else self._root
 
     def _check(self) -> None:
-        self.phone.require_attached()
+        self._phone.require_attached()
+        if not self._open:  # like AfcService (a LockdownService), the connection opens on first use
+            self._open = True
+            self._phone.opened[self._service_name] += 1
 
     def _missing(self, path: str) -> pmd3.AfcFileNotFoundError:
         return pmd3.AfcFileNotFoundError(f"No such file on the device: {path}", AfcError.READ_ERROR, path)
 
     def _account(self, n: int, path: str) -> None:
-        if not self.count_space:
+        if not self._count_space:
             return
-        if self.phone.used_bytes + n > self.phone.knobs.free_bytes:
+        if self._phone.used_bytes + n > self._phone.knobs.free_bytes:
             raise pmd3.AfcException(f"Opcode: WRITE failed with status: {AfcError.NO_SPACE_LEFT!r} for file: {path}",
                                     AfcError.NO_SPACE_LEFT, path)
-        self.phone.used_bytes += n
+        self._phone.used_bytes += n
 
     async def exists(self, filename: str) -> bool:
         self._check()
@@ -390,7 +466,7 @@ class LoopbackAfc:
 
     async def push(self, local_path: str, remote_path: str, callback: Any = None, progress_bar: bool = True) -> None:
         self._check()
-        self.phone.pushes += 1
+        self._phone.pushes += 1
         src = Path(local_path)
         if src.is_dir():
             dst = self._p(posixpath.join(remote_path, src.name))
@@ -413,16 +489,18 @@ class LoopbackAfc:
     async def get_device_info(self) -> dict[str, str]:
         """GET_DEVINFO (afc.py l.695): string values, as the device sends them."""
         self._check()
-        free = max(0, self.phone.knobs.free_bytes - self.phone.used_bytes)
+        free = max(0, self._phone.knobs.free_bytes - self._phone.used_bytes)
         return {"Model": "Loopback1,1", "FSTotalBytes": str(64 * 10**9), "FSFreeBytes": str(free), "FSBlockSize": "4096"}
 
     async def aclose(self) -> None:
-        pass
+        if self._open and not self._closed:
+            self._closed = True
+            self._phone.closed[self._service_name] += 1
 
     async def __aenter__(self):
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
         await self.aclose()
 
 
@@ -433,7 +511,7 @@ class LoopbackHouseArrest:
 
     @classmethod
     async def create(cls, lockdown: LoopbackLockdown, bundle_id: str, documents_only: bool = False) -> LoopbackAfc:
-        phone = lockdown.phone
+        phone = lockdown._phone
         phone.require_attached()
         if bundle_id not in phone.apps:
             raise pmd3.AppNotInstalledError(f"No app with bundle ID {bundle_id} is installed.")
@@ -443,14 +521,40 @@ class LoopbackHouseArrest:
         return LoopbackAfc(phone, phone.container(bundle_id))
 
 
-class LoopbackCrashReports(_Service):
-    """``CrashReportsManager(lockdown)`` (services/crash_reports.py l.37-240): ``flush``, ``ls``, ``afc``."""
+class LoopbackCrashReports:
+    """``CrashReportsManager(lockdown)`` (services/crash_reports.py l.37-236): an AFC client of the
+    crash-report copier (``afc``, opened on first use, closed by ``aclose``), ``ls``, and ``flush``, which
+    starts the crash mover through ``lockdown.start_lockdown_service(crash_mover_service_name)``, reads its
+    ping and, like the real one, never closes that connection."""
 
-    def __init__(self, lockdown: LoopbackLockdown):
-        self.afc = LoopbackAfc(lockdown.phone, lockdown.phone.crash_dir, count_space=False)
+    COPY_MOBILE_NAME = "com.apple.crashreportcopymobile"
+    RSD_COPY_MOBILE_NAME = "com.apple.crashreportcopymobile.shim.remote"
+    CRASH_MOVER_NAME = "com.apple.crashreportmover"
+    RSD_CRASH_MOVER_NAME = "com.apple.crashreportmover.shim.remote"
+
+    def __init__(self, lockdown: LoopbackLockdown) -> None:
+        self.lockdown = lockdown
+        over_rsd = isinstance(lockdown, LoopbackRsd)
+        self.copy_mobile_service_name = self.RSD_COPY_MOBILE_NAME if over_rsd else self.COPY_MOBILE_NAME
+        self.crash_mover_service_name = self.RSD_CRASH_MOVER_NAME if over_rsd else self.CRASH_MOVER_NAME
+        phone = lockdown._phone
+        self.afc = LoopbackAfc(phone, phone.crash_dir, count_space=False, service_name=self.copy_mobile_service_name)
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.afc.aclose()
 
     async def flush(self) -> None:
-        self.afc._check()
+        ack = b"ping\x00"
+        service = await self.lockdown.start_lockdown_service(self.crash_mover_service_name)
+        response = await service.recvall(len(ack))
+        if response != ack:
+            raise pmd3.ProtocolError(f"The crash report mover sent an unexpected acknowledgement: {response!r}")
 
     async def ls(self, path: str = "/", depth: int = 1) -> list[str]:
         return [posixpath.join(path, n) for n in await self.afc.listdir(path)]
@@ -466,17 +570,17 @@ class LoopbackInstallationProxy(_Service):
     like installd, refuses a package with no provisioning profile (ApplicationVerificationFailed)."""
 
     def __init__(self, lockdown: LoopbackLockdown):
-        self.phone = lockdown.phone
+        self._phone = lockdown._phone
 
     async def get_apps(self, application_type: str = "Any", calculate_sizes: bool = False,
                        bundle_identifiers: Optional[list[str]] = None,
                        show_placeholders: bool = False) -> dict[str, dict[str, Any]]:
-        self.phone.require_attached()
-        return {b: dict(i) for b, i in self.phone.apps.items() if bundle_identifiers is None or b in bundle_identifiers}
+        self._phone.require_attached()
+        return {b: dict(i) for b, i in self._phone.apps.items() if bundle_identifiers is None or b in bundle_identifiers}
 
     async def install_from_local(self, package_path: Path, cmd: str = "Install", options: Any = None,
                                  handler: Any = None, developer: bool = False, *args: Any) -> None:
-        self.phone.require_attached()
+        self._phone.require_attached()
         package_path = Path(package_path)
         if package_path.is_dir():
             names = {p.name for p in package_path.iterdir()}
@@ -490,18 +594,18 @@ class LoopbackInstallationProxy(_Service):
             raise pmd3.AppInstallError("ApplicationVerificationFailed: Failed to verify code signature of "
                                        f"{package_path.name} : 0xe8008015 (A valid provisioning profile for this "
                                        "executable was not found.)")
-        self.phone._install_info(info)
+        self._phone._install_info(info)
 
 
 class LoopbackImageMounter(_Service):
     """``MobileImageMounterService(lockdown).is_image_mounted(image_type)`` (services/mobile_image_mounter.py l.133)."""
 
     def __init__(self, lockdown: LoopbackLockdown):
-        self.phone = lockdown.phone
+        self._phone = lockdown._phone
 
     async def is_image_mounted(self, image_type: str) -> bool:
-        self.phone.require_attached()
-        return self.phone.knobs.ddi_mounted
+        self._phone.require_attached()
+        return self._phone.knobs.ddi_mounted
 
 
 def image_type_for_device(lockdown: LoopbackLockdown) -> str:
@@ -519,17 +623,20 @@ class LoopbackDvtProvider(_Service):
     Developer Mode and the developer disk image, and on iOS 17+ when asked over plain lockdown."""
 
     def __init__(self, lockdown: LoopbackLockdown, strip_ssl: Optional[bool] = None, dtx: Any = None):
-        self.lockdown, self.phone = lockdown, lockdown.phone
+        self._lockdown, self._phone = lockdown, lockdown._phone
 
     async def __aenter__(self):
-        phone = self.phone
+        phone = self._phone
         phone.require_attached()
-        over_lockdown = not isinstance(self.lockdown, LoopbackRsd)
+        over_lockdown = not isinstance(self._lockdown, LoopbackRsd)
         if (over_lockdown and int(phone.ios.split(".")[0]) >= 17) or not (phone.knobs.ddi_mounted
                                                                            and phone.knobs.developer_mode):
             raise pmd3.InvalidServiceError("The device does not offer the requested service.", phone.udid, phone.ios,
                                            error="InvalidService")
         return self
+
+    async def __aexit__(self, *_: Any) -> None:  # DvtProvider.__aexit__(self, *_)
+        pass
 
 
 class LoopbackProcessControl(_Service):
@@ -537,23 +644,25 @@ class LoopbackProcessControl(_Service):
     ``kill`` (l.138, SIGKILL through sendSignal:toPid:), ``signal``."""
 
     def __init__(self, provider: LoopbackDvtProvider, service: Any = None):
-        self.phone = provider.phone
+        self._phone = provider._phone
 
     async def launch(self, bundle_id: str, arguments: Optional[list[str]] = None, kill_existing: bool = True,
                      start_suspended: bool = False, environment: Optional[dict[str, Any]] = None,
                      extra_options: Optional[dict[str, Any]] = None) -> int:
-        self.phone.require_attached()
-        return self.phone.launch(bundle_id, list(arguments or []), kill_existing)
+        self._phone.require_attached()
+        result = self._phone.launch(bundle_id, list(arguments or []), kill_existing)
+        assert result  # as ProcessControl.launch does (process_control.py l.225)
+        return result
 
     async def signal(self, pid: int, sig: int) -> None:
-        self.phone.require_attached()
-        p = self.phone.processes.get(pid)
+        self._phone.require_attached()
+        p = self._phone.processes.get(pid)
         if p is not None and p.poll() is None:
             p.send_signal(sig)
 
     async def kill(self, pid: int) -> None:
         await self.signal(pid, signal.SIGKILL)
-        p = self.phone.processes.get(pid)
+        p = self._phone.processes.get(pid)
         if p is not None:
             p.wait()
 
@@ -562,11 +671,11 @@ class LoopbackDeviceInfo(_Service):
     """``DeviceInfo(dvt)`` (services/dvt/instruments/device_info.py l.65-130): ``is_running_pid``."""
 
     def __init__(self, provider: LoopbackDvtProvider, service: Any = None):
-        self.phone = provider.phone
+        self._phone = provider._phone
 
     async def is_running_pid(self, pid: int) -> bool:
-        self.phone.require_attached()
-        p = self.phone.processes.get(pid)
+        self._phone.require_attached()
+        p = self._phone.processes.get(pid)
         return p is not None and p.poll() is None
 
 
@@ -576,17 +685,17 @@ class LoopbackSysmontap(_Service):
     the stand-in's resident set size from /proc (this host has no phys_footprint)."""
 
     def __init__(self, phone: LoopbackPhone, interval_ms: int):
-        self.phone, self.interval_ms = phone, interval_ms
+        self._phone, self._interval_ms = phone, interval_ms
 
     @classmethod
     async def create(cls, dvt: LoopbackDvtProvider, interval: int = 500) -> "LoopbackSysmontap":
-        return cls(dvt.phone, interval)
+        return cls(dvt._phone, interval)
 
     async def iter_processes(self):
         while True:
-            self.phone.require_attached()
+            self._phone.require_attached()
             rows = []
-            for pid, p in list(self.phone.processes.items()):
+            for pid, p in list(self._phone.processes.items()):
                 if p.poll() is None:
                     try:
                         status = Path(f"/proc/{pid}/status").read_text()
@@ -596,7 +705,7 @@ class LoopbackSysmontap(_Service):
                                 if line.startswith("VmRSS:")), None)
                     rows.append({"pid": pid, "name": EXECUTABLE, "physFootprint": rss})
             yield rows
-            await asyncio.sleep(self.interval_ms / 1000)
+            await asyncio.sleep(self._interval_ms / 1000)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -637,13 +746,18 @@ def services(*phones: LoopbackPhone) -> Services:
             raise pmd3.PairingDialogResponsePendingError()
         return LoopbackLockdown(phone, paired=phone.knobs.paired)
 
-    async def get_tunneld_device_by_udid(udid: str, tunneld_address: Any = None, bridge: Any = None):
-        """tunneld/api.py l.176: TunneldConnectionError when no tunneld runs, None when it has no tunnel."""
-        phone = by_udid.get(udid)
-        if phone is None or not phone.knobs.tunneld:
+    async def get_tunneld_device_by_udid(udid: str, tunneld_address: tuple[str, int] = ("127.0.0.1", 49151),
+                                         bridge: Optional[bool] = None) -> Optional[LoopbackRsd]:
+        """tunneld/api.py l.176-195, step by step: TunneldConnectionError when no tunneld runs, None when it
+        lists no tunnel to ``udid``, else ``rsds[0]`` of the tunnels that connected (IndexError when none)."""
+        running = {u: p for u, p in by_udid.items() if p.knobs.tunneld is not None}
+        if not running:
             raise pmd3.TunneldConnectionError()
-        phone.require_attached()
-        return LoopbackRsd(phone)
+        tunnels = {u: p for u, p in running.items() if p.knobs.tunneld in ("serves", "broken")}
+        if udid not in tunnels:
+            return None
+        rsds = [LoopbackRsd(p) for p in [tunnels[udid]] if p.knobs.tunneld == "serves" and p.knobs.attached]
+        return rsds[0]
 
     class _Tunnel(LoopbackRsdTunnel):
         def __init__(self, serial: Optional[str] = None, autopair: bool = True, prefer_native: bool = False):

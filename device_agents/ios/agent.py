@@ -24,7 +24,8 @@ from device_agents.ios.measure import APP_EXECUTABLE, Launcher
 from device_agents.ios.protocol import SCHEMA_VERSION
 from device_agents.ios.session import (IosOptions, Preconditions, find_services, one_line, parse_options, phone_name,
                                        require, resolve_udid, usb_udids, wanted_udid)
-from device_agents.ios.transport import IosTransport, Services, TransportError
+from device_agents.ios.errors import TransportError
+from device_agents.ios.transport import IosTransport, Services
 
 __all__ = ["IosAgent", "agent_for", "clean", "discover", "doctor"]
 

@@ -11,10 +11,10 @@ from typing import Any
 from device_agents.base import AgentError, Check, DeviceInfo, DeviceUnavailable
 from device_agents.ios.measure import Launcher
 from device_agents.ios.protocol import INSTALL_HINT, MODELS, ROOT, container_path
-from device_agents.ios.session import (ALL_CHECKS, FIX, Preconditions, find_services, parse_options, phone_name,
-                                       resolve_udid, usb_udids, wanted_udid)
-from device_agents.ios.transport import (AppNotInstalled, IosTransport, TransportError, UsbmuxdUnavailable,
-                                         list_usb_udids)
+from device_agents.ios.errors import AppNotInstalled, TransportError, UsbmuxdUnavailable
+from device_agents.ios.session import (ALL_CHECKS, FIX, PreconditionUnavailable, Preconditions, find_services,
+                                       parse_options, phone_name, resolve_udid, usb_udids, wanted_udid)
+from device_agents.ios.transport import IosTransport, list_usb_udids
 
 
 def discover() -> list[DeviceInfo]:
@@ -67,6 +67,8 @@ def doctor(target: str = "ios", **options: Any) -> list[Check]:
     try:
         for check in pre.checks():
             checks.append(check)
+    except PreconditionUnavailable as exc:
+        checks.append(exc.check)
     except (DeviceUnavailable, TransportError) as exc:
         checks.append(Check("iPhone reachable", False, str(exc), FIX["attached"]))
     finally:

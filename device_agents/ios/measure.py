@@ -22,8 +22,9 @@ from device_agents.base import (CRASHED, FAILED, TIMEOUT, ArtifactRef, ContractE
                                 MeasureResult, MemoryReading)
 from device_agents.ios import protocol
 from device_agents.ios.protocol import INTERRUPTED, JOBS, MODELS, Launch, SchemaError, container_path
-from device_agents.ios.session import FIX, MIN_FREE_B, IosOptions, human_size
-from device_agents.ios.transport import DiskFull, IosTransport, TransportError
+from device_agents.ios.errors import AppNotInstalled, DiskFull, LaunchRefused, TransportError
+from device_agents.ios.session import FIX, MIN_FREE_B, IosOptions, human_size, refusal_line
+from device_agents.ios.transport import CrashReports, IosTransport
 
 APP_EXECUTABLE = "SplitbenchAgent"  # CFBundleExecutable, the process name crash reports carry
 POLL_S = 0.2
@@ -157,16 +158,17 @@ class Launcher:
         timeout_s = self.options.timeout_s or job.timeout_s
         deadline = time.monotonic() + timeout_s
         job_id = f"{re.sub(r'[^A-Za-z0-9]', '', job.artifact_key)[:12] or 'job'}-{uuid.uuid4().hex[:8]}"
-        reports_before = self._report_names()
+        reports = self._open_reports()
         launches: list[Launch] = []
         host_peak: list[int] = []
         try:
+            reports_before = self._report_names(reports)
             for phase, index in protocol.launch_plan(job):
                 doc = protocol.job_document(job_id=job_id, phase=phase, index=index, job=job, package=package,
                                             compute_units=units)
                 out = self.launch(doc, deadline, sysmon=self.options.sysmontap and phase == "cold", samples=host_peak)
                 if isinstance(out, NoResult):
-                    return self._no_result(out, launches, reports_before, timeout_s, units)
+                    return self._no_result(out, launches, reports, reports_before, timeout_s, units)
                 status = out.result["status"]
                 if status == INTERRUPTED:
                     raise DeviceUnavailable(self.udid, f"the agent app was sent to the background during the "
@@ -188,7 +190,11 @@ class Launcher:
             return MeasureResult(status=FAILED, compute_units=units, reason=f"the agent app's result is incomplete: {exc}")
         except DiskFull:
             raise DeviceUnavailable(self.udid, self._full_line(None, 0)) from None
+        except (LaunchRefused, AppNotInstalled) as exc:  # iOS stopped starting the app: no job can run on it
+            raise DeviceUnavailable(self.udid, refusal_line(self.udid, exc)) from None
         finally:
+            if reports is not None:
+                reports.close()
             self.clean_job(job_id)
 
     def launch(self, doc: dict[str, Any], deadline: float, *, sysmon: bool = False,
@@ -196,7 +202,7 @@ class Launcher:
         """Write the job file, launch the app, wait for its result (or its end, or the deadline)."""
         t = self.t
         lid, phase, index = doc["launch_id"], doc["phase"], doc["index"]
-        result_path = container_path(doc["result_path"])
+        result_path = container_path(protocol.unescape_path(doc["result_path"]))
         t.makedirs(container_path(JOBS))
         t.makedirs(posixpath.dirname(result_path))
         t.remove(result_path)
@@ -246,24 +252,36 @@ class Launcher:
             time.sleep(POLL_S)
 
     # -- what the system logged ------------------------------------------------------------------
-    def _report_names(self) -> set[str] | None:
-        """The crash reports on the phone now; None when they cannot be read (a crashed row then says so)."""
+    def _open_reports(self) -> CrashReports | None:
+        """The job's one connection to the crash reports; None when it cannot be had (a crashed row says so)."""
         try:
-            return self.t.crash_report_names()
+            return self.t.open_crash_reports()
         except DeviceUnavailable:
             raise
         except Exception:  # noqa: BLE001 - the reports only explain a crash; measuring goes on without them
             return None
 
-    def _no_result(self, out: NoResult, launches: list[Launch], before: set[str] | None, timeout_s: float,
-                   units: str) -> MeasureResult:
+    @staticmethod
+    def _report_names(reports: CrashReports | None) -> set[str] | None:
+        """The crash reports on the phone now; None when they cannot be read."""
+        if reports is None:
+            return None
+        try:
+            return reports.names()
+        except DeviceUnavailable:
+            raise
+        except Exception:  # noqa: BLE001 - as above
+            return None
+
+    def _no_result(self, out: NoResult, launches: list[Launch], reports: CrashReports | None,
+                   before: set[str] | None, timeout_s: float, units: str) -> MeasureResult:
         reached = ", ".join(f"warm load {la.index + 1}" if la.phase == "warm" else la.phase for la in launches) or "nothing"
         if out.timed_out:
             return MeasureResult(status=TIMEOUT, compute_units=units,
                                  reason=f"no result within timeout_s={timeout_s:g}: {out.describe()} "
                                         f"(finished: {reached})",
                                  diagnostics={"pid": out.pid, "phase": out.phase})
-        logged = self._system_reports(before, out.pid)
+        logged = self._system_reports(reports, before, out.pid)
         said = "; ".join(line for line, _ in logged) or "no crash or jetsam report appeared"
         return MeasureResult(status=CRASHED, compute_units=units,
                              reason=f"the system logged: {said}; {out.describe()} (finished: {reached})",
@@ -271,19 +289,19 @@ class Launcher:
                              diagnostics={"pid": out.pid, "phase": out.phase,
                                           "reports": [posixpath.basename(n) for n, _ in logged]})
 
-    def _system_reports(self, before: set[str] | None, pid: int) -> list[tuple[str, str]]:
+    def _system_reports(self, reports: CrashReports | None, before: set[str] | None,
+                        pid: int) -> list[tuple[str, str]]:
         """The crash or jetsam reports written since the job started that concern the app (waits a little:
-        ReportCrash writes them a moment after the process ends)."""
-        t = self.t
-        if before is None:
+        ReportCrash writes them a moment after the process ends), read through the job's connection."""
+        if reports is None or before is None:
             return [("the crash reports could not be read", "")]
         end = time.monotonic() + self.crash_report_wait_s
         while True:
-            new = sorted(n for n in t.crash_report_names() - before if is_app_report(n, self.executable))
+            new = sorted(n for n in reports.names() - before if is_app_report(n, self.executable))
             if new or time.monotonic() >= end:
                 break
             time.sleep(0.5)
-        return [(summarize_report(name, text, self.executable, pid), text) for name, text in t.read_crash_reports(new)]
+        return [(summarize_report(name, text, self.executable, pid), text) for name, text in reports.read(new)]
 
     def clean_job(self, job_id: str) -> None:
         """Remove the job's files and its compiled model (the pushed package stays, keyed by content)."""

@@ -19,9 +19,9 @@ from typing import Any, Callable, Iterator
 from device_agents.base import AgentError, Check, DeviceUnavailable
 from device_agents.ios import protocol, transport
 from device_agents.ios.protocol import AGENT_APP_VERSION, COMPUTE_UNITS, INSTALL_HINT, SCHEMA_VERSION, Launch, SchemaError
-from device_agents.ios.transport import (AppNotInstalled, DeveloperServicesUnavailable, DeviceLocked, InstallFailed,
-                                         IosTransport, NotPaired, Services, TunnelUnavailable, UsbmuxdUnavailable,
-                                         list_usb_udids)
+from device_agents.ios.errors import (AppNotInstalled, DeveloperServicesUnavailable, DeviceLocked, InstallFailed,
+                                      LaunchRefused, NotPaired, TunnelLost, TunnelUnavailable, UsbmuxdUnavailable)
+from device_agents.ios.transport import IosTransport, Services, list_usb_udids
 
 TARGET_RE = re.compile(r"^ios(?::(?P<udid>[A-Za-z0-9-]{8,64}))?$")
 DEFAULT_BUNDLE_ID = "org.splitbench.agent"
@@ -41,6 +41,8 @@ FIX = {
                             "Apple's server for a personalized image, so the host needs internet)",
     "tunnel": "iOS 17.4+: check the cable and run `pymobiledevice3 doctor`; iOS 17.0-17.3: run "
               "`sudo pymobiledevice3 remote tunneld` and keep it running (then [ios].tunnel = 'tunneld')",
+    "tunneld tunnel": "restart tunneld (`sudo pymobiledevice3 remote tunneld`), unlock the iPhone and check the "
+                      "cable; or, on iOS 17.4+, set [ios].tunnel = 'userspace' to do without tunneld",
     "developer services": "turn Developer Mode on and mount the developer disk image (`pymobiledevice3 mounter "
                           "auto-mount`), then retry",
     "agent app": "build and sign the app once on a Mac (`make ios-agent TEAM=<your team id>`), then set "
@@ -52,6 +54,13 @@ FIX = {
     "free space": "free space on the iPhone (Settings > General > iPhone Storage)",
     "app answers": "open the agent app once by hand; with a free team, trust the developer on the phone "
                    "(Settings > General > VPN & Device Management); then retry",
+    # a launch iOS refused (errors.LaunchRefused.kind)
+    "untrusted": "on the iPhone: Settings > General > VPN & Device Management, tap your developer profile (your "
+                 "Apple ID) and Trust it, then retry; if it is trusted already, the signature is wrong: build the "
+                 "app again with `make ios-agent TEAM=<team id>` with this iPhone in the team (docs/ios.md)",
+    "no process": "open the agent app by hand on the iPhone to see why iOS does not start it; if it does not "
+                  "open, install it again (`pymobiledevice3 apps install SplitbenchAgent.ipa`)",
+    "dvt": "unlock the iPhone, open the agent app by hand once and retry; if it persists, restart the iPhone",
 }
 
 
@@ -221,6 +230,9 @@ class Preconditions:
         needs_tunnel = self.t.ios_major >= 17
         try:
             self.t.open_developer()
+        except TunnelLost as exc:
+            raise PreconditionUnavailable(self.t.udid, Check("tunnel (iOS 17+)", False, exc.reason,
+                                                             FIX["tunneld tunnel"])) from None
         except TunnelUnavailable as exc:
             yield Check("tunnel (iOS 17+)", False, str(exc), FIX["tunnel"])
             return
@@ -283,8 +295,8 @@ class Preconditions:
         except DeviceLocked:
             yield Check("agent app answers", False, "the iPhone is locked", FIX["locked"])
             return
-        except AppNotInstalled as exc:
-            yield Check("agent app answers", False, str(exc), FIX["agent app"])
+        except (AppNotInstalled, LaunchRefused) as exc:
+            yield refusal_check(exc)
             return
         except SchemaError as exc:
             yield Check("agent app answers", False, f"its answer breaks schema v{SCHEMA_VERSION}: {exc}", FIX["agent app"])
@@ -302,6 +314,28 @@ class Preconditions:
         d = r["device"]
         yield Check("agent app answers", True, f"{d['model']}, {d['os_name']} {d['os_version']} ({d['os_build']}), "
                                                f"app {r['app']['version']}, {r['runtime']['name']}")
+
+
+def refusal_check(exc: LaunchRefused | AppNotInstalled) -> Check:
+    """The "agent app answers" step failed by a launch iOS refused: what it said and the fix for it."""
+    if isinstance(exc, AppNotInstalled):
+        return Check("agent app answers", False, f"the app is not installed: {exc}", FIX["agent app"])
+    return Check("agent app answers", False, exc.detail, FIX[exc.kind])
+
+
+def refusal_line(udid: str, exc: LaunchRefused | AppNotInstalled) -> str:
+    """A launch refused during a run, as one line with the fix (the reason of a DeviceUnavailable)."""
+    check = refusal_check(exc)
+    return one_line(f"iPhone {udid}: {check.detail.rstrip('.')}. Fix: {check.fix}")
+
+
+class PreconditionUnavailable(DeviceUnavailable):
+    """A step found the phone unavailable for now rather than set up wrong (tunneld's tunnel lost): the run
+    skips the phone like any lost one; ``doctor`` shows ``check``."""
+
+    def __init__(self, device_id: str, check: Check):
+        super().__init__(device_id, one_line(f"{check.name}: {check.detail.rstrip('.')}. Fix: {check.fix}"))
+        self.check = check
 
 
 def require(pre: Preconditions, udid: str) -> None:
