@@ -24,7 +24,7 @@ from device_agents.ios import protocol  # noqa: E402
 from device_agents.ios import transport as ios_transport  # noqa: E402
 from device_agents.ios.session import ALL_CHECKS  # noqa: E402
 from tests import loopback_ios as lb  # noqa: E402
-from tests.ios_fixtures import TINY, job, leftovers, make_agent, new_phone, phone, tiny  # noqa: E402,F401
+from tests.ios_fixtures import TINY, job, leftovers, make_agent, tiny, new_phone, phone  # noqa: E402,F401 (fixtures)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ from device_agents.ios import transport as ios_transport  # noqa: E402
 from device_agents.ios.agent import doctor  # noqa: E402
 from device_agents.ios.session import FIX  # noqa: E402
 from tests import loopback_ios as lb  # noqa: E402
-from tests.ios_fixtures import TINY, job, make_agent, new_phone, phone, tiny  # noqa: E402,F401
+from tests import loopback_ios_services as lbs  # noqa: E402
+from tests.ios_fixtures import TINY, job, make_agent, tiny, new_phone, phone  # noqa: E402,F401 (fixtures)
 
 # Each refusal: the knob, what the one line says, the fix it gives.
 REFUSALS = {
@@ -80,7 +81,7 @@ def test_the_refusals_are_what_pymobiledevice3_raises():
 
     for refusal, expected in [("untrusted", DTXNsError), ("other", DTXNsError), ("no_pid", AssertionError)]:
         phone = lb.LoopbackPhone(__import__("tempfile").mkdtemp(), knobs=lb.Knobs(launch_refusal=refusal))
-        pc = lb.LoopbackProcessControl(lb.LoopbackDvtProvider(lb.LoopbackLockdown(phone, paired=True)))
+        pc = lbs.LoopbackProcessControl(lbs.LoopbackDvtProvider(lbs.LoopbackLockdown(phone, paired=True)))
         with pytest.raises(expected) as err:
             asyncio.run(pc.launch(lb.BUNDLE_ID, arguments=[]))
         assert not isinstance(err.value, PyMobileDevice3Exception)
@@ -124,7 +125,7 @@ def test_tunneld_without_a_tunnel_to_the_phone(new_phone):
 # Crash reports
 
 
-MOVER, COPIER = lb.LoopbackCrashReports.CRASH_MOVER_NAME, lb.LoopbackCrashReports.COPY_MOBILE_NAME
+MOVER, COPIER = lbs.LoopbackCrashReports.CRASH_MOVER_NAME, lbs.LoopbackCrashReports.COPY_MOBILE_NAME
 
 
 def test_crash_reports_are_flushed_once_per_job_through_connections_that_are_closed(new_phone):
@@ -143,7 +144,7 @@ def test_the_count_sees_pymobiledevice3_s_own_flush_leak(phone):
     import asyncio
 
     async def flush_with_the_library_method():
-        async with lb.LoopbackCrashReports(lb.LoopbackLockdown(phone, paired=True)) as reports:
+        async with lbs.LoopbackCrashReports(lbs.LoopbackLockdown(phone, paired=True)) as reports:
             await reports.flush()
 
     asyncio.run(flush_with_the_library_method())
