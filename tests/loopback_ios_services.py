@@ -132,7 +132,7 @@ class LoopbackRsdTunnel:
     context manager yielding the RSD; ``UserspaceTunnelUnavailableError`` when it cannot serve the phone,
     and, like the userspace tunnel, one per process (remote/userspace_tunnel.py l.755-761)."""
 
-    active: Optional["LoopbackRsdTunnel"] = None  # the process's one userspace tunnel
+    _active: Optional["LoopbackRsdTunnel"] = None  # the process's one userspace tunnel
 
     def __init__(self, phones: dict[str, LoopbackPhone], serial: Optional[str] = None, autopair: bool = True,
                  prefer_native: bool = False):
@@ -143,15 +143,15 @@ class LoopbackRsdTunnel:
         phone.require_attached()
         if not phone.knobs.tunnel:
             raise pmd3.UserspaceTunnelUnavailableError()
-        if LoopbackRsdTunnel.active is not None:
+        if LoopbackRsdTunnel._active is not None:
             raise pmd3.PyMobileDevice3Exception("A userspace tunnel is already active in this process; only one "
                                                 "userspace tunnel per process is supported.")
-        LoopbackRsdTunnel.active = self
+        LoopbackRsdTunnel._active = self
         return LoopbackRsd(phone)
 
     async def aclose(self) -> None:
-        if LoopbackRsdTunnel.active is self:
-            LoopbackRsdTunnel.active = None
+        if LoopbackRsdTunnel._active is self:
+            LoopbackRsdTunnel._active = None
 
     async def __aenter__(self) -> LoopbackRsd:
         return await self.aopen()
@@ -340,7 +340,8 @@ class LoopbackInstallationProxy(_Service):
     {bundle id: Info.plist-like dict}; ``install_from_local`` (l.261) takes an .ipa or an .app directory and,
     like installd, refuses a package with no provisioning profile (ApplicationVerificationFailed)."""
 
-    def __init__(self, lockdown: LoopbackLockdown):
+    def __init__(self, lockdown: LoopbackLockdown, service_name: Optional[str] = None,
+                 is_developer_service: bool = False, service: Any = None, include_escrow_bag: bool = False) -> None:
         self._phone = lockdown._phone
 
     async def get_apps(self, application_type: str = "Any", calculate_sizes: bool = False,
