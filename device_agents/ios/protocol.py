@@ -40,7 +40,7 @@ SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / f"agent-v{SCHEMA_VERS
 # The agent app version this host speaks to (its CFBundleShortVersionString, MARKETING_VERSION in
 # app/project.yml). Its major number is the schema version.
 AGENT_APP_VERSION = "1.0"
-INSTALL_HINT = "pip install 'splitbench[ios]'"
+INSTALL_HINT = "pip install 'splitbench[ios]' (in a splitbench checkout: pip install -e '.[ios]')"
 
 # Where things live in the app's container. The host addresses them through house arrest as
 # "/Documents/<relpath>"; the job file names them relative to the app's Documents folder.
