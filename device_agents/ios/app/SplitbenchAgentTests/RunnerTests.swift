@@ -136,7 +136,8 @@ final class RunnerTests: XCTestCase {
 
     func testTheInputFollowsTheModelsOwnDescription() async throws {
         let package = documents.appendingPathComponent("splitbench/models/k/tiny.mlpackage")
-        let model = try MLModel(contentsOf: try await MLModel.compileModel(at: package))
+        let compiled = try await MLModel.compileModel(at: package)
+        let model = try MLModel(contentsOf: compiled)
         let entry = try XCTUnwrap(model.modelDescription.inputDescriptionsByName.first)
         let constraint = try XCTUnwrap(entry.value.multiArrayConstraint)
         let input = try Inputs.make(for: model, shape: [1, 3, 4, 4], seed: 0)
