@@ -71,7 +71,7 @@ def test_a_launch_refused_mid_run_loses_the_phone_with_the_fix(phone, refusal):
     assert re.fullmatch(rf"iPhone {phone.udid}: {said}\. Fix: {re.escape(fix)}", err.value.reason), err.value.reason
 
 
-def test_the_refusals_are_what_pymobiledevice3_raises():
+def test_the_refusals_are_what_pymobiledevice3_raises(tmp_path):
     """The stand-in raises pymobiledevice3's own DTXNsError (not a PyMobileDevice3Exception) and, for no pid,
     the AssertionError of ProcessControl.launch's `assert result`: the agent sees what it would see."""
     import asyncio
@@ -79,13 +79,14 @@ def test_the_refusals_are_what_pymobiledevice3_raises():
     from pymobiledevice3.dtx.exceptions import DTXNsError
     from pymobiledevice3.exceptions import PyMobileDevice3Exception
 
-    for refusal, expected in [("untrusted", DTXNsError), ("other", DTXNsError), ("no_pid", AssertionError)]:
-        phone = lb.LoopbackPhone(__import__("tempfile").mkdtemp(), knobs=lb.Knobs(launch_refusal=refusal))
+    for refusal, expected in [("untrusted", DTXNsError), ("other", DTXNsError), ("not_found", DTXNsError),
+                              ("no_pid", AssertionError)]:
+        phone = lb.LoopbackPhone(tmp_path / refusal, knobs=lb.Knobs(launch_refusal=refusal))
         pc = lbs.LoopbackProcessControl(lbs.LoopbackDvtProvider(lbs.LoopbackLockdown(phone, paired=True)))
         with pytest.raises(expected) as err:
             asyncio.run(pc.launch(lb.BUNDLE_ID, arguments=[]))
         assert not isinstance(err.value, PyMobileDevice3Exception)
-        shutil.rmtree(phone.root)
+        assert phone.processes == {}
 
 
 # --------------------------------------------------------------------------------------------------
