@@ -57,8 +57,9 @@ IOS_BUILD := build/ios-agent
 BUNDLE_ID ?= org.splitbench.agent
 ios-agent:
 	@command -v xcodebuild >/dev/null 2>&1 || { echo "ios-agent: the agent app builds only on macOS with Xcode (no xcodebuild here); build it on a Mac and copy $(IOS_BUILD)/SplitbenchAgent.ipa to this host"; exit 1; }
+	@xcodebuild -version >/dev/null 2>&1 || { echo "ios-agent: xcodebuild does not run: xcode-select points at the command-line tools, not Xcode ($$(xcode-select -p 2>/dev/null)); run sudo xcode-select -s /Applications/Xcode.app/Contents/Developer (docs/ios.md)"; exit 1; }
 	@command -v xcodegen >/dev/null 2>&1 || { echo "ios-agent: needs XcodeGen to generate the Xcode project: brew install xcodegen"; exit 1; }
-	@[ -n "$(TEAM)" ] || { echo "ios-agent: give your Apple development team id: make ios-agent TEAM=ABCDE12345 [BUNDLE_ID=$(BUNDLE_ID)]"; exit 1; }
+	@[ -n "$(TEAM)" ] || { echo "ios-agent: give your Apple development team id and your own bundle id: make ios-agent TEAM=ABCDE12345 BUNDLE_ID=com.yourname.splitbench-agent (docs/ios.md says where the team id is)"; exit 1; }
 	cd $(IOS_APP) && xcodegen generate --quiet
 	xcodebuild -project $(IOS_APP)/SplitbenchAgent.xcodeproj -scheme SplitbenchAgent -configuration Release \
 		-destination generic/platform=iOS -derivedDataPath $(IOS_BUILD)/derived -allowProvisioningUpdates -quiet \
@@ -66,4 +67,4 @@ ios-agent:
 	rm -rf $(IOS_BUILD)/Payload $(IOS_BUILD)/SplitbenchAgent.ipa && mkdir -p $(IOS_BUILD)/Payload
 	cp -R $(IOS_BUILD)/derived/Build/Products/Release-iphoneos/SplitbenchAgent.app $(IOS_BUILD)/Payload/
 	cd $(IOS_BUILD) && zip -qry SplitbenchAgent.ipa Payload
-	@echo "ios-agent: $(IOS_BUILD)/SplitbenchAgent.ipa (bundle id $(BUNDLE_ID)); in the spec: [ios] app = \"$(IOS_BUILD)/SplitbenchAgent.ipa\""
+	@echo "ios-agent: $(IOS_BUILD)/SplitbenchAgent.ipa (bundle id $(BUNDLE_ID)); in the spec: [ios] app = \"$(IOS_BUILD)/SplitbenchAgent.ipa\" and bundle_id = \"$(BUNDLE_ID)\""

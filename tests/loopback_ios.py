@@ -17,19 +17,15 @@ written where iOS writes one), the app hung.
 
 from __future__ import annotations
 
-import asyncio
+import collections
 import datetime as _dt
 import json
 import os
-import plistlib
-import posixpath
-import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -37,16 +33,18 @@ from typing import Any, Optional
 from pymobiledevice3 import exceptions as pmd3
 from pymobiledevice3.dtx.exceptions import DTXNsError
 from pymobiledevice3.dtx.ns_types import NSError
-from pymobiledevice3.services.afc import AfcError
 from pymobiledevice3.usbmux import MuxDevice
 
 from device_agents.ios.protocol import AGENT_APP_VERSION
 from device_agents.ios.transport import Services
+from tests.loopback_ios_services import (EXECUTABLE, LoopbackCrashReports, LoopbackDeviceInfo, LoopbackDvtProvider,
+                                         LoopbackHouseArrest, LoopbackImageMounter, LoopbackInstallationProxy,
+                                         LoopbackLockdown, LoopbackProcessControl, LoopbackRsd, LoopbackRsdTunnel,
+                                         LoopbackSysmontap, image_type_for_device)
 
 STANDIN = Path(__file__).with_name("loopback_ios_app.py")
 REPO = Path(__file__).resolve().parents[1]  # on the stand-in's PYTHONPATH: it reads memory as the local worker does
 BUNDLE_ID = "org.splitbench.agent"
-EXECUTABLE = "SplitbenchAgent"
 FAULTS = ("unplug", "lock", "jetsam", "watchdog", "hang", "bad_result")
 
 
@@ -69,23 +67,19 @@ class Knobs:
     developer_mode: bool = True
     ddi_mounted: bool = True
     tunnel: bool = True  # iOS 17+: the userspace tunnel can be opened
-    tunneld: bool = False  # a tunneld runs and has a tunnel to this phone
+    # A tunneld: None (not running), "serves" (it has a working tunnel to this phone), "unlisted" (it runs
+    # but lists no tunnel to this phone), "broken" (it lists one, but it cannot be connected).
+    tunneld: Optional[str] = None
     locked: bool = False
+    # SpringBoard refusing a launch: "untrusted" (Security: profile not trusted, or a bad signature),
+    # "not_found" (the app is gone from SpringBoard's library), "no_pid" (DVT answers pid 0), "other" (an
+    # NSError SpringBoard gives no name). "Locked" is the ``locked`` knob.
+    launch_refusal: Optional[str] = None
     app_installed: bool = True
     app_version: str = AGENT_APP_VERSION
     app_development_signed: bool = True  # house arrest vends the whole container only to these
     free_bytes: int = 64 * 10**9
     faults: list[Fault] = field(default_factory=list)
-
-
-class _Service:
-    """A service used as ``async with`` that has nothing to open or close."""
-
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        pass
 
 
 class LoopbackPhone:
@@ -100,10 +94,13 @@ class LoopbackPhone:
         self.launches: list[dict[str, Any]] = []  # every launch, for the tests to look at
         self.used_bytes = 0
         self.pushes = 0  # house-arrest pushes, for the tests
+        # service connections by service name, opened and closed (crash reports, the crash mover, AFC)
+        self.opened: collections.Counter[str] = collections.Counter()
+        self.closed: collections.Counter[str] = collections.Counter()
         self._phase_counts: dict[str, int] = {}
         self.crash_dir.mkdir(parents=True, exist_ok=True)
         if self.knobs.app_installed:
-            self._install_info({"CFBundleIdentifier": BUNDLE_ID, "CFBundleShortVersionString": self.knobs.app_version,
+            self.install_info({"CFBundleIdentifier": BUNDLE_ID, "CFBundleShortVersionString": self.knobs.app_version,
                                 "CFBundleVersion": "1", "CFBundleExecutable": EXECUTABLE})
 
     # -- places ----------------------------------------------------------------------------------
@@ -127,7 +124,7 @@ class LoopbackPhone:
             raise pmd3.ConnectionTerminatedError()
 
     # -- apps ------------------------------------------------------------------------------------
-    def _install_info(self, info: dict[str, Any]) -> None:
+    def install_info(self, info: dict[str, Any]) -> None:
         bundle = info["CFBundleIdentifier"]
         self.apps[bundle] = {**info, "Path": f"/private/var/containers/Bundle/Application/{bundle}/{EXECUTABLE}.app",
                              "ApplicationType": "User"}
@@ -135,7 +132,8 @@ class LoopbackPhone:
 
     # -- processes -------------------------------------------------------------------------------
     def launch(self, bundle_id: str, arguments: list[str], kill_existing: bool) -> int:
-        if bundle_id not in self.apps:
+        if bundle_id not in self.apps or self.knobs.launch_refusal == "not_found":
+            # fritzlb/iOS17-JIT-WIN#72 (pymobiledevice3's `dvt launch` of an app that is not installed)
             raise DTXNsError(NSError(4, "FBSOpenApplicationErrorDomain", {
                 "BSErrorCodeDescription": "NotFound",
                 "NSLocalizedFailureReason": f'Application info provider (FBSApplicationLibrary) returned nil for "{bundle_id}"'}))
@@ -147,6 +145,28 @@ class LoopbackPhone:
                 "NSLocalizedFailureReason": "The request was denied by service delegate (SBMainWorkspace) for reason: "
                                             f'Locked ("Unable to launch {bundle_id} because the device was not, or '
                                             'could not be, unlocked").'}))
+        refusal = self.knobs.launch_refusal
+        if refusal == "untrusted":
+            # A free team's app before its developer is trusted, or a bad signature: SpringBoard's NSError as
+            # its log shows it (appium/appium#14339): RequestDenied, wrapping FBSOpenApplicationErrorDomain 3
+            # (Security); appium/appium#6230 has the same "Security (3)".
+            why = (f"Unable to launch {bundle_id} because it has an invalid code signature, inadequate entitlements "
+                   "or its profile has not been explicitly trusted by the user.")
+            raise DTXNsError(NSError(1, "FBSOpenApplicationServiceErrorDomain", {
+                "BSErrorCodeDescription": "RequestDenied",
+                "NSLocalizedDescription": f'The request to open "{bundle_id}" failed.',
+                "NSLocalizedFailureReason": "The request was denied by service delegate (SBMainWorkspace) for "
+                                            f'reason: Security ("{why.rstrip(".")}").',
+                "NSUnderlyingError": NSError(3, "FBSOpenApplicationErrorDomain", {
+                    "BSErrorCodeDescription": "Security", "NSLocalizedFailureReason": why})}))
+        if refusal == "other":
+            # An NSError with no BSErrorCodeDescription (AloneMonkey/frida-ios-dump#71: "The operation
+            # couldn't be completed. (FBSOpenApplicationErrorDomain error 1.)").
+            raise DTXNsError(NSError(1, "FBSOpenApplicationErrorDomain", {
+                "NSLocalizedDescription": "The operation couldn’t be completed. (FBSOpenApplicationErrorDomain "
+                                          "error 1.)"}))
+        if refusal == "no_pid":
+            return 0  # what ProcessControl.launch then asserts on (process_control.py l.225)
         if kill_existing:
             for pid, p in list(self.processes.items()):
                 if p.poll() is None and getattr(p, "bundle_id", None) == bundle_id:
@@ -233,373 +253,6 @@ class LoopbackPhone:
 
 
 # --------------------------------------------------------------------------------------------------
-# usbmux and lockdown
-
-
-class LoopbackLockdown:
-    """What ``create_using_usbmux`` returns (a ``UsbmuxLockdownClient``, lockdown.py l.1040): ``all_values``,
-    ``paired``, ``product_version``, ``get_value``, ``get_developer_mode_status``, ``close``."""
-
-    def __init__(self, phone: LoopbackPhone, paired: bool):
-        self.phone, self.paired = phone, paired
-        values = phone.values
-        if not paired:  # before a session lockdownd answers only a few values
-            values = {k: values[k] for k in ("UniqueDeviceID", "ProductType", "ProductVersion", "BuildVersion",
-                                             "DeviceClass", "DeviceName")}
-        self.all_values = values
-        self.udid = self.identifier = phone.udid
-        self.product_type = values["ProductType"]
-
-    @property
-    def product_version(self) -> str:
-        return self.all_values.get("ProductVersion") or "1.0"
-
-    async def get_value(self, domain: Optional[str] = None, key: Optional[str] = None) -> Any:
-        self.phone.require_attached()
-        if domain == "com.apple.security.mac.amfi" and key == "DeveloperModeStatus":
-            return self.phone.knobs.developer_mode
-        if domain is None and key is None:
-            return dict(self.all_values)
-        if domain is None and key in self.all_values:
-            return self.all_values[key]
-        raise pmd3.MissingValueError("No such value.", self.udid, self.product_version, error="MissingValue")
-
-    async def get_developer_mode_status(self) -> bool:
-        """lockdown_service_provider.py l.169: the amfi domain's DeveloperModeStatus."""
-        return bool(await self.get_value(domain="com.apple.security.mac.amfi", key="DeveloperModeStatus"))
-
-    async def close(self) -> None:
-        pass
-
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, *exc):
-        await self.close()
-
-
-class LoopbackRsd(LoopbackLockdown):
-    """A ``RemoteServiceDiscoveryService`` over a tunnel (remote/remote_service_discovery.py l.86)."""
-
-    def __init__(self, phone: LoopbackPhone):
-        super().__init__(phone, paired=True)
-
-
-class LoopbackRsdTunnel:
-    """``PreferredRsdTunnel(serial, autopair, prefer_native)`` (remote/rsd_tunnel.py l.28-104): an async
-    context manager yielding the RSD; ``UserspaceTunnelUnavailableError`` when it cannot serve the phone,
-    and, like the userspace tunnel, one per process (remote/userspace_tunnel.py l.755-761)."""
-
-    active: Optional["LoopbackRsdTunnel"] = None  # the process's one userspace tunnel
-
-    def __init__(self, phones: dict[str, LoopbackPhone], serial: Optional[str] = None, autopair: bool = True,
-                 prefer_native: bool = False):
-        self.phones, self.serial = phones, serial
-
-    async def aopen(self) -> LoopbackRsd:
-        phone = self.phones[self.serial] if self.serial in self.phones else next(iter(self.phones.values()))
-        phone.require_attached()
-        if not phone.knobs.tunnel:
-            raise pmd3.UserspaceTunnelUnavailableError()
-        if LoopbackRsdTunnel.active is not None:
-            raise pmd3.PyMobileDevice3Exception("A userspace tunnel is already active in this process; only one "
-                                                "userspace tunnel per process is supported.")
-        LoopbackRsdTunnel.active = self
-        return LoopbackRsd(phone)
-
-    async def aclose(self) -> None:
-        if LoopbackRsdTunnel.active is self:
-            LoopbackRsdTunnel.active = None
-
-    async def __aenter__(self) -> LoopbackRsd:
-        return await self.aopen()
-
-    async def __aexit__(self, *exc) -> None:
-        await self.aclose()
-
-
-# --------------------------------------------------------------------------------------------------
-# AFC: house arrest and the crash reports
-
-
-class LoopbackAfc:
-    """An AFC client over a directory (services/afc.py): the methods the agent calls, with AFC's path
-    semantics (push of a directory lands in ``remote/<basename>``, l.586-611) and its exceptions."""
-
-    def __init__(self, phone: LoopbackPhone, root: Path, count_space: bool = True):
-        self.phone, self.root, self.count_space = phone, Path(root), count_space
-
-    def _p(self, path: str) -> Path:
-        rel = posixpath.normpath("/" + str(path)).lstrip("/")
-        return self.root / rel if rel not in ("", ".") else self.root
-
-    def _check(self) -> None:
-        self.phone.require_attached()
-
-    def _missing(self, path: str) -> pmd3.AfcFileNotFoundError:
-        return pmd3.AfcFileNotFoundError(f"No such file on the device: {path}", AfcError.READ_ERROR, path)
-
-    def _account(self, n: int, path: str) -> None:
-        if not self.count_space:
-            return
-        if self.phone.used_bytes + n > self.phone.knobs.free_bytes:
-            raise pmd3.AfcException(f"Opcode: WRITE failed with status: {AfcError.NO_SPACE_LEFT!r} for file: {path}",
-                                    AfcError.NO_SPACE_LEFT, path)
-        self.phone.used_bytes += n
-
-    async def exists(self, filename: str) -> bool:
-        self._check()
-        return self._p(filename).exists()
-
-    async def listdir(self, filename: str) -> list[str]:
-        self._check()
-        p = self._p(filename)
-        if not p.is_dir():
-            raise self._missing(filename)
-        return sorted(x.name for x in p.iterdir())
-
-    async def makedirs(self, filename: str) -> bytes:
-        self._check()
-        self._p(filename).mkdir(parents=True, exist_ok=True)
-        return b""
-
-    async def rm(self, filename: str, match: Any = None, force: bool = False) -> list[str]:
-        self._check()
-        p = self._p(filename)
-        if not p.exists():
-            if force:
-                return [filename]
-            raise self._missing(filename)
-        if p.is_dir():
-            shutil.rmtree(p)
-        else:
-            p.unlink()
-        return []
-
-    async def get_file_contents(self, filename: str) -> bytes:
-        self._check()
-        p = self._p(filename)
-        if not p.is_file():
-            raise self._missing(filename)
-        return p.read_bytes()
-
-    async def set_file_contents(self, filename: str, data: bytes, progress: Any = None) -> None:
-        self._check()
-        self._account(len(data), filename)
-        self._p(filename).write_bytes(data)
-
-    async def push(self, local_path: str, remote_path: str, callback: Any = None, progress_bar: bool = True) -> None:
-        self._check()
-        self.phone.pushes += 1
-        src = Path(local_path)
-        if src.is_dir():
-            dst = self._p(posixpath.join(remote_path, src.name))
-            for f in sorted(src.rglob("*")):
-                target = dst / f.relative_to(src)
-                if f.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                else:
-                    self._check()
-                    self._account(f.stat().st_size, str(target))
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(f, target)
-        else:
-            dst = self._p(remote_path)
-            if dst.is_dir():
-                dst = dst / src.name
-            self._account(src.stat().st_size, remote_path)
-            shutil.copyfile(src, dst)
-
-    async def get_device_info(self) -> dict[str, str]:
-        """GET_DEVINFO (afc.py l.695): string values, as the device sends them."""
-        self._check()
-        free = max(0, self.phone.knobs.free_bytes - self.phone.used_bytes)
-        return {"Model": "Loopback1,1", "FSTotalBytes": str(64 * 10**9), "FSFreeBytes": str(free), "FSBlockSize": "4096"}
-
-    async def aclose(self) -> None:
-        pass
-
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.aclose()
-
-
-class LoopbackHouseArrest:
-    """``HouseArrestService.create(lockdown, bundle_id, documents_only=False)`` (services/house_arrest.py l.40-83):
-    ``AppNotInstalledError`` for an unknown bundle, a plain ``PyMobileDevice3Exception`` for any other vend
-    error (VendContainer refused to an app not signed for development)."""
-
-    @classmethod
-    async def create(cls, lockdown: LoopbackLockdown, bundle_id: str, documents_only: bool = False) -> LoopbackAfc:
-        phone = lockdown.phone
-        phone.require_attached()
-        if bundle_id not in phone.apps:
-            raise pmd3.AppNotInstalledError(f"No app with bundle ID {bundle_id} is installed.")
-        if not documents_only and not phone.knobs.app_development_signed:
-            raise pmd3.PyMobileDevice3Exception(
-                f"The device refused to open the container of {bundle_id}: InstallationLookupFailed")
-        return LoopbackAfc(phone, phone.container(bundle_id))
-
-
-class LoopbackCrashReports(_Service):
-    """``CrashReportsManager(lockdown)`` (services/crash_reports.py l.37-240): ``flush``, ``ls``, ``afc``."""
-
-    def __init__(self, lockdown: LoopbackLockdown):
-        self.afc = LoopbackAfc(lockdown.phone, lockdown.phone.crash_dir, count_space=False)
-
-    async def flush(self) -> None:
-        self.afc._check()
-
-    async def ls(self, path: str = "/", depth: int = 1) -> list[str]:
-        return [posixpath.join(path, n) for n in await self.afc.listdir(path)]
-
-
-# --------------------------------------------------------------------------------------------------
-# installation_proxy and the image mounter
-
-
-class LoopbackInstallationProxy(_Service):
-    """``InstallationProxyService(lockdown)`` (services/installation_proxy.py): ``get_apps`` (l.501) returns
-    {bundle id: Info.plist-like dict}; ``install_from_local`` (l.261) takes an .ipa or an .app directory and,
-    like installd, refuses a package with no provisioning profile (ApplicationVerificationFailed)."""
-
-    def __init__(self, lockdown: LoopbackLockdown):
-        self.phone = lockdown.phone
-
-    async def get_apps(self, application_type: str = "Any", calculate_sizes: bool = False,
-                       bundle_identifiers: Optional[list[str]] = None,
-                       show_placeholders: bool = False) -> dict[str, dict[str, Any]]:
-        self.phone.require_attached()
-        return {b: dict(i) for b, i in self.phone.apps.items() if bundle_identifiers is None or b in bundle_identifiers}
-
-    async def install_from_local(self, package_path: Path, cmd: str = "Install", options: Any = None,
-                                 handler: Any = None, developer: bool = False, *args: Any) -> None:
-        self.phone.require_attached()
-        package_path = Path(package_path)
-        if package_path.is_dir():
-            names = {p.name for p in package_path.iterdir()}
-            info = plistlib.loads((package_path / "Info.plist").read_bytes())
-        else:
-            with zipfile.ZipFile(package_path) as z:
-                app = next(n.split("/")[1] for n in z.namelist() if n.startswith("Payload/") and n.count("/") >= 2)
-                names = {n.split("/")[2] for n in z.namelist() if n.startswith(f"Payload/{app}/") and n.count("/") >= 2}
-                info = plistlib.loads(z.read(f"Payload/{app}/Info.plist"))
-        if "embedded.mobileprovision" not in names:
-            raise pmd3.AppInstallError("ApplicationVerificationFailed: Failed to verify code signature of "
-                                       f"{package_path.name} : 0xe8008015 (A valid provisioning profile for this "
-                                       "executable was not found.)")
-        self.phone._install_info(info)
-
-
-class LoopbackImageMounter(_Service):
-    """``MobileImageMounterService(lockdown).is_image_mounted(image_type)`` (services/mobile_image_mounter.py l.133)."""
-
-    def __init__(self, lockdown: LoopbackLockdown):
-        self.phone = lockdown.phone
-
-    async def is_image_mounted(self, image_type: str) -> bool:
-        self.phone.require_attached()
-        return self.phone.knobs.ddi_mounted
-
-
-def image_type_for_device(lockdown: LoopbackLockdown) -> str:
-    """services/mobile_image_mounter.py l.724: Personalized from iOS 17, Developer before."""
-    return "Personalized" if int(lockdown.product_version.split(".")[0]) >= 17 else "Developer"
-
-
-# --------------------------------------------------------------------------------------------------
-# DVT
-
-
-class LoopbackDvtProvider(_Service):
-    """``DvtProvider(lockdown_or_rsd, strip_ssl=None, dtx=None)`` (services/dvt/instruments/dvt_provider.py
-    l.37): lockdownd refuses the instruments service (``InvalidServiceError``, lockdown.py l.928-949) without
-    Developer Mode and the developer disk image, and on iOS 17+ when asked over plain lockdown."""
-
-    def __init__(self, lockdown: LoopbackLockdown, strip_ssl: Optional[bool] = None, dtx: Any = None):
-        self.lockdown, self.phone = lockdown, lockdown.phone
-
-    async def __aenter__(self):
-        phone = self.phone
-        phone.require_attached()
-        over_lockdown = not isinstance(self.lockdown, LoopbackRsd)
-        if (over_lockdown and int(phone.ios.split(".")[0]) >= 17) or not (phone.knobs.ddi_mounted
-                                                                           and phone.knobs.developer_mode):
-            raise pmd3.InvalidServiceError("The device does not offer the requested service.", phone.udid, phone.ios,
-                                           error="InvalidService")
-        return self
-
-
-class LoopbackProcessControl(_Service):
-    """``ProcessControl(dvt)`` (services/dvt/instruments/process_control.py l.102-231): ``launch`` (l.188),
-    ``kill`` (l.138, SIGKILL through sendSignal:toPid:), ``signal``."""
-
-    def __init__(self, provider: LoopbackDvtProvider, service: Any = None):
-        self.phone = provider.phone
-
-    async def launch(self, bundle_id: str, arguments: Optional[list[str]] = None, kill_existing: bool = True,
-                     start_suspended: bool = False, environment: Optional[dict[str, Any]] = None,
-                     extra_options: Optional[dict[str, Any]] = None) -> int:
-        self.phone.require_attached()
-        return self.phone.launch(bundle_id, list(arguments or []), kill_existing)
-
-    async def signal(self, pid: int, sig: int) -> None:
-        self.phone.require_attached()
-        p = self.phone.processes.get(pid)
-        if p is not None and p.poll() is None:
-            p.send_signal(sig)
-
-    async def kill(self, pid: int) -> None:
-        await self.signal(pid, signal.SIGKILL)
-        p = self.phone.processes.get(pid)
-        if p is not None:
-            p.wait()
-
-
-class LoopbackDeviceInfo(_Service):
-    """``DeviceInfo(dvt)`` (services/dvt/instruments/device_info.py l.65-130): ``is_running_pid``."""
-
-    def __init__(self, provider: LoopbackDvtProvider, service: Any = None):
-        self.phone = provider.phone
-
-    async def is_running_pid(self, pid: int) -> bool:
-        self.phone.require_attached()
-        p = self.phone.processes.get(pid)
-        return p is not None and p.poll() is None
-
-
-class LoopbackSysmontap(_Service):
-    """``Sysmontap.create(dvt, interval)`` and ``iter_processes()`` (services/dvt/instruments/sysmontap.py
-    l.56-93): per sample, one dict per process with ``pid``, ``name`` and ``physFootprint``. Here the value is
-    the stand-in's resident set size from /proc (this host has no phys_footprint)."""
-
-    def __init__(self, phone: LoopbackPhone, interval_ms: int):
-        self.phone, self.interval_ms = phone, interval_ms
-
-    @classmethod
-    async def create(cls, dvt: LoopbackDvtProvider, interval: int = 500) -> "LoopbackSysmontap":
-        return cls(dvt.phone, interval)
-
-    async def iter_processes(self):
-        while True:
-            self.phone.require_attached()
-            rows = []
-            for pid, p in list(self.phone.processes.items()):
-                if p.poll() is None:
-                    try:
-                        status = Path(f"/proc/{pid}/status").read_text()
-                    except OSError:
-                        continue
-                    rss = next((int(line.split()[1]) * 1024 for line in status.splitlines()
-                                if line.startswith("VmRSS:")), None)
-                    rows.append({"pid": pid, "name": EXECUTABLE, "physFootprint": rss})
-            yield rows
-            await asyncio.sleep(self.interval_ms / 1000)
-
-
-# --------------------------------------------------------------------------------------------------
 # The services object
 
 
@@ -637,13 +290,18 @@ def services(*phones: LoopbackPhone) -> Services:
             raise pmd3.PairingDialogResponsePendingError()
         return LoopbackLockdown(phone, paired=phone.knobs.paired)
 
-    async def get_tunneld_device_by_udid(udid: str, tunneld_address: Any = None, bridge: Any = None):
-        """tunneld/api.py l.176: TunneldConnectionError when no tunneld runs, None when it has no tunnel."""
-        phone = by_udid.get(udid)
-        if phone is None or not phone.knobs.tunneld:
+    async def get_tunneld_device_by_udid(udid: str, tunneld_address: tuple[str, int] = ("127.0.0.1", 49151),
+                                         bridge: Optional[bool] = None) -> Optional[LoopbackRsd]:
+        """tunneld/api.py l.176-195, step by step: TunneldConnectionError when no tunneld runs, None when it
+        lists no tunnel to ``udid``, else ``rsds[0]`` of the tunnels that connected (IndexError when none)."""
+        running = {u: p for u, p in by_udid.items() if p.knobs.tunneld is not None}
+        if not running:
             raise pmd3.TunneldConnectionError()
-        phone.require_attached()
-        return LoopbackRsd(phone)
+        tunnels = {u: p for u, p in running.items() if p.knobs.tunneld in ("serves", "broken")}
+        if udid not in tunnels:
+            return None
+        rsds = [LoopbackRsd(p) for p in [tunnels[udid]] if p.knobs.tunneld == "serves" and p.knobs.attached]
+        return rsds[0]
 
     class _Tunnel(LoopbackRsdTunnel):
         def __init__(self, serial: Optional[str] = None, autopair: bool = True, prefer_native: bool = False):

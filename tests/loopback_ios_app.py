@@ -1,8 +1,9 @@
 """The loopback iPhone's stand-in for the splitbench agent app (``device_agents/ios/app``).
 
 Started by the loopback's DVT process control as ``python loopback_ios_app.py --container DIR
---splitbench-job LAUNCH_ID``, it follows the app's protocol: read ``Documents/splitbench/jobs/<id>.json``,
-do the phase, write a schema-valid result atomically (a temporary file, then a rename) beside it, exit.
+--splitbench-job LAUNCH_ID``, it follows the app's protocol: read ``Documents/splitbench/jobs/<id>.json``
+(its paths percent-encoded), do the phase, write a schema-valid result atomically (a temporary file, then
+a rename) beside it, exit.
 
 Its work is real but it is not Core ML, and every result says so (device model ``Loopback1,1``, runtime
 "loopback stand-in", ``standin: true``, a note): "compile" copies the package, "load" reads every file of
@@ -25,6 +26,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 
@@ -52,8 +54,13 @@ def base_result(job: dict) -> dict:
     }
 
 
+def in_documents(docs: Path, escaped: str) -> Path:
+    """A job file's path (percent-encoded, like the app decodes it with removingPercentEncoding)."""
+    return docs / unquote(escaped, errors="strict")
+
+
 def write_result(docs: Path, job: dict, result: dict) -> None:
-    path = docs / job["result_path"]
+    path = in_documents(docs, job["result_path"])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(result, indent=1))
@@ -90,8 +97,8 @@ def run(job: dict, docs: Path, result: dict) -> None:
     phase = job["phase"]
     if phase == "hello":
         return
-    package = docs / job["model"]["package"]
-    compiled = docs / job["model"]["compiled"]
+    package = in_documents(docs, job["model"]["package"])
+    compiled = in_documents(docs, job["model"]["compiled"])
     if phase == "compile":
         if not (package / "Manifest.json").is_file():
             raise RuntimeError(f"{package.name} is not a Core ML package (no Manifest.json)")

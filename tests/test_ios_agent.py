@@ -18,56 +18,13 @@ import pytest
 pytest.importorskip("pymobiledevice3", reason="the ios extra is not installed (pip install 'splitbench[ios]')")
 pytest.importorskip("jsonschema", reason="the ios extra is not installed (pip install 'splitbench[ios]')")
 
-from device_agents.base import (CRASHED, FAILED, OK, TIMEOUT, AgentError, ArtifactRef, DeviceUnavailable,  # noqa: E402
-                                MeasureJob)
+from device_agents.base import CRASHED, FAILED, OK, TIMEOUT, AgentError, DeviceUnavailable  # noqa: E402
 from device_agents.ios import agent as ios_agent  # noqa: E402
 from device_agents.ios import protocol  # noqa: E402
-from device_agents.ios.agent import IosAgent, parse_options  # noqa: E402
+from device_agents.ios import transport as ios_transport  # noqa: E402
+from device_agents.ios.session import ALL_CHECKS  # noqa: E402
 from tests import loopback_ios as lb  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "device_agents" / "ios" / "app" / "SplitbenchAgentTests" / "Fixtures" / "tiny.mlpackage"
-SHAPE = (1, 3, 4, 4)
-
-
-@pytest.fixture
-def new_phone(tmp_path):
-    """``new_phone(name="phone", **kwargs)``: a LoopbackPhone in ``tmp_path / name``, shut down after the test."""
-    made: list[lb.LoopbackPhone] = []
-
-    def make(name: str = "phone", **kwargs) -> lb.LoopbackPhone:
-        made.append(lb.LoopbackPhone(tmp_path / name, **kwargs))
-        return made[-1]
-
-    yield make
-    for p in made:
-        p.shutdown()
-
-
-@pytest.fixture
-def phone(new_phone):
-    return new_phone()
-
-
-def make_agent(*phones: lb.LoopbackPhone, target: str | None = None, **options) -> IosAgent:
-    target = target or f"ios:{phones[0].udid}"
-    return IosAgent(target, parse_options(options), services=lb.services(*phones), crash_report_wait_s=0.5)
-
-
-def tiny(key: str = "tinykey", path: Path = TINY) -> ArtifactRef:
-    return ArtifactRef.from_path(path, key=key, backend="coreml")
-
-
-def job(path: str, *, runs: int = 5, warm_loads: int = 1, timeout_s: float = 30, key: str = "tinykey") -> MeasureJob:
-    return MeasureJob(artifact_path=path, backend="coreml", input_shape=SHAPE, runs=runs, warmup=2,
-                      warm_loads=warm_loads, timeout_s=timeout_s, artifact_key=key)
-
-
-def leftovers(phone: lb.LoopbackPhone) -> list[str]:
-    """Job and result files, compiled models left in the container (a job cleans up after itself)."""
-    docs = phone.container() / "Documents" / "splitbench"
-    return sorted(str(p.relative_to(docs)) for sub in ("jobs", "results", "compiled") if (docs / sub).exists()
-                  for p in (docs / sub).iterdir())
+from tests.ios_fixtures import TINY, job, leftovers, make_agent, tiny, new_phone, phone  # noqa: E402,F401 (fixtures)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -231,7 +188,7 @@ def test_targets_choose_one_phone(new_phone):
 
 def test_the_tunnel_below_17_tunneld_and_only_tunneld(new_phone):
     old = new_phone("old", ios="16.7", knobs=lb.Knobs(tunnel=False))
-    via_tunneld = new_phone("new", udid="00008020-TUNNELD", knobs=lb.Knobs(tunnel=False, tunneld=True))
+    via_tunneld = new_phone("new", udid="00008020-TUNNELD", knobs=lb.Knobs(tunnel=False, tunneld="serves"))
     plain = new_phone("plain", udid="00008020-PLAIN")
     with make_agent(old) as agent:  # below iOS 17 DVT goes over lockdown
         assert agent.transport.rsd is None
@@ -380,12 +337,12 @@ def test_a_write_refused_for_space_mid_push_is_the_same_line(phone, monkeypatch)
 
 
 def test_discover_doctor_and_clean(phone, monkeypatch):
-    monkeypatch.setattr(ios_agent, "load_services", lambda: lb.services(phone))
+    monkeypatch.setattr(ios_transport, "load_services", lambda: lb.services(phone))
     [found] = ios_agent.discover()
     assert found.device_id == phone.udid and found.target == "ios" and found.backends["coreml"].startswith("Core ML")
 
     checks = ios_agent.doctor("ios")
-    assert [c.name for c in checks] == ["pymobiledevice3", *ios_agent._ALL_CHECKS]
+    assert [c.name for c in checks] == ["pymobiledevice3", *ALL_CHECKS]
     assert all(c.ok for c in checks if c.name != "free space"), checks
 
     with make_agent(phone) as agent:
@@ -397,7 +354,7 @@ def test_discover_doctor_and_clean(phone, monkeypatch):
 
 
 def test_doctor_lists_what_it_could_not_check(phone, monkeypatch):
-    monkeypatch.setattr(ios_agent, "load_services", lambda: lb.services(phone))
+    monkeypatch.setattr(ios_transport, "load_services", lambda: lb.services(phone))
     phone.knobs.ddi_mounted = False
     checks = {c.name: c for c in ios_agent.doctor(f"ios:{phone.udid}")}
     assert checks["Developer Mode"].ok is True
@@ -415,7 +372,7 @@ def test_without_pymobiledevice3_the_message_says_what_to_install(monkeypatch):
         raise ImportError("pymobiledevice3 is not installed or too old (No module named 'pymobiledevice3'): "
                           "pip install 'splitbench[ios]'")
 
-    monkeypatch.setattr(ios_agent, "load_services", missing)
+    monkeypatch.setattr(ios_transport, "load_services", missing)
     with pytest.raises(AgentError, match=r"pip install 'splitbench\[ios\]'"):
         ios_agent.discover()
     with pytest.raises(AgentError, match=r"pip install 'splitbench\[ios\]'"):

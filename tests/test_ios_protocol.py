@@ -1,7 +1,8 @@
 """The iOS agent's files: the schema, the job and result documents, results -> MeasureResult, reports.
 
-No phone and no loopback here: documents only. The app side of the same schema is checked by the app's
-own unit tests (device_agents/ios/app/SplitbenchAgentTests), which read the same schema and examples.
+No phone and no loopback here: documents only. The app side of the same schema is checked here from the
+Swift syntax tree (tests/test_ios_swift.py) and, on a Mac, by the app's own unit tests
+(device_agents/ios/app/SplitbenchAgentTests), which read the same schema and examples.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ pytest.importorskip("jsonschema", reason="the ios extra is not installed (pip in
 
 from device_agents.base import CONTRACT_VERSION, MeasureJob, MeasureResult  # noqa: E402
 from device_agents.ios import protocol  # noqa: E402
-from device_agents.ios.agent import summarize_report  # noqa: E402
+from device_agents.ios.measure import summarize_report  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA_DIR = REPO / "device_agents" / "ios" / "schema"
@@ -163,37 +164,3 @@ def test_the_app_speaks_the_host_s_versions():
     swift = (APP / "SplitbenchAgent" / "Job.swift").read_text()
     assert re.search(rf"static let schemaVersion = {protocol.SCHEMA_VERSION}\b", swift)
     assert protocol.AGENT_APP_VERSION.split(".")[0] == str(protocol.SCHEMA_VERSION)
-
-
-def _swift_type(swift: str, name: str) -> str:
-    body = swift[swift.index(f"struct {name}"):]
-    return body[:body.index("\n}\n")]
-
-
-def _coding_keys(body: str) -> tuple[set[str], set[str]]:
-    """(the JSON keys of a Swift type's CodingKeys, the cases its encode(to:) writes)."""
-    block = body[body.index("enum CodingKeys"):]
-    block = block[:block.index("}")]
-    cases = re.findall(r'case (\w+)(?: = "(\w+)")?', block)
-    written = set(re.findall(r"forKey: \.(\w+)", body))
-    return {raw or name for name, raw in cases}, ({name for name, _ in cases} - written)
-
-
-def test_the_app_s_types_mirror_the_schema():
-    """A static check of the Swift types against the schema (the Simulator tests check a real run)."""
-    defs = json.loads(protocol.SCHEMA_PATH.read_text())["$defs"]
-    swift = (APP / "SplitbenchAgent" / "Job.swift").read_text()
-    result = defs["result"]
-    for type_name, required in [("LaunchResult", result["required"]),
-                                ("MemoryFacts", result["properties"]["memory"]["required"]),
-                                ("DeviceFacts", result["properties"]["device"]["required"])]:
-        keys, never_written = _coding_keys(_swift_type(swift, type_name))
-        assert keys == set(required), type_name
-        assert never_written == set(), f"{type_name}.encode(to:) leaves out {never_written}"  # null, never left out
-    keys, _ = _coding_keys(_swift_type(swift, "AppFacts"))
-    assert keys == set(result["properties"]["app"]["required"])
-    runtime = set(re.findall(r"^    var (\w+):", _swift_type(swift, "RuntimeFacts"), re.M))
-    assert runtime == set(result["properties"]["runtime"]["required"])
-    # the job is decoded with .convertFromSnakeCase
-    job_fields = re.findall(r"^    let (\w+):", _swift_type(swift, "Job"), re.M)
-    assert {re.sub(r"([A-Z])", lambda m: "_" + m[1].lower(), f) for f in job_fields} == set(defs["job"]["required"])

@@ -20,9 +20,9 @@ pytest.importorskip("coremltools", reason="the coreml extra is not installed (pi
 import pandas as pd  # noqa: E402
 
 from device_agents.base import MeasureResult  # noqa: E402
-from device_agents.ios import agent as ios_agent  # noqa: E402
+from device_agents.ios import transport as ios_transport  # noqa: E402
 from harness.core import exitcodes  # noqa: E402
-from harness.results import store
+from harness.results import store  # noqa: E402
 from harness.cli import main  # noqa: E402
 from tests import loopback_ios as lb  # noqa: E402
 
@@ -71,7 +71,7 @@ csv = "{workdir / 'scores.csv'}"
 
 def attach(p: lb.LoopbackPhone, tmp_path: Path, monkeypatch) -> lb.LoopbackPhone:
     """Make ``p`` the only iPhone this host sees (the iOS agent's services are the loopback's)."""
-    monkeypatch.setattr(ios_agent, "load_services", lambda: lb.services(p))
+    monkeypatch.setattr(ios_transport, "load_services", lambda: lb.services(p))
     monkeypatch.setenv("SPLITBENCH_LEASE_DIR", str(tmp_path / "leases"))
     return p
 

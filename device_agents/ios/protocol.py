@@ -16,8 +16,12 @@ A job is measured in several launches, each a fresh process (like the local prof
 
 Compiling in a launch of its own keeps its time and its memory out of the cold launch's numbers.
 
+Paths in a job file are percent-encoded (:func:`escape_path`): a package's own name may hold a space or a
+``+``, which the schema's path pattern would otherwise have to admit raw.
+
 History of SCHEMA_VERSION (the schema file's version; the app reports its own version beside it):
-    1  first version (phases hello, compile, cold, warm; statuses ok, failed, interrupted).
+    1  first version (phases hello, compile, cold, warm; statuses ok, failed, interrupted; paths
+       percent-encoded: a path that needs no escaping reads the same either way).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 from device_agents.base import FAILED, OK, Conditions, MeasureJob, MeasureResult, MemoryReading
 
@@ -35,7 +40,7 @@ SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / f"agent-v{SCHEMA_VERS
 # The agent app version this host speaks to (its CFBundleShortVersionString, MARKETING_VERSION in
 # app/project.yml). Its major number is the schema version.
 AGENT_APP_VERSION = "1.0"
-INSTALL_HINT = "pip install 'splitbench[ios]'"
+INSTALL_HINT = "pip install 'splitbench[ios]' (in a splitbench checkout: pip install -e '.[ios]')"
 
 # Where things live in the app's container. The host addresses them through house arrest as
 # "/Documents/<relpath>"; the job file names them relative to the app's Documents folder.
@@ -64,6 +69,18 @@ class SchemaError(Exception):
 def container_path(relpath: str) -> str:
     """The house-arrest path of a file named relative to the app's Documents folder."""
     return f"{DOCUMENTS}/{relpath}"
+
+
+def escape_path(relpath: str) -> str:
+    """A path as the job file carries it: percent-encoded UTF-8 (RFC 3986), ``/`` kept, so a package named
+    ``my model+v2.mlpackage`` travels as ``my%20model%2Bv2.mlpackage``. The app decodes it
+    (``String.removingPercentEncoding``); the schema's ``relpath`` pattern accepts only this form."""
+    return quote(relpath, safe="/")
+
+
+def unescape_path(escaped: str) -> str:
+    """The path :func:`escape_path` encoded."""
+    return unquote(escaped, errors="strict")
 
 
 @lru_cache(maxsize=None)
@@ -127,13 +144,13 @@ def job_document(*, job_id: str, phase: str, index: int, job: MeasureJob | None,
     model = None
     if phase != "hello":
         assert job is not None and package is not None
-        model = {"package": package, "compiled": f"{COMPILED}/{job_id}.mlmodelc"}
+        model = {"package": escape_path(package), "compiled": escape_path(f"{COMPILED}/{job_id}.mlmodelc")}
     doc = {
         "schema_version": SCHEMA_VERSION, "kind": "job", "job_id": job_id, "launch_id": lid, "phase": phase,
         "index": index, "model": model, "input_shape": list(job.input_shape) if job else [],
         "compute_units": compute_units, "runs": job.runs if job and phase == "cold" else 0,
         "warmup": job.warmup if job and phase == "cold" else 0, "seed": job.seed if job else 0,
-        "result_path": f"{RESULTS}/{lid}.json", "expected_app_version": AGENT_APP_VERSION,
+        "result_path": escape_path(f"{RESULTS}/{lid}.json"), "expected_app_version": AGENT_APP_VERSION,
     }
     return validate(doc, "job")
 

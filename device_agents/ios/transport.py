@@ -24,14 +24,14 @@ Which entry point, and where it is defined in pymobiledevice3 11.45.0 (the insta
   start_suspended, environment)``, ``kill(pid)`` (services/dvt/instruments/dvt_provider.py l.37,
   process_control.py l.138, l.188); ``DeviceInfo(dvt).is_running_pid(pid)`` (device_info.py l.120);
   ``Sysmontap.create(dvt, interval)`` and ``iter_processes()`` (sysmontap.py l.56, l.72);
-- ``CrashReportsManager(lockdown)``: ``flush()``, ``ls(path, depth)``, ``afc`` (services/crash_reports.py
-  l.56, l.120, l.225);
+- ``CrashReportsManager(lockdown)``: ``ls(path, depth)``, ``afc``, ``aclose()``, and what its ``flush()``
+  uses, ``lockdown.start_lockdown_service(crash_mover_service_name)`` (services/crash_reports.py l.56-95,
+  l.120, l.225; lockdown.py l.747), whose connection ``recvall``\s the mover's ping and is closed here;
 - for iOS 17 and later, developer services need an RSD tunnel: ``tunneld.api.get_tunneld_device_by_udid``
   (tunneld/api.py l.176) when a tunneld runs, else ``remote.rsd_tunnel.PreferredRsdTunnel(serial=...)``
   (remote/rsd_tunnel.py l.28, the no-root userspace tunnel; one per process).
 
-Every exception that means "the phone went away or is locked" becomes :class:`DeviceUnavailable`; the
-few the agent acts on become the small exception types below; anything else propagates.
+What a failure means to the agent (the phone gone or locked, a launch refused, ...) is ``errors.py``'s.
 """
 
 from __future__ import annotations
@@ -44,11 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Coroutine
 
-from device_agents.base import DeviceUnavailable
+from device_agents.ios.errors import (DvtError, LaunchRefused, TunnelLost, TunnelUnavailable, translate)
 from device_agents.ios.protocol import INSTALL_HINT
 
-# AfcError.NO_SPACE_LEFT (services/afc.py l.128): a write the phone had no room for.
-AFC_NO_SPACE_LEFT = 18
 CALL_TIMEOUT_S = 60.0
 
 
@@ -102,103 +100,6 @@ def load_services() -> Services:
 
 
 # --------------------------------------------------------------------------------------------------
-# What the agent acts on
-
-
-class TransportError(Exception):
-    """A failure the agent turns into a precondition message or a row (never "the device went away")."""
-
-
-class UsbmuxdUnavailable(TransportError):
-    """usbmuxd (Linux: the usbmuxd daemon; macOS: built in) cannot be reached."""
-
-
-class NotPaired(TransportError):
-    """The phone has not trusted this computer (no valid pair record)."""
-
-
-class DeveloperServicesUnavailable(TransportError):
-    """The DVT instruments service cannot be started (Developer Mode off, no developer disk image)."""
-
-
-class TunnelUnavailable(TransportError):
-    """iOS 17+: no RSD tunnel could be opened to the phone."""
-
-
-class AppNotInstalled(TransportError):
-    """The agent app is not installed (house arrest or the launch says so)."""
-
-
-class InstallFailed(TransportError):
-    """installation_proxy refused the app (signature, provisioning profile, entitlements)."""
-
-
-class DiskFull(TransportError):
-    """The phone has no room for a file."""
-
-
-class DeviceLocked(DeviceUnavailable):
-    """The phone is locked: SpringBoard refuses to launch apps, lockdown asks for the passcode."""
-
-
-def _user_info(exc: BaseException) -> dict[str, Any]:
-    err = getattr(exc, "error", None)  # pymobiledevice3.dtx.exceptions.DTXNsError(NSError)
-    info = getattr(err, "user_info", None)
-    return info if isinstance(info, dict) else {}
-
-
-def _launch_refusal(exc: BaseException) -> str | None:
-    """"Locked" / "NotFound" when SpringBoard refused a DVT launch (FBSOpenApplicationErrorDomain), else None.
-
-    pymobiledevice3 raises ``DTXNsError`` with the device's NSError (dtx/channel.py l.133-142); SpringBoard
-    puts its reason in ``BSErrorCodeDescription`` and says "The request was denied by service delegate
-    (SBMainWorkspace) for reason: Locked" in the description.
-    """
-    info = _user_info(exc)
-    code = info.get("BSErrorCodeDescription")
-    if isinstance(code, str) and code in ("Locked", "NotFound"):
-        return code
-    text = " ".join(str(v) for v in info.values()) + " " + str(exc)
-    if "reason: Locked" in text or "could not be, unlocked" in text:
-        return "Locked"
-    return None
-
-
-def translate(udid: str, exc: BaseException) -> BaseException:
-    """The exception the agent should see for a pymobiledevice3 (or socket) failure."""
-    if isinstance(exc, (DeviceUnavailable, TransportError)):
-        return exc
-    from pymobiledevice3 import exceptions as e
-
-    if isinstance(exc, e.ConnectionFailedToUsbmuxdError):
-        return UsbmuxdUnavailable(str(exc) or "cannot connect to usbmuxd")
-    refusal = _launch_refusal(exc)
-    if refusal == "Locked" or isinstance(exc, (e.PasscodeRequiredError, e.PasswordRequiredError)):
-        return DeviceLocked(udid, "the iPhone is locked (unlock it and set Auto-Lock to Never for the run)")
-    if refusal == "NotFound" or isinstance(exc, e.AppNotInstalledError):
-        return AppNotInstalled(str(exc))
-    if isinstance(exc, (e.NoDeviceConnectedError, e.DeviceNotFoundError)):
-        return DeviceUnavailable(udid, "not attached (usbmuxd does not list it)")
-    if isinstance(exc, (e.MuxException, e.ConnectionTerminatedError, ConnectionError, asyncio.IncompleteReadError,
-                        EOFError, BrokenPipeError)):
-        return DeviceUnavailable(udid, f"the connection to the iPhone dropped ({type(exc).__name__}: {exc})")
-    if isinstance(exc, TimeoutError):
-        return DeviceUnavailable(udid, f"the iPhone did not answer ({exc})")
-    if isinstance(exc, e.AfcException) and getattr(exc, "status", None) == AFC_NO_SPACE_LEFT:
-        return DiskFull(f"no space left on the iPhone writing {getattr(exc, 'filename', None) or 'a file'}")
-    if isinstance(exc, (e.NotPairedError, e.InvalidHostIDError, e.FatalPairingError, e.NotTrustedError,
-                        e.UserDeniedPairingError, e.PairingDialogResponsePendingError)):
-        return NotPaired(f"{type(exc).__name__}: {exc}")
-    if isinstance(exc, (e.InvalidServiceError, e.StartServiceError, e.DeveloperModeIsNotEnabledError)):
-        return DeveloperServicesUnavailable(f"{type(exc).__name__}: {exc}")
-    if isinstance(exc, e.UserspaceTunnelUnavailableError):
-        return TunnelUnavailable(f"{type(exc).__name__}: {exc}")
-    if isinstance(exc, e.AppInstallError):
-        return InstallFailed(str(exc))
-    return exc
-
-
-# --------------------------------------------------------------------------------------------------
 # The loop
 
 
@@ -247,6 +148,62 @@ def list_usb_udids(services: Services, timeout_s: float = 10.0) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------------
+# Crash reports
+
+
+async def flush_crash_reports(reports: Any) -> None:
+    """Ask the crash mover to move pending reports where ``reports`` lists them, through one connection
+    that is closed again.
+
+    This is ``CrashReportsManager.flush`` (services/crash_reports.py l.225-236) but for the connection:
+    ``flush`` starts the ``crashreportmover`` service and never closes it (``aclose`` closes only the AFC
+    client), so every call left a socket open.
+    """
+    from pymobiledevice3.exceptions import ProtocolError
+
+    ack = b"ping\x00"
+    service = await reports.lockdown.start_lockdown_service(reports.crash_mover_service_name)
+    try:
+        response = await service.recvall(len(ack))
+    finally:
+        await service.close()
+    if response != ack:
+        raise ProtocolError(f"The crash report mover sent an unexpected acknowledgement: {response!r}")
+
+
+class CrashReports:
+    """The phone's crash and jetsam reports during one job: one ``CrashReportsManager`` (an AFC client of
+    ``com.apple.crashreportcopymobile``), flushed once when opened, listed and read through the same
+    connection until :meth:`close`. Reports written after the flush are listed without another one:
+    iOS writes them straight into that folder (``CrashReportsManager.watch`` reads new ones the same way,
+    crash_reports.py l.238-275)."""
+
+    def __init__(self, t: IosTransport, stack: contextlib.AsyncExitStack, reports: Any):
+        self.t, self._stack, self.reports = t, stack, reports
+
+    def names(self) -> set[str]:
+        """The reports there now (top level of the CrashReports folder)."""
+        return set(self.t._call(lambda: self.reports.ls("/", depth=1)))
+
+    def read(self, names: list[str], max_bytes: int = 200_000) -> list[tuple[str, str]]:
+        async def go():
+            out = []
+            for name in names:
+                data = await self.reports.afc.get_file_contents(name)
+                out.append((name, data[:max_bytes].decode(errors="replace")))
+            return out
+
+        return self.t._call(go)
+
+    def close(self) -> None:
+        """Close the connection; never raises (the phone may be gone)."""
+        if self._stack is not None and self.t.is_open:
+            with contextlib.suppress(BaseException):
+                self.t._call(self._stack.aclose, timeout_s=15)
+        self._stack = None
+
+
+# --------------------------------------------------------------------------------------------------
 # The session
 
 
@@ -286,6 +243,10 @@ class IosTransport:
             if new is exc:
                 raise
             raise new from exc
+
+    @property
+    def is_open(self) -> bool:
+        return self._loop is not None
 
     @property
     def product_version(self) -> str:
@@ -365,6 +326,12 @@ class IosTransport:
                 rsd = None
                 if self.tunnel == "tunneld":
                     raise TunnelUnavailable("tunneld is not running") from None
+            except IndexError:
+                # tunneld lists the phone, but none of its tunnels could be connected: get_tunneld_device_by_udid
+                # returns rsds[0] (tunneld/api.py l.195) of what _create_rsds_from_tunnels connected, and that
+                # skips a tunnel that fails to connect (l.240-244).
+                raise TunnelLost(self.udid, "tunneld lists this iPhone but its tunnel could not be connected "
+                                            "(tunneld has a tunnel that no longer answers)") from None
             if rsd is not None:
                 self._stack.push_async_callback(rsd.close)
                 return rsd
@@ -451,9 +418,22 @@ class IosTransport:
 
     # -- processes -------------------------------------------------------------------------------
     def launch(self, bundle_id: str, arguments: list[str]) -> int:
-        """Launch the app in a fresh process (an instance already running is killed first)."""
-        return int(self._call(lambda: self.process_control.launch(bundle_id, arguments=arguments, kill_existing=True,
-                                                                 start_suspended=False, environment={})))
+        """Launch the app in a fresh process (an instance already running is killed first); its pid.
+
+        :class:`LaunchRefused` when iOS does not start it (``untrusted`` comes from ``translate``),
+        :class:`AppNotInstalled` or :class:`DeviceLocked` when SpringBoard says so."""
+        try:
+            pid = self._call(lambda: self.process_control.launch(bundle_id, arguments=arguments, kill_existing=True,
+                                                                start_suspended=False, environment={}))
+        except AssertionError:
+            # ProcessControl.launch (process_control.py l.225): `assert result` on the pid the phone sent.
+            pid = 0
+        except DvtError as exc:
+            raise LaunchRefused("dvt", f"iOS refused to launch the app: {exc}") from exc
+        if not pid:
+            raise LaunchRefused("no process", "DVT process control launched no process (the iPhone answered pid 0 "
+                                              "to the launch request)")
+        return int(pid)
 
     def is_running(self, pid: int) -> bool:
         return bool(self._call(lambda: self.device_info.is_running_pid(pid)))
@@ -462,25 +442,20 @@ class IosTransport:
         self._call(lambda: self.process_control.kill(pid))
 
     # -- what the system logged ------------------------------------------------------------------
-    def crash_report_names(self) -> set[str]:
-        """The crash and jetsam reports on the phone now (top level of the CrashReports folder)."""
+    def open_crash_reports(self) -> CrashReports:
+        """One connection to the phone's crash reports, flushed once (see :class:`CrashReports`)."""
         async def go():
-            async with self.services.CrashReportsManager(self.lockdown) as reports:
-                await reports.flush()
-                return set(await reports.ls("/", depth=1))
+            stack = contextlib.AsyncExitStack()
+            try:
+                reports = await stack.enter_async_context(self.services.CrashReportsManager(self.lockdown))
+                await flush_crash_reports(reports)
+            except BaseException:
+                await stack.aclose()
+                raise
+            return stack, reports
 
-        return self._call(go)
-
-    def read_crash_reports(self, names: list[str], max_bytes: int = 200_000) -> list[tuple[str, str]]:
-        async def go():
-            out = []
-            async with self.services.CrashReportsManager(self.lockdown) as reports:
-                for name in names:
-                    data = await reports.afc.get_file_contents(name)
-                    out.append((name, data[:max_bytes].decode(errors="replace")))
-            return out
-
-        return self._call(go)
+        stack, reports = self._call(go)
+        return CrashReports(self, stack, reports)
 
     # -- memory seen from the host (optional) ----------------------------------------------------
     def sysmon_start(self, pid: int, interval_ms: int = 100) -> None:

@@ -40,9 +40,10 @@ final class AgentState: ObservableObject {
         status = "splitbench: running \(launchId)"
         // Off the main thread (the watchdog ends apps that block it), at a user-initiated quality of
         // service, which the result records.
+        // `runner` is Sendable (its lock guards its state), so both closures may hold it.
         Task.detached(priority: .userInitiated) {
             let result = await runner.run(launchId: launchId)
-            NSLog("splitbench: \(launchId): \(result?.status ?? "no job file") \(result?.reason ?? "")")
+            Runner.log("splitbench: \(launchId): \(result?.status ?? "no job file") \(result?.reason ?? "")")
             exit(0)
         }
     }

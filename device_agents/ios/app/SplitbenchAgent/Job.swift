@@ -4,6 +4,16 @@ import Foundation
 /// app writes. The host validates both against that file; the unit tests check these types against it.
 enum AgentFiles {
     static let schemaVersion = 1
+
+    /// The file a job names: its paths are relative to Documents and percent-encoded ($defs/relpath), so a
+    /// package called "my model+v2.mlpackage" arrives as "my%20model%2Bv2.mlpackage".
+    static func url(_ relpath: String, in documents: URL) throws -> URL {
+        guard let path = relpath.removingPercentEncoding, !path.isEmpty, !path.hasPrefix("/"),
+              !path.split(separator: "/").contains(where: { $0 == ".." }) else {
+            throw AgentError.job("the job names a path outside Documents or badly escaped: \(relpath)")
+        }
+        return documents.appendingPathComponent(path)
+    }
 }
 
 /// One launch's job ($defs/job). Keys are snake_case in the file.

@@ -12,6 +12,15 @@ enum Clock {
     }
 }
 
+/// This task's port, for task_info. In C `mach_task_self()` is a macro (mach/mach_init.h) that Swift does
+/// not import; the global it reads, `mach_task_self_`, is shared mutable state to Swift 6's concurrency
+/// checking in SDKs before iOS 18.4. So the trap behind that global is asked once, here (a Sendable let).
+private let taskSelfPort: mach_port_t = task_self_trap()
+
+func mach_task_self() -> mach_port_t {
+    return taskSelfPort
+}
+
 /// What the app reads about itself and the phone.
 enum Probes {
     struct Footprint {
@@ -25,7 +34,7 @@ enum Probes {
         var count = mach_msg_type_number_t(MemoryLayout<task_vm_info_data_t>.size / MemoryLayout<integer_t>.size)
         let kr = withUnsafeMutablePointer(to: &info) {
             $0.withMemoryRebound(to: integer_t.self, capacity: Int(count)) {
-                task_info(mach_task_self_, task_flavor_t(TASK_VM_INFO), $0, &count)
+                task_info(mach_task_self(), task_flavor_t(TASK_VM_INFO), $0, &count)
             }
         }
         guard kr == KERN_SUCCESS else { return nil }

@@ -9,7 +9,10 @@ import Foundation
 /// - cold: the first load of that compiled model, then the first prediction (kept apart), the warm-ups
 ///   and the timed predictions, every sample kept, the clock read around the prediction call only;
 /// - warm: one more load.
-final class Runner {
+///
+/// Sendable by its lock: `written` and `skeleton` are read and written only under `lock` (the measuring
+/// task and the background notification both reach them); everything else is immutable.
+final class Runner: @unchecked Sendable {
     let documents: URL
     private let lock = NSLock()
     private var written = false
@@ -25,7 +28,7 @@ final class Runner {
         do {
             job = try Job.decode(Data(contentsOf: documents.appendingPathComponent("splitbench/jobs/\(launchId).json")))
         } catch {
-            NSLog("splitbench: cannot read the job \(launchId): \(error)")
+            Runner.log("splitbench: cannot read the job \(launchId): \(error)")
             return nil
         }
         let device = Probes.device()
@@ -36,7 +39,8 @@ final class Runner {
         if result.device.simulator {
             result.notes.append("measured on the iOS Simulator (the Mac's processor), not on an iPhone")
         }
-        locked { skeleton = (job, result) }
+        let first = result
+        locked { skeleton = (job, first) }
         result.thermalBefore = Probes.thermalState()
         result.lowPowerMode = ProcessInfo.processInfo.isLowPowerModeEnabled
         do {
@@ -83,13 +87,13 @@ final class Runner {
         }
         guard first else { return false }
         do {
-            let url = documents.appendingPathComponent(job.resultPath)
+            let url = try AgentFiles.url(job.resultPath, in: documents)
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             try encoder.encode(result).write(to: url, options: .atomic)
         } catch {
-            NSLog("splitbench: cannot write the result of \(job.launchId): \(error)")
+            Runner.log("splitbench: cannot write the result of \(job.launchId): \(error)")
         }
         return true
     }
@@ -98,8 +102,8 @@ final class Runner {
 
     private func compile(_ job: Job, _ r: inout LaunchResult) async throws {
         let model = try job.requireModel()
-        let package = documents.appendingPathComponent(model.package)
-        let target = documents.appendingPathComponent(model.compiled)
+        let package = try AgentFiles.url(model.package, in: documents)
+        let target = try AgentFiles.url(model.compiled, in: documents)
         let t0 = Clock.now()
         let temporary = try await MLModel.compileModel(at: package)
         r.compileNs = Clock.now() - t0
@@ -111,7 +115,7 @@ final class Runner {
     }
 
     private func load(_ job: Job, _ r: inout LaunchResult) throws -> MLModel {
-        let url = documents.appendingPathComponent(try job.requireModel().compiled)
+        let url = try AgentFiles.url(try job.requireModel().compiled, in: documents)
         let configuration = MLModelConfiguration()
         configuration.computeUnits = try Runner.computeUnits(job.computeUnits)
         r.memory.beforeLoadB = Probes.footprint()?.current
@@ -127,22 +131,16 @@ final class Runner {
         let model = try load(job, &r)
         let input = try Inputs.make(for: model, shape: job.inputShape, seed: job.seed)  // prepared beforehand
         r.qos = Probes.qosName()
-        var t0 = Clock.now()
-        _ = try model.prediction(from: input)
-        r.firstInferNs = Clock.now() - t0
+        r.firstInferNs = try Runner.timedPrediction(model, input)
         r.warmupNs.reserveCapacity(job.warmup)
         for _ in 0..<job.warmup {
-            t0 = Clock.now()
-            _ = try model.prediction(from: input)
-            r.warmupNs.append(Clock.now() - t0)
+            r.warmupNs.append(try Runner.timedPrediction(model, input))
         }
         var samples = [UInt64](repeating: 0, count: job.runs)
         let cpu0 = Probes.cpuTimeNs()
         let wall0 = Clock.now()
         for i in 0..<job.runs {
-            t0 = Clock.now()
-            _ = try model.prediction(from: input)
-            samples[i] = Clock.now() - t0
+            samples[i] = try Runner.timedPrediction(model, input)
         }
         r.wallRunsNs = Clock.now() - wall0
         r.cpuRunsNs = Probes.cpuTimeNs() - cpu0
@@ -157,6 +155,20 @@ final class Runner {
     }
 
     // MARK: - Helpers
+
+    /// One prediction, the clock read around the call alone, in an autorelease pool of its own: its outputs
+    /// and whatever Core ML autoreleased are freed before the next prediction instead of piling up until
+    /// the phase returns (which would inflate the memory peak the result reports, or end in a jetsam kill
+    /// with a large output). The outputs are released after the second clock read, as the pool drains.
+    static func timedPrediction(_ model: MLModel, _ input: MLFeatureProvider) throws -> UInt64 {
+        return try autoreleasepool { () throws -> UInt64 in
+            let t0 = Clock.now()
+            let output = try model.prediction(from: input)
+            let elapsed = Clock.now() - t0
+            withExtendedLifetime(output) {}
+            return elapsed
+        }
+    }
 
     static func computeUnits(_ name: String) throws -> MLComputeUnits {
         switch name {
@@ -178,29 +190,101 @@ final class Runner {
         let ns = error as NSError
         return "\(ns.domain) \(ns.code): \(ns.localizedDescription)"
     }
+
+    /// NSLog with the text as an argument, never as the format (a "%" in an error message stays a "%").
+    static func log(_ text: String) {
+        NSLog("%@", text)
+    }
 }
 
-/// The input tensor, made once before any timed call: seeded uniform values in [-1, 1).
+/// The input tensor, made once before any timed call from the model's own description of its one input:
+/// its data type (float32, float16, double or int32) and the shapes it accepts (its default shape, an
+/// enumerated set, or a range per dimension), the job's shape checked against them. Values are seeded:
+/// uniform in [-1, 1) for floating-point inputs, 0 or 1 for int32 ones (safe as indices).
 enum Inputs {
     static func make(for model: MLModel, shape: [Int], seed: UInt64) throws -> MLFeatureProvider {
         let inputs = model.modelDescription.inputDescriptionsByName
         guard inputs.count == 1, let entry = inputs.first else {
             throw AgentError.model("it has \(inputs.count) inputs; splitbench feeds one")
         }
-        if let constraint = entry.value.multiArrayConstraint {
+        let name = entry.key
+        let description = entry.value
+        switch description.type {
+        case .multiArray:
+            break
+        case .image:
+            var size = ""
+            if let image = description.imageConstraint {
+                size = " of \(image.pixelsWide)x\(image.pixelsHigh) pixels"
+            }
+            throw AgentError.model("input \(name) is an image\(size); splitbench feeds a tensor: convert the "
+                                   + "split with a tensor input (coremltools ct.TensorType, not ct.ImageType)")
+        default:
+            throw AgentError.model("input \(name) is of Core ML feature type \(description.type.rawValue), "
+                                   + "not a multi-array; splitbench feeds one tensor")
+        }
+        guard let constraint = description.multiArrayConstraint else {
+            throw AgentError.model("input \(name) describes no multi-array constraint")
+        }
+        try check(shape, name: name, constraint: constraint)
+        let dataType = constraint.dataType
+        switch dataType {
+        case .float32, .float16, .double, .int32:
+            break
+        @unknown default:
+            throw AgentError.model("input \(name) has Core ML data type \(dataType.rawValue), which splitbench "
+                                   + "does not fill (float32, float16, double, int32)")
+        }
+        let array = try MLMultiArray(shape: shape.map { NSNumber(value: $0) }, dataType: dataType)
+        fill(array, integers: dataType == .int32, seed: seed)
+        return try MLDictionaryFeatureProvider(dictionary: [name: MLFeatureValue(multiArray: array)])
+    }
+
+    /// The job's shape must be one the model takes: Core ML would refuse any other at the first prediction.
+    static func check(_ shape: [Int], name: String, constraint: MLMultiArrayConstraint) throws {
+        let flexible = constraint.shapeConstraint
+        switch flexible.type {
+        case .enumerated:
+            let allowed = flexible.enumeratedShapes.map { dims in dims.map { $0.intValue } }
+            guard allowed.contains(shape) else {
+                throw AgentError.model("input \(name) takes the shapes \(allowed), the job says \(shape)")
+            }
+        case .range:
+            let ranges = flexible.sizeRangeForDimension.map { $0.rangeValue }
+            var fits = ranges.count == shape.count
+            if fits {
+                for (dim, range) in zip(shape, ranges) {
+                    // an unbounded dimension has no length (NSNotFound); the upper end is taken as inclusive
+                    let within = dim >= range.location && (range.length == NSNotFound || dim - range.location <= range.length)
+                    if !within { fits = false }
+                }
+            }
+            guard fits else {
+                let described = ranges.map { Inputs.describe($0) }
+                throw AgentError.model("input \(name) takes sizes \(described) per dimension, the job says \(shape)")
+            }
+        default:  // unspecified: the one shape the model was made with
             let expected = constraint.shape.map { $0.intValue }
             guard expected == shape else {
-                throw AgentError.model("input \(entry.key) has shape \(expected), the job says \(shape)")
+                throw AgentError.model("input \(name) has shape \(expected), the job says \(shape)")
             }
         }
-        let array = try MLMultiArray(shape: shape.map { NSNumber(value: $0) }, dataType: .float32)
+    }
+
+    static func describe(_ range: NSRange) -> String {
+        if range.length == NSNotFound || range.length > Int.max - range.location {
+            return "\(range.location)..."
+        }
+        return "\(range.location)...\(range.location + range.length)"
+    }
+
+    /// Seeded values through MLMultiArray's own conversion, whatever its data type (float16 included).
+    static func fill(_ array: MLMultiArray, integers: Bool, seed: UInt64) {
         var state = seed
-        array.withUnsafeMutableBufferPointer(ofType: Float32.self) { buffer, _ in
-            for i in buffer.indices {
-                buffer[i] = Float32(Double(splitmix64(&state) >> 11) / Double(1 << 53) * 2 - 1)
-            }
+        for i in 0..<array.count {
+            let unit = Double(splitmix64(&state) >> 11) / Double(UInt64(1) << 53)  // [0, 1)
+            array[i] = integers ? NSNumber(value: Int32(unit * 2)) : NSNumber(value: unit * 2 - 1)
         }
-        return try MLDictionaryFeatureProvider(dictionary: [entry.key: MLFeatureValue(multiArray: array)])
     }
 
     /// SplitMix64 (Steele, Lea, Flood 2014): a small seeded generator, the same on every device.

@@ -1,3 +1,4 @@
+import CoreML
 import XCTest
 @testable import SplitbenchAgent
 
@@ -122,6 +123,27 @@ final class RunnerTests: XCTestCase {
         _ = await runner.run(launchId: launchId)
         XCTAssertFalse(runner.interrupt("locked"))  // the result is already written
         XCTAssertEqual(try readResult(launchId)["status"] as? String, "ok")
+    }
+
+    func testAPackageNamedWithASpaceAndAPlusIsFoundFromItsEscapedPath() async throws {
+        try FileManager.default.copyItem(at: documents.appendingPathComponent("splitbench/models/k/tiny.mlpackage"),
+                                         to: documents.appendingPathComponent("splitbench/models/k/tiny model+v2.mlpackage"))
+        let launchId = try writeJob("compile", package: "splitbench/models/k/tiny%20model%2Bv2.mlpackage")
+        let result = await Runner(documents: documents).run(launchId: launchId)
+        XCTAssertEqual(result?.status, "ok", result?.reason ?? "no result")
+        XCTAssertThrowsError(try AgentFiles.url("splitbench/%2E%2E/x", in: documents))  // ".." behind an escape
+    }
+
+    func testTheInputFollowsTheModelsOwnDescription() async throws {
+        let package = documents.appendingPathComponent("splitbench/models/k/tiny.mlpackage")
+        let compiled = try await MLModel.compileModel(at: package)
+        let model = try MLModel(contentsOf: compiled)
+        let entry = try XCTUnwrap(model.modelDescription.inputDescriptionsByName.first)
+        let constraint = try XCTUnwrap(entry.value.multiArrayConstraint)
+        let input = try Inputs.make(for: model, shape: [1, 3, 4, 4], seed: 0)
+        XCTAssertEqual(input.featureValue(for: entry.key)?.multiArrayValue?.dataType, constraint.dataType)
+        XCTAssertThrowsError(try Inputs.make(for: model, shape: [1, 3, 5, 5], seed: 0))
+        XCTAssertEqual(Inputs.describe(NSRange(location: 1, length: 3)), "1...4")
     }
 
     func testInputsAreSeededAndShaped() throws {
