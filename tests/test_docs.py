@@ -17,11 +17,6 @@ README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 MAX_README_LINES = 300
 
-# Pages other engineers are writing from the README sections named here; they arrive by merge. Until then a
-# link to them is not checked, and a citation of the README section a page replaces is tolerated. Remove
-# this mapping once both pages are in the tree (test_pending_pages_are_still_pending says when).
-PENDING: dict[str, str] = {"docs/android.md": "Android phones", "docs/ios.md": "iPhones"}
-
 # Text files of the repository whose citations are checked. Not: the pages themselves (their links are
 # checked below), this file, and third-party text kept as test fixtures (it cites other projects' READMEs).
 SOURCE_SUFFIXES = {".py", ".toml", ".yml", ".yaml", ".md", ".swift", ".js", ".css", ".cfg", ".txt", ".json"}
@@ -93,17 +88,8 @@ def links(path: Path) -> list[tuple[int, str]]:
     return out
 
 
-def is_pending(target: Path) -> bool:
-    try:
-        return rel(target) in PENDING
-    except ValueError:
-        return False
-
-
 def check_target(target: Path, anchor: str, where: str) -> str | None:
     """None when ``target`` (and its ``anchor``) exist, else what is wrong."""
-    if is_pending(target):
-        return None
     if not target.exists():
         return f"{where}: {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target} does not exist"
     if anchor and target.suffix == ".md" and anchor not in anchors(target):
@@ -135,7 +121,7 @@ def test_every_relative_link_resolves():
 
 def test_every_page_is_listed():
     listed = {p: {t.partition("#")[0] for _, t in links(p)} for p in (README, DOCS / "README.md")}
-    names = {p.name for p in DOCS.glob("*.md") if p.name != "README.md"} | {Path(p).name for p in PENDING}
+    names = {p.name for p in DOCS.glob("*.md") if p.name != "README.md"}
     for name in sorted(names):
         assert f"docs/{name}" in listed[README], f"README.md does not list docs/{name}"
         assert name in listed[DOCS / "README.md"], f"docs/README.md does not list {name}"
@@ -185,7 +171,6 @@ def test_code_cites_existing_pages_and_sections():
     found = citations()
     assert any(kind == "page" for _, kind, _ in found), "no docs/ citation found in the code: is the scan still right?"
     readme_headings = headings(README)
-    tolerated = set(PENDING.values())
     problems = []
     for where, kind, what in found:
         if kind == "page":
@@ -195,15 +180,9 @@ def test_code_cites_existing_pages_and_sections():
         elif kind == "file":
             if not (ROOT / what).is_file():
                 problems.append(f"{where}: {what} does not exist")
-        elif what not in readme_headings and what not in tolerated:
+        elif what not in readme_headings:
             problems.append(f"{where}: README.md has no section {what!r} (cite the docs/ page that holds it)")
     assert not problems, "\n".join(problems)
-
-
-@pytest.mark.parametrize("page", sorted(PENDING))
-def test_pending_pages_are_still_pending(page):
-    assert not (ROOT / page).exists(), (f"{page} has arrived: remove it from PENDING in tests/test_docs.py, so its "
-                                        "links and the citations of its README section are checked")
 
 
 def test_slug_is_githubs():
