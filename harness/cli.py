@@ -379,10 +379,13 @@ def main(argv: list[str] | None = None) -> int:
     from typer._click import exceptions as click_exc  # typer >= 0.29 vendors click here (pinned in pyproject)
 
     from device_agents.base import AgentError
+    from harness.core.interrupts import Terminated, signals_as_interrupt
 
     try:
-        # Without standalone mode click returns a command's typer.Exit code instead of exiting.
-        rc = app(args=argv, standalone_mode=False, prog_name="splitbench")
+        # Without standalone mode click returns a command's typer.Exit code instead of exiting. SIGTERM and
+        # SIGHUP (a cancelled CI job, a closed terminal) end a command as Ctrl-C does.
+        with signals_as_interrupt():
+            rc = app(args=argv, standalone_mode=False, prog_name="splitbench")
     except (UserError, AgentError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return getattr(exc, "exit_code", exitcodes.USAGE)
@@ -394,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, click_exc.ClickException):
             sys.stderr.write(_usage_line(exc) + "\n")
             return exitcodes.USAGE
-        sys.stderr.write("interrupted\n")
+        why = exc if isinstance(exc, Terminated) else exc.__cause__  # click turns an interrupt into Abort
+        sys.stderr.write(f"interrupted by {why.signal_name}\n" if isinstance(why, Terminated) else "interrupted\n")
         return exitcodes.INTERRUPTED
     except Exception:  # noqa: BLE001 - a bug: say so, with the traceback, and a code of its own
         import traceback

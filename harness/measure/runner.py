@@ -18,6 +18,7 @@ from typing import Any
 
 from device_agents.base import DeviceInfo
 from harness.core.clock import utc_now
+from harness.core.interrupts import Terminated
 from harness.measure.plan import Job, make_record
 from harness.measure.progress import Progress, job_line
 from harness.results import store
@@ -101,10 +102,12 @@ def measure_plan(plan: list[Job], ex: Any, out: Path, hash_: str, devices: dict[
                 run.measured += 1
                 remaining -= 1
                 bar.done(job_line(record, j.spec_target), event.duration_s, remaining, ex.parallel)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP (core.interrupts)
             run.interrupted = True
             ex.stop()
-            bar.say(f"interrupted: {len(run.records)} of {len(plan)} jobs are on disk in {out}; finish with --resume")
+            by = f" by {exc.signal_name}" if isinstance(exc, Terminated) else ""
+            bar.say(f"interrupted{by}: {len(run.records)} of {len(plan)} jobs are on disk in {out}; finish with "
+                    "--resume")
         except Exception as exc:  # noqa: BLE001 - re-raised by the caller, after the tables and the manifest
             run.aborted = exc
             ex.stop()
