@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.analysis.recommend import Budget, choose, config_lines, load_table
+from harness.analysis.recommend import Budget, choose, config_lines
+from harness.analysis.table import load_table
 from harness.report import build_report
 from harness.report.browser import FIRST_SCREEN, dump_dom, find_chromium
 from harness.core.units import fmt_bytes, fmt_mb, fmt_ms, sig

@@ -4,7 +4,7 @@ Privacy is DPFE's log-rank privacy (0: the attacker always ranks the true sensit
 always last); it is the measure the papers plot against accuracy and it is comparable across numbers
 of classes. Ties are broken by the lower end-to-end latency. Every privacy number shown names the
 estimator that produced it; one estimator is used per call (``--estimator``; default: the privacy
-table's only one, else the run's spec's, else ``splitbench``; see :func:`harness.analysis.merge.select_estimator`).
+table's only one, else the run's spec's, else ``splitbench``; see :func:`harness.analysis.table.select_estimator`).
 
 End-to-end latency = phone inference median + upload of the feature over the network profile + the
 cloud part (from ``DIR/cloud.csv``, columns model, cut, embedding, cloud_ms, when the run has one;
@@ -12,7 +12,7 @@ otherwise the cloud part is left out and every table says so).
 
 Candidates are the measured split configurations, one per (cut, embedding, noise ratio, backend,
 target, device). On-premise (the whole model on the phone) has no feature to score: it is shown as the
-baseline, checked against the same budget, and never ranked against the cuts (see harness.analysis.merge). A row
+baseline, checked against the same budget, and never ranked against the cuts (see harness.analysis.table). A row
 whose phone tool reported only an aggregate is marked "(tool aggregate)" and uses the tool's median.
 
 Without privacy scores (no ``privacy.csv``) the cut is chosen by cost alone: the lowest end-to-end
@@ -37,11 +37,9 @@ import pandas as pd
 
 from harness.core import exitcodes
 from harness.core.errors import UserError
-from harness.analysis.merge import KEY, PRIVACY_VALUE_COLUMNS, config_label, load_privacy, merge_privacy
-from harness.config.spec import FULL
+from harness.analysis.table import config_label, load_table, spec_table
 from harness.config.network import NetworkProfile, get_profile, upload_ms
 from harness.core.units import fmt_bytes, fmt_mb, fmt_ms, sig
-from harness.results.layout import CLOUD_CSV, MANIFEST_JSON, PRIVACY_CSV, SUMMARY_CSV
 
 RULE_PRIVACY = ("the most private configuration (log-rank privacy) that fits every limit; ties go to the lower "
                 "end-to-end latency")
@@ -235,25 +233,9 @@ def _opt(x: Any) -> float | None:
 # ---------------------------------------------------------------------------------------------- table
 
 
-def _spec_table(results_dir: str | Path, name: str) -> dict[str, Any]:
-    """The run's spec's ``[name]`` table from DIR/manifest.json ({} when the run recorded none)."""
-    try:
-        manifest = json.loads((Path(results_dir) / MANIFEST_JSON).read_text())
-        table = (manifest.get("spec") or {}).get(name) or {}
-    except (OSError, ValueError, AttributeError):
-        return {}
-    return table if isinstance(table, dict) else {}
-
-
-def spec_estimator(results_dir: str | Path) -> str | None:
-    """The run's spec's ``[privacy] estimator`` from DIR/manifest.json (None when it names none)."""
-    value = _spec_table(results_dir, "privacy").get("estimator")
-    return value if isinstance(value, str) else None
-
-
 def spec_budget(results_dir: str | Path) -> Budget | None:
     """The run's spec's ``[budget]`` table from DIR/manifest.json as a :class:`Budget` (None: it has none)."""
-    return budget_from_mapping(_spec_table(results_dir, "budget"))
+    return budget_from_mapping(spec_table(results_dir, "budget"))
 
 
 ACCURACY_DROP = 0.05  # the default budget's accuracy floor: the noise-free accuracy minus 5 points
@@ -291,63 +273,6 @@ def resolve_budgets(table: pd.DataFrame, results_dir: str | Path, budget: Budget
     if from_spec is not None:
         return {m: from_spec for m in models}, "the spec's [budget] table"
     return default_budgets(table), DEFAULT_SOURCE
-
-
-def load_table(results_dir: str | Path, estimator: str | None = None) -> pd.DataFrame:
-    """summary.csv of DIR merged with one estimator's rows of DIR/privacy.csv, plus ``cloud_ms`` from
-    DIR/cloud.csv if present (``estimator``: see :func:`harness.analysis.merge.select_estimator`)."""
-    d = Path(results_dir)
-    if not (d / SUMMARY_CSV).is_file():
-        raise UserError(f"{d} holds no {SUMMARY_CSV}: give a results directory written by `splitbench run`")
-    summary = pd.read_csv(d / SUMMARY_CSV)
-    if not (d / PRIVACY_CSV).is_file():
-        if estimator is not None:
-            raise UserError(f"--estimator {estimator}: {d} has no {PRIVACY_CSV}, so nothing was scored")
-        return attach_cloud(without_privacy(summary), d / CLOUD_CSV)
-    return merge_table(d, summary, load_privacy(d), estimator)
-
-
-def merge_table(results_dir: str | Path, summary: pd.DataFrame, privacy: pd.DataFrame,
-                estimator: str | None = None) -> pd.DataFrame:
-    """:func:`load_table` on tables already read: ``summary`` merged with ``privacy`` (one estimator's rows,
-    the spec's preferred), plus ``cloud_ms`` from DIR/cloud.csv."""
-    merged = merge_privacy(summary, privacy, estimator, preferred=spec_estimator(results_dir))
-    return attach_cloud(merged, Path(results_dir) / CLOUD_CSV)
-
-
-def without_privacy(summary: pd.DataFrame) -> pd.DataFrame:
-    """A summary shaped like a merged table when nothing was scored: privacy columns empty, on_premise set.
-    `choose` then picks by cost alone and says privacy was not scored."""
-    table = summary.copy()
-    for col in KEY:
-        table[col] = table[col].astype(str).str.strip()
-    for col in PRIVACY_VALUE_COLUMNS:
-        table[col] = float("nan")
-    table["estimator"] = None
-    table["on_premise"] = table["cut"] == FULL
-    return table
-
-
-def attach_cloud(table: pd.DataFrame, cloud_csv: Path) -> pd.DataFrame:
-    """Add ``cloud_ms`` (0 on-premise) from a cloud CSV; without the file the column is NaN everywhere."""
-    table = table.drop(columns=[c for c in ("cloud_ms",) if c in table.columns])
-    if not cloud_csv.is_file():
-        table["cloud_ms"] = float("nan")
-        return table
-    cloud = pd.read_csv(cloud_csv)
-    missing = [c for c in (*KEY, "cloud_ms") if c not in cloud.columns]
-    if missing:
-        raise UserError(f"{cloud_csv} lacks column {', '.join(missing)}")
-    cloud = cloud[[*KEY, "cloud_ms"]].drop_duplicates(list(KEY), keep="last")
-    for col in KEY:
-        cloud[col] = cloud[col].astype(str)
-    out = table.merge(cloud, on=list(KEY), how="left")
-    out.loc[out["on_premise"], "cloud_ms"] = 0.0
-    lacking = out[out["cloud_ms"].isna()][list(KEY)].drop_duplicates()
-    if len(lacking):
-        names = ", ".join("/".join(map(str, k)) for k in lacking.to_numpy())
-        raise UserError(f"{cloud_csv} has no cloud_ms for {names}; time them or remove the file")
-    return out
 
 
 # --------------------------------------------------------------------------------------------- choose
@@ -458,8 +383,8 @@ def best(fitting: list[Candidate], scored: bool) -> Candidate | None:
 def choose(table: pd.DataFrame, budget: Budget) -> Recommendation:
     """The most private configuration of one model's merged table that fits ``budget`` (pure function).
 
-    ``table`` is :func:`harness.analysis.merge.merge_privacy`'s output (optionally with ``cloud_ms``), or
-    :func:`without_privacy`'s: with no privacy score at all, the fastest configuration that fits is chosen
+    ``table`` is :func:`harness.analysis.table.merge_privacy`'s output (optionally with ``cloud_ms``), or
+    :func:`harness.analysis.table.without_privacy`'s: with no privacy score at all, the fastest configuration that fits is chosen
     (Neurosurgeon's question: which cut minimises latency on this phone and network) and the result says
     privacy was not scored. Rows of different devices are different candidates, never merged.
     """
@@ -496,7 +421,7 @@ def choose(table: pd.DataFrame, budget: Budget) -> Recommendation:
     estimators = sorted({c.estimator for c in cands if c.estimator is not None})
     if len(estimators) > 1:
         raise UserError(f"{models[0]}: the table mixes privacy estimators ({', '.join(estimators)}), which are never "
-                        "compared as one: merge one (harness.analysis.merge.select_estimator)")
+                        "compared as one: merge one (harness.analysis.table.select_estimator)")
     return Recommendation(model=models[0], budget=budget, network=net, cloud_included=cloud_included,
                           choice=choice, frontier=pareto_frontier(usable, by_privacy=scored),
                           candidates=tuple(cands), on_premise=tuple(c for c in all_c if c.on_premise),

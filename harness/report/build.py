@@ -27,8 +27,7 @@ log = logging.getLogger(__name__)
 def _load_table(d: Path, summary: pd.DataFrame, notes: list[str]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The merged table `recommend` reads, and the privacy table merged into it (None: privacy not in it,
     when there is none or it does not match)."""
-    from harness.analysis.merge import load_privacy
-    from harness.analysis.recommend import attach_cloud, merge_table, without_privacy
+    from harness.analysis.table import attach_cloud, load_privacy, merge_table, without_privacy
 
     if (d / PRIVACY_CSV).is_file():
         try:
@@ -81,7 +80,7 @@ def build_report(out_dir: str | Path, *, budget: Budget | None = None) -> list[P
     scored = privacy is not None
     estimator, others = None, []
     if scored:
-        from harness.analysis.merge import estimators_of
+        from harness.analysis.table import estimators_of
         from harness.report.tradeoff import make_tradeoff_figures
 
         estimator = next(iter(sorted(set(table["estimator"].dropna().astype(str)))), None)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.analysis.merge import config_label
+from harness.analysis.table import config_label
 from harness.config.network import PROFILES
 from harness.analysis.recommend import (BYTES_PER_KB, RULE_COST, RULE_PRIVACY, Budget, Candidate, Recommendation, _opt,
                                choose, latency_formula, no_median, text)

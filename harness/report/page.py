@@ -440,7 +440,7 @@ PRIVACY_COLUMNS = [("noise r", "noise_ratio", lambda v: f"{v:g}"), ("log-rank pr
 
 
 def privacy_section(merged: pd.DataFrame, estimator: str, others: list[str] | None) -> str:
-    from harness.analysis.merge import config_label
+    from harness.analysis.table import config_label
 
     parts = ['<section id="privacy"><h2>Privacy beside the measurements</h2>',
              f"<p>Every privacy number in this report was computed by the <b>{_e(estimator)}</b> estimator (see "

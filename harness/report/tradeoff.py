@@ -12,7 +12,7 @@ per (cut, embedding), one marker per noise ratio (annotated).
 
 Every privacy axis names the estimator that produced its numbers, and one figure never holds numbers
 of two estimators: the cost figures draw the merged table (one estimator, see
-:func:`harness.analysis.merge.select_estimator`), and the accuracy-privacy figure is drawn once per estimator
+:func:`harness.analysis.table.select_estimator`), and the accuracy-privacy figure is drawn once per estimator
 of the privacy table.
 """
 
@@ -146,7 +146,7 @@ def _estimators(table: pd.DataFrame) -> list[str]:
 
 def cost_figures(merged: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Privacy against inference time, memory and upload size, per model (see the module doc)."""
-    from harness.analysis.merge import config_label
+    from harness.analysis.table import config_label
 
     plt = _pyplot()
     paths: list[Path] = []
@@ -275,8 +275,7 @@ def accuracy_privacy_figure(privacy: pd.DataFrame, out_dir: Path) -> list[Path]:
 def make_tradeoff_figures(results_dir: str | Path, merged: pd.DataFrame | None = None,
                           privacy: pd.DataFrame | None = None) -> list[Path]:
     """Every trade-off figure of a results directory into DIR/figures (PNG and SVG); returns the paths."""
-    from harness.analysis.merge import load_privacy
-    from harness.analysis.recommend import load_table
+    from harness.analysis.table import load_privacy, load_table
 
     d = Path(results_dir)
     if privacy is None:
