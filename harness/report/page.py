@@ -21,7 +21,9 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from harness.analysis.recommend import (Budget, Recommendation, best, config_lines, on_premise_of)
+from harness.analysis.recommend.budget import Budget
+from harness.analysis.recommend.choose import Recommendation, best
+from harness.analysis.recommend.explain import config_lines, on_premise_of
 from harness.config.spec import FULL
 from harness.core.units import fmt_bytes, fmt_count, fmt_mb, fmt_ms, sig
 
