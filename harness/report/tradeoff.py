@@ -146,6 +146,7 @@ def _estimators(table: pd.DataFrame) -> list[str]:
 
 def cost_figures(merged: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Privacy against inference time, memory and upload size, per model (see the module doc)."""
+    from harness.analysis.recommend.choose import opt
     from harness.analysis.table import config_label
 
     plt = _pyplot()
@@ -190,8 +191,8 @@ def cost_figures(merged: pd.DataFrame, out_dir: Path) -> list[Path]:
                 ax.step(x_all[front], y_all[front], where="post", color="0.25", lw=1.2, ls="-", zorder=2,
                         label="Pareto frontier (more privacy, less cost)")
             for gi, (_, r) in enumerate(full.iterrows()):
-                xv = pd.to_numeric(pd.Series([r.get(col)]), errors="coerce").iloc[0]
-                if pd.notna(xv):
+                xv = opt(r.get(col))
+                if xv is not None:
                     ax.axvline(xv * scale, color="0.5", ls="--", lw=1,
                                label=f"on-premise ({r['backend']} / {r['target']}), nothing uploaded"
                                if col != "upload_bytes" else f"on-premise output ({r['backend']})")
