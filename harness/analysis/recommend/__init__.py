@@ -27,7 +27,7 @@ The package, by job: :mod:`~harness.analysis.recommend.budget` (the budget and w
 :mod:`~harness.analysis.recommend.choose` (the candidates and the rule: :func:`choose.choose
 <harness.analysis.recommend.choose.choose>`), :mod:`~harness.analysis.recommend.explain` (the choice in words
 and table cells) and :mod:`~harness.analysis.recommend.command` (the command and its printing); the merged
-table it reads is :mod:`harness.analysis.table`. This module re-exports their public names, but for the rule
+table it reads is :mod:`harness.analysis.table`. This module re-exports their public names except the rule
 itself: ``harness.analysis.recommend.choose`` is the module, the function is ``choose.choose``.
 """
 
