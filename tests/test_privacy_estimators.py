@@ -400,7 +400,7 @@ def two_estimator_privacy():
 
 
 def test_merge_selects_one_estimator():
-    from harness.analysis.merge import merge_privacy
+    from harness.analysis.table import merge_privacy
     from test_recommend import summary_rows
 
     summary = pd.DataFrame(summary_rows())

@@ -13,9 +13,10 @@ import pytest
 from harness.core import exitcodes
 from harness.cli import main
 from harness.core.errors import UserError
-from harness.analysis.merge import load_privacy, merge_privacy
 from harness.config.network import PROFILES, get_profile, upload_ms
-from harness.analysis.recommend import Budget, choose, load_table, pareto_frontier
+from harness.analysis.recommend import Budget, pareto_frontier
+from harness.analysis.recommend.choose import choose
+from harness.analysis.table import load_privacy, load_table, merge_privacy
 
 # ------------------------------------------------------------------------------------------ fixtures
 

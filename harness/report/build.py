@@ -2,7 +2,7 @@
 
 The page opens with the answer: the configuration `splitbench recommend` chooses for a budget (the
 command line's, else the spec's ``[budget]`` table, else the default budget; one implementation:
-:func:`harness.analysis.recommend.resolve_budgets`), what it costs against on-premise, and controls that move the budget with the same rule. It holds everything it shows: figures
+:func:`harness.analysis.recommend.budget.resolve_budgets`), what it costs against on-premise, and controls that move the budget with the same rule. It holds everything it shows: figures
 as base64 data URIs (SVG when there is one, else PNG), the data as JSON, the style sheet and the script
 inline, the reader's system fonts. It opens offline, from an e-mail attachment as well as from the
 results directory, and prints.
@@ -18,7 +18,7 @@ import pandas as pd
 
 from harness.core.errors import UserError
 from harness.results.store import ResultsWriteError
-from harness.analysis.recommend import Budget
+from harness.analysis.recommend.budget import Budget
 from harness.results.layout import CLOUD_CSV, MANIFEST_JSON, PRIVACY_CSV, REPORT_HTML, SUMMARY_CSV
 
 log = logging.getLogger(__name__)
@@ -27,8 +27,7 @@ log = logging.getLogger(__name__)
 def _load_table(d: Path, summary: pd.DataFrame, notes: list[str]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The merged table `recommend` reads, and the privacy table merged into it (None: privacy not in it,
     when there is none or it does not match)."""
-    from harness.analysis.merge import load_privacy
-    from harness.analysis.recommend import attach_cloud, merge_table, without_privacy
+    from harness.analysis.table import attach_cloud, load_privacy, merge_table, without_privacy
 
     if (d / PRIVACY_CSV).is_file():
         try:
@@ -53,7 +52,8 @@ def build_report(out_dir: str | Path, *, budget: Budget | None = None) -> list[P
     chosen by cost alone and the mismatch (the one-line message `recommend` gives) is shown at the top.
     """
     from harness import __version__
-    from harness.analysis.recommend import choose, resolve_budgets
+    from harness.analysis.recommend.budget import resolve_budgets
+    from harness.analysis.recommend.choose import choose
     from harness.report import data as data_mod
     from harness.report import page as P
 
@@ -81,7 +81,7 @@ def build_report(out_dir: str | Path, *, budget: Budget | None = None) -> list[P
     scored = privacy is not None
     estimator, others = None, []
     if scored:
-        from harness.analysis.merge import estimators_of
+        from harness.analysis.table import estimators_of
         from harness.report.tradeoff import make_tradeoff_figures
 
         estimator = next(iter(sorted(set(table["estimator"].dropna().astype(str)))), None)

@@ -1,10 +1,11 @@
 """The data the report's page embeds, per model: every candidate with its numbers and their printed form.
 
 The page decides nothing on its own numbers: the latencies under each network profile, the upload in kB
-and the break messages of failed rows are the very values :func:`harness.analysis.recommend.choose` computes
-(the JSON holds Python's doubles, so a comparison in the browser gives the same answer as in Python),
-and every number it shows was formatted here by :mod:`harness.core.units`. What the browser adds is the rule
-applied to a budget the reader moves (``report.js``), checked against ``choose`` by the browser test.
+and the break messages of failed rows are the very values :func:`harness.analysis.recommend.choose.choose`
+computes (the JSON holds Python's doubles, so a comparison in the browser gives the same answer as in
+Python), and every number it shows was formatted here by :mod:`harness.core.units`. What the browser adds
+is the rule applied to a budget the reader moves (``report.js``), checked against ``choose`` by the browser
+test.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from typing import Any
 
 import pandas as pd
 
-from harness.analysis.merge import config_label
+from harness.analysis.table import config_label
 from harness.config.network import PROFILES
-from harness.analysis.recommend import (BYTES_PER_KB, RULE_COST, RULE_PRIVACY, Budget, Candidate, Recommendation, _opt,
-                               choose, latency_formula, no_median, text)
+from harness.analysis.recommend.budget import BYTES_PER_KB, Budget
+from harness.analysis.recommend.choose import (RULE_COST, RULE_PRIVACY, Candidate, Recommendation, choose, no_median,
+                                               opt, text)
+from harness.analysis.recommend.explain import latency_formula
 from harness.config.spec import FULL
 from harness.core.units import fmt_bytes, fmt_mb, fmt_ms, fmt_ratio, sig
 
@@ -87,7 +90,7 @@ def model_data(table: pd.DataFrame, budget: Budget, *, results_dir: str, budget_
         up_ms = {k: x.upload_ms for k, x in same.items()}
         row = by_key.get((c.cut, c.embedding, c.backend, c.target, c.device_id), {})
         base = onprem.get(_group_key(c))
-        load = _opt(row.get("load_ms_cold"))
+        load = opt(row.get("load_ms_cold"))
         base_row = by_key.get((FULL, FULL, c.backend, c.target, c.device_id), {}) if base else {}
         cands.append({
             "i": i, "config": c.config, "base": c.base_config, "r": c.noise_ratio, "backend": c.backend,
@@ -104,7 +107,7 @@ def model_data(table: pd.DataFrame, budget: Budget, *, results_dir: str, budget_
                   "lat": {k: fmt_ms(v) for k, v in lat.items()}, "up_ms": {k: fmt_ms(v) for k, v in up_ms.items()}},
             "vs": None if base is None or c.on_premise else {
                 "phone": fmt_ratio(c.phone_ms, base.phone_ms), "memory": fmt_ratio(c.memory_mb, base.memory_mb),
-                "load": fmt_ratio(load, _opt(base_row.get("load_ms_cold"))),
+                "load": fmt_ratio(load, opt(base_row.get("load_ms_cold"))),
                 "lat": {k: fmt_ratio(lat[k], _lat_of(per_net[k], base)) for k in lat}},
         })
 
@@ -197,13 +200,13 @@ def config_rows(table: pd.DataFrame, data: dict[str, Any], summary: pd.DataFrame
             "status": str(r.get("status", "ok")), "onprem": base == FULL,
             "reason": _first_line(r.get("reason")), "agg": str(r.get("timing_kind")) == "aggregate", "tool": "" if pd.isna(r.get("aggregate_tool"))
             else str(r.get("aggregate_tool") or ""), "cands": idx,
-            "infer": fmt_ms(_opt(r.get("infer_ms_median"))), "p90": fmt_ms(_opt(r.get("infer_ms_p90"))),
-            "load": fmt_ms(_opt(r.get("load_ms_cold"))), "load_warm": fmt_ms(_opt(r.get("load_ms_warm"))),
-            "memory": fmt_mb(_opt(r.get("mem_model_mb"))), "upload": fmt_bytes(_opt(r.get("upload_bytes"))),
-            "privacy": sig(_opt(r.get("log_rank_privacy"))),
-            "accuracy": sig(_opt(r.get("primary_accuracy"))),
+            "infer": fmt_ms(opt(r.get("infer_ms_median"))), "p90": fmt_ms(opt(r.get("infer_ms_p90"))),
+            "load": fmt_ms(opt(r.get("load_ms_cold"))), "load_warm": fmt_ms(opt(r.get("load_ms_warm"))),
+            "memory": fmt_mb(opt(r.get("mem_model_mb"))), "upload": fmt_bytes(opt(r.get("upload_bytes"))),
+            "privacy": sig(opt(r.get("log_rank_privacy"))),
+            "accuracy": sig(opt(r.get("primary_accuracy"))),
             "warnings": [w.split(":", 1)[0].strip() for w in warnings.split(" | ") if w.strip()],
-            "warnings_text": warnings, "_values": {m: _opt(r.get(col)) for m, col in RATIO_METRICS},
+            "warnings_text": warnings, "_values": {m: opt(r.get(col)) for m, col in RATIO_METRICS},
             "_order": len(rows),
         })
     rows.sort(key=lambda x: (x["group"], x["onprem"], x["_order"]))

@@ -199,18 +199,14 @@ def infer_box(summary, samples, out_dir: Path) -> list[Path]:
 def _aggregate_boxes(ax, aggregates) -> None:
     """Rows a tool summarised (no samples): a hatched box from the tool's p5 to p95 (or a bar at its mean
     when it printed no percentiles), whiskers from its min to max, the median line when it printed one."""
-    import math
-
     from matplotlib.patches import Rectangle
+
+    from harness.analysis.recommend.choose import opt
 
     top = ax.get_ylim()[1] if ax.has_data() else 0.0
     for x, row in aggregates:
-        def v(col):
-            value = row.get(col)
-            return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
-
-        med, p5, p95, low, high, mean = (v("infer_ms_median"), v("infer_ms_p5"), v("infer_ms_p95"),
-                                         v("infer_ms_min"), v("infer_ms_max"), v("infer_ms_mean"))
+        med, p5, p95, low, high, mean = (opt(row.get(col)) for col in (
+            "infer_ms_median", "infer_ms_p5", "infer_ms_p95", "infer_ms_min", "infer_ms_max", "infer_ms_mean"))
         lo, hi = (p5, p95) if p5 is not None and p95 is not None else (mean, mean)
         if lo is None:
             _mark_gap(ax, x, "no timing")

@@ -21,7 +21,10 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from harness.analysis.recommend import (Budget, Recommendation, best, config_lines, on_premise_of)
+from harness.analysis.recommend.budget import Budget
+from harness.analysis.recommend.choose import Recommendation, best
+from harness.analysis.recommend.explain import config_lines, on_premise_of
+from harness.analysis.table import config_label
 from harness.config.spec import FULL
 from harness.core.units import fmt_bytes, fmt_count, fmt_mb, fmt_ms, sig
 
@@ -403,7 +406,8 @@ def measured_section(summary: pd.DataFrame) -> str:
     """Every measured column (folded) and the failed configurations (open)."""
     df = summary.copy()
     if "config" not in df.columns:
-        df["config"] = [c if c == FULL else f"{c}-{e}" for c, e in zip(df["cut"], df["embedding"])]
+        df["config"] = [config_label({"cut": c, "embedding": e}, with_ratio=False)
+                        for c, e in zip(df["cut"], df["embedding"])]
     cols = [(h, c, f) for h, c, f in MEASURED_COLUMNS if c in df.columns]
     parts = ['<section id="measured"><h2>Every measured number</h2>']
     for model in dict.fromkeys(df["model"].astype(str)):
@@ -440,8 +444,6 @@ PRIVACY_COLUMNS = [("noise r", "noise_ratio", lambda v: f"{v:g}"), ("log-rank pr
 
 
 def privacy_section(merged: pd.DataFrame, estimator: str, others: list[str] | None) -> str:
-    from harness.analysis.merge import config_label
-
     parts = ['<section id="privacy"><h2>Privacy beside the measurements</h2>',
              f"<p>Every privacy number in this report was computed by the <b>{_e(estimator)}</b> estimator (see "
              "splitbench's docs/privacy.md; numbers of different estimators are not comparable one to one). "

@@ -12,7 +12,7 @@ per (cut, embedding), one marker per noise ratio (annotated).
 
 Every privacy axis names the estimator that produced its numbers, and one figure never holds numbers
 of two estimators: the cost figures draw the merged table (one estimator, see
-:func:`harness.analysis.merge.select_estimator`), and the accuracy-privacy figure is drawn once per estimator
+:func:`harness.analysis.table.select_estimator`), and the accuracy-privacy figure is drawn once per estimator
 of the privacy table.
 """
 
@@ -146,7 +146,8 @@ def _estimators(table: pd.DataFrame) -> list[str]:
 
 def cost_figures(merged: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Privacy against inference time, memory and upload size, per model (see the module doc)."""
-    from harness.analysis.merge import config_label
+    from harness.analysis.recommend.choose import opt
+    from harness.analysis.table import config_label
 
     plt = _pyplot()
     paths: list[Path] = []
@@ -190,8 +191,8 @@ def cost_figures(merged: pd.DataFrame, out_dir: Path) -> list[Path]:
                 ax.step(x_all[front], y_all[front], where="post", color="0.25", lw=1.2, ls="-", zorder=2,
                         label="Pareto frontier (more privacy, less cost)")
             for gi, (_, r) in enumerate(full.iterrows()):
-                xv = pd.to_numeric(pd.Series([r.get(col)]), errors="coerce").iloc[0]
-                if pd.notna(xv):
+                xv = opt(r.get(col))
+                if xv is not None:
                     ax.axvline(xv * scale, color="0.5", ls="--", lw=1,
                                label=f"on-premise ({r['backend']} / {r['target']}), nothing uploaded"
                                if col != "upload_bytes" else f"on-premise output ({r['backend']})")
@@ -275,8 +276,7 @@ def accuracy_privacy_figure(privacy: pd.DataFrame, out_dir: Path) -> list[Path]:
 def make_tradeoff_figures(results_dir: str | Path, merged: pd.DataFrame | None = None,
                           privacy: pd.DataFrame | None = None) -> list[Path]:
     """Every trade-off figure of a results directory into DIR/figures (PNG and SVG); returns the paths."""
-    from harness.analysis.merge import load_privacy
-    from harness.analysis.recommend import load_table
+    from harness.analysis.table import load_privacy, load_table
 
     d = Path(results_dir)
     if privacy is None:

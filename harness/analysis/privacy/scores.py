@@ -3,7 +3,7 @@
 Every estimator ranks the K sensitive classes of each scored feature (1 = most likely) and reports
 the same columns, each the same formula of its ranks, so a column means one thing whatever the
 estimator. The ``estimator`` field says which computation produced the ranks; numbers of different
-estimators are never merged, compared or plotted as one series (see :mod:`harness.analysis.merge`).
+estimators are never merged, compared or plotted as one series (see :mod:`harness.analysis.table`).
 
 With ``rank_i`` the rank of the true class of scored feature ``i`` (``N_test`` of them)::
 

@@ -25,7 +25,7 @@ def privacy_table(spec: "Spec") -> "pd.DataFrame | None":
     if not privacy:
         return None
     if "csv" in privacy:
-        from harness.analysis.merge import load_privacy
+        from harness.analysis.table import load_privacy
 
         return load_privacy(privacy["csv"])
     from harness.analysis.privacy.noise import PAPER_RATIOS

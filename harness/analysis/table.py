@@ -1,4 +1,9 @@
-"""Privacy scores beside the measurements: join a privacy table to a run's ``summary.csv``.
+"""The merged table: a run's ``summary.csv`` with one estimator's privacy scores and the cloud part.
+
+`recommend`, the trade-off figures and the report all read this table (:func:`load_table`, or
+:func:`merge_table` on tables already read): the summary's rows joined to ``privacy.csv``
+(:func:`merge_privacy`), or shaped like a merged table when nothing was scored (:func:`without_privacy`),
+plus ``cloud_ms`` from ``cloud.csv`` when the run has one (:func:`attach_cloud`).
 
 The join key is (model, cut, embedding), and the noise ratio when the privacy table has one: a
 measured configuration then appears once per ratio. Its phone measurement is the same on every such
@@ -24,14 +29,16 @@ same function as the whole one), else it stays NaN.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from harness.core.errors import UserError
 from harness.config.spec import FULL
-from harness.results.layout import PRIVACY_CSV, SUMMARY_CSV
+from harness.results.layout import CLOUD_CSV, MANIFEST_JSON, PRIVACY_CSV, SUMMARY_CSV
 
 KEY = ("model", "cut", "embedding")
 # Required in a privacy table: the key and the measure `recommend` ranks by (DPFE's log-rank privacy).
@@ -210,3 +217,79 @@ def config_label(row: dict | pd.Series, *, with_ratio: bool = True) -> str:
     if with_ratio and ratio is not None and pd.notna(ratio) and ratio > 0:
         name += f" r={ratio:g}"
     return name
+
+
+# ------------------------------------------------------------------------------------ the run's table
+
+
+def spec_table(results_dir: str | Path, name: str) -> dict[str, Any]:
+    """The run's spec's ``[name]`` table from DIR/manifest.json ({} when the run recorded none)."""
+    try:
+        manifest = json.loads((Path(results_dir) / MANIFEST_JSON).read_text())
+        table = (manifest.get("spec") or {}).get(name) or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return table if isinstance(table, dict) else {}
+
+
+def spec_estimator(results_dir: str | Path) -> str | None:
+    """The run's spec's ``[privacy] estimator`` from DIR/manifest.json (None when it names none)."""
+    value = spec_table(results_dir, "privacy").get("estimator")
+    return value if isinstance(value, str) else None
+
+
+def load_table(results_dir: str | Path, estimator: str | None = None) -> pd.DataFrame:
+    """summary.csv of DIR merged with one estimator's rows of DIR/privacy.csv, plus ``cloud_ms`` from
+    DIR/cloud.csv if present (``estimator``: see :func:`select_estimator`)."""
+    d = Path(results_dir)
+    if not (d / SUMMARY_CSV).is_file():
+        raise UserError(f"{d} holds no {SUMMARY_CSV}: give a results directory written by `splitbench run`")
+    summary = pd.read_csv(d / SUMMARY_CSV)
+    if not (d / PRIVACY_CSV).is_file():
+        if estimator is not None:
+            raise UserError(f"--estimator {estimator}: {d} has no {PRIVACY_CSV}, so nothing was scored")
+        return attach_cloud(without_privacy(summary), d / CLOUD_CSV)
+    return merge_table(d, summary, load_privacy(d), estimator)
+
+
+def merge_table(results_dir: str | Path, summary: pd.DataFrame, privacy: pd.DataFrame,
+                estimator: str | None = None) -> pd.DataFrame:
+    """:func:`load_table` on tables already read: ``summary`` merged with ``privacy`` (one estimator's rows,
+    the spec's preferred), plus ``cloud_ms`` from DIR/cloud.csv."""
+    merged = merge_privacy(summary, privacy, estimator, preferred=spec_estimator(results_dir))
+    return attach_cloud(merged, Path(results_dir) / CLOUD_CSV)
+
+
+def without_privacy(summary: pd.DataFrame) -> pd.DataFrame:
+    """A summary shaped like a merged table when nothing was scored: privacy columns empty, on_premise set.
+    `choose` then picks by cost alone and says privacy was not scored."""
+    table = summary.copy()
+    for col in KEY:
+        table[col] = table[col].astype(str).str.strip()
+    for col in PRIVACY_VALUE_COLUMNS:
+        table[col] = float("nan")
+    table["estimator"] = None
+    table["on_premise"] = table["cut"] == FULL
+    return table
+
+
+def attach_cloud(table: pd.DataFrame, cloud_csv: Path) -> pd.DataFrame:
+    """Add ``cloud_ms`` (0 on-premise) from a cloud CSV; without the file the column is NaN everywhere."""
+    table = table.drop(columns=[c for c in ("cloud_ms",) if c in table.columns])
+    if not cloud_csv.is_file():
+        table["cloud_ms"] = float("nan")
+        return table
+    cloud = pd.read_csv(cloud_csv)
+    missing = [c for c in (*KEY, "cloud_ms") if c not in cloud.columns]
+    if missing:
+        raise UserError(f"{cloud_csv} lacks column {', '.join(missing)}")
+    cloud = cloud[[*KEY, "cloud_ms"]].drop_duplicates(list(KEY), keep="last")
+    for col in KEY:
+        cloud[col] = cloud[col].astype(str)
+    out = table.merge(cloud, on=list(KEY), how="left")
+    out.loc[out["on_premise"], "cloud_ms"] = 0.0
+    lacking = out[out["cloud_ms"].isna()][list(KEY)].drop_duplicates()
+    if len(lacking):
+        names = ", ".join("/".join(map(str, k)) for k in lacking.to_numpy())
+        raise UserError(f"{cloud_csv} has no cloud_ms for {names}; time them or remove the file")
+    return out
