@@ -15,7 +15,7 @@ from harness.cli import main
 from harness.core.errors import UserError
 from harness.config.network import PROFILES, get_profile, upload_ms
 from harness.analysis.recommend import Budget, pareto_frontier
-from harness.analysis.recommend.choose import choose
+from harness.analysis.recommend.choice import choose
 from harness.analysis.table import load_privacy, load_table, merge_privacy
 
 # ------------------------------------------------------------------------------------------ fixtures

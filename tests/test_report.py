@@ -16,7 +16,7 @@ import pytest
 
 from harness.cli import main
 from harness.analysis.recommend import Budget
-from harness.analysis.recommend.choose import choose
+from harness.analysis.recommend.choice import choose
 from harness.analysis.table import load_table
 from harness.report import build_report
 from test_recommend import TOY, privacy_rows, summary_rows, write_run

@@ -5,7 +5,7 @@ One results directory with what makes a report hard: two backends, a phone targe
 page is opened at 1400x900 with a small script of this test appended (a copy of the page, the report is
 not changed) that, like a reader, moves the budget controls (types into the number fields, drags the
 sliders, switches the network, unticks backends and targets) and writes what the page then highlights
-into the DOM. Python's `recommend` rule (:func:`harness.analysis.recommend.choose.choose`) is asked about the
+into the DOM. Python's `recommend` rule (:func:`harness.analysis.recommend.choice.choose`) is asked about the
 very budget the page shows, and the two must agree: the recommendation, every configuration highlighted as fitting
 (plot and table), and, when nothing fits, the closest configuration and the one-line reason.
 
@@ -27,7 +27,7 @@ import pandas as pd
 import pytest
 
 from harness.analysis.recommend import Budget, config_lines
-from harness.analysis.recommend.choose import choose
+from harness.analysis.recommend.choice import choose
 from harness.analysis.table import load_table
 from harness.report import build_report
 from harness.report.browser import FIRST_SCREEN, dump_dom, find_chromium

@@ -53,7 +53,7 @@ def build_report(out_dir: str | Path, *, budget: Budget | None = None) -> list[P
     """
     from harness import __version__
     from harness.analysis.recommend.budget import resolve_budgets
-    from harness.analysis.recommend.choose import choose
+    from harness.analysis.recommend.choice import choose
     from harness.report import data as data_mod
     from harness.report import page as P
 

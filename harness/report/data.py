@@ -1,7 +1,7 @@
 """The data the report's page embeds, per model: every candidate with its numbers and their printed form.
 
 The page decides nothing on its own numbers: the latencies under each network profile, the upload in kB
-and the break messages of failed rows are the very values :func:`harness.analysis.recommend.choose.choose`
+and the break messages of failed rows are the very values :func:`harness.analysis.recommend.choice.choose`
 computes (the JSON holds Python's doubles, so a comparison in the browser gives the same answer as in
 Python), and every number it shows was formatted here by :mod:`harness.core.units`. What the browser adds
 is the rule applied to a budget the reader moves (``report.js``), checked against ``choose`` by the browser
@@ -20,7 +20,7 @@ import pandas as pd
 from harness.analysis.table import config_label
 from harness.config.network import PROFILES
 from harness.analysis.recommend.budget import BYTES_PER_KB, Budget
-from harness.analysis.recommend.choose import (RULE_COST, RULE_PRIVACY, Candidate, Recommendation, choose, no_median,
+from harness.analysis.recommend.choice import (RULE_COST, RULE_PRIVACY, Candidate, Recommendation, choose, no_median,
                                                opt, text)
 from harness.analysis.recommend.explain import latency_formula
 from harness.config.spec import FULL

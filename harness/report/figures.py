@@ -201,7 +201,7 @@ def _aggregate_boxes(ax, aggregates) -> None:
     when it printed no percentiles), whiskers from its min to max, the median line when it printed one."""
     from matplotlib.patches import Rectangle
 
-    from harness.analysis.recommend.choose import opt
+    from harness.analysis.recommend.choice import opt
 
     top = ax.get_ylim()[1] if ax.has_data() else 0.0
     for x, row in aggregates:

@@ -22,7 +22,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from harness.analysis.recommend.budget import Budget
-from harness.analysis.recommend.choose import Recommendation, best
+from harness.analysis.recommend.choice import Recommendation, best
 from harness.analysis.recommend.explain import config_lines, on_premise_of
 from harness.analysis.table import config_label
 from harness.config.spec import FULL

@@ -146,7 +146,7 @@ def _estimators(table: pd.DataFrame) -> list[str]:
 
 def cost_figures(merged: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Privacy against inference time, memory and upload size, per model (see the module doc)."""
-    from harness.analysis.recommend.choose import opt
+    from harness.analysis.recommend.choice import opt
     from harness.analysis.table import config_label
 
     plt = _pyplot()

@@ -24,17 +24,16 @@ smallest summed relative excess over the broken limits) and what it breaks, rais
 ``--json`` the JSON object (choice null) is written to stdout first.
 
 The package, by job: :mod:`~harness.analysis.recommend.budget` (the budget and where it comes from),
-:mod:`~harness.analysis.recommend.choose` (the candidates and the rule: :func:`choose.choose
-<harness.analysis.recommend.choose.choose>`), :mod:`~harness.analysis.recommend.explain` (the choice in words
-and table cells) and :mod:`~harness.analysis.recommend.command` (the command and its printing); the merged
-table it reads is :mod:`harness.analysis.table`. This module re-exports their public names except the rule
-itself: ``harness.analysis.recommend.choose`` is the module, the function is ``choose.choose``.
+:mod:`~harness.analysis.recommend.choice` (the candidates and the rule, :func:`choose`),
+:mod:`~harness.analysis.recommend.explain` (the choice in words and table cells) and
+:mod:`~harness.analysis.recommend.command` (the command and its printing); the merged table it reads is
+:mod:`harness.analysis.table`. This module re-exports their public names.
 """
 
 from harness.analysis.recommend.budget import (ACCURACY_DROP, BUDGET_KEYS, BYTES_PER_KB, DEFAULT_SOURCE, Budget,
                                                budget_from_mapping, default_budgets, resolve_budgets, spec_budget)
-from harness.analysis.recommend.choose import (RULE_COST, RULE_PRIVACY, Candidate, NothingFits, Recommendation, best,
-                                               choose_all, no_median, opt, pareto_frontier, text)
+from harness.analysis.recommend.choice import (RULE_COST, RULE_PRIVACY, Candidate, NothingFits, Recommendation, best,
+                                               choose, choose_all, no_median, opt, pareto_frontier, text)
 from harness.analysis.recommend.command import NARROW, recommend
 from harness.analysis.recommend.explain import (CANDIDATE_HEADERS, ConfigLine, breaks_text, candidate_row,
                                                 config_lines, latency_formula, on_premise_of, ratio_ranges,
@@ -43,7 +42,7 @@ from harness.analysis.recommend.explain import (CANDIDATE_HEADERS, ConfigLine, b
 __all__ = [
     "ACCURACY_DROP", "BUDGET_KEYS", "BYTES_PER_KB", "CANDIDATE_HEADERS", "DEFAULT_SOURCE", "NARROW", "RULE_COST",
     "RULE_PRIVACY", "Budget", "Candidate", "ConfigLine", "NothingFits", "Recommendation", "best", "breaks_text",
-    "budget_from_mapping", "candidate_row", "choose_all", "config_lines", "default_budgets", "latency_formula",
+    "budget_from_mapping", "candidate_row", "choose", "choose_all", "config_lines", "default_budgets", "latency_formula",
     "no_median", "on_premise_of", "opt", "pareto_frontier", "ratio_ranges", "recommend", "resolve_budgets",
     "sig_or_dash", "spec_budget", "text", "versus_on_premise",
 ]

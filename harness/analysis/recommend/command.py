@@ -8,7 +8,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from harness.analysis.recommend.budget import Budget, resolve_budgets
-from harness.analysis.recommend.choose import RULE_COST, RULE_PRIVACY, NothingFits, Recommendation, choose
+from harness.analysis.recommend.choice import RULE_COST, RULE_PRIVACY, NothingFits, Recommendation, choose
 from harness.analysis.recommend.explain import (breaks_text, candidate_row, config_lines, latency_formula,
                                                 sig_or_dash, versus_on_premise)
 from harness.analysis.table import load_table

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.analysis.recommend.choose import Candidate, Recommendation
+from harness.analysis.recommend.choice import Candidate, Recommendation
 from harness.core.units import fmt_bytes, fmt_mb, fmt_ms, sig
 
 
