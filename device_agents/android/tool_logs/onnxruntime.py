@@ -1,0 +1,181 @@
+"""ONNX Runtime's ``onnxruntime_perf_test``.
+
+The summary gives an aggregate; its result file (``--result-file``) gives one CSV line per timed run
+(``PerformanceResult::DumpToFile``): those are samples. Its one warm-up run is the ``First inference time
+cost`` (whole milliseconds).
+"""
+
+from __future__ import annotations
+
+import re
+
+from device_agents.android.tool_logs.measurement import (
+    NUM, ToolLogError, ToolMeasurement, close, ns, ns_int, one, tool_errors,
+)
+from device_agents.base import Aggregate, MemoryReading
+
+# ONNX Runtime onnxruntime_perf_test
+#
+# Formats: microsoft/onnxruntime onnxruntime/test/perftest/performance_runner.cc (PerformanceRunner::Run,
+# PerformanceResult::DumpToFile). Spacing changed over the years ("cost:1.84149 s" in 2020, "cost: 0.2 s"
+# later); recent builds print "Average inference time cost total:" (seen in the 2025-2026 logs; #25895, Aug
+# 2025, added submit vs total times, and #26313 made the statistics and the result file use the total).
+
+# Lines only this tool prints (for telling the tools' logs apart).
+MARKER = re.compile(r"Session creation time cost|Total inference requests|Average inference time cost"
+                    r"|Total iterations:|Peak working set size")
+
+_ORT = {
+    "session": re.compile(rf"Session creation time cost:\s*({NUM})\s*s"),
+    "first": re.compile(rf"First inference time cost:\s*({NUM})\s*ms"),
+    "total": re.compile(rf"Total inference time cost:\s*({NUM})"),
+    "requests": re.compile(r"(?:Total inference requests|Total iterations):\s*(\d+)"),
+    "avg": re.compile(rf"Average (?:inference )?time cost(?: total)?:\s*({NUM})\s*ms"),
+    "run_time": re.compile(rf"Total inference run time:\s*({NUM})\s*s"),
+    "per_second": re.compile(rf"Number of inferences per second:\s*({NUM})"),
+    "cpu": re.compile(r"(?:Avg|Total) CPU usage:\s*(\d+)\s*%"),
+}
+_ORT_PEAK = re.compile(r"Peak working set size:\s*(\d+)")
+_ORT_RUNS = re.compile(r"^Runs:\s*(\d+)\s*$")
+_ORT_LATENCY = re.compile(rf"\b(Min|Max|P50|P90|P95|P99|P999) Latency(?::| is)\s*({NUM})\s*s")
+_ORT_PCT = {"P50": "50", "P90": "90", "P95": "95", "P99": "99", "P999": "99.9"}
+# model_name,time_cost_s[,time_cost_total_s],peak_workingset_size,average_CPU_usage,run_index
+_ORT_CSV = re.compile(rf"^([^,]*),({NUM}),(?:({NUM}),)?(\d+),(-?\d+),(\d+)\s*$")
+
+
+def is_result_file(text: str) -> bool:
+    rows = [ln for ln in text.splitlines() if ln.strip() and not _ORT_LATENCY.search(ln)]
+    return bool(rows) and all(_ORT_CSV.match(ln) for ln in rows)
+
+
+def parse_onnxruntime(text: str, result_file_text: str | None = None) -> ToolMeasurement:
+    """One run of ``onnxruntime_perf_test``: its printed summary, its result file, or both."""
+    if is_result_file(text) and result_file_text is None:
+        text, result_file_text = "", text
+    lines = text.splitlines()
+    got = {k: one(rx, lines) for k, rx in _ORT.items()}
+    peaks = {int(m.group(1)) for m in map(_ORT_PEAK.search, lines) if m}
+    if len(peaks) > 1:
+        raise ToolLogError(f"{len(peaks)} different 'Peak working set size' lines: several runs in one log")
+    units: dict[str, str] = {}
+    notes: list[str] = []
+    extra: dict[str, float] = {}
+
+    samples: tuple[int, ...] = ()
+    csv_peak = None
+    if result_file_text is not None:
+        samples, csv_peak, csv_notes = _ort_result_file(result_file_text)
+        notes.extend(csv_notes)
+        units["timed"] = "s, one result-file line per run (6 significant digits)"
+
+    requests = int(got["requests"].group(1)) if got["requests"] else None
+    if requests is None and lines:
+        runs_line = [int(m.group(1)) for m in map(_ORT_RUNS.match, lines) if m]
+        requests = runs_line[0] if len(runs_line) == 1 else None
+    latencies = {name: val for name, val in (m.groups() for m in map(_ORT_LATENCY.search, lines) if m)}
+
+    aggregate = None
+    if samples:
+        if requests is not None and requests != len(samples):
+            raise ToolLogError(f"the result file has {len(samples)} runs, the log {requests}: not the same run")
+        if got["total"] and not close(sum(samples), ns(got["total"].group(1), "s"), 1e-4):
+            raise ToolLogError("the result file's runs do not add up to the log's 'Total inference time cost': "
+                               "not the same run")
+    elif requests is not None and got["avg"]:
+        aggregate = Aggregate(
+            n=requests, mean_ns=ns(got["avg"].group(1), "ms"), tool="onnxruntime_perf_test",
+            min_ns=ns(latencies["Min"], "s") if "Min" in latencies else None,
+            max_ns=ns(latencies["Max"], "s") if "Max" in latencies else None,
+            percentiles={p: ns(latencies[k], "s") for k, p in _ORT_PCT.items() if k in latencies})
+        units["timed"] = "ms, 'Average inference time cost' (the mean)"
+        if latencies:
+            units["timed"] += "; s, 'Min/Max/Pxx Latency' (printed with -s, 6 significant digits)"
+            notes.append("Pxx latencies are the sorted run at index int(n * p), not interpolated")
+        else:
+            notes.append("no latency statistics (run without -s): mean only; pass --result-file for the runs")
+    else:
+        missing = []
+        if requests is None:
+            missing.append("'Total inference requests'")
+        if not got["avg"]:
+            missing.append("'Average inference time cost'")
+        raise ToolLogError(f"no timed runs: {' and '.join(missing)} missing and no result file"
+                           + tool_errors(lines))
+
+    first_infer_ns = None
+    if got["first"]:
+        first_infer_ns = ns_int(got["first"].group(1), "ms")
+        units["first_infer"] = "whole ms (truncated by the tool), 'First inference time cost'"
+        notes.append("the first inference is the tool's one warm-up run, timed to the whole millisecond")
+    elif text:
+        notes.append("the tool's one warm-up run is not reported by this build (no 'First inference' line)")
+    else:
+        notes.append("result file only: no session creation time, first inference or summary")
+    init_ns = None
+    if got["session"]:
+        init_ns = ns_int(got["session"].group(1), "s")
+        units["init"] = "s, 'Session creation time cost' (model load, graph optimisation, providers)"
+    wall = None
+    if got["run_time"]:
+        wall = ns_int(got["run_time"].group(1), "s")
+        units["wall_runs"] = "s, 'Total inference run time'"
+    if got["per_second"]:
+        extra["inferences_per_s"] = float(got["per_second"].group(1))
+    if got["cpu"]:
+        extra["cpu_usage_pct"] = float(got["cpu"].group(1))
+
+    peak = next(iter(peaks)) if peaks else csv_peak
+    if peaks and csv_peak is not None and csv_peak != peak:
+        raise ToolLogError("the result file's peak working set is not the log's: not the same run")
+    memory: tuple[MemoryReading, ...] = ()
+    if peak is not None:
+        memory = (MemoryReading(method="tool_reported", peak_b=peak),)
+        units["memory"] = "bytes, 'Peak working set size' (ru_maxrss * 1024 on Linux/Android: the process's peak RSS)"
+    n = len(samples) if samples else aggregate.n
+    return ToolMeasurement(tool="onnxruntime_perf_test", family="onnxruntime", runs=n, samples_ns=samples,
+                           aggregate=aggregate, first_infer_ns=first_infer_ns, init_ns=init_ns, wall_runs_ns=wall,
+                           memory=memory, units=units, extra=extra, notes=tuple(notes))
+
+
+def _ort_result_file(text: str) -> tuple[tuple[int, ...], int | None, list[str]]:
+    """The per-run lines of a result file (``DumpToFile``): one line per timed run, ``run_index`` from 0;
+    newer builds write the submit time and the total time (the run's time), older ones one time."""
+    rows, notes = [], []
+    latencies: dict[str, str] = {}
+    for ln in text.splitlines():
+        if not ln.strip():
+            continue
+        lat = _ORT_LATENCY.search(ln)
+        if lat:
+            latencies[lat.group(1)] = lat.group(2)
+            continue
+        m = _ORT_CSV.match(ln)
+        if not m:
+            raise ToolLogError(f"a result-file line is not 'model,time_s,peak_bytes,cpu_pct,run_index': {ln[:80]!r}")
+        rows.append(m)
+    if not rows:
+        raise ToolLogError("the result file has no per-run lines")
+    indices = [int(m.group(6)) for m in rows]
+    if indices != list(range(len(rows))):
+        restarts = sum(1 for i in indices if i == 0)
+        raise ToolLogError(f"the result file's run_index does not go 0..{len(rows) - 1} in order"
+                           + (f" ({restarts} runs appended to one file)" if restarts > 1 else ""))
+    two_times = {m.group(3) is not None for m in rows}
+    if len(two_times) > 1:
+        raise ToolLogError("the result file mixes lines with one and two time columns: several builds' runs")
+    if two_times.pop():
+        notes.append("result file with submit and total time per run: the total time is taken")
+        samples = tuple(ns_int(m.group(3), "s") for m in rows)
+    else:
+        samples = tuple(ns_int(m.group(2), "s") for m in rows)
+    peaks = {int(m.group(4)) for m in rows}
+    if latencies:  # the same statistics the tool printed (-s), from these very runs
+        ordered = sorted(samples)
+        n = len(ordered)
+        expect = {"Min": ordered[0], "Max": ordered[-1],
+                  **{k: ordered[int(n * float(p) / 100)] for k, p in _ORT_PCT.items()}}
+        for k, v in latencies.items():
+            if not close(ns(v, "s"), expect[k], 1e-5):
+                raise ToolLogError(f"the result file's '{k} Latency: {v} s' is not its runs' {k}")
+    return samples, (peaks.pop() if len(peaks) == 1 else None), notes
+
