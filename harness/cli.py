@@ -363,6 +363,9 @@ def import_log_cmd(
 ) -> None:
     """Read one benchmark tool run's log into splitbench's measurement record (ns, bytes, units named).
 
+    benchmark_model's summary line alone ('Inference timings in us: ...') is the tool's mean with no run
+    count, spread, min or max: an aggregate whose number of runs is left empty, never guessed.
+
     Exit code 0, or 1 with one line naming what is missing when the log cannot be read.
     """
     from harness.import_log import import_log, print_import_table

@@ -163,8 +163,8 @@ class MetricComparison:
     ci_low: float | None
     ci_high: float | None
     test: str
-    n_base: int
-    n_new: int
+    n_base: int | None  # None: a tool's aggregate that does not say how many runs it holds
+    n_new: int | None
     p_value: float | None  # None: no test (threshold alone, or not comparable)
     p_adjusted: float | None
     threshold: float
@@ -654,9 +654,10 @@ def _inference(metric: Metric, b: ResultRecord, n: ResultRecord, t: float, optio
     (bm, bsd, bn), (nm, nsd, nn) = _mean_std_n(bs, b_agg), _mean_std_n(ns, n_agg)
     if disturbed:
         return _refuse(metric, bm, nm, t, disturbed, True)
-    if bsd is None or nsd is None or bn < 2 or nn < 2:
+    if bsd is None or nsd is None or bn is None or nn is None or bn < 2 or nn < 2:
         return _single(metric, bm, nm, t, TEST_TOOL, bn, nn,
-                       f"{kind}: the ratio of means; no std (or one run) to test with, threshold alone")
+                       f"{kind}: the ratio of means; no std (or one run, or no run count) to test with, "
+                       "threshold alone")
     from scipy.stats import t as student_t, ttest_ind_from_stats
 
     p = float(ttest_ind_from_stats(nm, nsd, nn, bm, bsd, bn, equal_var=False).pvalue)
@@ -672,18 +673,22 @@ def _inference(metric: Metric, b: ResultRecord, n: ResultRecord, t: float, optio
                    note=f"{kind}: Welch's t from mean, std and n; BASE and NEW are means, the ratio is of means")
 
 
-def _count(samples: list[float], agg: dict | None) -> int:
-    return len(samples) if samples else int((agg or {}).get("n") or 0)
+def _count(samples: list[float], agg: dict | None) -> int | None:
+    if samples:
+        return len(samples)
+    if agg and agg.get("n") is None:
+        return None  # the tool printed a mean without its number of runs
+    return int((agg or {}).get("n") or 0)
 
 
-def _mean_std_n(samples: list[float], agg: dict | None) -> tuple[float, float | None, int]:
+def _mean_std_n(samples: list[float], agg: dict | None) -> tuple[float, float | None, int | None]:
     if samples:
         import numpy as np
 
         arr = np.asarray(samples)
         return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else None, int(arr.size)
     assert agg is not None
-    return float(agg["mean_ns"]) / NS_PER_MS, _ms(agg.get("std_ns")), int(agg["n"])
+    return float(agg["mean_ns"]) / NS_PER_MS, _ms(agg.get("std_ns")), _count(samples, agg)
 
 
 # --------------------------------------------------------------------------------------------------

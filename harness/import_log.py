@@ -34,6 +34,8 @@ def import_log(path: str | Path, tool: str | None = None, *, result_file: str | 
         raise UserError(f"{path}: {exc}") from None
     record = {"source": str(path), "result_file": str(result_file) if result_file is not None else None}
     record.update(measurement.to_dict())
+    # The words of summary.csv's timing_kind: every run printed, or the tool's summary of them.
+    record["timing_kind"] = "samples" if measurement.samples_ns else "aggregate"
     record["measure_result"] = _jsonable(measurement.result_fields())
     return record
 
@@ -72,7 +74,8 @@ def print_import_table(record: dict[str, Any]) -> None:
         table.add_row("timed runs", f"{record['runs']} samples", units.get("timed", ""))
         table.add_row("  median / min / max ms", f"{_ms(median(s))} / {_ms(min(s))} / {_ms(max(s))}", "")
     else:
-        table.add_row("timed runs", f"{agg['n']} (the tool's aggregate)", units.get("timed", ""))
+        runs = "number not printed" if agg["n"] is None else str(agg["n"])
+        table.add_row("timed runs", f"{runs} (the tool's aggregate)", units.get("timed", ""))
         table.add_row("  mean ms", _ms(agg["mean_ns"]), "")
         for name in ("std", "min", "max"):
             if agg[f"{name}_ns"] is not None:
@@ -82,7 +85,9 @@ def print_import_table(record: dict[str, Any]) -> None:
     if record["first_infer_ns"] is not None:
         table.add_row("first inference ms", _ms(record["first_infer_ns"]), units.get("first_infer", ""))
     if record["warmup"]:
-        table.add_row("warm-up", f"{record['warmup']['n']} runs, mean {_ms(record['warmup']['mean_ns'])} ms",
+        n = record["warmup"]["n"]
+        table.add_row("warm-up", f"{'number of runs not printed' if n is None else f'{n} runs'}, "
+                                 f"mean {_ms(record['warmup']['mean_ns'])} ms",
                       units.get("warmup", ""))
     if record["init_ns"] is not None:
         table.add_row("load / init ms", _ms(record["init_ns"]), units.get("init", ""))

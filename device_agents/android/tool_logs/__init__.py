@@ -6,7 +6,8 @@ times in nanoseconds and memory in bytes, with the unit each figure had in the l
 ``splitbench import-log`` uses it for old measurements; the Android agent uses it on the tools' output.
 
 What is never done here: a figure the log does not print is not computed from others (a missing run count
-stays missing, so a summary without one is refused), a tool's aggregate is never expanded into samples, and
+stays missing: benchmark_model's summary line alone is a mean-only aggregate whose ``n`` is None), a tool's
+aggregate is never expanded into samples, and
 a log whose lines do not agree with each other (two runs, a stat line that is not the summary's) is
 refused. A log that cannot be read raises :class:`ToolLogError`, one line naming what is missing.
 

@@ -144,9 +144,8 @@ def parse_litert(text: str) -> ToolMeasurement:
         role = _role_of_only_stat(only, summary_infer, summary_warmup, block_runs, block_warmup_runs)
         if role == "timed":
             timed_stat = only
-        elif role == "warmup":
-            raise ToolLogError(f"the timed runs' stat line is missing: the only 'count={only['count']} ...' "
-                               "line is the warm-up's (the run may have been cut short)" + tool_errors(lines))
+        elif role == "warmup":  # the timed runs' figures are then the summary's (printed after them)
+            warm_stat = only
         else:
             raise ToolLogError(f"one 'count={only['count']} ...' stat line and no summary line to tell whether "
                                "it is the warm-up or the timed runs")
@@ -171,14 +170,21 @@ def parse_litert(text: str) -> ToolMeasurement:
                               max_ns=ns(b["max"].group(1), "ms") if b.get("max") else None)
         units["timed"] = "ms rounded to 0.01 (std: ms, unit not printed), BENCHMARK RESULTS block"
         notes.append("the timed runs are known only to 0.01 ms (no 'count=' stat line in the log)")
+    elif summary_infer is not None:
+        # The summary line alone (what some published logs keep): the timed runs' mean, nothing else. How many
+        # runs it averages is not printed: unknown, never guessed; no spread, min or max either.
+        aggregate = Aggregate(n=None, mean_ns=ns(summary_infer, "us"), tool=tool)
+        units["timed"] = ("us, the summary's '" + ("Inference (avg)" if summary else "Average inference timings")
+                          + "' (the mean only)")
+        notes.append("summary only: the timed runs' mean, without their number (unknown, not guessed), spread, "
+                     "min or max (no 'count=' stat line in the log)")
     else:
         missing = ("no statistics of the timed runs: neither a 'count=N ... avg=..' stat line after the "
-                   "second 'Running benchmark' nor a BENCHMARK RESULTS block")
+                   "second 'Running benchmark', nor a BENCHMARK RESULTS block, nor the 'Inference timings in us' "
+                   "summary")
         if op_profiling:
             missing += ("; the 'Timings (microseconds): count=..' lines are op-profiling totals, "
                         "not the timed runs")
-        if summary_infer is not None:
-            missing += f"; the summary gives the mean ({summary_infer} us) but not the number of runs"
         raise ToolLogError(missing + tool_errors(lines))
 
     if warm_stat is not None and not any(_RUNNING_RE.search(ln) for ln in lines):
@@ -191,6 +197,9 @@ def parse_litert(text: str) -> ToolMeasurement:
     first_infer_ns = None
     if warm_stat is not None and warm_stat["count"] == 0:
         notes.append("no warm-up run (count=0): the first inference is the first timed run, not kept apart")
+    elif warm_stat is None and summary_warmup is not None and "nan" in summary_warmup.lower():
+        notes.append("no warm-up run ('Warmup (avg): nan'): the first inference is the first timed run, "
+                     "not kept apart")
     elif summary:
         first_infer_ns = ns_int(summary.group(2), "us")
         units["first_infer"] = "us, 'Inference timings in us: First inference'"
@@ -209,8 +218,9 @@ def parse_litert(text: str) -> ToolMeasurement:
         warmup = Aggregate(n=int(block["warmup_avg"].group(2)), mean_ns=ns(block["warmup_avg"].group(1), "ms"),
                            tool=tool)
         units["warmup"] = "ms rounded to 0.01, BENCHMARK RESULTS 'Warmup (avg)'"
-    elif summary_warmup is not None and "nan" not in summary_warmup:
-        notes.append(f"warm-up mean {summary_warmup} us printed without its number of runs: not kept")
+    elif summary_warmup is not None and "nan" not in summary_warmup.lower():
+        warmup = Aggregate(n=None, mean_ns=ns(summary_warmup, "us"), tool=tool)
+        units["warmup"] = "us, the summary's 'Warmup (avg)' (the mean only: the number of warm-up runs is not printed)"
 
     init_ns = None
     if summary:

@@ -34,7 +34,7 @@ class ToolMeasurement:
     """One run of one benchmark tool, as its log states it. Times in ns, memory in bytes.
 
     The timed runs are either ``samples_ns`` (the tool printed every run) or ``aggregate`` (it printed a
-    summary), never both; ``runs`` is their number. ``first_infer_ns`` is the first inference after the
+    summary), never both; ``runs`` is their number, None when the tool printed a mean without it. ``first_infer_ns`` is the first inference after the
     load when the log shows it apart; ``warmup`` the tool's summary of its warm-up runs (which include that
     first inference). ``init_ns`` is the tool's own load/initialisation time (what it covers: ``units``).
     ``units`` names, per figure, the unit and the line it was read from; ``extra`` keeps printed figures
@@ -43,7 +43,7 @@ class ToolMeasurement:
 
     tool: str  # "benchmark_model", "benchmark_litert_model", "onnxruntime_perf_test", "executor_runner", ...
     family: str  # one of TOOLS
-    runs: int
+    runs: int | None
     samples_ns: tuple[int, ...] = ()
     aggregate: Aggregate | None = None
     first_infer_ns: int | None = None
@@ -69,7 +69,8 @@ class ToolMeasurement:
         ``warmup_ns`` is empty; their summary goes into the notes. The tool's load was not made cold."""
         notes = list(self.notes)
         if self.warmup is not None:
-            notes.append(f"warm-up: {self.warmup.n} run(s), mean {self.warmup.mean_ns / 1e6:.6g} ms "
+            runs = "number of runs not printed" if self.warmup.n is None else f"{self.warmup.n} run(s)"
+            notes.append(f"warm-up: {runs}, mean {self.warmup.mean_ns / 1e6:.6g} ms "
                          f"({self.tool}'s summary; it includes the first inference)")
         if self.init_ns is not None:
             notes.append(f"load_cold_ns is {self.tool}'s own load time ({self.units.get('init', '')}); "
