@@ -364,9 +364,13 @@ def import_log_cmd(
     """Read one benchmark tool run's log into splitbench's measurement record (ns, bytes, units named).
 
     benchmark_model's summary line alone ('Inference timings in us: ...') is the tool's mean with no run
-    count, spread, min or max: an aggregate whose number of runs is left empty, never guessed.
+    count, spread, min or max: an aggregate whose number of runs is left empty, never guessed. Every
+    figure is checked (finite, not negative, a min not above its max); a log with one that is not is refused.
 
-    Exit code 0, or 1 with one line naming what is missing when the log cannot be read.
+    The log is read a few MB at a time, so a long CI log holding the run can be given whole; a file over
+    1 GB (10^9 bytes) is refused.
+
+    Exit code 0, or 1 with one line naming what is missing or wrong when the log cannot be read.
     """
     from harness.import_log import import_log, print_import_table
 

@@ -34,11 +34,12 @@ This package's modules: ``measurement`` (the reading, the error, the numbers), o
 This module only re-exports what the others may use.
 """
 
-from device_agents.android.tool_logs.executorch import parse_executorch
-from device_agents.android.tool_logs.litert import parse_litert
+from device_agents.android.tool_logs.executorch import parse_executorch, read_executorch
+from device_agents.android.tool_logs.litert import parse_litert, read_litert
 from device_agents.android.tool_logs.measurement import NUM, TOOLS, ToolLogError, ToolMeasurement
-from device_agents.android.tool_logs.onnxruntime import parse_onnxruntime
-from device_agents.android.tool_logs.reading import detect_tool, parse_log, read_log
+from device_agents.android.tool_logs.onnxruntime import parse_onnxruntime, read_onnxruntime
+from device_agents.android.tool_logs.reading import MAX_LOG_BYTES, detect_tool, parse_log, read_log
 
-__all__ = ["NUM", "TOOLS", "ToolLogError", "ToolMeasurement", "detect_tool", "parse_executorch", "parse_litert",
-           "parse_log", "parse_onnxruntime", "read_log"]
+__all__ = ["MAX_LOG_BYTES", "NUM", "TOOLS", "ToolLogError", "ToolMeasurement", "detect_tool",
+           "parse_executorch", "parse_litert", "parse_log", "parse_onnxruntime", "read_executorch", "read_litert",
+           "read_log", "read_onnxruntime"]

@@ -10,9 +10,11 @@ print no time at all.
 from __future__ import annotations
 
 import re
+from typing import Iterable
 
 from device_agents.android.tool_logs.measurement import (
-    NS_PER, NUM, ToolLogError, ToolMeasurement, dec, ns, ns_int, one, tool_errors,
+    ERROR_WORDS, ERRORS, NUM, Hits, ToolLogError, ToolMeasurement, any_of, checked, ns, ns_decimal, ns_int,
+    tool_errors,
 )
 from device_agents.base import Aggregate
 
@@ -41,35 +43,77 @@ _ETS = {  # benchmark_android.sh's "Benchmark Results" summary
 }
 
 
+# Every line a pattern of this reader can match holds one of these words (see litert.KEYWORDS).
+KEYWORDS = ("Model loaded in", "Iteration", "Model executed successfully", "Benchmark:", "Average:", "Min:", "Max:",
+            "Load:", "Warmup:", *ERROR_WORDS)
+RELEVANT = any_of(KEYWORDS)
+MARKER_WORDS = ("Model executed successfully", "executorch:", "ExecuTorch", "Iteration", "ms/iteration")
+PATTERNS = (_ET_LOAD, _ET_ITER, _ET_DONE, _ET_DONE_UNTIMED, *_ETS.values(), ERRORS)
+
+
+class _Iterations:
+    """The ``Iteration i of N: <ms> ms`` lines read so far: their times (checked as read), and whether they
+    are 1..N in order with one N."""
+
+    def __init__(self) -> None:
+        self.times: list[int] = []
+        self.totals: set[int] = set()
+        self.in_order = True
+
+    def feed(self, m: re.Match[str]) -> None:
+        i, n = int(m.group(1)), int(m.group(2))
+        self.in_order = self.in_order and i == len(self.times) + 1
+        if len(self.totals) < 2:
+            self.totals.add(n)
+        self.times.append(ns_int(m.group(3), "ms", f"'Iteration {i} of {n}'"))
+
+
 def parse_executorch(text: str) -> ToolMeasurement:
     """One run of ``executor_runner`` (POSIX or logcat output), or the summary of ``benchmark_android.sh``."""
-    lines = text.splitlines()
-    done = one(_ET_DONE, lines)
-    if done is None and any(_ETS["bench"].search(ln) for ln in lines):
-        return _executorch_script_summary(lines)
-    load = one(_ET_LOAD, lines)
-    iters = [m for m in map(_ET_ITER.search, lines) if m]
+    return read_executorch(text.splitlines())
+
+
+def read_executorch(lines: Iterable[str]) -> ToolMeasurement:
+    """One run of ``executor_runner`` or the summary of ``benchmark_android.sh``, read once line by line."""
+    done, load, untimed, errors = Hits(_ET_DONE), Hits(_ET_LOAD), Hits(_ET_DONE_UNTIMED), Hits(ERRORS)
+    script = {k: Hits(rx) for k, rx in _ETS.items()}
+    iters = _Iterations()
+    for line in lines:
+        if not RELEVANT.search(line):
+            continue
+        for hits in (done, load, untimed, errors, *script.values()):
+            hits.feed(line)
+        m = _ET_ITER.search(line)
+        if m:
+            iters.feed(m)
+    tool_said = tool_errors(errors)
+    done = done.one()
+    if done is None and script["bench"].count:
+        return _executorch_script_summary({k: hits.one() for k, hits in script.items()})
+    load = load.one()
     units: dict[str, str] = {}
     notes: list[str] = []
     if done is None:
-        if any(_ET_DONE_UNTIMED.search(ln) for ln in lines):
+        if untimed.count:
             raise ToolLogError("this executor_runner prints 'Model executed successfully.' without a time "
                                "(builds before March 2025, #9342): no timing to read")
         raise ToolLogError("no 'Model executed successfully N time(s) in <ms> ms' line: the run did not finish "
-                           "or this is not executor_runner's output" + tool_errors(lines))
+                           "or this is not executor_runner's output" + tool_said)
     n, total = int(done.group(1)), done.group(2)
+    total_ns = ns_decimal(total, "ms", "the total of 'Model executed successfully'")
+    if n == 0:
+        raise ToolLogError("'Model executed successfully 0 time(s)': no execution was timed")
     init_ns = None
     if load:
-        init_ns = ns_int(load.group(1), "ms")
+        init_ns = ns_int(load.group(1), "ms", "'Model loaded in'")
         units["init"] = "ms, 'Model loaded in' (Program::load to load_method, delegate init included)"
 
-    if iters:
-        numbers = [int(m.group(1)) for m in iters]
-        if {int(m.group(2)) for m in iters} != {n} or numbers != list(range(1, n + 1)):
+    if iters.times:
+        times = iters.times
+        if iters.totals != {n} or not iters.in_order or len(times) != n:
             raise ToolLogError(f"the 'Iteration i of N' lines are not iterations 1..{n} in order "
-                               f"({len(iters)} lines): the log is incomplete or mixes runs")
-        times = [ns_int(m.group(3), "ms") for m in iters]
-        if abs(sum(times) - ns(total, "ms")) > n:  # each %f ms is to the ns: at most 1 ns apart per run
+                               f"({len(times)} lines): the log is incomplete or mixes runs")
+        if abs(sum(times) - total_ns) > n:  # each %f ms is to the ns: at most 1 ns apart per run
             raise ToolLogError(f"the iterations add up to {sum(times) / 1e6:.6f} ms, not the "
                                f"{total} ms of 'Model executed successfully': not the same run")
         if n == 1:
@@ -84,7 +128,7 @@ def parse_executorch(text: str) -> ToolMeasurement:
     if n == 1:
         raise ToolLogError("one execution only ('1 time(s)'): it is the first inference after load, and no "
                            "timed run follows it (run with --num_executions > 1)")
-    aggregate = Aggregate(n=n, mean_ns=float(dec(total) * NS_PER["ms"] / n), tool="executor_runner")
+    aggregate = Aggregate(n=n, mean_ns=float(total_ns / n), tool="executor_runner")
     units["timed"] = "ms, 'Model executed successfully N time(s) in <total> ms' (mean = total / N)"
     notes.append("this build prints no per-iteration times: the mean is total / N and includes the first "
                  "execution after load, which cannot be separated")
@@ -92,13 +136,16 @@ def parse_executorch(text: str) -> ToolMeasurement:
                            init_ns=init_ns, units=units, notes=tuple(notes))
 
 
-def _executorch_script_summary(lines: list[str]) -> ToolMeasurement:
-    got = {k: one(rx, lines) for k, rx in _ETS.items()}
+def _executorch_script_summary(got: dict[str, re.Match[str] | None]) -> ToolMeasurement:
     n, total = int(got["bench"].group(1)), got["bench"].group(2)
+    if n == 0:
+        raise ToolLogError("'Benchmark: 0 iteration(s)': no execution was timed")
     tool = "benchmark_android.sh (executor_runner)"
-    aggregate = Aggregate(n=n, mean_ns=float(dec(total) * NS_PER["ms"] / n), tool=tool,
-                          min_ns=ns(got["min"].group(1), "ms") if got["min"] else None,
-                          max_ns=ns(got["max"].group(1), "ms") if got["max"] else None)
+    mean = ns_decimal(total, "ms", "the total of 'Benchmark: N iteration(s) in'") / n
+    aggregate = checked(Aggregate(
+        n=n, mean_ns=float(mean), tool=tool,
+        min_ns=ns(got["min"].group(1), "ms", "'Min'") if got["min"] else None,
+        max_ns=ns(got["max"].group(1), "ms", "'Max'") if got["max"] else None), "the script's summary")
     units = {"timed": "ms: mean = total / N from 'Benchmark: N iteration(s) in <total> ms'; Min/Max to 0.001 ms"}
     notes = ["the script's 'Average' is total / N cut to 3 decimals by bc; the mean here is total / N"]
     if got["warmup"]:
@@ -106,8 +153,7 @@ def _executorch_script_summary(lines: list[str]) -> ToolMeasurement:
                      "the N timed executions include the first one after load in the benchmark process")
     init_ns = None
     if got["load"]:
-        init_ns = ns_int(got["load"].group(1), "ms")
+        init_ns = ns_int(got["load"].group(1), "ms", "'Load'")
         units["init"] = "ms to 0.001, 'Load' (the benchmark process's load, after the warm-up process's)"
     return ToolMeasurement(tool=tool, family="executorch", runs=n, aggregate=aggregate, init_ns=init_ns,
                            units=units, notes=tuple(notes))
-
