@@ -370,6 +370,9 @@ def import_log_cmd(
     The log is read a few MB at a time, so a long CI log holding the run can be given whole; a file over
     1 GB (10^9 bytes) is refused.
 
+    The table prints times in ms (µs, s where they fit) and sizes in SI MB (1 MB = 10^6 bytes, as every
+    splitbench table; the tools print MiB), 3 significant digits; --json keeps every figure in ns and bytes.
+
     Exit code 0, or 1 with one line naming what is missing or wrong when the log cannot be read.
     """
     from harness.import_log import import_log, print_import_table

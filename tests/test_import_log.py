@@ -397,6 +397,20 @@ def test_cli_import_log(capsys):
     assert err.startswith("error: ") and err.count("\n") == 1
 
 
+def test_the_table_prints_si_megabytes(capsys):
+    """Sizes in SI MB (10^6 bytes) as every splitbench table, not the tools' MiB, and the table says so."""
+    assert main(["import-log", str(LOGS / "ort_android_sme2.txt")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "peak memory │ 271 MB" in out  # 271_122_432 bytes (258.6 MiB)
+    assert "1 MB = 10^6 bytes" in out and "MiB" not in out
+    assert main(["import-log", str(LOGS / "litert_tflite2.4_android_yolov5s_2021.txt")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "overall_delta │ 146 MB" in out  # "overall=138.809" MiB = 145.55e6 bytes
+    assert "mean │ 250 ms" in out and "load / init │ 16.2 ms" in out
+    assert main(["import-log", "--help"]) == 0
+    assert "sizes in SI MB (1 MB = 10^6 bytes" in " ".join(capsys.readouterr().out.split())
+
+
 def test_cli_import_log_with_result_file(capsys):
     assert main(["import-log", str(LOGS / "ort_result_file_DERIVED.csv"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["samples_ns"] == [12_345_600, 12_000_100, 13_100_000]
