@@ -67,7 +67,7 @@ def print_import_table(record: dict[str, Any]) -> None:
 
     units = record["units"]
     table = Table("figure", "value", "from the log", title=f"{record['tool']}: {record['source']}",
-                  caption=f"times in ms (µs, s where they fit), sizes in SI MB (1 MB = 10^6 bytes; the tools' MB "
+                  caption="times in ms (µs, s where they fit), sizes in SI MB (1 MB = 10^6 bytes; the tools' MB "
                           "is 2^20 bytes); --json keeps every figure as read, in ns and bytes")
     agg = record["aggregate"]
     if record["samples_ns"]:
