@@ -75,22 +75,22 @@ def parse_executorch(text: str) -> ToolMeasurement:
 
 def read_executorch(lines: Iterable[str]) -> ToolMeasurement:
     """One run of ``executor_runner`` or the summary of ``benchmark_android.sh``, read once line by line."""
-    done, load, untimed, errors = Hits(_ET_DONE), Hits(_ET_LOAD), Hits(_ET_DONE_UNTIMED), Hits(ERRORS)
+    done_lines, load_lines, untimed, errors = Hits(_ET_DONE), Hits(_ET_LOAD), Hits(_ET_DONE_UNTIMED), Hits(ERRORS)
     script = {k: Hits(rx) for k, rx in _ETS.items()}
     iters = _Iterations()
     for line in lines:
         if not RELEVANT.search(line):
             continue
-        for hits in (done, load, untimed, errors, *script.values()):
+        for hits in (done_lines, load_lines, untimed, errors, *script.values()):
             hits.feed(line)
         m = _ET_ITER.search(line)
         if m:
             iters.feed(m)
     tool_said = tool_errors(errors)
-    done = done.one()
+    done = done_lines.one()
     if done is None and script["bench"].count:
         return _executorch_script_summary({k: hits.one() for k, hits in script.items()})
-    load = load.one()
+    load = load_lines.one()
     units: dict[str, str] = {}
     notes: list[str] = []
     if done is None:

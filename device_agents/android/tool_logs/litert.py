@@ -113,6 +113,7 @@ def _stat_aggregate(s: dict[str, Any], tool: str, whose: str) -> Aggregate | Non
         if absent:  # the mean is never taken from curr= (the last run) when the line is not the all-same form
             raise ToolLogError(f"{line} (count={s['count']}) has no {'/'.join(k + '=' for k in absent)}: "
                                "it is cut or not benchmark_model's")
+
     def us(key: str) -> float:
         return ns(_stat_value(s, key), "us", f"{_printed_key(s, key)}= of {line}")
 

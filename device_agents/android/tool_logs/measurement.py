@@ -32,8 +32,9 @@ MAX_SECONDS = 10**6  # any time the tools print (11.6 days; a whole run of thous
 MAX_BYTES = 10**12  # any memory figure (1 TB)
 PRINTED_REL = 1e-5  # two figures of one summary printed with 6 significant digits agree to this (mean vs min)
 
+
 class ToolLogError(Exception):
-    """A log that cannot be read; the message is one line that names what is missing."""
+    """A log that cannot be read or trusted; the message is one line that names what is missing or wrong."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,6 @@ class ToolMeasurement:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -181,25 +181,21 @@ def checked(agg: Aggregate, what: str) -> Aggregate:
 
 
 class Hits:
-    """The lines one pattern matched in a log read line by line: how many, and the first ``keep`` matches
-    (never more, however long the log: the readers keep what they use, not the log)."""
+    """The lines one pattern matched in a log read line by line: how many, and the first match (nothing
+    more, however long the log: the readers keep what they use, not the log)."""
 
-    __slots__ = ("rx", "keep", "count", "matches")
+    __slots__ = ("rx", "count", "first")
 
-    def __init__(self, rx: re.Pattern[str], keep: int = 1) -> None:
-        self.rx, self.keep, self.count, self.matches = rx, keep, 0, []
+    def __init__(self, rx: re.Pattern[str]) -> None:
+        self.rx, self.count = rx, 0
+        self.first: re.Match[str] | None = None
 
     def feed(self, line: str) -> re.Match[str] | None:
         m = self.rx.search(line)
         if m:
             self.count += 1
-            if len(self.matches) < self.keep:
-                self.matches.append(m)
+            self.first = self.first or m
         return m
-
-    @property
-    def first(self) -> re.Match[str] | None:
-        return self.matches[0] if self.matches else None
 
     def one(self) -> re.Match[str] | None:
         """The only line matching (None when none; several are several runs in one log)."""
