@@ -21,7 +21,8 @@ def import_log(path: str | Path, tool: str | None = None, *, result_file: str | 
     ns, memory in bytes, the unit each figure had in the log, and the notes a reader must know.
 
     ``tool`` is one of ``litert``, ``onnxruntime``, ``executorch`` (detected when None). Raises
-    :class:`UserError` with one line naming what the log lacks when it cannot be read.
+    :class:`UserError` with one line naming what the log lacks (or holds wrong) when it cannot be read or
+    trusted; a file over ``MAX_LOG_BYTES`` (1 GB) is refused unread.
     """
     if tool is not None and tool not in TOOLS:
         raise UserError(f"unknown --tool {tool!r}; tools: {', '.join(TOOLS)}")
@@ -32,6 +33,8 @@ def import_log(path: str | Path, tool: str | None = None, *, result_file: str | 
         measurement = read_log(path, tool, result_file=result_file)
     except ToolLogError as exc:
         raise UserError(f"{path}: {exc}") from None
+    except OSError as exc:  # unreadable (permissions, a device gone): the user's to fix, not a bug
+        raise UserError(f"{exc.filename or path}: cannot be read ({exc.strerror or exc})") from None
     record = {"source": str(path), "result_file": str(result_file) if result_file is not None else None}
     record.update(measurement.to_dict())
     # The words of summary.csv's timing_kind: every run printed, or the tool's summary of them.

@@ -128,6 +128,23 @@ def test_a_log_over_the_size_limit_is_refused_unread(tmp_path, capsys):
     assert f"the result file {big} is 1,000,000,001 bytes" in err
 
 
+def test_an_unreadable_log_is_one_line(tmp_path, capsys, monkeypatch):
+    log = tmp_path / "run.log"
+    shutil.copy(LOGS / "litert_tflite2.18_ti_2025.txt", log)
+    if os.geteuid() == 0:  # root reads a file whatever its mode: the error opening it would give
+        pieces = reading.file_pieces
+
+        def denied(path):
+            if Path(path) == log:
+                raise PermissionError(13, "Permission denied", str(path))
+            return pieces(path)
+
+        monkeypatch.setattr(reading, "file_pieces", denied)
+    else:
+        log.chmod(0)
+    assert f"{log}: cannot be read (Permission denied)" in refused_by_the_cli(tmp_path, capsys, log)
+
+
 def test_a_file_is_read_in_pieces_as_its_text_would_be(tmp_path, monkeypatch):
     """Pieces cut mid-line, CRLF and CR line ends, an over-long line: read_log (a piece at a time) gives
     what parse_log gives on the whole text."""
