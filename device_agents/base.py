@@ -239,9 +239,11 @@ class Aggregate:
 
     Times in nanoseconds as floats (the tool's microseconds converted, nothing rounded). ``percentiles``
     maps a percentile (``"5"``, ``"50"``, ``"95"``) to its value; only what the tool printed is there.
+    ``n`` is None when the tool printed a mean without the number of runs behind it (benchmark_model's
+    summary line alone): unknown, never guessed.
     """
 
-    n: int
+    n: int | None
     mean_ns: float
     tool: str  # what reported it, with its version when known: "benchmark_model (TFLite 2.16)"
     std_ns: float | None = None
@@ -250,7 +252,7 @@ class Aggregate:
     percentiles: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.n < 1:
+        if self.n is not None and self.n < 1:
             raise ContractError(f"an aggregate of {self.n} runs")
         for name in ("mean_ns", "std_ns", "min_ns", "max_ns"):
             v = getattr(self, name)
@@ -358,8 +360,8 @@ class MeasureResult:
         return self.status == OK
 
     @property
-    def n_runs(self) -> int:
-        """Timed runs behind the result: the samples, or the aggregate's count."""
+    def n_runs(self) -> int | None:
+        """Timed runs behind the result: the samples, or the aggregate's count (None: the tool did not say)."""
         return len(self.infer_ns) if self.infer_ns else (self.infer_aggregate.n if self.infer_aggregate else 0)
 
     @property
@@ -376,6 +378,9 @@ class MeasureResult:
         """Raise :class:`ContractError` when an ok result does not have what ``job`` asked for."""
         if not self.ok:
             return
+        if self.n_runs is None:
+            raise ContractError(f"the job asked for {job.runs} timed runs, the tool's aggregate does not say how many "
+                                "it holds")
         if self.n_runs != job.runs:
             kind = "samples" if self.infer_ns else "runs in the aggregate"
             raise ContractError(f"the job asked for {job.runs} timed runs, the result has {self.n_runs} {kind}")

@@ -363,7 +363,17 @@ def import_log_cmd(
 ) -> None:
     """Read one benchmark tool run's log into splitbench's measurement record (ns, bytes, units named).
 
-    Exit code 0, or 1 with one line naming what is missing when the log cannot be read.
+    benchmark_model's summary line alone ('Inference timings in us: ...') is the tool's mean with no run
+    count, spread, min or max: an aggregate whose number of runs is left empty, never guessed. Every
+    figure is checked (finite, not negative, a min not above its max); a log with one that is not is refused.
+
+    The log is read a few MB at a time, so a long CI log holding the run can be given whole; a file over
+    1 GB (10^9 bytes) is refused.
+
+    The table prints times in ms (µs, s where they fit) and sizes in SI MB (1 MB = 10^6 bytes, as every
+    splitbench table; the tools print MiB), 3 significant digits; --json keeps every figure in ns and bytes.
+
+    Exit code 0, or 1 with one line naming what is missing or wrong when the log cannot be read.
     """
     from harness.measure.import_log import import_log, print_import_table
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from device_agents.android.tool_logs import ToolLogError, detect_tool, parse_log, read_log
-from device_agents.base import MeasureJob, MeasureResult
+from device_agents.base import ContractError, MeasureJob, MeasureResult
 from harness.cli import main
 from harness.core.errors import UserError
 from harness.measure.import_log import import_log
@@ -63,8 +63,9 @@ def test_tflite_2_4_single_stat_line_told_apart_by_the_summary_and_old_memory_li
     assert (a.n, a.mean_ns, a.std_ns, a.min_ns, a.max_ns) == (50, 249_684_000.0, 1_442_000.0, 247_067_000.0,
                                                               254_474_000.0)
     assert m.first_infer_ns == 360_262_000 and m.init_ns == 16_242_000
-    assert m.warmup is None  # "Warmup (avg): 304586" has no count: not kept, and said so
-    assert any("304586" in n for n in m.notes)
+    # "Warmup (avg): 304586" has no count: the mean is kept, its number of runs stays unknown
+    assert (m.warmup.n, m.warmup.mean_ns, m.warmup.std_ns) == (None, 304_586_000.0, None)
+    assert "not printed" in m.units["warmup"]
     (mem,) = m.memory
     assert mem.method == "tool_reported" and mem.peak_b is None and mem.model_b == mem.growth_b == mem.detail["overall_delta_b"]  # the growth it reports
     # "Peak memory footprint (MB): init=4.92969 overall=138.809" are deltas, in MiB
@@ -153,9 +154,48 @@ def test_op_profiling_only_is_refused():
     assert "no statistics of the timed runs" in message and "op-profiling" in message
 
 
-def test_summary_without_a_run_count_is_refused():
-    message = refused("litert_apk_logcat_summary_only.txt")
-    assert "1687.92 us" in message and "not the number of runs" in message
+def test_summary_line_alone_is_a_mean_only_aggregate():
+    # "Inference timings in us: Init: 1007529, First inference: 4098, Warmup (avg): 1686.59,
+    # Inference (avg): 1687.92" and nothing else: the mean, with no run count, spread, min or max
+    m = read_log(LOGS / "litert_apk_logcat_summary_only.txt")
+    a = m.aggregate
+    assert m.runs is None and a.n is None and m.samples_ns == ()
+    assert (a.mean_ns, a.std_ns, a.min_ns, a.max_ns, a.percentiles) == (1_687_920.0, None, None, None, {})
+    assert m.first_infer_ns == 4_098_000 and m.init_ns == 1_007_529_000
+    assert (m.warmup.n, m.warmup.mean_ns) == (None, 1_686_590.0)
+    assert any("summary only" in n and "not guessed" in n for n in m.notes)
+
+
+def test_summary_and_memory_lines_alone_keep_the_memory():
+    # google-research#802: the summary and memory lines quoted from a run of 1000 timed runs (the full log,
+    # a comment earlier, says count=1000). Those two lines do not say 1000, so the count stays unknown.
+    m = read_log(LOGS / "litert_summary_memory_only_kws_2022.txt")
+    a = m.aggregate
+    assert (m.tool, m.runs, a.n) == ("benchmark_model", None, None)
+    assert (a.mean_ns, a.std_ns, a.min_ns, a.max_ns) == (1_039_660.0, None, None, None)
+    assert m.first_infer_ns == 2_104_000 and m.init_ns == 17_851_000
+    assert (m.warmup.n, m.warmup.mean_ns) == (None, 1_041_150.0)
+    (mem,) = m.memory
+    assert abs(mem.detail["init_delta_b"] - 10.7383 * MIB) <= 0.5
+    assert abs(mem.detail["overall_delta_b"] - 12.1055 * MIB) <= 0.5
+    assert mem.growth_b == mem.detail["overall_delta_b"] and mem.peak_b is None
+    result = MeasureResult(status="ok", **m.result_fields())
+    assert result.n_runs is None and result.infer_aggregate.n is None
+    with pytest.raises(ContractError, match="does not say how many"):  # the Android agent's jobs ask for N runs
+        result.check(MeasureJob(artifact_path="m", backend="x", input_shape=(1,), runs=60))
+    record = import_log(LOGS / "litert_summary_memory_only_kws_2022.txt")
+    assert record["timing_kind"] == "aggregate" and record["runs"] is None
+    assert record["measure_result"]["infer_aggregate"]["n"] is None
+    json.dumps(record)
+
+
+def test_summary_with_only_the_warmup_stat_line_takes_the_summarys_mean():
+    # The 2.18 log without its timed runs' stat line: the warm-up's line (count=1) is told apart by the
+    # summary's "Warmup (avg)", and the timed runs are the summary's mean
+    log = "\n".join(ln for ln in text("litert_tflite2.18_ti_2025.txt").splitlines() if "count=50 " not in ln)
+    m = parse_log(log)
+    assert m.runs is None and m.aggregate.mean_ns == 971_535_000.0
+    assert (m.warmup.n, m.warmup.mean_ns) == (1, 1_041_765_000.0)
 
 
 def test_a_log_cut_after_the_warmup_is_refused():
@@ -350,9 +390,25 @@ def test_cli_import_log(capsys):
     assert record["aggregate"]["n"] == 5 and record["memory"][0]["peak_b"] == 271_122_432
     assert main(["import-log", str(LOGS / "executorch_iterations_logcat_DERIVED.txt")]) == 0
     assert "first inference" in capsys.readouterr().out
-    assert main(["import-log", str(LOGS / "litert_apk_logcat_summary_only.txt")]) == 1
+    assert main(["import-log", str(LOGS / "litert_apk_logcat_summary_only.txt")]) == 0
+    assert "number not printed" in capsys.readouterr().out
+    assert main(["import-log", str(LOGS / "litert_opprofiling_only_android_2021.txt")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_the_table_prints_si_megabytes(capsys):
+    """Sizes in SI MB (10^6 bytes) as every splitbench table, not the tools' MiB, and the table says so."""
+    assert main(["import-log", str(LOGS / "ort_android_sme2.txt")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "peak memory │ 271 MB" in out  # 271_122_432 bytes (258.6 MiB)
+    assert "1 MB = 10^6 bytes" in out and "MiB" not in out
+    assert main(["import-log", str(LOGS / "litert_tflite2.4_android_yolov5s_2021.txt")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "overall_delta │ 146 MB" in out  # "overall=138.809" MiB = 145.55e6 bytes
+    assert "mean │ 250 ms" in out and "load / init │ 16.2 ms" in out
+    assert main(["import-log", "--help"]) == 0
+    assert "sizes in SI MB (1 MB = 10^6 bytes" in " ".join(capsys.readouterr().out.split())
 
 
 def test_cli_import_log_with_result_file(capsys):
@@ -361,3 +417,36 @@ def test_cli_import_log_with_result_file(capsys):
     assert main(["import-log", str(LOGS / "ort_android_sme2.txt"), "--result-file",
                  str(LOGS / "ort_result_file_DERIVED.csv")]) == 1
     assert "3 runs, the log 5" in capsys.readouterr().err
+
+
+def test_a_summary_only_row_is_an_aggregate_without_spread_in_stats_compare_and_report(tmp_path):
+    """The mean-only aggregate through what reads records: its statistics, `compare` and the report."""
+    from harness.analysis import compare as cmp
+    from harness.report import build_report
+    from harness.results.stats import compute_stats
+    from harness.results.store import write_record
+    from harness.results.tables import write_tables
+    from test_compare import record
+
+    agg = import_log(LOGS / "litert_summary_memory_only_kws_2022.txt")["measure_result"]["infer_aggregate"]
+    phone = dict(backend="litert", target="android", device_id="android:PHONE")
+    base = record(aggregate=agg, **phone)
+    s = compute_stats(base)
+    assert (s.timing_kind, s.n_runs, s.infer_ms_mean) == ("aggregate", None, 1.03966)
+    assert (s.infer_ms_median, s.infer_ms_std, s.infer_ms_min, s.infer_ms_max, s.infer_ms_p90) == (None,) * 5
+    assert not {w.code for w in s.warnings} & {"few_runs", "cv_high", "iqr_high", "min_far"}
+
+    slower = record(aggregate=dict(agg, mean_ns=agg["mean_ns"] * 1.5), finished_at="2026-01-02T00:00:00", **phone)
+    metrics = {m.metric: m for m in cmp.compare_records([base], [slower]).pairs[0].metrics}
+    mean = metrics["infer_median"]  # no median printed: the ratio of the tool's means, untested
+    assert (mean.test, mean.n_base, mean.n_new, mean.p_value) == (cmp.TEST_TOOL, None, None, None)
+    assert mean.ratio == pytest.approx(1.5) and "no run count" in mean.note and "aggregate-only" in mean.note
+    assert metrics["infer_p90"].verdict == cmp.NOT_COMPARABLE and "no p90" in metrics["infer_p90"].note
+
+    out = tmp_path / "run"
+    write_record(out, base)
+    write_tables(out)
+    paths = build_report(out)  # the figures too: the box plot of a row with no run count
+    assert {"infer_box.png", "report.html"} <= {p.name for p in paths}
+    page = (out / "report.html").read_text()
+    assert "tool aggregate" in page and "1.04 ms" in page

@@ -3,7 +3,7 @@
 tool pinned to one core and polls its ``/proc/<pid>/status``, and the parsing of what comes back.
 
 Nothing here talks to a phone (that is ``transport.py``) or decides what to measure (``agent.py``);
-the tools' logs are read by ``tool_logs.py``. Sources of the formats: ``../shared/research/android.md``
+the tools' logs are read by ``tool_logs/`` (one module per tool). Sources of the formats: ``../shared/research/android.md``
 (sections 1-5, 8).
 """
 

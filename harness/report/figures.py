@@ -190,8 +190,9 @@ def infer_box(summary, samples, out_dir: Path) -> list[Path]:
             ax.set_ylim(0, 1)
         _xaxis(ax, configs, _panel_title(summary, backend, target, device))
         time_axis(ax, "y", "inference time")
-    n = int(summary.loc[summary["status"] == OK, "n_runs"].max()) if (summary["status"] == OK).any() else 0
-    fig.suptitle(f"Inference time per configuration ({_model_name(summary)}; {n} timed runs each)")
+    runs = summary.loc[summary["status"] == OK, "n_runs"].dropna()  # a tool's mean alone has no run count
+    each = f"; {int(runs.max())} timed runs each" if len(runs) else ""
+    fig.suptitle(f"Inference time per configuration ({_model_name(summary)}{each})")
     _skipped_note(fig, summary)
     return _save(fig, out_dir, "infer_box")
 

@@ -45,7 +45,7 @@ class StabilityWarning:
 class Stats:
     """The derived statistics of one record. None where the raw data is missing or the tool did not say."""
 
-    n_runs: int
+    n_runs: int | None  # None: the tool's aggregate does not say how many runs it holds
     timing_kind: str | None  # "samples", "aggregate", or None (nothing timed)
     aggregate_tool: str | None
     infer_ms_median: float | None
@@ -71,10 +71,10 @@ class Stats:
     warnings: tuple[StabilityWarning, ...] = ()
 
 
-def _timing_warnings(n: int, median: float | None, iqr: float | None, low: float | None, mean: float | None,
+def _timing_warnings(n: int | None, median: float | None, iqr: float | None, low: float | None, mean: float | None,
                      std: float | None, pinned: bool = True) -> list[StabilityWarning]:
     out: list[StabilityWarning] = []
-    if n < MIN_RUNS:
+    if n is not None and n < MIN_RUNS:
         out.append(StabilityWarning("few_runs", f"only {n} timed runs (fewer than {MIN_RUNS})",
                                     "raise [run].runs (the papers use 60)", float(n), float(MIN_RUNS)))
     if median and iqr is not None:
@@ -153,7 +153,7 @@ def compute_stats(record: ResultRecord) -> Stats:
         p5, p95, high = float(q5), float(q95), float(infer.max())
         mean, std = float(infer.mean()), float(infer.std(ddof=1)) if infer.size > 1 else None
     elif agg:
-        kind, tool, n = AGGREGATE, agg.get("tool"), int(agg["n"])
+        kind, tool, n = AGGREGATE, agg.get("tool"), None if agg.get("n") is None else int(agg["n"])
         pct = {str(k): v for k, v in (agg.get("percentiles") or {}).items()}
         median, p90, low, high = pct.get("50"), pct.get("90"), agg.get("min_ns"), agg.get("max_ns")
         p5, p95 = pct.get("5"), pct.get("95")

@@ -108,8 +108,8 @@ class MetricComparison:
     ci_low: float | None
     ci_high: float | None
     test: str
-    n_base: int
-    n_new: int
+    n_base: int | None  # None: a tool's aggregate that does not say how many runs it holds
+    n_new: int | None
     p_value: float | None  # None: no test (threshold alone, or not comparable)
     p_adjusted: float | None
     threshold: float

@@ -98,8 +98,8 @@ def _ratio(base: float, new: float) -> float | None:
     return new / base
 
 
-def _result(metric: Metric, base: float | None, new: float | None, t: float, test: str, n_base: int, n_new: int,
-            p: float | None = None, ci: tuple[float, float] | None = None, note: str = "",
+def _result(metric: Metric, base: float | None, new: float | None, t: float, test: str, n_base: int | None,
+            n_new: int | None, p: float | None = None, ci: tuple[float, float] | None = None, note: str = "",
             verdict: str = "") -> MetricComparison:
     ratio = None if base is None or new is None else _ratio(base, new)
     if ratio is None and not verdict:
@@ -109,7 +109,7 @@ def _result(metric: Metric, base: float | None, new: float | None, t: float, tes
                             n_new=n_new, p_value=p, p_adjusted=None, threshold=t, verdict=verdict, note=note)
 
 
-def _single(metric: Metric, base: float, new: float, t: float, test: str, n_base: int, n_new: int,
+def _single(metric: Metric, base: float, new: float, t: float, test: str, n_base: int | None, n_new: int | None,
             note: str) -> MetricComparison:
     return _result(metric, base, new, t, test, n_base, n_new, note=note)
 
@@ -203,9 +203,10 @@ def _inference(metric: Metric, b: ResultRecord, n: ResultRecord, t: float, optio
     (bm, bsd, bn), (nm, nsd, nn) = _mean_std_n(bs, b_agg), _mean_std_n(ns, n_agg)
     if disturbed:
         return _refuse(metric, bm, nm, t, disturbed, True)
-    if bsd is None or nsd is None or bn < 2 or nn < 2:
+    if bsd is None or nsd is None or bn is None or nn is None or bn < 2 or nn < 2:
         return _single(metric, bm, nm, t, TEST_TOOL, bn, nn,
-                       f"{kind}: the ratio of means; no std (or one run) to test with, threshold alone")
+                       f"{kind}: the ratio of means; no std (or one run, or no run count) to test with, "
+                       "threshold alone")
     from scipy.stats import t as student_t, ttest_ind_from_stats
 
     p = float(ttest_ind_from_stats(nm, nsd, nn, bm, bsd, bn, equal_var=False).pvalue)
@@ -221,18 +222,22 @@ def _inference(metric: Metric, b: ResultRecord, n: ResultRecord, t: float, optio
                    note=f"{kind}: Welch's t from mean, std and n; BASE and NEW are means, the ratio is of means")
 
 
-def _count(samples: list[float], agg: dict | None) -> int:
-    return len(samples) if samples else int((agg or {}).get("n") or 0)
+def _count(samples: list[float], agg: dict | None) -> int | None:
+    if samples:
+        return len(samples)
+    if agg and agg.get("n") is None:
+        return None  # the tool printed a mean without its number of runs
+    return int((agg or {}).get("n") or 0)
 
 
-def _mean_std_n(samples: list[float], agg: dict | None) -> tuple[float, float | None, int]:
+def _mean_std_n(samples: list[float], agg: dict | None) -> tuple[float, float | None, int | None]:
     if samples:
         import numpy as np
 
         arr = np.asarray(samples)
         return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else None, int(arr.size)
     assert agg is not None
-    return float(agg["mean_ns"]) / NS_PER_MS, ns_to_ms(agg.get("std_ns")), int(agg["n"])
+    return float(agg["mean_ns"]) / NS_PER_MS, ns_to_ms(agg.get("std_ns")), _count(samples, agg)
 
 
 # --------------------------------------------------------------------------------------------------
