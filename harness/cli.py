@@ -12,11 +12,38 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from harness import exitcodes
 from harness.errors import UserError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode="markdown",
+class _Group(TyperGroup):
+    """A command group whose ``--help`` shows no value after a flag.
+
+    Typer 0.29's rich help prints every option's type, flags included (``--resume <bool>``, ``--help
+    <bool>``), as if each took a value. A flag's type is blanked before its command parses its
+    arguments (``--help`` is handled there): the group's own flags, and each subcommand's as it is resolved.
+    """
+
+    def parse_args(self, ctx, args):
+        _untyped_flags(self, ctx)
+        return super().parse_args(ctx, args)
+
+    def resolve_command(self, ctx, args):
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None:
+            _untyped_flags(command, ctx)
+        return name, command, rest
+
+
+def _untyped_flags(command, ctx) -> None:
+    for param in command.get_params(ctx):  # the --help option included
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""  # what the help shows instead of the type
+
+
+app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode="markdown",
                   help="Measure what each split of a neural network costs on a phone, beside how private "
                        "the features it uploads are.\n\nExit codes: " + exitcodes.describe() + ".")
 
@@ -294,7 +321,7 @@ def compare_cmd(
 # --------------------------------------------------------------------------------------------------
 # splitbench cluster: a lab of phones on many hosts, through Ray (harness/cluster.py does the work)
 
-cluster_app = typer.Typer(no_args_is_help=True, help=(
+cluster_app = typer.Typer(cls=_Group, no_args_is_help=True, help=(
     "A lab of phones on many hosts as one Ray cluster: `start-head` on the first host, `join ADDR` on each "
     "device host (each registers its devices and serves until Ctrl-C), `status` anywhere; then `splitbench run "
     "SPEC --executor ray --ray-address ADDR` on the head. Token authentication is on unless --no-auth: "
