@@ -296,7 +296,7 @@ def _export_missing(spec: Spec, configs: list[Configuration], todo: list[tuple[C
                     keys: dict[tuple[str, str], str], root: Path, progress: bool) -> dict[tuple[str, str], Artifact]:
     import gc
 
-    from harness.configurations import load_model
+    from harness.configurations import check_forward, load_model
     from harness.costs import count_macs
 
     out: dict[tuple[str, str], Artifact] = {}
@@ -304,6 +304,7 @@ def _export_missing(spec: Spec, configs: list[Configuration], todo: list[tuple[C
         bar.step(f"building {spec.model.zoo or spec.model.source}")
         with _quiet(root / "export.log"):
             loaded = load_model(spec)
+            check_forward(loaded, spec)  # the input fits and every cut gives one tensor, or one line
             full_macs = count_macs(loaded.module, loaded.example_input)[0]
         for config in configs:
             missing = [b for c, b in todo if c.name == config.name]
@@ -330,38 +331,45 @@ class _Progress:
         self._progress = None
 
     def __enter__(self) -> "_Progress":
+        self._console = None
         if self.enabled:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             # A duplicate of fd 2: converters' output is redirected away from fd 2 meanwhile.
             self._stream = os.fdopen(os.dup(2), "w", buffering=1)
-            console = Console(file=self._stream, stderr=True)
-            self._progress = Progress(TextColumn("export"), BarColumn(), MofNCompleteColumn(),
-                                      TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
-                                      transient=True)
-            self._progress.__enter__()
-            self._task = self._progress.add_task("", total=self.total)
+            self._console = Console(file=self._stream, stderr=True)
+            if self._console.is_terminal:  # a log or a pipe gets the lines without the bar (no stray blank line)
+                self._progress = Progress(TextColumn("export"), BarColumn(), MofNCompleteColumn(),
+                                          TextColumn("{task.description}"), TimeElapsedColumn(),
+                                          console=self._console, transient=True)
+                self._progress.__enter__()
+                self._task = self._progress.add_task("", total=self.total)
         return self
 
     def step(self, what: str) -> None:
         if self._progress is not None:
             self._progress.update(self._task, description=what)
 
+    def say(self, line: str) -> None:
+        """A line above the bar (or alone, without a terminal)."""
+        if self._console is not None:
+            self._console.print(line, highlight=False)
+
     def done(self, a: Artifact) -> None:
-        if self._progress is None:
-            return
         if a.status == "ok":
             check = f"max rel err {a.max_rel_err:.1e}" if a.max_rel_err is not None else "spec checked"
             line = f"[green]ok[/] {a.config.name:>18} {a.backend:<10} {a.export_s:6.1f} s  {check}"
         else:
             line = f"[red]failed[/] {a.config.name:>14} {a.backend:<10} {a.reason}"
-        self._progress.console.print(line, highlight=False)
-        self._progress.advance(self._task)
+        self.say(line)
+        if self._progress is not None:
+            self._progress.advance(self._task)
 
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
             self._progress.__exit__(*exc)
+        if self._console is not None:
             self._stream.close()
 
 
