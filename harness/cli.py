@@ -330,6 +330,10 @@ app.add_typer(cluster_app, name="cluster")
 
 _DEVICE_HELP = ("Register this target (repeatable), e.g. cpu-1core:1, android:SERIAL; default: every device "
                 "`splitbench devices` finds here.")
+_NODE_IP_HELP = ("The address this host's Ray node gives the others (Ray's --node-ip-address): the interface that "
+                 "faces the other hosts on a machine with several, or a loopback address such as 127.0.0.2 for a "
+                 "lab on one host (Ray turns 127.0.0.1 into the interface address). Default: Ray's choice, the "
+                 "primary interface.")
 
 
 @cluster_app.command("start-head")
@@ -339,13 +343,14 @@ def cluster_start_head_cmd(
     no_devices: bool = typer.Option(False, "--no-devices", help="Register no device on the head."),
     no_auth: bool = typer.Option(False, "--no-auth", help="Turn Ray's token authentication off (trusted network)."),
     dashboard: bool = typer.Option(False, "--dashboard", help="Start Ray's dashboard too."),
+    node_ip: Optional[str] = typer.Option(None, "--node-ip", help=_NODE_IP_HELP),
 ) -> None:
     """Start the lab's head on this host (with its devices) and serve until Ctrl-C."""
     from harness.cluster import ServeOptions, serve
 
     targets = () if no_devices else (tuple(device) if device else None)
     raise typer.Exit(serve(ServeOptions(head=True, port=port, targets=targets, auth=not no_auth,
-                                        dashboard=dashboard), say=typer.echo))
+                                        dashboard=dashboard, node_ip=node_ip), say=typer.echo))
 
 
 @cluster_app.command("join")
@@ -353,12 +358,13 @@ def cluster_join_cmd(
     address: str = typer.Argument(..., help="The head's address, IP:PORT (printed by start-head)."),
     device: Optional[list[str]] = typer.Option(None, "--device", help=_DEVICE_HELP),
     no_auth: bool = typer.Option(False, "--no-auth", help="The head was started with --no-auth."),
+    node_ip: Optional[str] = typer.Option(None, "--node-ip", help=_NODE_IP_HELP),
 ) -> None:
     """Join this host and its devices to the lab and serve until Ctrl-C; a phone plugged in later needs a new join."""
     from harness.cluster import ServeOptions, serve
 
     raise typer.Exit(serve(ServeOptions(head=False, address=address, targets=tuple(device) if device else None,
-                                        auth=not no_auth), say=typer.echo))
+                                        auth=not no_auth, node_ip=node_ip), say=typer.echo))
 
 
 @cluster_app.command("status")
