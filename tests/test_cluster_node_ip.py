@@ -89,7 +89,7 @@ class _Server:
 
     def __init__(self, opts: dict, env: dict) -> None:
         code = ("import sys, json; from harness.cluster import ServeOptions, serve; "
-                "o = json.loads(sys.argv[1]); o['targets'] = tuple(o['targets']); o['ray_args'] = tuple(o['ray_args']); "
+                "o = json.loads(sys.argv[1]); o.update(targets=tuple(o['targets']), ray_args=tuple(o['ray_args'])); "
                 "sys.exit(serve(ServeOptions(**o), say=lambda s: print(s, flush=True)))")
         self.proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(opts)], env=env, cwd=ROOT, text=True,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
