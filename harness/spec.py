@@ -155,7 +155,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "targets": Field(list, "a list of target profiles such as ['cpu-1core']"),
         "runs": Field(int, "timed runs", Range(int, 1, 1_000_000)),
         "warmup": Field(int, "warm-up runs", Range(int, 0, 1_000_000)),
-        "warm_loads": Field(int, "warm loads (a fresh process each)", Range(int, 0, 10_000)),
+        "warm_loads": Field(int, "warm loads, each in a fresh process", Range(int, 0, 10_000)),
         "timeout_s": Field((int, float), "seconds per configuration and backend",
                            Range((int, float), 0.001, 7 * 24 * 3600)),
     },
