@@ -12,11 +12,38 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from harness.core import exitcodes
 from harness.core.errors import UserError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode="markdown",
+class _Group(TyperGroup):
+    """A command group whose ``--help`` shows no value after a flag.
+
+    Typer 0.29's rich help prints every option's type, flags included (``--resume <bool>``, ``--help
+    <bool>``), as if each took a value. A flag's type is blanked before its command parses its
+    arguments (``--help`` is handled there): the group's own flags, and each subcommand's as it is resolved.
+    """
+
+    def parse_args(self, ctx, args):
+        _untyped_flags(self, ctx)
+        return super().parse_args(ctx, args)
+
+    def resolve_command(self, ctx, args):
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None:
+            _untyped_flags(command, ctx)
+        return name, command, rest
+
+
+def _untyped_flags(command, ctx) -> None:
+    for param in command.get_params(ctx):  # the --help option included
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""  # what the help shows instead of the type
+
+
+app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode="markdown",
                   help="Measure what each split of a neural network costs on a phone, beside how private "
                        "the features it uploads are.\n\nExit codes: " + exitcodes.describe() + ".")
 
@@ -294,7 +321,7 @@ def compare_cmd(
 # --------------------------------------------------------------------------------------------------
 # splitbench cluster: a lab of phones on many hosts, through Ray (harness/measure/lab/cluster.py does the work)
 
-cluster_app = typer.Typer(no_args_is_help=True, help=(
+cluster_app = typer.Typer(cls=_Group, no_args_is_help=True, help=(
     "A lab of phones on many hosts as one Ray cluster: `start-head` on the first host, `join ADDR` on each "
     "device host (each registers its devices and serves until Ctrl-C), `status` anywhere; then `splitbench run "
     "SPEC --executor ray --ray-address ADDR` on the head. Token authentication is on unless --no-auth: "
@@ -303,6 +330,10 @@ app.add_typer(cluster_app, name="cluster")
 
 _DEVICE_HELP = ("Register this target (repeatable), e.g. cpu-1core:1, android:SERIAL; default: every device "
                 "`splitbench devices` finds here.")
+_NODE_IP_HELP = ("The address this host's Ray node gives the others (Ray's --node-ip-address): the interface that "
+                 "faces the other hosts on a machine with several, or a loopback address such as 127.0.0.2 for a "
+                 "lab on one host (Ray turns 127.0.0.1 into the interface address). Default: Ray's choice, the "
+                 "primary interface.")
 
 
 @cluster_app.command("start-head")
@@ -312,13 +343,14 @@ def cluster_start_head_cmd(
     no_devices: bool = typer.Option(False, "--no-devices", help="Register no device on the head."),
     no_auth: bool = typer.Option(False, "--no-auth", help="Turn Ray's token authentication off (trusted network)."),
     dashboard: bool = typer.Option(False, "--dashboard", help="Start Ray's dashboard too."),
+    node_ip: Optional[str] = typer.Option(None, "--node-ip", help=_NODE_IP_HELP),
 ) -> None:
     """Start the lab's head on this host (with its devices) and serve until Ctrl-C."""
     from harness.measure.lab.cluster import ServeOptions, serve
 
     targets = () if no_devices else (tuple(device) if device else None)
     raise typer.Exit(serve(ServeOptions(head=True, port=port, targets=targets, auth=not no_auth,
-                                        dashboard=dashboard), say=typer.echo))
+                                        dashboard=dashboard, node_ip=node_ip), say=typer.echo))
 
 
 @cluster_app.command("join")
@@ -326,12 +358,13 @@ def cluster_join_cmd(
     address: str = typer.Argument(..., help="The head's address, IP:PORT (printed by start-head)."),
     device: Optional[list[str]] = typer.Option(None, "--device", help=_DEVICE_HELP),
     no_auth: bool = typer.Option(False, "--no-auth", help="The head was started with --no-auth."),
+    node_ip: Optional[str] = typer.Option(None, "--node-ip", help=_NODE_IP_HELP),
 ) -> None:
     """Join this host and its devices to the lab and serve until Ctrl-C; a phone plugged in later needs a new join."""
     from harness.measure.lab.cluster import ServeOptions, serve
 
     raise typer.Exit(serve(ServeOptions(head=False, address=address, targets=tuple(device) if device else None,
-                                        auth=not no_auth), say=typer.echo))
+                                        auth=not no_auth, node_ip=node_ip), say=typer.echo))
 
 
 @cluster_app.command("status")

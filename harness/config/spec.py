@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,50 +73,110 @@ class Spec:
         return self.path.parent if self.path else Path.cwd()
 
 
-# key -> (expected type(s), description). Tuples of str/int are given as lists in TOML.
-_SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
-    "": {"name": (str, "a name for the setting")},
+SEED_MAX = 2**32 - 1  # numpy, torch and scikit-learn all take a seed in [0, 2**32 - 1]
+INPUT_ELEMENTS_MAX = 2**28  # a 1 GiB float32 example input; a bigger one is a mistyped shape
+
+
+def _plain(x: float) -> str:
+    """A bound as people write it: 1000000, 0.5 (not 1e+06)."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+@dataclass(frozen=True)
+class Range:
+    """The valid values of a number (finite always): ``low`` to ``high``, ``low`` excluded when ``low_open``."""
+
+    kind: type | tuple[type, ...]  # int, or (int, float) for a number
+    low: float
+    high: float = math.inf
+    low_open: bool = False
+
+    def describe(self) -> str:
+        noun = "an integer" if self.kind is int else "a number"
+        low = f"> {_plain(self.low)}" if self.low_open else f">= {_plain(self.low)}"
+        if math.isinf(self.high):
+            return f"{'an integer' if self.kind is int else 'a finite number'} {low}"
+        if self.low_open:
+            return f"{noun} {low} and <= {_plain(self.high)}"
+        return f"{noun} from {_plain(self.low)} to {_plain(self.high)}"
+
+    def accepts(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, self.kind):
+            return False
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        above = value > self.low if self.low_open else value >= self.low
+        return above and value <= self.high
+
+
+@dataclass(frozen=True)
+class Field:
+    """One key of a spec table: the TOML type(s) it takes, what it is for people, and for a number (or a
+    list or table of numbers: each item) its valid :class:`Range`."""
+
+    types: type | tuple[type, ...]
+    what: str
+    range: Range | None = None
+
+    def describe(self) -> str:
+        """What a valid value is, for the one-line message (with the range when it is a number)."""
+        if self.range is None:
+            return self.what
+        if self.types in (list, dict):
+            return f"{self.what}, each {self.range.describe()}"
+        return f"{self.range.describe()} ({self.what})"
+
+
+def _seed(what: str) -> Field:
+    return Field(int, what, Range(int, 0, SEED_MAX))
+
+
+# table -> key -> Field ("" is the top level). Tuples of str/int are given as lists in TOML. Every number
+# is finite and in its range (the range is in the message); `parse_spec` adds the checks between keys.
+SCHEMA: dict[str, dict[str, Field]] = {
+    "": {"name": Field(str, "a name for the setting")},
     "model": {
-        "zoo": (str, "a zoo model name (see `splitbench models`)"),
-        "source": (str, '"path/to/file.py:factory"'),
-        "weights": (str, "a state_dict file"),
-        "seed": (int, "an integer seed"),
-        "input_shape": (list, "a list of integers such as [1, 3, 224, 224]"),
+        "zoo": Field(str, "a zoo model name (see `splitbench models`)"),
+        "source": Field(str, '"path/to/file.py:factory"'),
+        "weights": Field(str, "a state_dict file"),
+        "seed": _seed("the seed of the weights and the example input"),
+        "input_shape": Field(list, "a list of integers such as [1, 3, 224, 224]", Range(int, 1, 2**31 - 1)),
     },
     "split": {
-        "cuts": (list, "a list of cut names"),
-        "embeddings": (list, f"a list drawn from {list(EMBEDDINGS)}"),
-        "reduced_dims": (dict, "a table of cut = k"),
+        "cuts": Field(list, "a list of cut names"),
+        "embeddings": Field(list, f"a list drawn from {list(EMBEDDINGS)}"),
+        "reduced_dims": Field(dict, "a table of cut = k", Range(int, 1, 65536)),
     },
     "export": {
-        "backends": (list, f"a list drawn from {list(BACKENDS)}"),
-        "calibration_samples": (int, "a positive integer"),
-        "calibration_seed": (int, "an integer"),
-        "cache_dir": (str, "a directory"),
+        "backends": Field(list, f"a list drawn from {list(BACKENDS)}"),
+        "calibration_samples": Field(int, "inputs the PCA is fitted on", Range(int, 2, 65536)),
+        "calibration_seed": _seed("the seed of the calibration inputs"),
+        "cache_dir": Field(str, "a directory"),
     },
     "run": {
-        "targets": (list, "a list of target profiles such as ['cpu-1core']"),
-        "runs": (int, "a positive integer"),
-        "warmup": (int, "a non-negative integer"),
-        "warm_loads": (int, "a non-negative integer"),
-        "timeout_s": ((int, float), "seconds"),
+        "targets": Field(list, "a list of target profiles such as ['cpu-1core']"),
+        "runs": Field(int, "timed runs", Range(int, 1, 1_000_000)),
+        "warmup": Field(int, "warm-up runs", Range(int, 0, 1_000_000)),
+        "warm_loads": Field(int, "warm loads, each in a fresh process", Range(int, 0, 10_000)),
+        "timeout_s": Field((int, float), "seconds per configuration and backend",
+                           Range((int, float), 0.001, 7 * 24 * 3600)),
     },
     "privacy": {
-        "csv": (str, "a CSV of privacy scores keyed by model, cut, embedding (and noise_ratio)"),
-        "data": (str, "an .npz of inputs, primary and sensitive labels for the noise sweep"),
-        "ratios": (list, "a list of noise ratios >= 0"),
-        "seed": (int, "an integer seed"),
-        "estimator": (str, "an estimator name: splitbench, dpfe or osia (see `splitbench privacy-score --help`)"),
-        "split": (str, 'how the attacker splits the inputs: "stratified" or "dpfe"'),
+        "csv": Field(str, "a CSV of privacy scores keyed by model, cut, embedding (and noise_ratio)"),
+        "data": Field(str, "an .npz of inputs, primary and sensitive labels for the noise sweep"),
+        "ratios": Field(list, "a list of noise ratios", Range((int, float), 0)),
+        "seed": _seed("the seed of the noise sweep"),
+        "estimator": Field(str, "an estimator name: splitbench, dpfe or osia (see `splitbench privacy-score --help`)"),
+        "split": Field(str, 'how the attacker splits the inputs: "stratified" or "dpfe"'),
     },
     "budget": {
-        "max_latency_ms": ((int, float), "milliseconds of end-to-end latency"),
-        "max_memory_mb": ((int, float), "MB of phone model memory"),
-        "max_upload_kb": ((int, float), "kB of uploaded feature"),
-        "min_accuracy": ((int, float), "a primary-task accuracy in [0, 1] (0.9 for 90%)"),
-        "network": (str, "lte, 3g, wifi, 5g, or custom (with uplink_mbps)"),
-        "uplink_mbps": ((int, float), "Mbps"),
-        "delay_ms": ((int, float), "milliseconds"),
+        "max_latency_ms": Field((int, float), "milliseconds of end-to-end latency", Range((int, float), 0)),
+        "max_memory_mb": Field((int, float), "MB of phone model memory", Range((int, float), 0)),
+        "max_upload_kb": Field((int, float), "kB of uploaded feature", Range((int, float), 0)),
+        "min_accuracy": Field((int, float), "a primary-task accuracy, 0.9 for 90%", Range((int, float), 0, 1)),
+        "network": Field(str, "lte, 3g, wifi, 5g, or custom (with uplink_mbps)"),
+        "uplink_mbps": Field((int, float), "Mbps", Range((int, float), 0, low_open=True)),
+        "delay_ms": Field((int, float), "milliseconds", Range((int, float), 0)),
     },
 }
 
@@ -130,19 +191,48 @@ def _where(table: str, key: str) -> str:
 
 
 def _check_table(data: dict, table: str, origin: str) -> None:
-    schema = _SCHEMA[table]
+    schema = SCHEMA[table]
     for key, value in data.items():
         if key not in schema:
             known = ", ".join(schema) or "none"
             raise UserError(f"{origin}: unknown key {_where(table, key)}; known keys: {known}")
-        expected, what = schema[key]
-        if isinstance(value, bool) or not isinstance(value, expected):
-            raise UserError(f"{origin}: {_where(table, key)} must be {what}, got {value!r}")
+        f = schema[key]
+        if isinstance(value, bool) or not isinstance(value, f.types):
+            raise UserError(f"{origin}: {_where(table, key)} must be {f.describe()}, got {value!r}")
+        if f.range is None:
+            continue
+        if isinstance(value, list):
+            bad = [v for v in value if not f.range.accepts(v)]
+            if bad:
+                raise UserError(f"{origin}: {_where(table, key)} must be {f.describe()}; got {bad[0]!r}")
+        elif isinstance(value, dict):
+            for item, v in value.items():
+                if not f.range.accepts(v):
+                    raise UserError(f"{origin}: {_where(table, key)}.{item} must be {f.range.describe()}, "
+                                    f"got {v!r}")
+        elif not f.range.accepts(value):
+            raise UserError(f"{origin}: {_where(table, key)} must be {f.describe()}, got {value!r}")
 
 
-def _int_list(value: list, where: str, origin: str, minimum: int = 1) -> tuple[int, ...]:
-    if not value or not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in value):
-        raise UserError(f"{origin}: {where} must be a list of integers >= {minimum}, got {value!r}")
+def _finite_numbers(value: Any, where: str, origin: str) -> None:
+    """A device table is the agent's to validate, but nan and inf are never a setting: refused here."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"{origin}: {where} must be a finite number, got {value!r}")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _finite_numbers(v, f"{where}.{k}", origin)
+    elif isinstance(value, list):
+        for v in value:
+            _finite_numbers(v, where, origin)
+
+
+def _shape(value: list, origin: str) -> tuple[int, ...]:
+    """``[model].input_shape`` (each dimension already in range): not empty, and not absurdly large."""
+    if not value:
+        raise UserError(f"{origin}: [model].input_shape must be {SCHEMA['model']['input_shape'].what}, got []")
+    if math.prod(value) > INPUT_ELEMENTS_MAX:
+        raise UserError(f"{origin}: [model].input_shape {value!r} has {math.prod(value):,} elements; at most "
+                        f"{INPUT_ELEMENTS_MAX:,} (a 1 GiB float32 input)")
     return tuple(value)
 
 
@@ -158,21 +248,17 @@ def _str_list(value: list, where: str, origin: str, allowed: tuple[str, ...] | N
     return tuple(value)
 
 
-def _positive(value: int | float, where: str, origin: str, minimum: float = 1) -> None:
-    if value < minimum:
-        raise UserError(f"{origin}: {where} must be >= {minimum}, got {value!r}")
-
-
 def parse_spec(data: dict[str, Any], origin: str = "spec", path: Path | None = None, text_hash: str = "") -> Spec:
     """Validate a parsed TOML document and build the :class:`Spec`. Checks names, not models."""
     top = {k: v for k, v in data.items() if not isinstance(v, dict)}
     _check_table(top, "", origin)
     for table, value in data.items():
         if isinstance(value, dict) and table in DEVICE_TABLES:
+            _finite_numbers(value, f"[{table}]", origin)
             continue
         if isinstance(value, dict):
-            if table not in _SCHEMA or table == "":
-                known = ", ".join([*(f"[{t}]" for t in _SCHEMA if t), *(f"[{t}]" for t in DEVICE_TABLES)])
+            if table not in SCHEMA or table == "":
+                known = ", ".join([*(f"[{t}]" for t in SCHEMA if t), *(f"[{t}]" for t in DEVICE_TABLES)])
                 raise UserError(f"{origin}: unknown table [{table}]; known tables: {known}")
             _check_table(value, table, origin)
     base = path.parent if path else Path.cwd()
@@ -198,15 +284,12 @@ def parse_spec(data: dict[str, Any], origin: str = "spec", path: Path | None = N
             raise UserError(f'{origin}: [model].source must look like "path/to/file.py:factory", got {m["source"]!r}')
         if not (base / file_part).is_file():
             raise UserError(f"{origin}: [model].source: file not found: {(base / file_part).resolve()}")
-    input_shape = _int_list(m["input_shape"], "[model].input_shape", origin) if "input_shape" in m else None
+    input_shape = _shape(m["input_shape"], origin) if "input_shape" in m else None
     model = ModelSpec(zoo=m.get("zoo"), source=m.get("source"), weights=weights,
                       seed=m.get("seed", 0), input_shape=input_shape)
 
     s = data.get("split", {})
     dims = s.get("reduced_dims", {})
-    for cut, k in dims.items():
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise UserError(f"{origin}: [split].reduced_dims.{cut} must be a positive integer, got {k!r}")
     split = SplitSpec(
         cuts=_str_list(s["cuts"], "[split].cuts", origin) if "cuts" in s else None,
         embeddings=_str_list(s["embeddings"], "[split].embeddings", origin, EMBEDDINGS) if "embeddings" in s else ("simple",),
@@ -214,8 +297,6 @@ def parse_spec(data: dict[str, Any], origin: str = "spec", path: Path | None = N
     )
 
     e = data.get("export", {})
-    if "calibration_samples" in e:
-        _positive(e["calibration_samples"], "[export].calibration_samples", origin, 2)
     export = ExportSpec(
         backends=_str_list(e["backends"], "[export].backends", origin, BACKENDS) if "backends" in e else BACKENDS,
         calibration_samples=e.get("calibration_samples", 32),
@@ -224,9 +305,6 @@ def parse_spec(data: dict[str, Any], origin: str = "spec", path: Path | None = N
     )
 
     r = data.get("run", {})
-    for key, minimum in (("runs", 1), ("warmup", 0), ("warm_loads", 0), ("timeout_s", 0.001)):
-        if key in r:
-            _positive(r[key], f"[run].{key}", origin, minimum)
     run = RunSpec(
         targets=_str_list(r["targets"], "[run].targets", origin) if "targets" in r else ("cpu-1core",),
         runs=r.get("runs", 60), warmup=r.get("warmup", 5), warm_loads=r.get("warm_loads", 5),
@@ -241,10 +319,9 @@ def parse_spec(data: dict[str, Any], origin: str = "spec", path: Path | None = N
             if not privacy[key].is_file():
                 raise UserError(f"{origin}: [privacy].{key}: file not found: {privacy[key]}")
     if "ratios" in privacy:
-        r = privacy["ratios"]
-        if not r or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in r):
-            raise UserError(f"{origin}: [privacy].ratios must be a list of numbers >= 0, got {r!r}")
-        privacy["ratios"] = tuple(float(v) for v in r)
+        if not privacy["ratios"]:
+            raise UserError(f"{origin}: [privacy].ratios must be a non-empty list of noise ratios (0: no noise)")
+        privacy["ratios"] = tuple(float(v) for v in privacy["ratios"])
     for key, allowed in (("estimator", ("splitbench", "dpfe", "osia")), ("split", ("stratified", "dpfe"))):
         if key in privacy and privacy[key] not in allowed:
             raise UserError(f"{origin}: [privacy].{key}: unknown value {privacy[key]!r}; valid: {', '.join(allowed)}")
@@ -261,13 +338,7 @@ def _budget_table(table: dict[str, Any], origin: str) -> dict[str, Any]:
     """``[budget]``: the limits `splitbench recommend` takes, for the report's first answer (not identity)."""
     from harness.config.network import get_profile
 
-    for key, value in table.items():
-        if key != "network" and value < 0:
-            raise UserError(f"{origin}: [budget].{key} must be >= 0, got {value!r}")
-    if table.get("min_accuracy", 0) > 1:
-        raise UserError(f"{origin}: [budget].min_accuracy is a fraction in [0, 1] (0.9 for 90%), "
-                        f"got {table['min_accuracy']!r}")
-    try:
+    try:  # each number's range is checked already (SCHEMA); here the network and its figures together
         get_profile(table.get("network", "lte"), uplink_mbps=table.get("uplink_mbps"), delay_ms=table.get("delay_ms"))
     except UserError as exc:
         raise UserError(f"{origin}: [budget]: {exc}") from None

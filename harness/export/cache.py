@@ -1,14 +1,24 @@
 """The export cache: one directory per artifact, keyed by everything that changes the artifact.
 
 ``<cache_dir>/<key>/`` holds the artifact (a file, or an ``.mlpackage`` directory), ``meta.json``
-(everything in :class:`Artifact`, plus every file's size and sha256) and nothing else. The key hashes
-what changes the artifact (see :func:`cache_key`). A warm export reads only the ``meta.json`` files: it
-imports neither torch nor a converter and builds no model. Entries are published by an atomic rename.
-Failed conversions are not cached (a failure is often environmental, and a rerun should try again).
+(everything in :class:`Artifact`, plus every file's size and sha256), the converter's ``convert.log``
+and ``verified.json`` (see below). The key hashes what changes the artifact (see :func:`cache_key`). A
+warm export reads only these small files: it imports neither torch nor a converter and builds no
+model. Entries are published by an atomic rename. Failed conversions are not cached (a failure is
+often environmental, and a rerun should try again).
+
+Every hit is checked against the sha256 recorded at export (:func:`lookup`): a file missing, of another
+size or with other bytes makes the entry a miss with the reason, and the export builds it again and says
+so. Hashing is what costs (about 1 s per GB here), so ``verified.json`` keeps each file's (size,
+mtime_ns, ctime_ns, inode) from when its sha256 last matched, and a file whose stat is unchanged is not
+read again. Any write to a file, and resetting its mtime afterwards, changes its ctime, which no user
+can set: an artifact changed through the file system is always hashed again. What this does not see is
+a change below the file system (a failing disk); ``export --force`` rebuilds everything.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -19,11 +29,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from device_agents.base import ArtifactFile, ArtifactRef, content_sha256
+from device_agents.base import ArtifactFile, ArtifactRef, artifact_files, content_sha256, sha256_file
 from device_agents.host import installed_version
 from harness.config.backends import BACKENDS
-from harness.split.configurations import Configuration, ModelIdentity, file_sha256
 from harness.config.spec import Spec
+from harness.split.configurations import Configuration, ModelIdentity, file_sha256
 
 # Version of the cache layout and meta.json. Bump when either changes meaning; every old entry is
 # then rebuilt, never misread.
@@ -38,6 +48,7 @@ VERIFY_SEED = 20240
 # project promises; a wrong conversion (a dropped layer, wrong layout) is off by order 1.
 RTOL = 1e-4
 ENV_CACHE = "SPLITBENCH_CACHE"
+STAMPS = "verified.json"  # per file: (size, mtime_ns, ctime_ns, inode) when its sha256 last matched meta.json
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,7 @@ class Artifact:
     converter: dict[str, str] = field(default_factory=dict)  # distribution -> version
     info: dict[str, Any] = field(default_factory=dict)  # e.g. PCA explained variance, log file
     files: tuple[ArtifactFile, ...] = ()  # every file a load reads, with size and sha256 (ok artifacts)
+    rebuilt: str = ""  # why the cached copy was not used and this one was built instead ("" when it was not)
 
     @property
     def name(self) -> str:
@@ -153,27 +165,103 @@ def cache_dir_for(spec: Spec) -> Path:
     return Path.cwd() / "results" / "cache"
 
 
-def read_cached(entry: Path, config: Configuration, backend: str, key: str) -> Artifact | None:
-    """The artifact recorded in ``entry/meta.json``, or None when absent, unreadable or stale."""
+@dataclass(frozen=True)
+class Lookup:
+    """What the cache holds for a key: the checked artifact, or None with why an entry there is unusable."""
+
+    artifact: Artifact | None = None
+    problem: str = ""  # "" for a plain miss (no entry, or one of an older format); else what is wrong with it
+
+
+def lookup(entry: Path, config: Configuration, backend: str, key: str) -> Lookup:
+    """The artifact recorded in ``entry/meta.json``, its files checked against the sha256 recorded there."""
     try:
         meta = json.loads((entry / "meta.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if meta.get("format") != EXPORT_FORMAT or meta.get("key") != key or meta.get("status") != "ok":
-        return None
+    except FileNotFoundError:
+        return Lookup(problem="its meta.json is missing" if entry.is_dir() else "")
+    except (OSError, ValueError) as exc:
+        return Lookup(problem=f"its meta.json cannot be read ({type(exc).__name__})")
+    if not isinstance(meta, dict):
+        return Lookup(problem="its meta.json is not a table")
+    if meta.get("format") != EXPORT_FORMAT or meta.get("status") != "ok":
+        return Lookup()  # written by another version of the cache: rebuilt, never misread
+    if meta.get("key") != key:
+        return Lookup(problem="its meta.json belongs to another key")
     try:
-        path = entry / meta["artifact"]
-        if not path.exists():
-            return None
-        return Artifact(config=config, backend=backend, key=key, path=path, status="ok", verified=meta["verified"],
-                        max_abs_err=meta["max_abs_err"], max_rel_err=meta["max_rel_err"], reason=meta["reason"],
-                        artifact_bytes=meta["artifact_bytes"], input_shape=tuple(meta["input_shape"]),
-                        output_shape=tuple(meta["output_shape"]), input_name=meta["input_name"],
-                        output_name=meta["output_name"], input_dtype=meta.get("input_dtype", "float32"),
-                        costs=meta["costs"], export_s=meta["export_s"], cached=True, converter=meta["converter"],
-                        info=meta["info"], files=tuple(ArtifactFile(**f) for f in meta["files"]))
-    except (KeyError, TypeError):  # written by other code: rebuild rather than trust it
-        return None
+        artifact = Artifact(config=config, backend=backend, key=key, path=entry / meta["artifact"], status="ok",
+                            verified=meta["verified"], max_abs_err=meta["max_abs_err"],
+                            max_rel_err=meta["max_rel_err"], reason=meta["reason"],
+                            artifact_bytes=meta["artifact_bytes"], input_shape=tuple(meta["input_shape"]),
+                            output_shape=tuple(meta["output_shape"]), input_name=meta["input_name"],
+                            output_name=meta["output_name"], input_dtype=meta.get("input_dtype", "float32"),
+                            costs=meta["costs"], export_s=meta["export_s"], cached=True,
+                            converter=meta["converter"], info=meta["info"],
+                            files=tuple(ArtifactFile(**f) for f in meta["files"]))
+    except (KeyError, TypeError) as exc:  # written by other code: rebuild rather than trust it
+        return Lookup(problem=f"its meta.json lacks {exc}")
+    problem = check_files(entry, artifact)
+    return Lookup(problem=problem) if problem else Lookup(artifact)
+
+
+def check_files(entry: Path, artifact: Artifact) -> str:
+    """"" when every file of the artifact is there with the size and sha256 recorded at export, and no other
+    file is read with it; else what differs. A file is hashed unless its stat is the one in ``verified.json``."""
+    path = artifact.path
+    root = path if path.is_dir() else path.parent
+    if not artifact.files:
+        return "its meta.json lists no file"
+    if not path.exists():
+        return f"{path.name} is missing"
+    recorded = {f.relpath: f for f in artifact.files}
+    present = {str(p.relative_to(root)) for p in artifact_files(path)}
+    if present - set(recorded):
+        return f"{sorted(present - set(recorded))[0]} was added after export"
+    stamps = _read_stamps(entry)
+    fresh: dict[str, list[int]] = {}
+    for rel, f in sorted(recorded.items()):
+        try:
+            st = (root / rel).stat()
+        except OSError:
+            return f"{rel} is missing"
+        if st.st_size != f.size_b:
+            return f"{rel} is {st.st_size} bytes, {f.size_b} at export"
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+        if stamps.get(rel) != stamp and sha256_file(root / rel) != f.sha256:
+            return f"{rel} does not match the sha256 recorded at export (its bytes changed)"
+        fresh[rel] = stamp
+    if fresh != stamps:
+        _write_stamps(entry, fresh)
+    return ""
+
+
+def stamp_files(entry: Path, artifact: Artifact) -> None:
+    """Record the stat of files just hashed for ``artifact.files`` (at export), so the next hit reads none."""
+    root = artifact.path if artifact.path.is_dir() else artifact.path.parent
+    stamps = {}
+    for f in artifact.files:
+        st = (root / f.relpath).stat()
+        stamps[f.relpath] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+    _write_stamps(entry, stamps)
+
+
+def _read_stamps(entry: Path) -> dict[str, list[int]]:
+    try:
+        stamps = json.loads((entry / STAMPS).read_text()).get("files", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return stamps if isinstance(stamps, dict) else {}
+
+
+def _write_stamps(entry: Path, stamps: dict[str, list[int]]) -> None:
+    """Keep what was just hashed (atomically); a cache that cannot be written is hashed on every hit."""
+    tmp = entry / f".{STAMPS}.{os.getpid()}"
+    try:
+        tmp.write_text(json.dumps({"what": "size, mtime_ns, ctime_ns, inode of each file when its sha256 last "
+                                           "matched meta.json", "files": stamps}, sort_keys=True) + "\n")
+        os.replace(tmp, entry / STAMPS)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def write_meta(directory: Path, artifact: Artifact) -> None:

@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from device_agents.base import ArtifactRef
-from harness.export.cache import (RTOL, VERIFY_SEED, Artifact, cache_dir_for, cache_key, converter_versions,
-                                    publish, read_cached, write_meta)
 from harness.config.backends import BACKENDS, COREML_NOTE, check_coreml
-from harness.split.configurations import Configuration, configurations, identify
-from harness.core.errors import UserError
 from harness.config.spec import Spec
+from harness.core.errors import UserError
 from harness.core.fdcapture import capture_fds
+from harness.export.cache import (RTOL, VERIFY_SEED, Artifact, cache_dir_for, cache_key, converter_versions, lookup,
+                                  publish, stamp_files, write_meta)
+from harness.split.configurations import Configuration, configurations, identify
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -187,6 +187,7 @@ def _convert(config: Configuration, backend: str, key: str, part: _Part, root: P
         files = ArtifactRef.from_path(exported.path, key=key, backend=backend).files
         done = replace(done, status="ok", path=exported.path, files=files)
         write_meta(tmp, done)
+        stamp_files(tmp, done)  # hashed just above: the next hit reads no byte of it unless it changes
         final = root / key
         publish(tmp, final)
         return replace(done, path=final / exported.path.name)
@@ -238,9 +239,11 @@ def export_spec(spec: Spec, *, force: bool = False, progress: bool = True,
                 backends: Sequence[str] | None = None) -> list[Artifact]:
     """Export and verify every (configuration, backend) of ``spec``; configuration order, then backend order.
 
-    Cached artifacts are read from their ``meta.json`` without importing torch. On a miss the model is
-    built once and each configuration's phone part once, then every missing backend is converted.
-    A failed conversion is a ``failed`` row with the converter's reason; the others go on.
+    Cached artifacts are read from their ``meta.json`` without importing torch, their files checked
+    against the sha256 recorded at export; one that does not match is built again, says so (a progress
+    line, and ``rebuilt`` holds why) and is counted apart. On a miss the model is built once and each
+    configuration's phone part once, then every missing backend is converted. A failed conversion is a
+    ``failed`` row with the converter's reason; the others go on.
     """
     chosen = tuple(backends) if backends is not None else spec.export.backends
     for b in chosen:
@@ -251,30 +254,37 @@ def export_spec(spec: Spec, *, force: bool = False, progress: bool = True,
     root = cache_dir_for(spec)
     keys = {(c.name, b): cache_key(ident, c, b, spec) for c in configs for b in chosen}
     found: dict[tuple[str, str], Artifact] = {}
+    stale: dict[tuple[str, str], str] = {}  # a cached entry that cannot be used: why
     if not force:
         for c in configs:
             for b in chosen:
-                hit = read_cached(root / keys[c.name, b], c, b, keys[c.name, b])
-                if hit is not None:
-                    found[c.name, b] = hit
+                hit = lookup(root / keys[c.name, b], c, b, keys[c.name, b])
+                if hit.artifact is not None:
+                    found[c.name, b] = hit.artifact
+                elif hit.problem:
+                    stale[c.name, b] = f"the cached copy was unusable: {hit.problem}"
     todo = [(c, b) for c in configs for b in chosen if (c.name, b) not in found]
     if todo:
-        found.update(_export_missing(spec, configs, todo, keys, root, progress))
+        found.update(_export_missing(spec, configs, todo, keys, root, progress, stale))
     return [found[c.name, b] for c in configs for b in chosen]
 
 
 def _export_missing(spec: Spec, configs: list[Configuration], todo: list[tuple[Configuration, str]],
-                    keys: dict[tuple[str, str], str], root: Path, progress: bool) -> dict[tuple[str, str], Artifact]:
+                    keys: dict[tuple[str, str], str], root: Path, progress: bool,
+                    stale: dict[tuple[str, str], str]) -> dict[tuple[str, str], Artifact]:
     import gc
 
-    from harness.split.configurations import load_model
+    from harness.split.configurations import check_forward, load_model
     from harness.split.costs import count_macs
 
     out: dict[tuple[str, str], Artifact] = {}
     with _Progress(len(todo), enabled=progress) as bar:
+        for (name, backend), why in stale.items():
+            bar.say(f"[yellow]rebuilding[/] {name} {backend}: {why}")
         bar.step(f"building {spec.model.zoo or spec.model.source}")
         with capture_fds(root / "export.log"):
             loaded = load_model(spec)
+            check_forward(loaded, spec)  # the input fits and every cut gives one tensor, or one line
             full_macs = count_macs(loaded.module, loaded.example_input)[0]
         for config in configs:
             missing = [b for c, b in todo if c.name == config.name]
@@ -286,6 +296,8 @@ def _export_missing(spec: Spec, configs: list[Configuration], todo: list[tuple[C
             for backend in missing:
                 bar.step(f"{config.name}: {backend}")
                 artifact = _convert(config, backend, keys[config.name, backend], part, root)
+                if (config.name, backend) in stale:
+                    artifact = replace(artifact, rebuilt=stale[config.name, backend])
                 out[config.name, backend] = artifact
                 bar.done(artifact)
             del part
@@ -301,38 +313,47 @@ class _Progress:
         self._progress = None
 
     def __enter__(self) -> "_Progress":
+        self._console = None
         if self.enabled:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             # A duplicate of fd 2: converters' output is redirected away from fd 2 meanwhile.
             self._stream = os.fdopen(os.dup(2), "w", buffering=1)
-            console = Console(file=self._stream, stderr=True)
-            self._progress = Progress(TextColumn("export"), BarColumn(), MofNCompleteColumn(),
-                                      TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
-                                      transient=True)
-            self._progress.__enter__()
-            self._task = self._progress.add_task("", total=self.total)
+            self._console = Console(file=self._stream, stderr=True)
+            if self._console.is_terminal:  # a log or a pipe gets the lines without the bar (no stray blank line)
+                self._progress = Progress(TextColumn("export"), BarColumn(), MofNCompleteColumn(),
+                                          TextColumn("{task.description}"), TimeElapsedColumn(),
+                                          console=self._console, transient=True)
+                self._progress.__enter__()
+                self._task = self._progress.add_task("", total=self.total)
         return self
 
     def step(self, what: str) -> None:
         if self._progress is not None:
             self._progress.update(self._task, description=what)
 
+    def say(self, line: str) -> None:
+        """A line above the bar (or alone, without a terminal)."""
+        if self._console is not None:
+            self._console.print(line, highlight=False, soft_wrap=True)  # a log keeps a line whole
+
     def done(self, a: Artifact) -> None:
-        if self._progress is None:
-            return
         if a.status == "ok":
             check = f"max rel err {a.max_rel_err:.1e}" if a.max_rel_err is not None else "spec checked"
             line = f"[green]ok[/] {a.config.name:>18} {a.backend:<10} {a.export_s:6.1f} s  {check}"
+            if a.rebuilt:
+                line += "  (rebuilt: its cached copy was unusable)"
         else:
             line = f"[red]failed[/] {a.config.name:>14} {a.backend:<10} {a.reason}"
-        self._progress.console.print(line, highlight=False)
-        self._progress.advance(self._task)
+        self.say(line)
+        if self._progress is not None:
+            self._progress.advance(self._task)
 
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
             self._progress.__exit__(*exc)
+        if self._console is not None:
             self._stream.close()
 
 
@@ -385,16 +406,23 @@ def print_export_table(artifacts: Sequence[Artifact], file: Any = None) -> None:
         status = "[green]ok[/]" if a.status == "ok" else "[red]failed[/]"
         rel = f"{a.max_rel_err:.1e}" if a.max_rel_err is not None else "-"
         last = i + 1 == len(artifacts) or artifacts[i + 1].config.name != a.config.name
+        cached = "yes" if a.cached else ("[yellow]rebuilt[/]" if a.rebuilt else "no")
         table.add_row(a.config.name, a.backend, status, verified, rel, _si(c.get("params")), _si(c.get("macs")),
                       shape, _bytes(c.get("upload_bytes")), share, _bytes(a.artifact_bytes),
-                      "yes" if a.cached else "no", a.reason if a.status != "ok" else "", end_section=last)
+                      cached, a.reason if a.status != "ok" else "", end_section=last)
     console.print(table)
+    for a in artifacts:
+        if a.rebuilt:
+            console.print(f"rebuilt {a.name}: {a.rebuilt}", highlight=False, soft_wrap=True)
     ok = sum(a.status == "ok" for a in artifacts)
     verified = sum(a.verified for a in artifacts)
     cached = sum(a.cached for a in artifacts)
+    rebuilt = sum(bool(a.rebuilt) for a in artifacts)
     spec_only = sum(a.status == "ok" and not a.verified for a in artifacts)
     console.print(f"{len(artifacts)} artifacts: {ok} ok ({verified} verified, max relative error <= {RTOL:g}"
                   f"{f'; {spec_only} Core ML spec-checked' if spec_only else ''}), {len(artifacts) - ok} failed; "
-                  f"{cached} from the cache", highlight=False)
+                  f"{cached} from the cache"
+                  f"{f', {rebuilt} rebuilt (the cached copy was unusable)' if rebuilt else ''}",
+                  highlight=False)
     if spec_only:
         console.print(f"Core ML: {COREML_NOTE}.", highlight=False)

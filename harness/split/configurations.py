@@ -206,6 +206,106 @@ def load_model(spec: Spec) -> LoadedModel:
 
 
 # --------------------------------------------------------------------------------------------------
+# One pass before any export: the input fits, every cut gives one tensor
+
+
+def check_forward(loaded: LoadedModel, spec: Spec) -> None:
+    """Run the whole model once on its example input; a :class:`UserError` line when it cannot take the
+    input (a wrong ``[model].input_shape``: the layer that failed is named), or when a cut's module, or
+    the model itself, returns anything but one tensor (a phone part uploads one tensor).
+
+    The pass runs on the ``meta`` device (shapes only, as :func:`harness.split.costs.count_macs` does); only when
+    that fails is it run for real, so the error is the real one and is reported once.
+    """
+    import torch
+    from torch.func import functional_call
+
+    module, x = loaded.module, loaded.example_input
+    outputs: dict[str, Any] = {}  # cut -> what its module returned
+    entered: list[str] = []  # the modules entered and not yet left: the last one is where a failure is
+    names = {m: n for n, m in module.named_modules()}
+    cuts = set(loaded.cuts)
+
+    def enter(m, _args):
+        entered.append(names.get(m, ""))
+
+    def leave(m, _args, out):
+        name = entered.pop() if entered else ""
+        if name in cuts:
+            outputs.setdefault(name, out)
+
+    hooks = [m.register_forward_pre_hook(enter) for m in module.modules()]
+    hooks += [m.register_forward_hook(leave) for m in module.modules()]
+    try:
+        meta = {n: torch.empty_like(t, device="meta") for n, t in (*module.named_parameters(), *module.named_buffers())}
+        try:
+            with torch.no_grad():
+                out = functional_call(module, meta, (x.to("meta"),))
+        except Exception:  # noqa: BLE001 - an op without a meta kernel, or an input the model cannot take:
+            entered.clear()  # the real pass says which
+            outputs.clear()
+            failure = None
+            try:
+                with torch.no_grad():
+                    out = module(x)
+            except Exception as exc:  # noqa: BLE001 - the model's own error, for the user's line
+                failure = exc
+            if failure is not None:
+                raise UserError(_input_error(loaded, spec, entered[-1] if entered else "", failure)) from None
+    finally:
+        for h in hooks:
+            h.remove()
+    for cut in loaded.cuts:
+        if cut in outputs and not isinstance(outputs[cut], torch.Tensor):
+            raise UserError(f"{spec.path or 'spec'}: [split].cuts: {cut!r} returns {_kind(outputs[cut])}, not one "
+                            "tensor; the phone part's output is the feature it uploads and must be a single "
+                            "tensor: choose another cut (a module that returns one tensor)")
+    if not isinstance(out, torch.Tensor):
+        raise UserError(f"{spec.path or 'spec'}: [model]: {loaded.name} returns {_kind(out)}, not one tensor; "
+                        "on-premise runs the whole model on the phone, so its forward() must return a single "
+                        "tensor (return the main output only)")
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)}"
+    return f"a {type(value).__name__}"
+
+
+def _input_error(loaded: LoadedModel, spec: Spec, layer: str, exc: BaseException) -> str:
+    """One line: which input, which layer failed and how, and the input the model was built for."""
+    detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if len(detail) > 200:
+        detail = detail[:197] + "..."
+    sub = dict(loaded.module.named_modules()).get(layer) if layer else None
+    where = f"layer {layer!r} ({type(sub).__name__})" if sub is not None else "its forward()"
+    shape = list(loaded.example_input.shape)
+    origin = spec.path or "spec"
+    if spec.model.input_shape is None:
+        key = "[model].zoo" if spec.model.zoo else "[model].source"
+        return f"{origin}: {key}: {loaded.name} cannot run its own example input {shape}: {where} fails: {detail}"
+    built_for = _default_input_shape(spec)
+    hint = f"; {loaded.name} was built for {list(built_for)}" if built_for else ""
+    return (f"{origin}: [model].input_shape {shape} does not fit {loaded.name}: {where} fails: {detail}{hint} "
+            "(fix or remove [model].input_shape)")
+
+
+def _default_input_shape(spec: Spec) -> tuple[int, ...] | None:
+    """The input shape the model comes with (the zoo's; a source factory's example, from the module
+    :func:`load_model` imported), or None when it cannot be had."""
+    if spec.model.zoo:
+        import models
+
+        return tuple(models.get(spec.model.zoo).input_shape)
+    path, factory = _user_source(spec)
+    user = sys.modules.get(f"splitbench_user_{hashlib.sha256(str(path).encode()).hexdigest()[:8]}")
+    try:
+        return tuple(getattr(user, factory)()[1].shape)
+    except Exception:  # noqa: BLE001 - only a hint: the line is complete without it
+        return None
+
+
+# --------------------------------------------------------------------------------------------------
 # Splitting
 
 

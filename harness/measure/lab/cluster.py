@@ -7,6 +7,13 @@ here, what it is) in the cluster's key-value store. The command stays up while t
 or SIGTERM stops the node and the host leaves the lab. Ray cannot add resources to a running node: a phone
 plugged in later needs the host to join again.
 
+The node's address (``--node-ip``, Ray's ``--node-ip-address``) is what the node tells the others to
+reach it at; Ray listens on every interface either way. By default Ray takes the host's primary
+interface. On a machine with several, give the one that faces the other hosts; for a lab on one host,
+a loopback address. Ray turns 127.0.0.1, ``localhost`` and ``::1`` into the primary interface's address
+(``resolve_ip_for_localhost``), so those are refused with the fix: another loopback address such as
+127.0.0.2 (all of 127.0.0.0/8 is this host's).
+
 Token authentication (on by default in Ray 2.60): ``start-head`` generates the cluster's token when the
 head has none (``~/.ray/auth_token``); every other host and every driver needs the same token, in
 ``~/.ray/auth_token`` or ``RAY_AUTH_TOKEN``. ``--no-auth`` turns it off on a trusted lab network (Ray
@@ -17,10 +24,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import ipaddress
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -99,7 +108,8 @@ class ServeOptions:
     targets: tuple[str, ...] | None = None  # register exactly these; None: every device discovered here
     auth: bool = True
     dashboard: bool = False
-    ray_args: tuple[str, ...] = ()  # passed to `ray start` as they are (e.g. --node-ip-address)
+    node_ip: str | None = None  # the address this node gives the others (Ray's --node-ip-address); None: Ray's choice
+    ray_args: tuple[str, ...] = ()  # passed to `ray start` as they are
 
 
 def ray_start_command(opts: ServeOptions, resources: dict[str, float]) -> list[str]:
@@ -109,11 +119,53 @@ def ray_start_command(opts: ServeOptions, resources: dict[str, float]) -> list[s
         cmd += ["--head", f"--port={opts.port}", f"--include-dashboard={'true' if opts.dashboard else 'false'}"]
     else:
         cmd += [f"--address={opts.address}"]
+    if opts.node_ip:
+        cmd += [f"--node-ip-address={opts.node_ip}"]
     return cmd + list(opts.ray_args)
+
+
+def check_node_ip(ip: str) -> str:
+    """``--node-ip`` as Ray will use it: an IP address of this host, not one Ray would silently replace;
+    else one :class:`UserError` line with the fix."""
+    try:
+        addr = ipaddress.ip_address(ip.strip().strip("[]"))
+    except ValueError:
+        raise UserError(f"--node-ip {ip!r} is not an IP address; this host's: {', '.join(host_addresses())}") from None
+    if str(addr) in ("127.0.0.1", "::1"):
+        raise UserError(f"--node-ip {addr}: Ray replaces {addr} (and localhost) with this host's interface address; "
+                        "for a lab on this host's loopback give another loopback address, e.g. --node-ip 127.0.0.2")
+    family = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((str(addr), 0))  # only an address of this host can be bound
+        except OSError:
+            raise UserError(f"--node-ip {addr} is not an address of this host; its addresses: "
+                            f"{', '.join(host_addresses())} (or any of 127.0.0.0/8 but 127.0.0.1)") from None
+    return str(addr)
+
+
+def host_addresses() -> list[str]:
+    """This host's addresses that --node-ip can take (link-local and the two Ray replaces left out)."""
+    import psutil
+
+    found = set()
+    for addrs in psutil.net_if_addrs().values():
+        for a in addrs:
+            if a.family in (socket.AF_INET, socket.AF_INET6):
+                ip = ipaddress.ip_address(a.address.split("%")[0])
+                if not (ip.is_link_local or str(ip) in ("127.0.0.1", "::1")):  # not what --node-ip can take
+                    found.add(str(ip))
+    return sorted(found, key=lambda a: (":" in a, a))
+
+
+def _with_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def serve(opts: ServeOptions, *, say: Callable[[str], None]) -> int:
     """Start this host's Ray node with its devices, register them, and serve until interrupted."""
+    if opts.node_ip is not None:
+        opts = dataclasses.replace(opts, node_ip=check_node_ip(opts.node_ip))
     env = _auth_env(opts.auth, head=opts.head)
     # Ray reads the mode when it is imported: this process registers the devices through Ray too.
     os.environ["RAY_AUTH_MODE"] = env["RAY_AUTH_MODE"]
@@ -147,7 +199,7 @@ def serve(opts: ServeOptions, *, say: Callable[[str], None]) -> int:
                 _end(child)
                 raise UserError(f"`ray start` failed (exit {child.returncode}): " + " | ".join(list(tail)[-6:]))
             time.sleep(0.2)
-        address = opts.address or f"{_node_ip()}:{opts.port}"
+        address = opts.address or _with_port(opts.node_ip or _node_ip(), opts.port)
         node_id = _register(address, regs)
         joined = True
         stop = _on_sigterm()  # after Ray's own driver has come and gone (it sets a handler of its own)
@@ -155,8 +207,10 @@ def serve(opts: ServeOptions, *, say: Callable[[str], None]) -> int:
         say(f"{'head' if opts.head else 'host'} {regs[0].host if regs else ''} is serving {what} in the cluster "
             f"at {address} (node {node_id[:12]}); Ctrl-C leaves the cluster")
         if opts.head:
-            say(f"on each device host: splitbench cluster join {address}; run specs here with "
-                f"--executor ray --ray-address {address}")
+            loopback = bool(opts.node_ip) and ipaddress.ip_address(opts.node_ip).is_loopback
+            where = (f"on this host only (a loopback address): splitbench cluster join {address} --node-ip "
+                     f"{opts.node_ip}" if loopback else f"on each device host: splitbench cluster join {address}")
+            say(f"{where}; run specs here with --executor ray --ray-address {address}")
             if opts.auth:
                 say("token authentication is on: `ray get-auth-token` prints the token; every host and driver "
                     "needs it in ~/.ray/auth_token (or RAY_AUTH_TOKEN)")
@@ -314,5 +368,5 @@ def print_status(state: ClusterState, *, json_out: bool = False, write: Callable
     return exitcodes.OK
 
 
-__all__ = ["ServeOptions", "serve", "ray_start_command", "cluster_status", "print_status", "ClusterState",
-           "HostState", "DeviceState", "token_available"]
+__all__ = ["ServeOptions", "serve", "ray_start_command", "check_node_ip", "host_addresses", "cluster_status",
+           "print_status", "ClusterState", "HostState", "DeviceState", "token_available"]
