@@ -28,6 +28,10 @@ History of CONTRACT_VERSION:
        backends with versions), ``prepare(ArtifactRef)``, :class:`DeviceUnavailable`, typed timings
        (samples or :class:`Aggregate`), memory with its method, cold-load method and compile time,
        conditions before/after, results checked when made (unknown fields are errors).
+    3  accelerators: ``MeasureJob.accelerator`` (cpu, gpu, npu), ``DeviceInfo.accelerators`` (what each backend
+       runs on here, and why not), ``MeasureResult.delegation`` (the exact runtime setting and what the tool
+       said it delegated); ``DeviceInfo.compute_units`` is gone (Core ML's compute units are the iOS agent's
+       setting for an accelerator).
 """
 
 from __future__ import annotations
@@ -41,7 +45,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-CONTRACT_VERSION = 2
+CONTRACT_VERSION = 3
+
+# Where a job's graph runs, as a spec names it ([run].accelerators); each agent maps it to its runtime's setting.
+ACCELERATORS = ("cpu", "gpu", "npu")
 
 # Status values of a result. Anything but OK is a failed row with a reason.
 OK = "ok"
@@ -194,10 +201,21 @@ class DeviceInfo:
     backends: dict[str, str]  # backend -> runtime version ("onnxruntime 1.31.0", ...)
     fingerprint: dict[str, Any] = field(default_factory=dict)
     threads: int | None = 1  # threads a runtime is held to (None: the OS decides, e.g. iOS)
-    compute_units: str | None = None  # Core ML compute units ("cpuOnly"); None where it means nothing
+    # backend -> the accelerators it runs on here (a backend not named runs on the cpu only), and
+    # "backend/accelerator" -> why that pair cannot run here (the skipped row's reason)
+    accelerators: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    accelerator_notes: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def cannot_run(self, backend: str, accelerator: str) -> str | None:
+        """Why ``backend`` cannot run on ``accelerator`` here (None when it can)."""
+        if accelerator in self.accelerators.get(backend, ("cpu",)):
+            return None
+        why = self.accelerator_notes.get(f"{backend}/{accelerator}")
+        return why or (f"{self.target} runs {backend} on {', '.join(self.accelerators.get(backend, ('cpu',)))} only, "
+                       f"not on the {accelerator}")
 
 
 @dataclass(frozen=True)
@@ -213,6 +231,7 @@ class MeasureJob:
     timeout_s: float = 900.0
     seed: int = 0  # for the random input tensor
     artifact_key: str = ""  # the content key, for device-side caches and logs
+    accelerator: str = "cpu"  # one of ACCELERATORS: where the agent asks the runtime to run the graph
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -292,6 +311,34 @@ class MemoryReading:
 
 
 @dataclass(frozen=True)
+class Delegation:
+    """Where a job's graph ran, as the runtime was told and as its tool said: never assumed.
+
+    ``setting`` is the exact runtime setting the agent used (``--use_gpu=true``, ``-e nnapi``,
+    ``computeUnits=cpuAndGPU``, ``XNNPACK partitioner``). ``applied`` is what the tool's own output says:
+    ``"completely"``, ``"partially"``, ``"not"`` or ``"unknown"`` (the tool said nothing); the counts are
+    the tool's (None where it gave none), and ``words`` its line(s) that say so.
+    """
+
+    accelerator: str
+    setting: str
+    applied: str = "unknown"
+    delegated_nodes: int | None = None
+    total_nodes: int | None = None
+    words: str = ""
+
+    def __post_init__(self) -> None:
+        if self.accelerator not in ACCELERATORS:
+            raise ContractError(f"unknown accelerator {self.accelerator!r}; known: {', '.join(ACCELERATORS)}")
+        if self.applied not in ("completely", "partially", "not", "unknown"):
+            raise ContractError(f"delegation applied = {self.applied!r}")
+        for name in ("delegated_nodes", "total_nodes"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 0):
+                raise ContractError(f"delegation {name} = {v!r}")
+
+
+@dataclass(frozen=True)
 class Conditions:
     """The device's state at one moment (before or after a job). None where the device does not say."""
 
@@ -337,6 +384,7 @@ class MeasureResult:
     pinning: str = ""  # how the pin was made and checked, or why there is none
     threads: dict[str, Any] = field(default_factory=dict)  # what each runtime was held to, as checked
     compute_units: str | None = None
+    delegation: Delegation | None = None  # where the graph ran (the job's accelerator), as the tool said
     runtime: dict[str, str] = field(default_factory=dict)  # runtime name -> version that ran the job
     memory_cap_b: int | None = None
     conditions_before: Conditions | None = None
@@ -408,6 +456,8 @@ class MeasureResult:
         if d.get("infer_aggregate") is not None:
             d["infer_aggregate"] = Aggregate(**d["infer_aggregate"])
         d["memory"] = tuple(MemoryReading(**m) for m in d.get("memory") or ())
+        if d.get("delegation") is not None:
+            d["delegation"] = Delegation(**d["delegation"])
         for key in ("conditions_before", "conditions_after"):
             if d.get(key) is not None:
                 d[key] = Conditions(**d[key])

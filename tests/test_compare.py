@@ -61,7 +61,7 @@ def record(config: str = "conv1-simple", backend: str = "onnx", *, infer_ns=None
     identity = Identity(model="m", model_definition=model_definition, weights="seed:0", cut=cut,
                         embedding="full" if cut == "full" else "simple", reduced_dim=None, backend=backend,
                         artifact_key=f"art-{config}-{backend}", target=target, device_id=device_id,
-                        runtime_version=runtime, threads=threads, compute_units=None)
+                        runtime_version=runtime, threads=threads)
     return ResultRecord(record_key=f"{config}-{backend}-{device_id}-{finished_at}", identity=identity, config=config,
                         order=0 if cut == "conv1" else 1, artifact_path="/x", artifact_bytes=artifact_bytes,
                         costs={"upload_bytes": upload_bytes}, job=dict(job or JOB), result=result,

@@ -35,7 +35,7 @@ def test_a_job_measures_every_field_of_the_contract(phone):
     with make_agent(phone) as agent:
         info = agent.describe()
         assert (info.device_id, info.target, info.platform, info.threads) == (phone.udid, "ios", "ios", None)
-        assert info.compute_units == "cpuOnly" and "loopback stand-in" in info.name
+        assert info.fingerprint["compute_units"] == "cpuOnly" and "loopback stand-in" in info.name
         assert info.fingerprint["standin"] is True and info.fingerprint["schema_version"] == protocol.SCHEMA_VERSION
         path = agent.prepare(tiny())
         assert path == "splitbench/models/tinykey/tiny.mlpackage"

@@ -104,7 +104,7 @@ def _launches() -> list[protocol.Launch]:
 
 
 def test_results_become_a_measure_result_with_every_field_of_the_contract():
-    assert CONTRACT_VERSION == 2
+    assert CONTRACT_VERSION == 3
     result = protocol.to_measure_result(JOB, _launches(), compute_units="cpuOnly")
     result.check(JOB)
     assert result.ok and result.infer_ns == (910000, 905000, 918000) and result.warmup_ns == (1200000, 950000)

@@ -92,8 +92,7 @@ class IosAgent(DeviceAgent):
             "compute_units": self.options.compute_units, "runtime": f"{rt['name']} {rt['version']}",
         }
         return DeviceInfo(device_id=self.udid, target="ios", platform="ios", name=f"{phone_name(v)}{standin}",
-                          backends={"coreml": f"{rt['name']} {rt['version']}"}, fingerprint=fingerprint, threads=None,
-                          compute_units=self.options.compute_units)
+                          backends={"coreml": f"{rt['name']} {rt['version']}"}, fingerprint=fingerprint, threads=None)
 
     def describe(self) -> DeviceInfo:
         if self._info is None:

@@ -32,7 +32,7 @@ def discover() -> list[DeviceInfo]:
                 backends={"coreml": f"Core ML (iOS {v.get('ProductVersion')} {v.get('BuildVersion')})"},
                 fingerprint={"product_type": v.get("ProductType"), "ios_version": v.get("ProductVersion"),
                              "ios_build": v.get("BuildVersion"), "paired": t.paired},
-                threads=None, compute_units="cpuOnly"))
+                threads=None))
         except (DeviceUnavailable, TransportError) as exc:
             found.append(DeviceInfo(device_id=udid, target="ios", platform="ios", name=f"iPhone ({exc})", backends={},
                                     threads=None))

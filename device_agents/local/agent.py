@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from device_agents.base import (CRASHED, FAILED, TIMEOUT, AgentError, ArtifactRef, Check, Conditions, ContractError,
-                                DeviceAgent, DeviceInfo, MeasureJob, MeasureResult)
+from device_agents.base import (ACCELERATORS, CRASHED, FAILED, TIMEOUT, AgentError, ArtifactRef, Check, Conditions,
+                                ContractError, DeviceAgent, DeviceInfo, MeasureJob, MeasureResult)
 from device_agents.local import protocol
 from device_agents.host import cpu_model, installed_version, read_text
 from device_agents.local.transport import LocalProcessTransport, TransportClosed, TransportTimeout, worker_env
@@ -163,7 +163,10 @@ class LocalAgent(DeviceAgent):
                 "memory_cap_b": self.memory_cap_b, "python": platform.python_version(),
                 "runtime_versions": versions, "protocol_version": protocol.PROTOCOL_VERSION,
             },
-            threads=1, compute_units="cpuOnly" if "coreml" in backends else None,
+            threads=1,
+            # one CPU core of this host: the graph runs on that core, never on an accelerator
+            accelerator_notes={f"{b}/{a}": f"{self.target} is one CPU core of this host: {a} runs only on a phone "
+                               "(an android or ios target)" for b in backends for a in ACCELERATORS if a != "cpu"},
         )
 
     def prepare(self, artifact: ArtifactRef) -> str:

@@ -209,10 +209,14 @@ def _baseline_accuracy(priv: pd.DataFrame, model: str) -> float:
 
 
 def config_label(row: dict | pd.Series, *, with_ratio: bool = True) -> str:
-    """Readable name of a merged row: ``conv5_1-reduced``, ``full``, plus `` r=0.5`` for a noisy one."""
+    """Readable name of a merged row: ``conv5_1-reduced``, ``full``, `` int8`` after it for an int8 part, plus
+    `` r=0.5`` for a noisy one."""
     cut, emb = row["cut"], row["embedding"]
     name = row.get("config") if isinstance(row.get("config"), str) and row.get("config") else (
         FULL if cut == FULL else f"{cut}-{emb}")
+    precision = row.get("precision")
+    if isinstance(precision, str) and precision and precision != "float32":
+        name += f" {precision}"
     ratio = row.get("noise_ratio")
     if with_ratio and ratio is not None and pd.notna(ratio) and ratio > 0:
         name += f" r={ratio:g}"

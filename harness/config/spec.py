@@ -15,11 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from device_agents.base import ACCELERATORS
 from harness.config.backends import NAMES as BACKENDS
 from harness.core.errors import UserError
 
 EMBEDDINGS = ("simple", "reduced")  # "full" (on-premise) is always added by the harness
 FULL = "full"
+# The numbers a phone part computes in: float32 as trained, or int8 after post-training static quantization
+# (calibrated on real inputs). Part of a configuration's identity: an int8 row never stands for a float32 one.
+PRECISIONS = ("float32", "int8")
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class ExportSpec:
     calibration_samples: int = 32  # inputs the PCA of a reduced embedding is fitted on
     calibration_seed: int = 0
     cache_dir: Path | None = None  # None: results/cache beside the working directory
+    precisions: tuple[str, ...] = ("float32",)  # each configuration is exported once per precision
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class RunSpec:
     warmup: int = 5
     warm_loads: int = 5  # warm load-time repetitions, each in a fresh process
     timeout_s: float = 900.0  # per configuration and backend
+    accelerators: tuple[str, ...] = ("cpu",)  # each artifact is measured once per accelerator (cpu, gpu, npu)
 
 
 @dataclass(frozen=True)
@@ -152,6 +158,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "calibration_samples": Field(int, "inputs the PCA is fitted on", Range(int, 2, 65536)),
         "calibration_seed": _seed("the seed of the calibration inputs"),
         "cache_dir": Field(str, "a directory"),
+        "precisions": Field(list, f"a list drawn from {list(PRECISIONS)}"),
     },
     "run": {
         "targets": Field(list, "a list of target profiles such as ['cpu-1core']"),
@@ -160,6 +167,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "warm_loads": Field(int, "warm loads, each in a fresh process", Range(int, 0, 10_000)),
         "timeout_s": Field((int, float), "seconds per configuration and backend",
                            Range((int, float), 0.001, 7 * 24 * 3600)),
+        "accelerators": Field(list, f"a list drawn from {list(ACCELERATORS)}"),
     },
     "privacy": {
         "csv": Field(str, "a CSV of privacy scores keyed by model, cut, embedding (and noise_ratio)"),
@@ -173,7 +181,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "max_latency_ms": Field((int, float), "milliseconds of end-to-end latency", Range((int, float), 0)),
         "max_memory_mb": Field((int, float), "MB of phone model memory", Range((int, float), 0)),
         "max_upload_kb": Field((int, float), "kB of uploaded feature", Range((int, float), 0)),
-        "min_accuracy": Field((int, float), "a primary-task accuracy, 0.9 for 90%", Range((int, float), 0, 1)),
+        "min_accuracy": Field((int, float), "a primary-task accuracy as a fraction, 0.9 for 90%", Range((int, float), 0, 1)),
         "network": Field(str, "lte, 3g, wifi, 5g, or custom (with uplink_mbps)"),
         "uplink_mbps": Field((int, float), "Mbps", Range((int, float), 0, low_open=True)),
         "delay_ms": Field((int, float), "milliseconds", Range((int, float), 0)),
@@ -302,6 +310,8 @@ def parse_spec(data: dict[str, Any], origin: str = "spec", path: Path | None = N
         calibration_samples=e.get("calibration_samples", 32),
         calibration_seed=e.get("calibration_seed", 0),
         cache_dir=(base / e["cache_dir"]).resolve() if "cache_dir" in e else None,
+        precisions=_str_list(e["precisions"], "[export].precisions", origin, PRECISIONS) if "precisions" in e
+        else ("float32",),
     )
 
     r = data.get("run", {})
@@ -309,6 +319,8 @@ def parse_spec(data: dict[str, Any], origin: str = "spec", path: Path | None = N
         targets=_str_list(r["targets"], "[run].targets", origin) if "targets" in r else ("cpu-1core",),
         runs=r.get("runs", 60), warmup=r.get("warmup", 5), warm_loads=r.get("warm_loads", 5),
         timeout_s=float(r.get("timeout_s", 900.0)),
+        accelerators=_str_list(r["accelerators"], "[run].accelerators", origin, ACCELERATORS) if "accelerators" in r
+        else ("cpu",),
     )
     privacy = dict(data.get("privacy", {}))
     if "csv" in privacy and "data" in privacy:

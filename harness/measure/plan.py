@@ -13,7 +13,7 @@ from typing import Any
 from device_agents.base import FAILED, DeviceInfo, MeasureJob
 from harness import __version__
 from harness.config.backends import not_runnable_reason, rank
-from harness.config.spec import Spec
+from harness.config.spec import PRECISIONS, Spec
 from harness.core.clock import utc_now
 from harness.results.records import SKIPPED, Identity, ResultRecord, device_essentials, make_record_key
 from harness.split.configurations import ModelIdentity
@@ -36,43 +36,53 @@ class Job:
 
     @property
     def label(self) -> str:
-        return f"{self.artifact.config.name} {self.artifact.backend} {self.spec_target}"
+        extra = "".join(f" {v}" for v, default in ((self.identity.precision, "float32"),
+                                                    (self.identity.accelerator, "cpu")) if v != default)
+        return f"{self.artifact.config.name}{extra} {self.artifact.backend} {self.spec_target}"
 
 
-def measure_job(spec: Spec, artifact: Any) -> MeasureJob:
-    """What the device agent is asked to do with one artifact: the spec's protocol (runs, warm-up, ...)."""
+def measure_job(spec: Spec, artifact: Any, accelerator: str = "cpu") -> MeasureJob:
+    """What the device agent is asked to do with one artifact: the spec's protocol (runs, warm-up, ...) on one
+    accelerator."""
     return MeasureJob(artifact_path=str(artifact.path) if artifact.path else "", backend=artifact.backend,
                       input_shape=tuple(artifact.input_shape or ()), runs=spec.run.runs, warmup=spec.run.warmup,
                       warm_loads=spec.run.warm_loads, timeout_s=spec.run.timeout_s, seed=spec.model.seed,
-                      artifact_key=artifact.key)
+                      artifact_key=artifact.key, accelerator=accelerator)
 
 
-def identity_of(ident: ModelIdentity, artifact: Any, info: DeviceInfo) -> Identity:
+def identity_of(ident: ModelIdentity, artifact: Any, info: DeviceInfo, accelerator: str = "cpu") -> Identity:
     c = artifact.config
     return Identity(model=c.model, model_definition=ident.definition_hash, weights=ident.weights_id, cut=c.cut,
                     embedding=c.embedding, reduced_dim=c.reduced_dim, backend=artifact.backend,
                     artifact_key=artifact.key, target=info.target, device_id=info.device_id,
                     runtime_version=info.backends.get(artifact.backend, ""), threads=info.threads,
-                    compute_units=info.compute_units)
+                    precision=getattr(artifact, "precision", "float32"), accelerator=accelerator)
 
 
 def plan_jobs(spec: Spec, ident: ModelIdentity, artifacts: list, devices: dict[str, DeviceInfo]) -> list[Job]:
-    """Every (configuration, backend, device) in model order: configuration, then backend, then device."""
+    """Every (configuration, precision, backend, device, accelerator) in model order: configuration, precision,
+    backend, then device, then accelerator."""
     jobs = []
-    for a in sorted(artifacts, key=lambda a: (a.config.order, rank(a.backend))):
-        mjob = measure_job(spec, a)
+    order = {p: i for i, p in enumerate(PRECISIONS)}
+    for a in sorted(artifacts, key=lambda a: (a.config.order, order.get(getattr(a, "precision", "float32"), 0),
+                                              rank(a.backend))):
         for spec_target, info in devices.items():
-            identity = identity_of(ident, a, info)
-            protocol = mjob.protocol()
-            skip = None
-            if a.status != "ok":
-                protocol["export_status"] = a.status  # never the same key as a measured row
-                skip = (FAILED, f"export failed: {a.reason or 'no reason given'}")
-            elif a.backend not in info.backends:
-                protocol["skipped"] = True
-                skip = (SKIPPED, not_runnable_reason(a.backend, info.target, list(info.backends)))
-            key = make_record_key(identity, device_essentials(info.fingerprint), protocol)
-            jobs.append(Job(a, spec_target, identity, key, None if skip is not None else mjob, skip))
+            for accelerator in spec.run.accelerators:
+                mjob = measure_job(spec, a, accelerator)
+                identity = identity_of(ident, a, info, accelerator)
+                protocol = mjob.protocol()
+                skip = None
+                if a.status != "ok":
+                    protocol["export_status"] = a.status  # never the same key as a measured row
+                    skip = (FAILED, f"export failed: {a.reason or 'no reason given'}")
+                elif a.backend not in info.backends:
+                    protocol["skipped"] = True
+                    skip = (SKIPPED, not_runnable_reason(a.backend, info.target, list(info.backends)))
+                elif (why := info.cannot_run(a.backend, accelerator)) is not None:
+                    protocol["skipped"] = True
+                    skip = (SKIPPED, why)
+                key = make_record_key(identity, device_essentials(info.fingerprint), protocol)
+                jobs.append(Job(a, spec_target, identity, key, None if skip is not None else mjob, skip))
     return jobs
 
 

@@ -72,4 +72,6 @@ def job_line(record: ResultRecord, spec_target: str, note: str = "") -> str:
     if record.status == SKIPPED:
         status = short_reason(record.reason, 90)
     warn = f"  [{', '.join(w.code for w in s.warnings)}]" if s.warnings else ""
-    return f"{record.config:<22s} {record.backend:<10s} {spec_target:<18s} {median:>12s}  {status}{warn}{note}"
+    name = record.config + "".join(f" {v}" for v, default in ((record.precision, "float32"),
+                                                              (record.accelerator, "cpu")) if v != default)
+    return f"{name:<22s} {record.backend:<10s} {spec_target:<18s} {median:>12s}  {status}{warn}{note}"

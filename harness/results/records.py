@@ -22,7 +22,7 @@ from device_agents.base import OK as _OK
 from harness.core.errors import UserError
 
 # The record file format. Bump on any change a reader must know about, and say what changed.
-RESULTS_SCHEMA_VERSION = 2
+RESULTS_SCHEMA_VERSION = 3
 RESULTS_SCHEMA_HISTORY = {
     1: "First format: one JSON record per (configuration, backend, target) under records/, with the "
        "artifact identity and costs, the MeasureJob, the raw MeasureResult (ns, bytes) and the device "
@@ -31,7 +31,14 @@ RESULTS_SCHEMA_HISTORY = {
        "compute units, model definition and weights); results typed (samples or a tool's aggregate, memory "
        "readings with their method, cold-load method, compile time, conditions before and after, notes, "
        "diagnostics instead of extra). Version-1 records are read by upgrading them.",
+    3: "Precision and accelerator in the identity (float32 or int8; cpu, gpu or npu), replacing compute units "
+       "(Core ML's setting for an accelerator, kept in the result with the tool's delegation); the result may say "
+       "where the graph ran (delegation). Version-1 and -2 records are read by upgrading them: float32, and the "
+       "accelerator their compute units name (cpu when they name none).",
 }
+
+# Core ML compute units as version 2 recorded them, and the accelerator each stands for.
+_COMPUTE_UNITS = {None: "cpu", "cpuOnly": "cpu", "cpuAndGPU": "gpu", "cpuAndNeuralEngine": "npu", "all": "all"}
 
 SKIPPED = "skipped"  # not measured: the device cannot run the backend (never a failure, never exit 3)
 OK = _OK
@@ -54,7 +61,8 @@ class Identity:
     device_id: str
     runtime_version: str  # "onnxruntime 1.31.0"; "" when the device cannot run the backend
     threads: int | None
-    compute_units: str | None
+    precision: str = "float32"  # what the phone part computes in: float32 or int8
+    accelerator: str = "cpu"  # where the runtime was asked to run it: cpu, gpu or npu
 
     def key(self) -> tuple:
         return tuple(getattr(self, f.name) for f in fields(self))
@@ -149,6 +157,14 @@ class ResultRecord:
         return self.identity.device_id
 
     @property
+    def precision(self) -> str:
+        return self.identity.precision
+
+    @property
+    def accelerator(self) -> str:
+        return self.identity.accelerator
+
+    @property
     def reduced_dim(self) -> int | None:
         return self.identity.reduced_dim
 
@@ -184,6 +200,8 @@ class ResultRecord:
                             f"splitbench reads up to {RESULTS_SCHEMA_VERSION}: upgrade splitbench")
         if version == 1:
             d = upgrade_v1(d)
+        if version in (1, 2):
+            d = upgrade_v2(d)
         known = {f.name for f in fields(cls)}
         d = {k: v for k, v in d.items() if k in known}
         d["identity"] = Identity(**d["identity"])
@@ -214,4 +232,15 @@ def upgrade_v1(d: dict[str, Any]) -> dict[str, Any]:
         "runtime_version": ", ".join(f"{k} {v}" for k, v in sorted(runtime.items())), "threads": 1,
         "compute_units": None,
     }
-    return {**d, "identity": identity, "result": r, "schema_version": RESULTS_SCHEMA_VERSION}
+    return {**d, "identity": identity, "result": r, "schema_version": 2}
+
+
+def upgrade_v2(d: dict[str, Any]) -> dict[str, Any]:
+    """A version-2 record in version 3's shape: float32 (version 2 had no other precision) and the accelerator
+    its Core ML compute units stand for (cpu when it had none, as every non-Core ML row). An "all" row (Core ML
+    chose among CPU, GPU and Neural Engine) keeps "all": it stands for none of the three alone."""
+    identity = dict(d["identity"])
+    units = identity.pop("compute_units", None)
+    identity.setdefault("precision", "float32")
+    identity.setdefault("accelerator", _COMPUTE_UNITS.get(units, "cpu"))
+    return {**d, "identity": identity, "schema_version": RESULTS_SCHEMA_VERSION}

@@ -25,8 +25,12 @@ SUMMARY_COLUMNS = (
     "infer_ms_median", "infer_ms_p90", "infer_ms_iqr", "infer_ms_min", "load_ms_cold", "load_ms_warm",
     "mem_model_mb", "mem_peak_mb", "cpu_ms", "params", "macs", "upload_bytes", "artifact_bytes", "artifact",
     "warnings", "verified", "max_rel_err",
+    # what the phone part computes in (float32, int8) and where the runtime ran it (cpu, gpu, npu)
+    "precision", "accelerator",
     # the rest of the identity: two devices with the same target are two rows
-    "device_id", "runtime_version", "threads", "compute_units",
+    "device_id", "runtime_version", "threads",
+    # where the graph ran, as the runtime was told and as its tool said (contract v3)
+    "accelerator_setting", "delegated", "delegated_nodes", "total_nodes",
     # how each number was obtained (contract v2): samples or a tool's aggregate, cold method, memory method
     "timing_kind", "aggregate_tool", "infer_ms_mean", "infer_ms_std", "infer_ms_p5", "infer_ms_p95",
     "infer_ms_max", "first_infer_ms", "cold_method",
@@ -36,10 +40,11 @@ SUMMARY_COLUMNS = (
     "order", "reduced_dim", "max_abs_err", "flops", "mac_share", "uss_mb", "load_warm_n",
     "artifact_key", "record_key",
 )
-SAMPLE_IDENTITY = ("model", "cut", "embedding", "config", "order", "backend", "target", "device_id", "record_key")
+SAMPLE_IDENTITY = ("model", "cut", "embedding", "config", "precision", "order", "backend", "target", "accelerator",
+                   "device_id", "record_key")
 PHASES = ("first", "warmup", "timed")  # the first inference after load, warm-up runs, timed runs
 _INT_COLUMNS = ("n_runs", "params", "macs", "flops", "upload_bytes", "artifact_bytes", "order", "reduced_dim",
-                "load_warm_n", "threads", "cpu_khz_before", "cpu_khz_after")
+                "load_warm_n", "threads", "cpu_khz_before", "cpu_khz_after", "delegated_nodes", "total_nodes")
 
 
 def short_reason(reason: str, limit: int = _REASON_CSV_CHARS) -> str:
@@ -57,9 +62,11 @@ def summary_row(record: ResultRecord) -> dict[str, Any]:
     s = compute_stats(record)
     c = record.costs or {}
     ident = record.identity
+    d = record.result.get("delegation") or {}
     return {
         "model": ident.model, "cut": ident.cut, "embedding": ident.embedding, "config": record.config,
-        "backend": ident.backend, "target": ident.target, "device_id": ident.device_id, "status": record.status,
+        "precision": ident.precision, "backend": ident.backend, "target": ident.target,
+        "accelerator": ident.accelerator, "device_id": ident.device_id, "status": record.status,
         "reason": short_reason(record.reason), "n_runs": s.n_runs, "timing_kind": s.timing_kind,
         "infer_ms_median": s.infer_ms_median, "infer_ms_p90": s.infer_ms_p90, "infer_ms_iqr": s.infer_ms_iqr,
         "infer_ms_min": s.infer_ms_min, "infer_ms_mean": s.infer_ms_mean, "infer_ms_std": s.infer_ms_std,
@@ -71,7 +78,9 @@ def summary_row(record: ResultRecord) -> dict[str, Any]:
         "artifact_bytes": record.artifact_bytes, "artifact": record.artifact_path,
         "warnings": " | ".join(str(w) for w in s.warnings), "notes": " | ".join(record.result.get("notes") or ()),
         "verified": record.verified, "max_rel_err": record.max_rel_err,
-        "runtime_version": ident.runtime_version, "threads": ident.threads, "compute_units": ident.compute_units,
+        "runtime_version": ident.runtime_version, "threads": ident.threads,
+        "accelerator_setting": d.get("setting"), "delegated": d.get("applied"),
+        "delegated_nodes": d.get("delegated_nodes"), "total_nodes": d.get("total_nodes"),
         "aggregate_tool": s.aggregate_tool, "device_name": record.device_name,
         "thermal_before": _cond(record, "before", "thermal_status"),
         "thermal_after": _cond(record, "after", "thermal_status"),
@@ -103,7 +112,8 @@ def _samples_schema():
 
     return pa.schema([
         ("model", pa.string()), ("cut", pa.string()), ("embedding", pa.string()), ("config", pa.string()),
-        ("order", pa.int32()), ("backend", pa.string()), ("target", pa.string()), ("device_id", pa.string()),
+        ("precision", pa.string()), ("order", pa.int32()), ("backend", pa.string()), ("target", pa.string()),
+        ("accelerator", pa.string()), ("device_id", pa.string()),
         ("record_key", pa.string()), ("phase", pa.string()), ("run", pa.int32()), ("infer_ns", pa.int64()),
         ("infer_ms", pa.float64()),
     ])

@@ -12,7 +12,8 @@ from harness.core.errors import UserError
 
 JSON_SCHEMA_VERSION = 1  # of `compare --format json`; bump when a key changes meaning
 
-PAIR_KEY = ("model", "cut", "embedding", "backend", "target")
+# An int8 row is never paired with a float32 one, nor a gpu row with a cpu one: different numbers, not a change.
+PAIR_KEY = ("model", "cut", "embedding", "precision", "backend", "target", "accelerator")
 PROTOCOL_KEYS = ("runs", "warmup", "warm_loads", "seed", "input_shape")  # MeasureJob.protocol()
 DISTURBED = "core_shared"  # the stability warning that makes a row's timings time another program too
 ALPHA = 0.01  # false-alarm rate of the whole comparison (Benjamini-Hochberg)
@@ -137,8 +138,10 @@ class PairComparison:
     model: str
     cut: str
     embedding: str
+    precision: str
     backend: str
     target: str
+    accelerator: str
     config: str
     status: str  # COMPARED, NOT_COMPARABLE, ONLY_BASE, ONLY_NEW, FAILED_NEW
     base_device: str | None = None
@@ -160,14 +163,21 @@ class PairComparison:
     def name(self) -> str:
         """Stable and unique within a comparison: model/config/backend/target (and the device when the row has
         several)."""
-        parts = [self.model, self.config, self.backend, self.target]
+        parts = [self.model, self.config, *self._extra(self.precision, "float32"), self.backend, self.target,
+                 *self._extra(self.accelerator, "cpu")]
         if self.by_device:
             parts.append(self.base_device or self.new_device or "")
         return "/".join(parts)
 
     @property
     def label(self) -> str:
-        return f"{self.config} {self.backend} {self.target}"
+        return " ".join([self.config, *self._extra(self.precision, "float32"), self.backend, self.target,
+                         *self._extra(self.accelerator, "cpu")])
+
+    @staticmethod
+    def _extra(value: str, default: str) -> list[str]:
+        """A precision or accelerator in a name only when it is not the default (float32 rows keep their names)."""
+        return [value] if value and value != default else []
 
     @property
     def regression(self) -> bool:

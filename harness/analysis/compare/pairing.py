@@ -144,8 +144,6 @@ def _differences(b: ResultRecord, n: ResultRecord) -> list[str]:
         out.append(f"runtime {bi.runtime_version!r} -> {ni.runtime_version!r}")
     if bi.threads != ni.threads:
         out.append(f"threads {bi.threads} -> {ni.threads}")
-    if bi.compute_units != ni.compute_units:
-        out.append(f"compute units {bi.compute_units} -> {ni.compute_units}")
     bj, nj = b.job or {}, n.job or {}
     if bj and nj:
         for k in PROTOCOL_KEYS:
@@ -171,7 +169,8 @@ def _compare_pair(b: ResultRecord, n: ResultRecord, options: Options, b_dropped:
                   n_dropped: int = 0) -> PairComparison:
     notes = [f"{c} older record(s) of this row on {r.device_id} in {side} set aside (the newest is compared)"
              for c, r, side in ((b_dropped, b, "BASE"), (n_dropped, n, "NEW")) if c]
-    common = dict(model=b.model, cut=b.cut, embedding=b.embedding, backend=b.backend, target=b.target,
+    common = dict(model=b.model, cut=b.cut, embedding=b.embedding, precision=b.precision, backend=b.backend,
+                  target=b.target, accelerator=b.accelerator,
                   config=b.config, base_device=b.device_id, new_device=n.device_id, base_record=b.record_key,
                   new_record=n.record_key, changes=tuple(_changes(b, n)))
     differences = _differences(b, n)

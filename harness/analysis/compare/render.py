@@ -141,7 +141,7 @@ def _md_rows(rows: list[tuple[PairComparison, MetricComparison]]) -> list[str]:
     for p, m in rows:
         verdict = f"**{m.verdict}**" if m.regression else m.verdict
         lines.append("| " + " | ".join(_md_escape(x) for x in (
-            f"{p.config} {p.backend} {p.target}", METRIC[m.metric].label, _fmt(m.base, m.unit), _fmt(m.new, m.unit),
+            p.label, METRIC[m.metric].label, _fmt(m.base, m.unit), _fmt(m.new, m.unit),
             _fmt_ratio(m), _fmt_ci(m), _fmt_p(m), _SHORT_TEST[m.test], verdict, m.note)) + " |")
     return lines
 
@@ -184,8 +184,9 @@ def to_json(c: Comparison) -> dict[str, Any]:
     Bencher's or github-action-benchmark's format is one mapping away (see docs/ci.md)."""
     pairs = []
     for p in c.pairs:
-        d = {k: getattr(p, k) for k in ("model", "cut", "embedding", "backend", "target", "config", "status",
-                                         "base_device", "new_device", "base_record", "new_record")}
+        d = {k: getattr(p, k) for k in ("model", "cut", "embedding", "precision", "backend", "target", "accelerator",
+                                         "config", "status", "base_device", "new_device", "base_record",
+                                         "new_record")}
         d.update(name=p.name, regression=p.regression, differences=list(p.differences),
                  compared_across_change=p.marked, changes=list(p.changes), notes=list(p.notes), metrics=[
                      {"name": f"{p.name}/{m.metric}", "metric": m.metric, "label": METRIC[m.metric].label,

@@ -51,6 +51,8 @@ class Candidate:
     timing_kind: str | None = None  # "samples", or "aggregate" when the phone's tool reported only a summary
     show_device: bool = False  # two devices share this target in the table: name the device
     base_config: str = ""  # the configuration without its noise ratio (``config`` minus " r=...")
+    precision: str = "float32"
+    accelerator: str = "cpu"
 
     @property
     def fits(self) -> bool:
@@ -60,6 +62,8 @@ class Candidate:
     def where(self) -> str:
         """backend/target, with the device when two devices share the target, and a mark on aggregates."""
         where = f"{self.backend}/{self.target}"
+        if self.accelerator != "cpu":
+            where += f" {self.accelerator}"
         if self.show_device and self.device_id:
             where += f" [{self.device_id}]"
         if self.timing_kind == "aggregate":
@@ -208,7 +212,8 @@ def _candidate(row: dict, budget: Budget, net: NetworkProfile, cloud_included: b
         phone_ms=phone, upload_bytes=nbytes, upload_ms=up, cloud_ms=cloud, latency_ms=latency, memory_mb=memory,
         breaks=tuple(breaks), excess=excess, estimator=None if on_premise or pd.isna(est) else str(est),
         device_id=text(row.get("device_id")), timing_kind=kind, show_device=show_device,
-        base_config=config_label(row, with_ratio=False))
+        base_config=config_label(row, with_ratio=False), precision=text(row.get("precision")) or "float32",
+        accelerator=text(row.get("accelerator")) or "cpu")
 
 
 def pareto_frontier(cands: list[Candidate] | tuple[Candidate, ...], *, by_privacy: bool = True
