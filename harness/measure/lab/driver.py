@@ -74,8 +74,10 @@ _conn_owned = False
 
 def code_runtime_env() -> dict[str, Any]:
     """Ship this process's splitbench packages to every host of the job (hosts need Ray, not splitbench)."""
-    root = Path(__file__).resolve().parent.parent
-    return {"py_modules": [str(root / "harness"), str(root / "device_agents")]}
+    import device_agents
+    import harness
+
+    return {"py_modules": [str(Path(package.__file__).resolve().parent) for package in (harness, device_agents)]}
 
 
 def enable_token_auth_if_available() -> None:
