@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.splitbench-installed
 
-.PHONY: setup demo test bench browser android-userland clean ios-agent
+.PHONY: setup demo test bench system-packages browser android-userland clean ios-agent
 
 setup: $(STAMP)
 
@@ -24,24 +24,21 @@ $(STAMP): pyproject.toml
 		|| { tail -n 5 $(VENV)/import-check.log; echo "setup: a runtime does not import (full log: $(VENV)/import-check.log)"; exit 1; }
 	touch $(STAMP)
 
-# Headless Chromium for the report test (Debian packages; needs root and the package registry).
-browser:
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
-		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
-		|| echo "browser: chromium not installed; the report browser test will be skipped"; }
+# The Debian packages the tests use, in one apt-get (needs root and the package registry): headless Chromium for
+# the report test, and Android's own shell and coreutils (mksh, toybox) with Google's adb for the loopback phone.
+# Without them those tests say so and skip; CI has them.
+system-packages:
+	@missing=""; for cmd in chromium mksh toybox adb; do command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$cmd"; done; \
+	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver mksh toybox adb >/dev/null) \
+		|| echo "system-packages: not installed:$$missing; the tests that need them will be skipped"; }
 
-# Android's own shell and commands (mksh, toybox) for the loopback phone, and Google's adb for the tests
-# through its server (Debian packages; needs root and the package registry). Without them those tests skip.
-android-userland:
-	@{ command -v mksh && command -v toybox && command -v adb; } >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] \
-		&& command -v apt-get >/dev/null 2>&1 \
-		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mksh toybox adb >/dev/null) \
-		|| echo "android-userland: mksh, toybox or adb not installed; the Android tests that need them will be skipped"; }
+browser android-userland: system-packages
 
 demo: setup
 	$(VENV)/bin/splitbench demo
 
-test: setup browser android-userland
+test: setup system-packages
 	$(PY) -m pytest -q
 
 bench: setup
