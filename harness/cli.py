@@ -124,13 +124,14 @@ def report_cmd(
     noise-free accuracy. The page's controls then move the budget.
     """
     from harness.analysis.recommend import budget_from_mapping
+    from harness.core.text import visible
     from harness.report import build_report
 
     budget = budget_from_mapping(dict(max_latency_ms=max_latency_ms, max_memory_mb=max_memory_mb,
                                       max_upload_kb=max_upload_kb, min_accuracy=min_accuracy, network=network,
                                       uplink_mbps=uplink_mbps, delay_ms=delay_ms))
-    for path in build_report(out, budget=budget):
-        typer.echo(str(path))
+    for path in build_report(out, budget=budget, say=lambda line: typer.echo(line, err=True)):
+        typer.echo(visible(path))
 
 
 @app.command("demo")

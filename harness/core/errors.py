@@ -9,3 +9,10 @@ class UserError(Exception):
     """
 
     exit_code = 1  # harness.core.exitcodes.USAGE
+
+
+class WriteFailed(UserError):
+    """A directory splitbench must write cannot be written (full disk, read-only, no permission, something in
+    the way): one line naming it and the fix. What was already written is whole."""
+
+    exit_code = 6  # harness.core.exitcodes.WRITE_FAILED
