@@ -283,7 +283,9 @@ def compare_cmd(
     artifact size and upload bytes.
 
     A regression is significant over the whole comparison and beyond the metric's threshold (defaults
-    from measured noise; see docs/ci.md). Exit code 0 no regression; 7 a regression (or a
+    from measured noise; see docs/ci.md). A time with too few runs for its test to reach --alpha (one
+    timed run, 3 warm loads, the p90 of 30 runs) is "not tested": shown, never a regression, counted in
+    the headline. Exit code 0 no regression (metrics not tested included); 7 a regression (or a
     configuration that failed in NEW only); 8 nothing comparable; 1 bad input.
     """
     from harness.analysis.compare import compare

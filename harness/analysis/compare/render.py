@@ -8,9 +8,9 @@ import sys
 from typing import Any, TextIO
 
 from harness.analysis.compare.model import (CI_LEVEL, COMPARED, FAILED_NEW, JSON_SCHEMA_VERSION, METRIC, NOT_COMPARABLE,
-                                            ONLY_BASE, ONLY_NEW, TEST_EXACT, TEST_NONE, TEST_ONE, TEST_QUANTILE,
-                                            TEST_RANK, TEST_TOOL, TEST_WELCH, Comparison, MetricComparison,
-                                            PairComparison)
+                                            NOT_TESTED, ONLY_BASE, ONLY_NEW, TEST_EXACT, TEST_NONE, TEST_ONE,
+                                            TEST_QUANTILE, TEST_RANK, TEST_TOOL, TEST_WELCH, Comparison,
+                                            MetricComparison, PairComparison)
 from harness.core import exitcodes
 from harness.core.units import fmt_bytes, fmt_mb, fmt_ms, sig
 
@@ -51,7 +51,8 @@ def _method_line(c: Comparison) -> str:
     tests = (f"Benjamini-Hochberg over the {c.tests} test{'s' if c.tests != 1 else ''} of this comparison, "
              f"adjusted p < {c.options.alpha:g}" if c.tests else "no test ran in this comparison")
     return (f"A regression is significant ({tests}; one-sample and exact metrics: the threshold alone) and "
-            f"beyond its threshold: {th}. Intervals: {CI_LEVEL:.0%} bootstrap of the ratio shown.")
+            f"beyond its threshold: {th}. A time with too few runs for its test to reach p < {c.options.alpha:g} "
+            f"is {NOT_TESTED}: shown, never a regression. Intervals: {CI_LEVEL:.0%} bootstrap of the ratio shown.")
 
 
 def _headline(c: Comparison) -> str:
@@ -66,6 +67,7 @@ def _headline(c: Comparison) -> str:
     for status in (NOT_COMPARABLE, ONLY_BASE, ONLY_NEW):
         if counts.get(status):
             parts.append(f"{counts[status]} {status}")
+
     if c.exit_code == exitcodes.REGRESSION:
         head = f"{reg} regression{'s' if reg != 1 else ''}"
     elif c.exit_code == exitcodes.NOT_COMPARABLE:
@@ -74,7 +76,9 @@ def _headline(c: Comparison) -> str:
         head = "no regression"
     if imp:
         head += f", {imp} improvement{'s' if imp != 1 else ''}"
-    return f"{head} ({'; '.join(parts)}; exit {c.exit_code})"
+    untested = len(c.not_tested)
+    tail = f"; {untested} metric{'s' if untested != 1 else ''} {NOT_TESTED} (too few runs for a test)" if untested else ""
+    return f"{head} ({'; '.join(parts)}; exit {c.exit_code}){tail}"
 
 
 def _regression_lines(c: Comparison) -> list[str]:
@@ -110,7 +114,7 @@ def render_table(c: Comparison, out: TextIO | None = None) -> None:
     table = Table("configuration", "metric", "BASE", "NEW", "ratio", f"{CI_LEVEL:.0%} CI", "p adj.", "test",
                   "verdict", "note", title=title)
     style = {"slower": "red", "bigger": "red", FAILED_NEW: "red", "faster": "green", "smaller": "green",
-             NOT_COMPARABLE: "yellow"}
+             NOT_COMPARABLE: "yellow", NOT_TESTED: "yellow"}
     for p in c.pairs:
         if p.status != COMPARED:
             note = "; ".join(_pair_notes(p))
@@ -160,6 +164,12 @@ def render_markdown(c: Comparison) -> str:
     changed = [(p, m) for p in c.pairs for m in p.metrics if m.regression or m.improvement]
     if changed:
         lines += ["**Changes** (significant and beyond the threshold):", ""] + _md_rows(changed) + [""]
+    if c.not_tested:
+        n = len(c.not_tested)
+        lines += [f"<details><summary><b>{n} metric{'s' if n != 1 else ''} {NOT_TESTED}</b>: too few runs for the "
+                  "metric's test (shown, never a regression; measure more runs)</summary>", ""]
+        lines += [f"- `{p.name}` {METRIC[m.metric].label}: {_fmt_ratio(m)} — {_md_escape(m.note)}"
+                  for p, m in c.not_tested] + ["", "</details>", ""]
     other = [p for p in c.pairs if p.status not in (COMPARED, FAILED_NEW) or p.differences]
     if other:
         lines += ["**Not compared, one side only, or compared across a change:**", ""]
@@ -193,8 +203,8 @@ def to_json(c: Comparison) -> dict[str, Any]:
                       "ci_low": m.ci_low, "ci_high": m.ci_high, "ci_level": CI_LEVEL if m.ci_low is not None else None,
                       "test": m.test, "n_base": m.n_base, "n_new": m.n_new, "p_value": m.p_value,
                       "p_adjusted": m.p_adjusted, "threshold": m.threshold, "verdict": m.verdict,
-                      "regression": m.regression, "improvement": m.improvement, "disturbed": m.disturbed,
-                      "note": m.note}
+                      "tested": m.tested, "regression": m.regression, "improvement": m.improvement,
+                      "disturbed": m.disturbed, "note": m.note}
                      for m in p.metrics])
         pairs.append(d)
     return {
@@ -202,5 +212,6 @@ def to_json(c: Comparison) -> dict[str, Any]:
         "base": {"dir": c.base_dir, "commit": c.base_commit}, "new": {"dir": c.new_dir, "commit": c.new_commit},
         "alpha": c.options.alpha, "correction": "benjamini-hochberg", "tests": c.tests,
         "thresholds": dict(c.options.thresholds), "allow_device_change": c.options.allow_device_change,
-        "regressions": _regression_lines(c), "pairs": pairs,
+        "regressions": _regression_lines(c), "not_tested": [f"{p.name}/{m.metric}" for p, m in c.not_tested],
+        "pairs": pairs,
     }
