@@ -15,6 +15,7 @@ import typer
 
 from harness.core import exitcodes
 from harness.core.errors import UserError
+from harness.core.text import visible
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode="markdown",
                   help="Measure what each split of a neural network costs on a phone, beside how private "
@@ -124,7 +125,6 @@ def report_cmd(
     noise-free accuracy. The page's controls then move the budget.
     """
     from harness.analysis.recommend import budget_from_mapping
-    from harness.core.text import visible
     from harness.report import build_report
 
     budget = budget_from_mapping(dict(max_latency_ms=max_latency_ms, max_memory_mb=max_memory_mb,
@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         with signals_as_interrupt():
             rc = app(args=argv, standalone_mode=False, prog_name="splitbench")
     except (UserError, AgentError) as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {visible(exc)}\n")  # a name in it is shown, never obeyed (a bidi override)
         return getattr(exc, "exit_code", exitcodes.USAGE)
     except typer.Exit as exc:
         return exc.exit_code

@@ -36,6 +36,7 @@ from harness.split.configurations import Configuration, configurations, identify
 from harness.core.errors import UserError
 from harness.config.spec import Spec
 from harness.core.fdcapture import capture_fds
+from harness.core.text import visible
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -317,16 +318,16 @@ class _Progress:
 
     def step(self, what: str) -> None:
         if self._progress is not None:
-            self._progress.update(self._task, description=what)
+            self._progress.update(self._task, description=_shown(what))
 
     def done(self, a: Artifact) -> None:
         if self._progress is None:
             return
         if a.status == "ok":
             check = f"max rel err {a.max_rel_err:.1e}" if a.max_rel_err is not None else "spec checked"
-            line = f"[green]ok[/] {a.config.name:>18} {a.backend:<10} {a.export_s:6.1f} s  {check}"
+            line = f"[green]ok[/] {_shown(a.config.name):>18} {a.backend:<10} {a.export_s:6.1f} s  {check}"
         else:
-            line = f"[red]failed[/] {a.config.name:>14} {a.backend:<10} {a.reason}"
+            line = f"[red]failed[/] {_shown(a.config.name):>14} {a.backend:<10} {_shown(a.reason)}"
         self._progress.console.print(line, highlight=False)
         self._progress.advance(self._task)
 
@@ -338,6 +339,13 @@ class _Progress:
 
 # --------------------------------------------------------------------------------------------------
 # Output
+
+
+def _shown(text: str) -> str:
+    """A name or reason in a rich line or table cell: controls and bidi overrides made visible, markup escaped."""
+    from rich.markup import escape
+
+    return escape(visible(text))
 
 
 def _si(n: float | None, unit: str = "") -> str:
@@ -385,9 +393,9 @@ def print_export_table(artifacts: Sequence[Artifact], file: Any = None) -> None:
         status = "[green]ok[/]" if a.status == "ok" else "[red]failed[/]"
         rel = f"{a.max_rel_err:.1e}" if a.max_rel_err is not None else "-"
         last = i + 1 == len(artifacts) or artifacts[i + 1].config.name != a.config.name
-        table.add_row(a.config.name, a.backend, status, verified, rel, _si(c.get("params")), _si(c.get("macs")),
-                      shape, _bytes(c.get("upload_bytes")), share, _bytes(a.artifact_bytes),
-                      "yes" if a.cached else "no", a.reason if a.status != "ok" else "", end_section=last)
+        table.add_row(_shown(a.config.name), a.backend, status, verified, rel, _si(c.get("params")),
+                      _si(c.get("macs")), shape, _bytes(c.get("upload_bytes")), share, _bytes(a.artifact_bytes),
+                      "yes" if a.cached else "no", _shown(a.reason) if a.status != "ok" else "", end_section=last)
     console.print(table)
     ok = sum(a.status == "ok" for a in artifacts)
     verified = sum(a.verified for a in artifacts)
