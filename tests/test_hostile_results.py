@@ -241,3 +241,112 @@ def test_an_empty_score_is_not_scored_and_a_good_table_still_merges(run_copy, ca
     assert "Recommended: conv2-simple" in out  # conv1 is not scored: it cannot be the most private
     privacy_csv(d, "0.40", "0.90")
     assert main(["recommend", str(d)]) == exitcodes.OK
+
+
+# --------------------------------------------------------------------------------------------------
+# Defect 14: an export cache that cannot be written, a results path that is not UTF-8
+
+
+def _scripted_device(monkeypatch):
+    monkeypatch.setattr(executors, "open_agent", lambda target, **options: FakeAgent())
+
+
+def test_a_read_only_current_directory_with_the_default_cache_is_one_line_exit_6(tmp_path, monkeypatch, capsys):
+    """The real export (tiny model), its default cache results/cache under a current directory that is read-only:
+    one line naming the directory and the two ways to choose another, before any model is built; the records
+    of the results directory being resumed are untouched."""
+    spec = tmp_path / "tiny.toml"
+    spec.write_text((FIXTURES / "tiny.toml").read_text().replace('backends = ["onnx", "litert"]', 'backends = ["onnx"]'))
+    shutil.copy(FIXTURES / "tiny_model.py", tmp_path / "tiny_model.py")
+    d = tmp_path / "run"
+    _scripted_device(monkeypatch)
+    with pytest.MonkeyPatch.context() as mp:  # the first session, from a cache elsewhere (scripted here)
+        mp.setattr(orchestrate, "export_artifacts", lambda spec, *, progress: [
+            FakeArtifact(config=c, backend="onnx", key=f"key-{c.name}-onnx", path=tmp_path / f"{c.name}__onnx.bin")
+            for c in configurations(spec)])
+        mp.setattr(orchestrate, "POST_RUN", ())
+        assert main(["run", str(spec), "--out", str(d)]) == exitcodes.OK
+    capsys.readouterr()
+    before = record_hashes(d)
+    assert len(before) == 3
+    cwd = tmp_path / "ro"
+    cwd.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(cwd)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        monkeypatch.chdir(cwd)
+        monkeypatch.delenv("SPLITBENCH_CACHE", raising=False)
+        line = one_line(capsys, ["run", str(spec), "--out", str(d), "--resume"], exitcodes.WRITE_FAILED)
+    finally:
+        monkeypatch.chdir(tmp_path)
+        subprocess.run(["umount", "-l", str(cwd)], capture_output=True)
+    assert line == (f"error: cannot write the export cache {cwd / 'results' / 'cache'}: the file system is read-only; "
+                    "give a writable directory as [export].cache_dir in the spec or in the SPLITBENCH_CACHE "
+                    "environment variable (the default is results/cache under the current directory)")
+    assert record_hashes(d) == before
+
+
+def test_an_unwritable_cache_from_the_environment_is_named_the_same_way(tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("SPLITBENCH_CACHE", str(blocker / "cache"))
+    spec = tmp_path / "tiny.toml"
+    spec.write_text((FIXTURES / "tiny.toml").read_text())
+    shutil.copy(FIXTURES / "tiny_model.py", tmp_path / "tiny_model.py")
+    line = one_line(capsys, ["export", str(spec)], exitcodes.WRITE_FAILED)
+    assert line.startswith(f"error: cannot write the export cache {blocker / 'cache'}: a file is in the way")
+
+
+@pytest.fixture
+def non_utf8_run(measured, tmp_path) -> Path:
+    """The results directory under a name holding the byte 0xff (not UTF-8), as a shell makes it."""
+    import os
+
+    d = Path(os.fsdecode(os.fsencode(str(tmp_path)) + b"/run-\xff"))
+    return Path(shutil.copytree(measured, d))
+
+
+def test_a_run_into_a_non_utf8_path_writes_its_report(tmp_path, monkeypatch, capsys):
+    """The run's report stage used to fail with UnicodeEncodeError after measuring."""
+    import os
+
+    spec = load_spec(FIXTURES / "tiny.toml")
+    spec = dataclasses.replace(spec, export=dataclasses.replace(spec.export, backends=("onnx",)),
+                               run=dataclasses.replace(spec.run, runs=12, warmup=1, warm_loads=2))
+    monkeypatch.setattr(orchestrate, "export_artifacts", lambda spec, *, progress: [
+        FakeArtifact(config=c, backend="onnx", key=f"key-{c.name}-onnx", path=tmp_path / f"{c.name}__onnx.bin")
+        for c in configurations(spec)])
+    monkeypatch.setattr(orchestrate, "POST_RUN", tuple(s for s in orchestrate.POST_RUN if s.name == "report"))
+    _scripted_device(monkeypatch)
+    out = Path(os.fsdecode(os.fsencode(str(tmp_path)) + b"/out-\xff"))
+    outcome = orchestrate.run_spec(spec, out, progress=False)
+    err = capsys.readouterr().err
+    assert outcome.exit_code == exitcodes.OK and "warning" not in err, err
+    assert (out / "report.html").is_file() and outcome.figures[-1] == out / "report.html"
+    assert "out-\\xff" in err  # the closing line shows the byte escaped
+
+
+@pytest.mark.parametrize("argv", [["report"], ["recommend"], ["recommend", "--json"], ["compare", "SELF"]])
+def test_report_recommend_compare_read_a_non_utf8_path(non_utf8_run, argv):
+    """As a user runs them, with a strict UTF-8 stdout (PYTHONIOENCODING=utf-8): exit 0, the path escaped."""
+    import os
+    import sys
+
+    d = non_utf8_run
+    before = record_hashes(d)
+    args = [a if a != "SELF" else os.fsencode(str(d)) for a in argv[1:]]
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", argv[0], os.fsencode(str(d)), *args],
+                          capture_output=True, env=env, timeout=300)
+    out, err = proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
+    assert proc.returncode == exitcodes.OK and "Traceback" not in err, err
+    if argv == ["report"]:
+        assert out.strip().splitlines()[-1] == visible_path(d / "report.html")
+        assert "<title>splitbench report: run-\\xff</title>" in (d / "report.html").read_text()
+    assert record_hashes(d) == before
+
+
+def visible_path(p: Path) -> str:
+    from harness.core.text import visible
+
+    return visible(p)

@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from device_agents.base import ArtifactRef
-from harness.export.cache import (RTOL, VERIFY_SEED, Artifact, cache_dir_for, cache_key, converter_versions,
-                                    publish, read_cached, write_meta)
+from harness.export.cache import (ENV_CACHE, RTOL, VERIFY_SEED, Artifact, cache_dir_for, cache_key,
+                                    converter_versions, publish, read_cached, write_meta)
 from harness.config.backends import BACKENDS, COREML_NOTE, check_coreml
 from harness.split.configurations import Configuration, configurations, identify
-from harness.core.errors import UserError
+from harness.core.errors import UserError, WriteFailed, why_not_written
 from harness.config.spec import Spec
 from harness.core.fdcapture import capture_fds
 from harness.core.text import visible
@@ -264,6 +264,19 @@ def export_spec(spec: Spec, *, force: bool = False, progress: bool = True,
     return [found[c.name, b] for c in configs for b in chosen]
 
 
+def _open_cache(root: Path) -> None:
+    """Create the export cache directory and check it takes a file, before any model is built: a directory that
+    cannot be written (a read-only current directory under the default ``results/cache``) is one line, exit 6."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except OSError as exc:
+        raise WriteFailed(f"cannot write the export cache {visible(root)}: {why_not_written(exc)}; give a writable "
+                          f"directory as [export].cache_dir in the spec or in the {ENV_CACHE} environment variable "
+                          "(the default is results/cache under the current directory)") from None
+
+
 def _export_missing(spec: Spec, configs: list[Configuration], todo: list[tuple[Configuration, str]],
                     keys: dict[tuple[str, str], str], root: Path, progress: bool) -> dict[tuple[str, str], Artifact]:
     import gc
@@ -272,6 +285,7 @@ def _export_missing(spec: Spec, configs: list[Configuration], todo: list[tuple[C
     from harness.split.costs import count_macs
 
     out: dict[tuple[str, str], Artifact] = {}
+    _open_cache(root)
     with _Progress(len(todo), enabled=progress) as bar:
         bar.step(f"building {spec.model.zoo or spec.model.source}")
         with capture_fds(root / "export.log"):

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -28,7 +27,7 @@ from typing import Any, Callable, Iterator
 
 from harness.core import exitcodes
 from harness.config.backends import rank
-from harness.core.errors import UserError, WriteFailed
+from harness.core.errors import UserError, WriteFailed, why_not_written
 from harness.core.text import visible
 from harness.results.records import ResultRecord
 from harness.results.layout import LOCK_FILE, RECORDS_DIR, RETRIED_DIR
@@ -53,14 +52,6 @@ class ResultsWriteError(WriteFailed):
 
 RUN_FIX = ("every record already written is intact: free space (or choose a writable --out) and finish with "
            "--resume")
-
-
-def why_not_written(exc: OSError) -> str:
-    """An OSError of a write in words: the disk is full, the file system is read-only, ..."""
-    return {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exhausted",
-            errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
-            errno.EPERM: "permission denied", errno.EISDIR: "a directory of that name is in the way",
-            errno.ENOTDIR: "a file is in the way of its directory"}.get(exc.errno, exc.strerror or str(exc))
 
 
 def _write_error(path: Path, exc: OSError, fix: str = RUN_FIX) -> ResultsWriteError:
