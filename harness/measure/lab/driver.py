@@ -74,7 +74,7 @@ _conn_owned = False
 
 def code_runtime_env() -> dict[str, Any]:
     """Ship this process's splitbench packages to every host of the job (hosts need Ray, not splitbench)."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[3]  # harness/measure/lab/driver.py -> the checkout
     return {"py_modules": [str(root / "harness"), str(root / "device_agents")]}
 
 
