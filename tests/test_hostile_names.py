@@ -9,7 +9,6 @@ with a scripted agent and export; the model is real (its layer names are checked
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import json
