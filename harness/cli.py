@@ -16,6 +16,7 @@ from typer.core import TyperGroup
 
 from harness.core import exitcodes
 from harness.core.errors import UserError
+from harness.core.text import visible
 
 class _Group(TyperGroup):
     """A command group whose ``--help`` shows no value after a flag.
@@ -156,8 +157,8 @@ def report_cmd(
     budget = budget_from_mapping(dict(max_latency_ms=max_latency_ms, max_memory_mb=max_memory_mb,
                                       max_upload_kb=max_upload_kb, min_accuracy=min_accuracy, network=network,
                                       uplink_mbps=uplink_mbps, delay_ms=delay_ms))
-    for path in build_report(out, budget=budget):
-        typer.echo(str(path))
+    for path in build_report(out, budget=budget, say=lambda line: typer.echo(line, err=True)):
+        typer.echo(visible(path))
 
 
 @app.command("demo")
@@ -309,7 +310,9 @@ def compare_cmd(
     artifact size and upload bytes.
 
     A regression is significant over the whole comparison and beyond the metric's threshold (defaults
-    from measured noise; see docs/ci.md). Exit code 0 no regression; 7 a regression (or a
+    from measured noise; see docs/ci.md). A time with too few runs for its test to reach --alpha (one
+    timed run, 3 warm loads, the p90 of 30 runs) is "not tested": shown, never a regression, counted in
+    the headline. Exit code 0 no regression (metrics not tested included); 7 a regression (or a
     configuration that failed in NEW only); 8 nothing comparable; 1 bad input.
     """
     from harness.analysis.compare import compare
@@ -430,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         with signals_as_interrupt():
             rc = app(args=argv, standalone_mode=False, prog_name="splitbench")
     except (UserError, AgentError) as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {visible(exc)}\n")  # a name in it is shown, never obeyed (a bidi override)
         return getattr(exc, "exit_code", exitcodes.USAGE)
     except typer.Exit as exc:
         return exc.exit_code

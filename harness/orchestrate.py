@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable
 
 from harness.config.spec import Spec, effective_spec, spec_hash
 from harness.core import exitcodes
+from harness.core.text import visible
 from harness.measure import factory
 from harness.measure.runner import measure_plan
 from harness.measure.plan import plan_jobs
@@ -146,14 +147,15 @@ def _run_locked(spec: Spec, out: Path, hash_: str, ex, *, resume: bool, progress
     if run.interrupted:
         code = exitcodes.INTERRUPTED
     else:
-        figures = post_run(spec, out, lambda line: console.print(line, markup=False, soft_wrap=True))
+        figures = post_run(spec, out, lambda line: console.print(visible(line), markup=False, soft_wrap=True))
         code = exitcodes.DEVICE_LOST if run.lost else (exitcodes.CONFIG_FAILED if counts["failed"] else exitcodes.OK)
-        console.print(f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped, "
-                      f"{run.not_attempted} not attempted ({run.measured} measured now, {run.resumed} kept from {out} "
-                      f"by --resume); results in {out}" + (f" (figures in {out / FIGURES_DIR})" if figures else ""),
+        console.print(visible(f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped, "
+                              f"{run.not_attempted} not attempted ({run.measured} measured now, {run.resumed} kept from "
+                              f"{out} by --resume); results in {out}"
+                              + (f" (figures in {out / FIGURES_DIR})" if figures else "")),
                       markup=False, soft_wrap=True)
         if run.lost:
-            console.print(f"lost: {', '.join(f'{d} ({why})' for d, why in run.lost.items())}; reconnect and run "
-                          "again with --resume", markup=False, soft_wrap=True)
+            console.print(visible(f"lost: {', '.join(f'{d} ({why})' for d, why in run.lost.items())}; reconnect and "
+                                  "run again with --resume"), markup=False, soft_wrap=True)
     return RunOutcome(exit_code=code, records=tuple(run.records), out=out, measured=run.measured,
                       interrupted=run.interrupted, figures=figures, lost=run.lost, not_attempted=run.not_attempted)

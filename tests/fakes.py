@@ -55,16 +55,17 @@ class FakeAgent(DeviceAgent):
 
     ``vanish_after``: the device goes away (``DeviceUnavailable``) at that measure call (1-based).
     ``raise_on_call``: Ctrl-C at that measure call. ``slow_s``: every measurement takes that long.
+    ``block_after``: that measure call (1-based) never returns, as a hung tool; its process must be ended.
     """
 
     def __init__(self, target: str = "cpu-1core", script: dict | None = None, raise_on_call: int | None = None,
                  device_id: str = "fake:0", backends=("onnx", "litert", "executorch"), vanish_after: int | None = None,
-                 speed: float = 1.0, slow_s: float = 0.0):
+                 speed: float = 1.0, slow_s: float = 0.0, block_after: int | None = None):
         self.target, self.device_id = target, device_id
         self.script = script or {}
         self.raise_on_call, self.vanish_after = raise_on_call, vanish_after
         self.runs_backends = tuple(backends)
-        self.speed, self.slow_s = speed, slow_s
+        self.speed, self.slow_s, self.block_after = speed, slow_s, block_after
         self.calls: list[MeasureJob] = []
         self.prepared: list[str] = []
         self.opened = self.closed = 0
@@ -90,6 +91,10 @@ class FakeAgent(DeviceAgent):
             raise DeviceUnavailable(self.device_id, "unplugged (scripted)")
         if self.raise_on_call is not None and len(self.calls) == self.raise_on_call:
             raise KeyboardInterrupt
+        if self.block_after is not None and len(self.calls) >= self.block_after:
+            import threading
+
+            threading.Event().wait()  # forever: ended only with its process
         if self.slow_s:
             import time
 

@@ -326,11 +326,11 @@ def results(monkeypatch, tmp_path):
     monkeypatch.setattr(orchestrate, "export_artifacts", _fake_export(tmp_path))
     monkeypatch.setattr(orchestrate, "POST_RUN", ())
 
-    def write(name: str, agent_class=FakeAgent, **agent_options) -> Path:
+    def write(name: str, agent_class=FakeAgent, runs: int | None = None, **agent_options) -> Path:
         agent = agent_class(**agent_options)
         monkeypatch.setattr(executors, "open_agent", lambda target, **options: agent)
         out = tmp_path / name
-        orchestrate.run_spec(spec, out, progress=False)
+        orchestrate.run_spec(spec, out, progress=False, runs=runs)
         return out
 
     return write
@@ -441,3 +441,84 @@ def test_ci_profile_same_code_exits_0_and_a_wider_model_exits_7(tmp_path, capsys
     sizes = {(p["config"], m["metric"]): m["verdict"] for p in data["pairs"] for m in p["metrics"]}
     assert sizes[("block1-simple", "artifact_bytes")] == sizes[("block1-simple", "upload_bytes")] == "bigger"
     shutil.rmtree(cache)
+
+
+# --------------------------------------------------------------------------------------------------
+# Too few runs for a test (issue 21, defect 8): "not tested", never a regression on the threshold alone
+
+
+def test_one_timed_run_a_side_is_not_tested_never_a_regression():
+    """The issue's case: one timed run each, 1.38x apart; the threshold alone called it a regression."""
+    c = cmp.compare_records([record(infer_ns=[1_000_000], warm_ns=(3_000_000,))],
+                            [record(infer_ns=[1_380_000], warm_ns=(3_000_000,))])
+    for name in ("infer_median", "infer_p90", "load_warm"):
+        m = metric(c, name)
+        assert m.verdict == cmp.NOT_TESTED and not m.regression and m.p_value is None and not m.tested
+        assert "cannot reach p < 0.01" in m.note and "a side" in m.note
+    assert metric(c, "infer_median").ratio == pytest.approx(1.38)  # shown, not judged
+    assert metric(c, "infer_median").test == cmp.TEST_RANK and "needs at least 5" in metric(c, "infer_median").note
+    assert metric(c, "artifact_bytes").verdict == "no change"  # exact figures are still judged
+    assert c.exit_code == OK and c.regressions == [] and c.tests == 0
+    assert len(c.not_tested) == 3
+
+
+@pytest.mark.parametrize("n, verdict", [(4, cmp.NOT_TESTED), (5, "slower")])
+def test_the_rank_test_runs_only_where_it_can_reach_alpha(n, verdict):
+    """Four runs a side that do not overlap at all give p = 0.029 at best: not tested; five give 0.008 (the only
+    test of the comparison: the 3 warm loads a side are not tested either)."""
+    base = [1_000_000 + 1000 * i for i in range(n)]
+    loads = (3_000_000, 3_100_000, 2_900_000)
+    c = cmp.compare_records([record(infer_ns=base, warm_ns=loads)], [record(infer_ns=[2 * v for v in base],
+                                                                            warm_ns=loads)])
+    assert metric(c, "load_warm").verdict == cmp.NOT_TESTED
+    assert metric(c, "infer_median").verdict == verdict
+    assert c.exit_code == (REGRESSION if verdict == "slower" else OK)
+    assert cmp.best_p(cmp.TEST_RANK, 5, 5) == pytest.approx(2 / 252)
+
+
+def test_the_p90_of_30_runs_is_not_tested_60_are():
+    for n, tested in ((30, False), (60, True)):
+        c = cmp.compare_records([record(infer_ns=timings(n))], [record(infer_ns=timings(n, level_ms=4.0, seed=1))])
+        p90 = metric(c, "infer_p90")
+        assert p90.tested is tested and (p90.verdict == "slower") is tested
+        assert metric(c, "infer_median").verdict == "slower"
+
+
+def test_a_tool_figure_of_one_run_is_not_tested_of_fifty_is_judged():
+    def agg(n: int, mean_ms: float):
+        return {"n": n, "mean_ns": mean_ms * 1e6, "std_ns": None, "min_ns": None, "max_ns": None, "percentiles": {},
+                "tool": "benchmark_model (test)"}
+
+    one = cmp.compare_records([record(aggregate=agg(1, 2.0))], [record(aggregate=agg(1, 3.0))])
+    m = metric(one, "infer_median")
+    assert m.test == cmp.TEST_TOOL and m.verdict == cmp.NOT_TESTED and "the tool timed 1 and 1 runs" in m.note
+    assert one.exit_code == OK
+    fifty = cmp.compare_records([record(aggregate=agg(50, 2.0))], [record(aggregate=agg(50, 3.0))])
+    assert metric(fifty, "infer_median").verdict == "slower" and fifty.exit_code == REGRESSION
+
+
+def test_not_tested_in_every_format(results, capsys):
+    """Results directories of one timed run each (the orchestrator, a scripted agent 1.38x slower in NEW):
+    exit 0, and the table, Markdown and JSON each say which metrics were not tested; nothing on disk changes."""
+    import hashlib
+
+    base, new = results("base1", runs=1), results("new1", runs=1, speed=1.38)
+    hashes = {p: hashlib.sha256(p.read_bytes()).hexdigest() for d in (base, new) for p in (d / "records").glob("*")}
+    capsys.readouterr()
+    assert main(["compare", str(base), str(new)]) == OK
+    table = capsys.readouterr().out
+    assert "not tested" in table and "regression:" not in table
+    assert "no regression (6 of 6 rows compared; exit 0); 18 metrics not tested (too few runs for a test)" in table
+    assert main(["compare", str(base), str(new), "--format", "md"]) == OK
+    md = capsys.readouterr().out
+    assert md.startswith("### :white_check_mark: splitbench compare: no regression") and "18 metrics not tested" in md
+    assert "<b>18 metrics not tested</b>" in md and "| not tested |" in md
+    assert main(["compare", str(base), str(new), "--format", "json"]) == OK
+    data = json.loads(capsys.readouterr().out)
+    assert data["schema_version"] == 2 and data["outcome"] == "no regression" and len(data["not_tested"]) == 18
+    verdicts_ = {(p["config"], p["backend"], m["metric"]): (m["verdict"], m["tested"])
+                 for p in data["pairs"] for m in p["metrics"]}
+    assert verdicts_[("conv1-simple", "onnx", "infer_median")] == ("not tested", False)
+    assert verdicts_[("conv1-simple", "onnx", "artifact_bytes")] == ("no change", True)
+    assert hashes == {p: hashlib.sha256(p.read_bytes()).hexdigest() for d in (base, new)
+                      for p in (d / "records").glob("*")}

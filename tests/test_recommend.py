@@ -55,7 +55,7 @@ def privacy_rows(model: str = "toy", spec=TOY, ratios=(None,)) -> list[dict]:
             bump = 0.0 if r is None else 0.1 * r
             rows.append(dict(model=model, cut=cut, embedding=emb, noise_ratio=r, primary_accuracy=acc - bump / 2,
                              rank_privacy=(lrp + bump) / 2, log_rank_privacy=lrp + bump, bayes_error=0.5,
-                             rank_mean=2.0, rank_std=1.0, nn1_error=0.5, attacker_accuracy=0.5, n_classes=10))
+                             rank_mean=0.25, rank_std=0.1, nn1_error=0.5, attacker_accuracy=0.5, n_classes=10))
     return rows
 
 

@@ -29,7 +29,6 @@ same function as the whole one), else it stays NaN.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +36,10 @@ import numpy as np
 import pandas as pd
 
 from harness.core.errors import UserError
+from harness.core.text import cell, visible
 from harness.config.spec import FULL
-from harness.results.layout import CLOUD_CSV, MANIFEST_JSON, PRIVACY_CSV, SUMMARY_CSV
+from harness.results.layout import CLOUD_CSV, PRIVACY_CSV, SUMMARY_CSV
+from harness.results.readers import read_cloud, read_csv, read_manifest, read_summary, shown
 
 KEY = ("model", "cut", "embedding")
 # Required in a privacy table: the key and the measure `recommend` ranks by (DPFE's log-rank privacy).
@@ -47,6 +48,12 @@ REQUIRED_PRIVACY_COLUMNS = (*KEY, "log_rank_privacy")
 OPTIONAL_PRIVACY_COLUMNS = ("noise_ratio", "primary_accuracy", "rank_privacy", "bayes_error", "rank_mean",
                             "rank_std", "nn1_error", "attacker_accuracy", "n_classes")
 PRIVACY_VALUE_COLUMNS = tuple(c for c in (*REQUIRED_PRIVACY_COLUMNS, *OPTIONAL_PRIVACY_COLUMNS) if c not in KEY)
+# The valid range of each score (harness.analysis.privacy.scores defines them): (low, high, integer). An
+# empty cell is a configuration the estimator did not score; anything else outside the range is refused.
+UNIT = (0.0, 1.0, False)
+PRIVACY_RANGES = {"log_rank_privacy": UNIT, "rank_privacy": UNIT, "bayes_error": UNIT, "rank_mean": UNIT,
+                  "rank_std": UNIT, "nn1_error": UNIT, "attacker_accuracy": UNIT, "primary_accuracy": UNIT,
+                  "noise_ratio": (0.0, None, False), "n_classes": (2.0, None, True)}
 ESTIMATOR = "estimator"
 UNSPECIFIED = "unspecified"  # the estimator of a user's table that does not say
 DEFAULT_ESTIMATOR = "splitbench"  # harness.analysis.privacy's default (not imported: this module stays light)
@@ -72,14 +79,9 @@ def normalize_privacy(privacy: pd.DataFrame, origin: str = "the privacy table") 
     for col in OPTIONAL_PRIVACY_COLUMNS:
         if col not in df.columns:
             df[col] = np.nan
-    has_ratio = df["noise_ratio"].notna().any()
     for col in PRIVACY_VALUE_COLUMNS:
-        values = pd.to_numeric(df[col], errors="coerce")
-        bad = df[col].notna() & values.isna()
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise UserError(f"{origin}: column {col} must be numeric, row {row + 2} holds {df[col].iloc[row]!r}")
-        df[col] = values
+        df[col] = _checked_scores(df[col], col, origin)
+    has_ratio = df["noise_ratio"].notna().any()
     if has_ratio and df["noise_ratio"].isna().any():
         raise UserError(f"{origin}: noise_ratio is empty on some rows but not others; give every row a ratio "
                         f"(0 for no noise)")
@@ -89,6 +91,31 @@ def normalize_privacy(privacy: pd.DataFrame, origin: str = "the privacy table") 
         names = sorted({f"{_key_name(r, has_ratio)} ({r[ESTIMATOR]})" for r in df[dup].to_dict("records")})
         raise UserError(f"{origin}: duplicated privacy rows for {_list(names)}; keep one row per key")
     return df
+
+
+def _range_text(low: float, high: float | None, integer: bool) -> str:
+    kind = "an integer" if integer else "a number"
+    return f"{kind} in [{low:g}, {high:g}]" if high is not None else f"{kind} >= {low:g}"
+
+
+def _checked_scores(cells: pd.Series, col: str, origin: str) -> pd.Series:
+    """One column of scores as floats: each cell empty (not scored) or a finite number in the column's range;
+    else one UserError naming the file, the column and the row."""
+    low, high, integer = PRIVACY_RANGES[col]
+    values = pd.to_numeric(cells, errors="coerce")
+    number = values.to_numpy(dtype=float, na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        # a float's last bit (a mean of log K / log K) is not out of range
+        wrong = ~np.isfinite(number) | (number < low - 1e-9) | ((number > high + 1e-9) if high is not None else False)
+        if integer:
+            wrong |= np.isfinite(number) & (number != np.round(number))
+    bad = cells.notna().to_numpy() & wrong
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        kind = "numeric, " if np.isnan(number[row]) else ""
+        raise UserError(f"{visible(origin)}: column {col} must be {kind}{_range_text(low, high, integer)}; row "
+                        f"{row + 2} holds {cell(cells.iloc[row])} (leave the cell empty where nothing was scored)")
+    return values.astype(float)
 
 
 def estimators_of(privacy: pd.DataFrame) -> list[str]:
@@ -125,13 +152,12 @@ def load_privacy(path: str | Path) -> pd.DataFrame:
     if path.is_dir():
         path = path / PRIVACY_CSV
     if not path.is_file():
-        raise UserError(f"no privacy scores at {path}: run `splitbench demo`, or write a CSV with columns "
+        raise UserError(f"no privacy scores at {shown(path)}: run `splitbench demo`, or write a CSV with columns "
                         f"{', '.join(REQUIRED_PRIVACY_COLUMNS)} there")
-    try:
-        df = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path} is not a readable CSV: {str(exc).splitlines()[0]}") from None
-    return normalize_privacy(df, str(path))
+    # Only an empty cell is a missing score: "nan", "inf" or "NA" written in a cell are refused by name.
+    df = read_csv(path, fix="write one row per configuration with the columns " + ", ".join(REQUIRED_PRIVACY_COLUMNS),
+                  keep_default_na=False, na_values=[""])
+    return normalize_privacy(df, shown(path))
 
 
 def _key_name(row: dict, with_ratio: bool) -> str:
@@ -227,12 +253,12 @@ def config_label(row: dict | pd.Series, *, with_ratio: bool = True) -> str:
 
 
 def spec_table(results_dir: str | Path, name: str) -> dict[str, Any]:
-    """The run's spec's ``[name]`` table from DIR/manifest.json ({} when the run recorded none)."""
-    try:
-        manifest = json.loads((Path(results_dir) / MANIFEST_JSON).read_text())
-        table = (manifest.get("spec") or {}).get(name) or {}
-    except (OSError, ValueError, AttributeError):
-        return {}
+    """The run's spec's ``[name]`` table from DIR/manifest.json ({} when the run recorded none). A manifest that
+    cannot be read is one UserError line: its spec's [budget] would otherwise be replaced by the default
+    silently."""
+    manifest = read_manifest(results_dir) or {}
+    spec = manifest.get("spec")
+    table = spec.get(name) if isinstance(spec, dict) else None
     return table if isinstance(table, dict) else {}
 
 
@@ -246,12 +272,10 @@ def load_table(results_dir: str | Path, estimator: str | None = None) -> pd.Data
     """summary.csv of DIR merged with one estimator's rows of DIR/privacy.csv, plus ``cloud_ms`` from
     DIR/cloud.csv if present (``estimator``: see :func:`select_estimator`)."""
     d = Path(results_dir)
-    if not (d / SUMMARY_CSV).is_file():
-        raise UserError(f"{d} holds no {SUMMARY_CSV}: give a results directory written by `splitbench run`")
-    summary = pd.read_csv(d / SUMMARY_CSV)
+    summary = read_summary(d)
     if not (d / PRIVACY_CSV).is_file():
         if estimator is not None:
-            raise UserError(f"--estimator {estimator}: {d} has no {PRIVACY_CSV}, so nothing was scored")
+            raise UserError(f"--estimator {estimator}: {shown(d)} has no {PRIVACY_CSV}, so nothing was scored")
         return attach_cloud(without_privacy(summary), d / CLOUD_CSV)
     return merge_table(d, summary, load_privacy(d), estimator)
 
@@ -277,16 +301,14 @@ def without_privacy(summary: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def attach_cloud(table: pd.DataFrame, cloud_csv: Path) -> pd.DataFrame:
-    """Add ``cloud_ms`` (0 on-premise) from a cloud CSV; without the file the column is NaN everywhere."""
+def attach_cloud(table: pd.DataFrame, cloud_csv: Path | None) -> pd.DataFrame:
+    """Add ``cloud_ms`` (0 on-premise) from a cloud CSV; without the file (or with None) the column is NaN
+    everywhere."""
     table = table.drop(columns=[c for c in ("cloud_ms",) if c in table.columns])
-    if not cloud_csv.is_file():
+    if cloud_csv is None or not cloud_csv.is_file():
         table["cloud_ms"] = float("nan")
         return table
-    cloud = pd.read_csv(cloud_csv)
-    missing = [c for c in (*KEY, "cloud_ms") if c not in cloud.columns]
-    if missing:
-        raise UserError(f"{cloud_csv} lacks column {', '.join(missing)}")
+    cloud = read_cloud(cloud_csv)
     cloud = cloud[[*KEY, "cloud_ms"]].drop_duplicates(list(KEY), keep="last")
     for col in KEY:
         cloud[col] = cloud[col].astype(str)
@@ -295,5 +317,5 @@ def attach_cloud(table: pd.DataFrame, cloud_csv: Path) -> pd.DataFrame:
     lacking = out[out["cloud_ms"].isna()][list(KEY)].drop_duplicates()
     if len(lacking):
         names = ", ".join("/".join(map(str, k)) for k in lacking.to_numpy())
-        raise UserError(f"{cloud_csv} has no cloud_ms for {names}; time them or remove the file")
+        raise UserError(f"{shown(cloud_csv)} has no cloud_ms for {visible(names)}; time them or remove the file")
     return out

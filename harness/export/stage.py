@@ -31,10 +31,11 @@ from typing import TYPE_CHECKING, Any, Sequence
 from device_agents.base import ArtifactRef
 from harness.config.backends import BACKENDS, COREML_NOTE, check_coreml
 from harness.config.spec import Spec
-from harness.core.errors import UserError
+from harness.core.errors import UserError, WriteFailed, why_not_written
 from harness.core.fdcapture import capture_fds
-from harness.export.cache import (RTOL, VERIFY_SEED, Artifact, cache_dir_for, cache_key, converter_versions, lookup,
-                                  publish, stamp_files, write_meta)
+from harness.core.text import visible
+from harness.export.cache import (ENV_CACHE, RTOL, VERIFY_SEED, Artifact, cache_dir_for, cache_key, converter_versions,
+                                  lookup, publish, stamp_files, write_meta)
 from harness.split.configurations import Configuration, configurations, identify
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -269,6 +270,19 @@ def export_spec(spec: Spec, *, force: bool = False, progress: bool = True,
     return [found[c.name, b] for c in configs for b in chosen]
 
 
+def _open_cache(root: Path) -> None:
+    """Create the export cache directory and check it takes a file, before any model is built: a directory that
+    cannot be written (a read-only current directory under the default ``results/cache``) is one line, exit 6."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except OSError as exc:
+        raise WriteFailed(f"cannot write the export cache {visible(root)}: {why_not_written(exc)}; give a writable "
+                          f"directory as [export].cache_dir in the spec or in the {ENV_CACHE} environment variable "
+                          "(the default is results/cache under the current directory)") from None
+
+
 def _export_missing(spec: Spec, configs: list[Configuration], todo: list[tuple[Configuration, str]],
                     keys: dict[tuple[str, str], str], root: Path, progress: bool,
                     stale: dict[tuple[str, str], str]) -> dict[tuple[str, str], Artifact]:
@@ -278,9 +292,10 @@ def _export_missing(spec: Spec, configs: list[Configuration], todo: list[tuple[C
     from harness.split.costs import count_macs
 
     out: dict[tuple[str, str], Artifact] = {}
+    _open_cache(root)
     with _Progress(len(todo), enabled=progress) as bar:
         for (name, backend), why in stale.items():
-            bar.say(f"[yellow]rebuilding[/] {name} {backend}: {why}")
+            bar.say(f"[yellow]rebuilding[/] {_shown(name)} {backend}: {_shown(why)}")
         bar.step(f"building {spec.model.zoo or spec.model.source}")
         with capture_fds(root / "export.log"):
             loaded = load_model(spec)
@@ -331,7 +346,7 @@ class _Progress:
 
     def step(self, what: str) -> None:
         if self._progress is not None:
-            self._progress.update(self._task, description=what)
+            self._progress.update(self._task, description=_shown(what))
 
     def say(self, line: str) -> None:
         """A line above the bar (or alone, without a terminal)."""
@@ -341,11 +356,11 @@ class _Progress:
     def done(self, a: Artifact) -> None:
         if a.status == "ok":
             check = f"max rel err {a.max_rel_err:.1e}" if a.max_rel_err is not None else "spec checked"
-            line = f"[green]ok[/] {a.config.name:>18} {a.backend:<10} {a.export_s:6.1f} s  {check}"
+            line = f"[green]ok[/] {_shown(a.config.name):>18} {a.backend:<10} {a.export_s:6.1f} s  {check}"
             if a.rebuilt:
                 line += "  (rebuilt: its cached copy was unusable)"
         else:
-            line = f"[red]failed[/] {a.config.name:>14} {a.backend:<10} {a.reason}"
+            line = f"[red]failed[/] {_shown(a.config.name):>14} {a.backend:<10} {_shown(a.reason)}"
         self.say(line)
         if self._progress is not None:
             self._progress.advance(self._task)
@@ -359,6 +374,13 @@ class _Progress:
 
 # --------------------------------------------------------------------------------------------------
 # Output
+
+
+def _shown(text: str) -> str:
+    """A name or reason in a rich line or table cell: controls and bidi overrides made visible, markup escaped."""
+    from rich.markup import escape
+
+    return escape(visible(text))
 
 
 def _si(n: float | None, unit: str = "") -> str:
@@ -407,9 +429,9 @@ def print_export_table(artifacts: Sequence[Artifact], file: Any = None) -> None:
         rel = f"{a.max_rel_err:.1e}" if a.max_rel_err is not None else "-"
         last = i + 1 == len(artifacts) or artifacts[i + 1].config.name != a.config.name
         cached = "yes" if a.cached else ("[yellow]rebuilt[/]" if a.rebuilt else "no")
-        table.add_row(a.config.name, a.backend, status, verified, rel, _si(c.get("params")), _si(c.get("macs")),
-                      shape, _bytes(c.get("upload_bytes")), share, _bytes(a.artifact_bytes),
-                      cached, a.reason if a.status != "ok" else "", end_section=last)
+        table.add_row(_shown(a.config.name), a.backend, status, verified, rel, _si(c.get("params")),
+                      _si(c.get("macs")), shape, _bytes(c.get("upload_bytes")), share, _bytes(a.artifact_bytes),
+                      cached, _shown(a.reason) if a.status != "ok" else "", end_section=last)
     console.print(table)
     for a in artifacts:
         if a.rebuilt:

@@ -13,6 +13,7 @@ from typing import Any
 
 from harness.core import exitcodes
 from harness.core.errors import UserError
+from harness.core.text import visible
 
 PLATFORMS = ("local", "android", "ios")
 
@@ -44,12 +45,17 @@ def list_devices(*, json_out: bool = False) -> int:
                                     default=str) + "\n")
         return exitcodes.OK
     from rich.table import Table
+    from rich.text import Text
+
+    def lines(texts) -> Text:  # what a phone reports about itself, shown as text: never markup, never a bidi override
+        return Text("\n".join(visible(t) for t in texts) or "—")
 
     console = _console()
     table = Table("target", "device id", "device", "backends (runtime)", "details", show_lines=True)
     for d in found:
-        table.add_row(d.target, d.device_id, d.name, "\n".join(f"{b}: {v}" for b, v in d.backends.items()) or "—",
-                      "\n".join(f"{k}: {_flat(v)}" for k, v in d.fingerprint.items()))
+        table.add_row(lines([d.target]), lines([d.device_id]), lines([d.name]),
+                      lines(f"{b}: {v}" for b, v in d.backends.items()),
+                      lines(f"{k}: {_flat(v)}" for k, v in d.fingerprint.items()))
     console.print(table)
     phones = [d for d in found if d.platform != "local"]
     if not phones:
@@ -57,7 +63,7 @@ def list_devices(*, json_out: bool = False) -> int:
                       "and connect it (or `adb tcpip 5555`, then --target android:<host>:5555); iPhone: see "
                       "`splitbench doctor ios`.", highlight=False)
     for note in notes:
-        console.print(f"note: {note}", highlight=False, markup=False)
+        console.print(f"note: {visible(note)}", highlight=False, markup=False)
     return exitcodes.OK
 
 
@@ -140,7 +146,7 @@ def clean(target: str, *, spec_path: Path | None = None) -> int:
     removed = _module(platform).clean(target, **_options(platform, spec_path))
     console = _console()
     for item in removed:
-        console.print(f"removed {item}", highlight=False, markup=False)
+        console.print(f"removed {visible(item)}", highlight=False, markup=False)
     if not removed:
-        console.print(f"nothing of splitbench's was on {target}", highlight=False, markup=False)
+        console.print(f"nothing of splitbench's was on {visible(target)}", highlight=False, markup=False)
     return exitcodes.OK

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from harness.core.text import visible
 from harness.core.units import fmt_ms
 from harness.results.records import SKIPPED, ResultRecord
 from harness.results.stats import compute_stats
@@ -37,11 +38,14 @@ class Progress:
             self._bar.__exit__(*exc)
 
     def say(self, line: str) -> None:
-        self.console.print(line, markup=False, soft_wrap=True)
+        """One line above the bar, as text: a name holding markup, an escape or a bidi override is shown, not obeyed."""
+        self.console.print(visible(line), markup=False, soft_wrap=True)
 
     def start(self, label: str) -> None:
         if self._bar is not None:
-            self._bar.update(self._task, description=label)
+            from rich.markup import escape
+
+            self._bar.update(self._task, description=escape(visible(label)))
 
     def done(self, line: str, duration_s: float | None, remaining_measured: int, parallel: int = 1) -> None:
         """One finished job: its line above the bar; the estimate is the mean duration of measured jobs."""
@@ -74,4 +78,5 @@ def job_line(record: ResultRecord, spec_target: str, note: str = "") -> str:
     warn = f"  [{', '.join(w.code for w in s.warnings)}]" if s.warnings else ""
     name = record.config + "".join(f" {v}" for v, default in ((record.precision, "float32"),
                                                               (record.accelerator, "cpu")) if v != default)
-    return f"{name:<22s} {record.backend:<10s} {spec_target:<18s} {median:>12s}  {status}{warn}{note}"
+    return (f"{visible(name):<22s} {visible(record.backend):<10s} {visible(spec_target):<18s} {median:>12s}  "
+            f"{visible(status)}{warn}{note}")

@@ -10,46 +10,54 @@ results directory, and prints.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
 from harness.core.errors import UserError
-from harness.results.store import ResultsWriteError
+from harness.core.text import visible
+from harness.results.store import ResultsWriteError, atomic_write_bytes
 from harness.analysis.recommend.budget import Budget
-from harness.results.layout import CLOUD_CSV, MANIFEST_JSON, PRIVACY_CSV, REPORT_HTML, SUMMARY_CSV
+from harness.results.layout import CLOUD_CSV, PRIVACY_CSV, REPORT_HTML
+from harness.results.readers import read_manifest, read_summary
+from harness.report.figures import WRITE_FIX
 
 log = logging.getLogger(__name__)
 
 
 def _load_table(d: Path, summary: pd.DataFrame, notes: list[str]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The merged table `recommend` reads, and the privacy table merged into it (None: privacy not in it,
-    when there is none or it does not match)."""
-    from harness.analysis.table import attach_cloud, load_privacy, merge_table, without_privacy
+    when there is none, it is not valid, or it does not match: then ``notes`` says why, as `recommend` does)."""
+    from harness.analysis.table import attach_cloud, load_privacy, merge_privacy, spec_estimator, without_privacy
 
+    privacy = None
     if (d / PRIVACY_CSV).is_file():
         try:
             privacy = load_privacy(d)
-            return merge_table(d, summary, privacy), privacy
+            merged = merge_privacy(summary, privacy, preferred=spec_estimator(d))
         except UserError as exc:
+            privacy = None
             notes.append(f"Privacy scores not shown: {exc}")
-            log.warning("report: privacy scores not shown: %s", exc)
+    if privacy is None:
+        merged = without_privacy(summary)
     try:
-        return attach_cloud(without_privacy(summary), d / CLOUD_CSV), None
+        return attach_cloud(merged, d / CLOUD_CSV), privacy
     except UserError as exc:
         notes.append(f"Cloud part left out of the latency: {exc}")
-        return attach_cloud(without_privacy(summary), d / "no-such-file"), None
+        return attach_cloud(merged, None), privacy
 
 
-def build_report(out_dir: str | Path, *, budget: Budget | None = None) -> list[Path]:
+def build_report(out_dir: str | Path, *, budget: Budget | None = None,
+                 say: Callable[[str], None] | None = None) -> list[Path]:
     """Rebuild the figures of DIR (measurement figures, and trade-off figures when DIR/privacy.csv holds
     scores that match) and write DIR/report.html; returns every file written, the report last.
 
     ``budget``: the budget the page opens with (default: the spec's [budget], else the default budget).
-    A privacy table that does not match the measurements does not stop the report: the answer is then
-    chosen by cost alone and the mismatch (the one-line message `recommend` gives) is shown at the top.
+    A privacy table that is not valid or does not match the measurements does not stop the report: the
+    answer is then chosen by cost alone, and the one-line message `recommend` gives is shown at the top and
+    passed to ``say`` (default: this module's log) as a warning.
     """
     from harness import __version__
     from harness.analysis.recommend.budget import resolve_budgets
@@ -58,17 +66,8 @@ def build_report(out_dir: str | Path, *, budget: Budget | None = None) -> list[P
     from harness.report import page as P
 
     d = Path(out_dir)
-    if not (d / SUMMARY_CSV).is_file():
-        raise UserError(f"{d} holds no {SUMMARY_CSV}: give a results directory written by `splitbench run`")
-    summary = pd.read_csv(d / SUMMARY_CSV)
-    if summary.empty:
-        raise UserError(f"{d / SUMMARY_CSV} has no rows: nothing was measured")
-    manifest = None
-    if (d / MANIFEST_JSON).is_file():
-        try:
-            manifest = json.loads((d / MANIFEST_JSON).read_text())
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{d / 'manifest.json'} is not valid JSON ({exc})") from None
+    summary = read_summary(d)
+    manifest = read_manifest(d)
     notes: list[str] = []
     written: list[Path] = []
     try:
@@ -78,6 +77,8 @@ def build_report(out_dir: str | Path, *, budget: Budget | None = None) -> list[P
     else:
         written += list(make_figures(d))
     table, privacy = _load_table(d, summary, notes)
+    for note in notes:  # what the page says at the top, said where the command was run too
+        (say or log.warning)(f"warning: {note}")
     scored = privacy is not None
     estimator, others = None, []
     if scored:
@@ -107,12 +108,10 @@ def build_report(out_dir: str | Path, *, budget: Budget | None = None) -> list[P
     if scored:
         sections.append(P.privacy_section(table, estimator or "unspecified", others))
     sections += [P.measured_section(summary), P.setup_section(manifest)]
-    html_text = P.page(d, title=f"splitbench report: {d.resolve().name}", version=__version__, manifest=manifest,
-                       notes=notes, sections=sections, data_json=data_mod.page_json(models))
+    html_text = P.page(d, title=f"splitbench report: {visible(d.resolve().name)}", version=__version__,
+                       manifest=manifest, notes=notes, sections=sections, data_json=data_mod.page_json(models))
     report = d / REPORT_HTML
-    tmp = report.with_suffix(".html.tmp")
-    tmp.write_text(html_text, encoding="utf-8")
-    tmp.replace(report)
+    atomic_write_bytes(report, html_text.encode("utf-8", errors="backslashreplace"), fix=WRITE_FIX)
     return [*written, report]
 
 

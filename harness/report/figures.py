@@ -17,25 +17,43 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.core.errors import UserError
 from harness.results.records import OK, SKIPPED
-from harness.results.layout import FIGURES_DIR, SAMPLES_PARQUET, SUMMARY_CSV
+from harness.results.layout import FIGURES_DIR
+from harness.results.readers import read_samples, read_summary
+from harness.results.store import atomic_write_bytes
 from harness.core.units import fmt_ms
 
 FORMATS = ("png", "svg")
 _COLD, _WARM, _MEM, _PEAK = "#4C72B0", "#DD8452", "#55A868", "#C44E52"
+# What a figure or report that cannot be written says to do (drawing them never touches a measurement).
+WRITE_FIX = ("the records and tables are untouched: make the directory writable (or move what is in the way, or "
+             "copy the directory somewhere writable) and run `splitbench report` on it again")
+
+
+def write_figure(fig, out_dir: Path, stem: str, formats: dict[str, dict]) -> list[Path]:
+    """Write ``fig`` as ``out_dir/stem.<format>`` for each format (with its ``savefig`` options), each file
+    atomically (drawn in memory, then renamed into place), and close it. A directory that cannot be written
+    is one ResultsWriteError line (exit 6)."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    paths = []
+    try:
+        for fmt, options in formats.items():
+            buf = io.BytesIO()
+            fig.savefig(buf, format=fmt, **options)
+            path = out_dir / f"{stem}.{fmt}"
+            atomic_write_bytes(path, buf.getvalue(), fix=WRITE_FIX)
+            paths.append(path)
+    finally:
+        plt.close(fig)
+    return paths
 
 
 def _load(out: Path):
-    import pandas as pd
-
-    summary_path = out / SUMMARY_CSV
-    if not summary_path.is_file():
-        raise UserError(f"{out} has no {SUMMARY_CSV}: run `splitbench run SPEC --out {out}` first")
-    summary = pd.read_csv(summary_path, keep_default_na=True)
-    samples_path = out / SAMPLES_PARQUET
-    samples = pd.read_parquet(samples_path) if samples_path.is_file() else pd.DataFrame(
-        columns=["config", "backend", "target", "phase", "infer_ms"])
+    summary = read_summary(out)
+    samples = read_samples(out)
     if "order" not in summary.columns:  # an older or hand-made CSV: keep its row order
         summary["order"] = range(len(summary))
     for col in ("device_id", "timing_kind", "cold_method"):
@@ -136,19 +154,8 @@ def _figure(n_panels: int, n_configs: int):
 
 
 def _save(fig, out_dir: Path, stem: str) -> list[Path]:
-    import matplotlib.pyplot as plt
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
     fig.tight_layout(rect=(0, 0.03, 1, 1))
-    for fmt in FORMATS:
-        path = out_dir / f"{stem}.{fmt}"
-        tmp = out_dir / f".{stem}.tmp.{fmt}"
-        fig.savefig(tmp, dpi=150, format=fmt)
-        tmp.replace(path)
-        paths.append(path)
-    plt.close(fig)
-    return paths
+    return write_figure(fig, out_dir, stem, {fmt: {"dpi": 150} for fmt in FORMATS})
 
 
 def _xaxis(ax, configs: list[str], title: str) -> None:
@@ -331,7 +338,5 @@ def make_figures(out_dir: str | Path) -> list[Path]:
 
     out = Path(out_dir)
     summary, samples = _load(out)
-    if summary.empty:
-        raise UserError(f"{out / SUMMARY_CSV} has no rows: nothing was measured")
     fig_dir = out / FIGURES_DIR
     return [*infer_box(summary, samples, fig_dir), *load_bars(summary, fig_dir), *memory_bars(summary, fig_dir)]

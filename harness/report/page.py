@@ -26,11 +26,26 @@ from harness.analysis.recommend.choice import Recommendation, best
 from harness.analysis.recommend.explain import config_lines, on_premise_of
 from harness.analysis.table import config_label
 from harness.config.spec import FULL
+from harness.core.text import visible
 from harness.core.units import fmt_bytes, fmt_count, fmt_mb, fmt_ms, sig
 
 
 def _e(x: Any) -> str:
-    return html.escape(str(x), quote=True)
+    """Text for the page: control and bidi formatting characters made visible (``\\u202e``: a name holding a
+    right-to-left override is shown as it is, never obeyed), then HTML-escaped."""
+    return html.escape(visible(x, keep="\n\t"), quote=True)
+
+
+def _a(value: Any) -> str:
+    """A data value in an attribute (``data-backend``, an option's ``value``): HTML-escaped only, so the script
+    matches it to the page's JSON as it is."""
+    return html.escape(str(value), quote=True)
+
+
+def _n(name: Any) -> str:
+    """A name (configuration, model, backend/target, device) inside a sentence: isolated (``<bdi>``), so a
+    right-to-left name never reorders the words around it."""
+    return f"<bdi>{_e(name)}</bdi>"
 
 
 def asset(name: str) -> str:
@@ -51,7 +66,7 @@ def answer_card(rec: Recommendation, m: dict[str, Any]) -> str:
     c = rec.choice
     net = m["network"]
     if c is None:
-        return (f'<div class="card nothing" data-choice="" data-model="{_e(rec.model)}">'
+        return (f'<div class="card nothing" data-choice="" data-model="{_a(rec.model)}">'
                 f'<div class="headline">Nothing fits this budget</div><p class="why">{_e(rec.impossible_line())}</p>'
                 "</div>")
     i = _index(m, c)
@@ -71,19 +86,19 @@ def answer_card(rec: Recommendation, m: dict[str, Any]) -> str:
     ]
     n_fit = sum(1 for x in rec.candidates if x.fits)
     runner = _runner_up(rec)
-    why = (f"{rec.model}: {'the most private' if rec.privacy_scored else 'the fastest'} of {n_fit} configuration"
+    why = (f"{_n(rec.model)}: {'the most private' if rec.privacy_scored else 'the fastest'} of {n_fit} configuration"
            f"{'s' if n_fit != 1 else ''} (of {len(rec.candidates)}) that fit"
-           + (f"; next: {runner.config} on {runner.where}" if runner else "") + ".")
+           + (f"; next: {_n(runner.config)} on {_n(runner.where)}" if runner else "") + ".")
     base = on_premise_of(rec, c)
     tags = "".join(_tag(t, title) for t, title in _candidate_tags(d))
     if not rec.privacy_scored:
         tags += _tag("privacy not scored", "no privacy.csv: chosen by end-to-end latency alone", "noprivacy")
-    return (f'<div class="card" data-choice="{i}" data-model="{_e(rec.model)}">'
+    return (f'<div class="card" data-choice="{i}" data-model="{_a(rec.model)}">'
             f'<div class="headline"><span class="kicker">Recommended</span> <b class="config">{_e(c.config)}</b> '
             f'<span class="where">on {_e(c.where)}</span>{tags}</div>'
             f'<div class="metrics">{"".join(metrics)}</div>'
-            f'<p class="why">{_e(why)} Rule: {_e(m["rule"])}.'
-            + (f" Ratios are against on-premise (the whole model on the phone) on {_e(base.where)}." if base else "")
+            f'<p class="why">{why} Rule: {_e(m["rule"])}.'
+            + (f" Ratios are against on-premise (the whole model on the phone) on {_n(base.where)}." if base else "")
             + "</p></div>")
 
 
@@ -131,16 +146,16 @@ def controls(m: dict[str, Any], mi: int, budget: Budget, *, multi_device: bool) 
             f'<div class="row"><input type="number" id="in-{mi}-{key}" data-limit="{key}" step="any" min="0" '
             f'value="{value}" placeholder="no limit"><span class="unit">{_e(unit)}</span></div>'
             f'<input type="range" min="0" max="1000" step="1" data-slider="{key}" aria-label="{_e(label)}"></div>')
-    options = "".join(f'<option value="{_e(n["key"])}" title="{_e(n["title"])}"'
+    options = "".join(f'<option value="{_a(n["key"])}" title="{_e(n["title"])}"'
                       f'{" selected" if n["key"] == m["network"] else ""}>{_e(n["label"])}</option>'
                       for n in m["networks"])
     parts.append(f'<div class="limit network"><label for="net-{mi}">network (upload = delay + bytes / uplink)'
                  f'</label><select id="net-{mi}" data-limit="network">{options}</select></div>')
-    boxes = "".join(f'<label class="toggle"><input type="checkbox" data-backend="{_e(x)}" checked> {_e(x)}</label>'
+    boxes = "".join(f'<label class="toggle"><input type="checkbox" data-backend="{_a(x)}" checked> {_e(x)}</label>'
                     for x in m["backends"])
-    boxes_t = "".join(f'<label class="toggle"><input type="checkbox" data-target="{_e(x)}" checked> {_e(x)}</label>'
+    boxes_t = "".join(f'<label class="toggle"><input type="checkbox" data-target="{_a(x)}" checked> {_e(x)}</label>'
                       for x in m["targets"])
-    legend = "".join(f'<span class="swatch" style="--c:{_color(g)}"></span>{_e(_group_label(grp, multi_device))} '
+    legend = "".join(f'<span class="swatch" style="--c:{_color(g)}"></span>{_n(_group_label(grp, multi_device))} '
                      for g, grp in enumerate(m["groups"]))
     return (f'<div class="controls" data-model="{mi}">{"".join(parts)}</div>'
             f'<div class="toggles"><span class="muted">backends</span> {boxes} <span class="muted">targets</span> '
@@ -168,7 +183,7 @@ def answer_section(recs: list[Recommendation], models: list[dict[str, Any]], bud
         multi = len({g["device"] for g in m["groups"]}) > 1
         parts.append(f'<div class="model-answer" data-model="{mi}">')
         if len(recs) > 1:
-            parts.append(f"<h2>{_e(rec.model)}</h2>")
+            parts.append(f"<h2>{_n(rec.model)}</h2>")
         parts.append(f'<div class="answer">{answer_card(rec, m)}</div>')
         parts.append(controls(m, mi, budget, multi_device=multi))
         parts.append("</div>")
@@ -186,8 +201,8 @@ def configurations_section(recs: list[Recommendation], models: list[dict[str, An
                            rows_refs: list[tuple[list[dict[str, Any]], dict[str, list[list[str]]]]]) -> str:
     parts = ['<section id="configurations"><h2>Every configuration</h2>']
     for mi, (rec, m, (rows, refs)) in enumerate(zip(recs, models, rows_refs)):
-        title = f"<h3>{_e(rec.model)}</h3>" if len(recs) > 1 else ""
-        ref_opts = "".join(f'<option value="{_e(r)}"{" selected" if r == _default_ref(refs) else ""}>'
+        title = f"<h3>{_n(rec.model)}</h3>" if len(recs) > 1 else ""
+        ref_opts = "".join(f'<option value="{_a(r)}"{" selected" if r == _default_ref(refs) else ""}>'
                            f'{"on-premise (full)" if r == FULL else _e(r)}</option>' for r in refs)
         lines = {(ln.base_config, ln.members[0].backend, ln.members[0].target, ln.members[0].device_id): ln
                  for ln in config_lines(rec)}
@@ -210,7 +225,7 @@ def configurations_section(recs: list[Recommendation], models: list[dict[str, An
                                                                          "target": x["target"], "device": x["device"]}
                 body.append(f'<tr class="group" data-group="{group}"><th colspan="{len(head)}">'
                             f'<span class="swatch" style="--c:{_color(group)}"></span>'
-                            f'{_e(_group_label(g, multi))}</th></tr>')
+                            f'{_n(_group_label(g, multi))}</th></tr>')
             body.append(_config_row(x, j, refs.get(default, []), lines, rec, multi, len(head)))
         parts.append(
             f'{title}<div class="tablebar"><label>Ratios against <select class="ref" data-model="{mi}">'
@@ -242,8 +257,8 @@ def _config_row(x: dict[str, Any], j: int, ratios: list[list[str]], lines: dict,
     cells = [f'<td class="name">{_e(name)}{tags}</td>']
     if multi:
         cells.append(f'<td class="device">{_e(x["device"])}</td>')
-    attrs = (f'data-row="{j}" data-group="{x["group"]}" data-backend="{_e(x["backend"])}" '
-             f'data-target="{_e(x["target"])}" data-cands="{",".join(map(str, x["cands"]))}"')
+    attrs = (f'data-row="{j}" data-group="{x["group"]}" data-backend="{_a(x["backend"])}" '
+             f'data-target="{_a(x["target"])}" data-cands="{",".join(map(str, x["cands"]))}"')
     if x["status"] != "ok":
         cells.append(f'<td class="bad" colspan="{width - len(cells)}">{_e(x["status"])}: '
                      f'<span class="reason" title="{_e(x["reason"])}">{_e(x["reason"])}</span></td>')
@@ -328,7 +343,7 @@ def tradeoff_section(models: list[dict[str, Any]], figs: dict[str, Path]) -> str
         yo = "".join(f'<option value="{k}">{_e(v)}</option>' for k, v in yaxes)
         parts.append(
             f'<div class="plotbox" data-model="{mi}">'
-            + (f"<h3>{_e(m['model'])}</h3>" if len(models) > 1 else "")
+            + (f"<h3>{_n(m['model'])}</h3>" if len(models) > 1 else "")
             + f'<div class="tablebar"><label>x <select class="xaxis">{xo}</select></label> '
             f'<label>y <select class="yaxis">{yo}</select></label> <span class="muted">one point per configuration, '
             "noise ratio and place of measurement; filled: fits the budget; ring: the recommendation; hover a point "
@@ -421,7 +436,7 @@ def measured_section(summary: pd.DataFrame) -> str:
                 cells.append((text, str(v)) if c == "warnings" and text else text)
             rows.append(cells)
         table = _table([h for h, _, _ in cols], rows, num_from=7, cls="measured")
-        parts.append(f"<details><summary>{_e(model)}: every column of summary.csv, formatted (warnings: hover "
+        parts.append(f"<details><summary>{_n(model)}: every column of summary.csv, formatted (warnings: hover "
                      f"for the full text)</summary>{table}</details>")
     failed = df[df["status"].astype(str) != "ok"] if "status" in df.columns else df.iloc[0:0]
     parts.append('<h3 id="failed">Failed configurations</h3>')
@@ -460,7 +475,7 @@ def privacy_section(merged: pd.DataFrame, estimator: str, others: list[str] | No
         for _, r in m.iterrows():
             cells = [None if _v(r.get(c)) is None else f(r.get(c)) for _, c, f in PRIVACY_COLUMNS]
             rows.append([config_label(r, with_ratio=False), f"{r.get('backend')}/{r.get('target')}", *cells])
-        parts.append(f"<details><summary>{_e(model)}: every configuration and noise ratio ({len(rows)} rows, "
+        parts.append(f"<details><summary>{_n(model)}: every configuration and noise ratio ({len(rows)} rows, "
                      f"privacy: {_e(estimator)} estimator)</summary>"
                      + _table(["configuration", "backend/target", *[h for h, _, _ in PRIVACY_COLUMNS]], rows,
                               num_from=2) + "</details>")
@@ -491,7 +506,7 @@ def setup_section(manifest: dict[str, Any] | None) -> str:
         parts += ["<h3>Host</h3>", _kv(manifest["host"])]
     devices = manifest.get("devices") or ({"device": manifest["device"]} if manifest.get("device") else {})
     for target, fp in devices.items():
-        parts += [f"<h3>Device: {_e(target)}</h3>", _kv(fp) if isinstance(fp, dict) else f"<p>{_e(fp)}</p>"]
+        parts += [f"<h3>Device: {_n(target)}</h3>", _kv(fp) if isinstance(fp, dict) else f"<p>{_e(fp)}</p>"]
     for key in ("versions", "converters"):
         if manifest.get(key):
             parts += [f"<h3>{key.capitalize()}</h3>", _kv(manifest[key])]

@@ -68,7 +68,23 @@
     }
     return String(p);
   }
+  // harness/core/text.py's visible(): control and bidi formatting characters, line separators and a path's
+  // undecodable bytes (lone surrogates) shown as escapes, so a name holding U+202E is shown, never obeyed.
+  var HIDDEN = /(?![\n\t])[\p{Cc}\p{Cs}\p{Zl}\p{Zp}\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/gu;
+  function hex(n, width) { var h = n.toString(16); while (h.length < width) { h = '0' + h; } return h; }
+  function visible(s) {
+    return String(s).replace(HIDDEN, function (ch) {
+      var code = ch.codePointAt(0);
+      if (code >= 0xdc80 && code <= 0xdcff) { return '\\x' + hex(code - 0xdc00, 2); }
+      if (ch === '\r') { return '\\r'; }
+      return code <= 0xff ? '\\x' + hex(code, 2) : '\\u' + hex(code, 4);
+    });
+  }
   function esc(s) {
+    return visible(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+  }
+  function nm(s) { return '<bdi>' + esc(s) + '</bdi>'; }  // a name inside a sentence: isolated
+  function attr(s) {  // a data value in an attribute: HTML-escaped only, matched to DATA as it is
     return String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
   }
 
@@ -222,7 +238,7 @@
     if (!c) {
       var none = res.shown.length ? impossibleLine(m, res) : 'no backend or target selected';
       box.innerHTML = '<div class="card nothing" data-choice="" data-closest="' + (res.closest ? res.closest.i : '') +
-        '" data-model="' + esc(m.model) + '"><div class="headline">Nothing fits this budget</div><p class="why">' +
+        '" data-model="' + attr(m.model) + '"><div class="headline">Nothing fits this budget</div><p class="why">' +
         esc(none) + '</p></div>';
       return;
     }
@@ -238,18 +254,18 @@
     parts.push(metric('load (cold)', c.t.load, vs(v.load), 'load'));
     parts.push(metric('upload', c.t.upload, c.t.up_ms[net] + ' on ' + net, 'upload'));
     var n = res.fitting.length, base = c.onprem_i !== null ? m.candidates[c.onprem_i] : null;
-    var why = m.model + ': ' + (res.scored ? 'the most private' : 'the fastest') + ' of ' + n + ' configuration' +
+    var why = nm(m.model) + ': ' + (res.scored ? 'the most private' : 'the fastest') + ' of ' + n + ' configuration' +
               (n !== 1 ? 's' : '') + ' (of ' + res.cands.length + ') that fit' +
-              (res.runner ? '; next: ' + res.runner.config + ' on ' + res.runner.where : '') + '.';
+              (res.runner ? '; next: ' + nm(res.runner.config) + ' on ' + nm(res.runner.where) : '') + '.';
     var tags = (c.agg ? ' <span class="tag" title="the phone\'s tool reported only a summary (median, mean, ' +
                         'percentiles); no samples">tool aggregate</span>' : '') +
                (res.scored ? '' : ' <span class="tag noprivacy" title="no privacy.csv: chosen by end-to-end latency ' +
                                   'alone">privacy not scored</span>');
-    box.innerHTML = '<div class="card" data-choice="' + c.i + '" data-model="' + esc(m.model) + '">' +
+    box.innerHTML = '<div class="card" data-choice="' + c.i + '" data-model="' + attr(m.model) + '">' +
       '<div class="headline"><span class="kicker">Recommended</span> <b class="config">' + esc(c.config) +
       '</b> <span class="where">on ' + esc(c.where) + '</span>' + tags + '</div><div class="metrics">' +
-      parts.join('') + '</div><p class="why">' + esc(why) + ' Rule: ' + esc(m.rule) + '.' +
-      (base ? ' Ratios are against on-premise (the whole model on the phone) on ' + esc(base.where) + '.' : '') +
+      parts.join('') + '</div><p class="why">' + why + ' Rule: ' + esc(m.rule) + '.' +
+      (base ? ' Ratios are against on-premise (the whole model on the phone) on ' + nm(base.where) + '.' : '') +
       '</p></div>';
   }
 
@@ -389,7 +405,7 @@
     pts.sort(function (p, q) { return (fits(p.c) ? 1 : 0) - (fits(q.c) ? 1 : 0); });
     pts.forEach(function (p) {
       var c = p.c, col = PALETTE[c.group % PALETTE.length], ok = fits(c), x = sx(p.x).toFixed(1), y = sy(p.y).toFixed(1);
-      var key = esc(c.config + '|' + c.backend + '|' + c.target + '|' + c.device);
+      var key = attr(c.config + '|' + c.backend + '|' + c.target + '|' + c.device);
       var cls = 'pt ' + (ok ? 'fits' : 'nofit') + (res.choice === c ? ' chosen' : '') + (c.onprem ? ' onprem' : '');
       if (c.onprem) {
         out.push('<rect class="' + cls + '" data-i="' + c.i + '" data-key="' + key + '" x="' + (x - 5) + '" y="' + (y - 5) +
@@ -412,7 +428,7 @@
 
   function tipHtml(mi, c) {
     var res = RESULTS[mi], st = STATE[mi], net = st.network, ev = res.ev[c.i];
-    var lines = ['<b>' + esc(c.onprem ? 'on-premise (full)' : c.config) + '</b> on ' + esc(c.where)];
+    var lines = ['<b>' + nm(c.onprem ? 'on-premise (full)' : c.config) + '</b> on ' + nm(c.where)];
     if (res.scored && !c.onprem) {
       lines.push('log-rank privacy ' + esc(c.t.privacy) + ' (' + esc(DATA.models[mi].estimator) + '), accuracy ' + esc(c.t.accuracy));
     }
@@ -436,7 +452,7 @@
         if (slider && moved !== slider) { slider.value = toSlider(m, k, st[k]); }
       });
       var cmd = root.querySelector('code.cmd');
-      if (cmd) { cmd.textContent = commandLine(mi); }
+      if (cmd) { cmd.textContent = visible(commandLine(mi)); }
     }
     renderCard(mi);
     renderTable(mi);

@@ -43,15 +43,10 @@ def _pyplot():
 
 
 def _save(fig, out: Path, stem: str) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for ext in ("png", "svg"):
-        p = out / f"{stem}.{ext}"
-        fig.savefig(p, dpi=130 if ext == "png" else None, bbox_inches="tight", metadata=None if ext == "png"
-                    else {"Date": None})
-        paths.append(p)
-    _pyplot().close(fig)
-    return paths
+    from harness.report.figures import write_figure
+
+    return write_figure(fig, out, stem, {"png": {"dpi": 130, "bbox_inches": "tight"},
+                                         "svg": {"bbox_inches": "tight", "metadata": {"Date": None}}})
 
 
 def pareto_points(x: np.ndarray, y: np.ndarray, names: list[str] | None = None) -> np.ndarray:

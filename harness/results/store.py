@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -28,7 +27,8 @@ from typing import Any, Callable, Iterator
 
 from harness.core import exitcodes
 from harness.config.backends import rank
-from harness.core.errors import UserError
+from harness.core.errors import UserError, WriteFailed, why_not_written
+from harness.core.text import visible
 from harness.results.records import ResultRecord
 from harness.results.layout import LOCK_FILE, RECORDS_DIR, RETRIED_DIR
 
@@ -43,25 +43,26 @@ def _current_umask() -> int:
 _FILE_MODE = 0o666 & ~_current_umask()  # what open() would give: mkstemp alone gives 0600
 
 
-class ResultsWriteError(UserError):
+class ResultsWriteError(WriteFailed):
     """The results directory cannot be written (full, read-only, no permission). One line; the records
     already on disk are whole."""
 
     exit_code = exitcodes.WRITE_FAILED
 
 
-def _write_error(path: Path, exc: OSError) -> ResultsWriteError:
-    what = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exhausted",
-            errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
-            errno.EPERM: "permission denied"}.get(exc.errno, exc.strerror or str(exc))
-    return ResultsWriteError(f"cannot write {path}: {what}; every record already written is intact: free space "
-                             "(or choose a writable --out) and finish with --resume")
+RUN_FIX = ("every record already written is intact: free space (or choose a writable --out) and finish with "
+           "--resume")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def _write_error(path: Path, exc: OSError, fix: str = RUN_FIX) -> ResultsWriteError:
+    return ResultsWriteError(f"cannot write {visible(path)}: {why_not_written(exc)}; {fix}")
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, fix: str = RUN_FIX) -> None:
     """Write ``path`` so a reader sees the old file or the new one, never a half-written one.
 
-    An OSError from the file system (full, read-only) is raised as :class:`ResultsWriteError`.
+    An OSError from the file system (full, read-only) is raised as :class:`ResultsWriteError`, whose line ends
+    with ``fix`` (default: a run's, finish with --resume).
     """
     path = Path(path)
     tmp = None
@@ -76,7 +77,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
         tmp = None
     except OSError as exc:
-        raise _write_error(path, exc) from None
+        raise _write_error(path, exc, fix) from None
     finally:
         if tmp is not None:
             with contextlib.suppress(OSError):

@@ -18,6 +18,11 @@ Each compared pair gives seven metrics, each with BASE, NEW, the ratio NEW / BAS
 - cold load and model memory (one reading per run): the threshold alone, and the row says so;
 - artifact size and upload bytes (exact, no noise): the threshold alone.
 
+A test needs runs: a time whose runs are too few for its test to reach ``alpha`` even when the two sides
+do not overlap at all (one timed run, 3 warm loads, the p90 of 30 runs; :func:`best_p`) is *not tested*:
+its figures and ratio are shown, and it is never a regression by the threshold alone. A tool's figure
+without samples is judged by the threshold only when the tool timed as many runs as the rank test needs.
+
 A regression needs both *significance* and a *practical size*: its p-value, adjusted over every test
 of the whole comparison by Benjamini-Hochberg, below ``alpha`` (tests with none: threshold alone),
 and the ratio beyond the metric's threshold (NEW > BASE x (1 + t); an improvement is below
@@ -54,19 +59,21 @@ comparison holds), :mod:`~harness.analysis.compare.pairing` (reading the two sid
 from harness.analysis.compare.command import FORMATS, compare
 from harness.analysis.compare.model import (ALPHA, BOOTSTRAP_MIN_N, BOOTSTRAP_RESAMPLES, CI_LEVEL, COMPARED,
                                             DEFAULT_THRESHOLDS, DISTURBED, FAILED_NEW, JSON_SCHEMA_VERSION, METRIC,
-                                            METRICS, NO_CHANGE, NOT_COMPARABLE, ONLY_BASE, ONLY_NEW, P90, PAIR_KEY,
+                                            METRICS, NO_CHANGE, NOT_COMPARABLE, NOT_TESTED, ONLY_BASE, ONLY_NEW, P90,
+                                            PAIR_KEY,
                                             PROTOCOL_KEYS, TEST_EXACT, TEST_NONE, TEST_ONE, TEST_QUANTILE, TEST_RANK,
                                             TEST_TOOL, TEST_WELCH, THRESHOLD_LADDER, Comparison, Metric,
                                             MetricComparison, Options, PairComparison, parse_thresholds)
 from harness.analysis.compare.pairing import compare_dirs, compare_records
 from harness.analysis.compare.render import render_markdown, render_table, to_json
-from harness.analysis.compare.significance import adjust, compare_metric, decide
+from harness.analysis.compare.significance import adjust, best_p, compare_metric, decide, runs_needed
 
 __all__ = [
     "ALPHA", "BOOTSTRAP_MIN_N", "BOOTSTRAP_RESAMPLES", "CI_LEVEL", "COMPARED", "DEFAULT_THRESHOLDS", "DISTURBED",
-    "FAILED_NEW", "FORMATS", "JSON_SCHEMA_VERSION", "METRIC", "METRICS", "NO_CHANGE", "NOT_COMPARABLE", "ONLY_BASE",
+    "FAILED_NEW", "FORMATS", "JSON_SCHEMA_VERSION", "METRIC", "METRICS", "NO_CHANGE", "NOT_COMPARABLE", "NOT_TESTED",
+    "ONLY_BASE",
     "ONLY_NEW", "P90", "PAIR_KEY", "PROTOCOL_KEYS", "TEST_EXACT", "TEST_NONE", "TEST_ONE", "TEST_QUANTILE",
     "TEST_RANK", "TEST_TOOL", "TEST_WELCH", "THRESHOLD_LADDER", "Comparison", "Metric", "MetricComparison", "Options",
-    "PairComparison", "adjust", "compare", "compare_dirs", "compare_metric", "compare_records", "decide",
-    "parse_thresholds", "render_markdown", "render_table", "to_json",
+    "PairComparison", "adjust", "best_p", "compare", "compare_dirs", "compare_metric", "compare_records", "decide",
+    "parse_thresholds", "render_markdown", "render_table", "runs_needed", "to_json",
 ]

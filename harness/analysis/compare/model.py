@@ -10,7 +10,10 @@ from typing import Iterable
 from harness.core import exitcodes
 from harness.core.errors import UserError
 
-JSON_SCHEMA_VERSION = 1  # of `compare --format json`; bump when a key changes meaning
+# Of `compare --format json`; bump when a key changes meaning.
+#   1: pairs, metrics, verdicts.
+#   2: the verdict "not tested" (too few runs for the metric's test; never a regression) and "not_tested".
+JSON_SCHEMA_VERSION = 2
 
 # An int8 row is never paired with a float32 one, nor a gpu row with a cpu one: different numbers, not a change.
 PAIR_KEY = ("model", "cut", "embedding", "precision", "backend", "target", "accelerator")
@@ -68,11 +71,21 @@ THRESHOLD_LADDER = (0.05, 0.10, 0.15, 0.20, 0.25, 0.30, 0.40, 0.50, 0.75, 1.0, 1
 # Verdicts
 NOT_COMPARABLE = "not comparable"
 NO_CHANGE = "no change"
+# Too few runs for the metric's test to reach alpha even if every NEW run were slower than every BASE run
+# (one timed run, 3 warm loads, the p90 of 30 runs): the figures and ratio are shown, nothing is judged, and
+# the threshold alone never makes it a regression.
+NOT_TESTED = "not tested"
 
 # Tests, as the table and the JSON name them
 TEST_RANK = "Mann-Whitney U"
 TEST_QUANTILE = "quantile test (Fisher, pooled p90)"
 TEST_WELCH = "Welch's t from aggregates"
+# What each test state means. A test above (rank, quantile, Welch) gives a p-value; with too few runs for it to
+# reach alpha it is not run and the verdict is NOT_TESTED. The threshold alone decides only where it was set
+# for exactly such a figure: TEST_ONE, the readings a run takes once by design (the cold load, model memory),
+# whose default thresholds are the same-code noise of those single readings (docs/ci.md); TEST_EXACT, figures
+# without noise (artifact size, upload bytes); TEST_TOOL, a phone tool's figure over its own runs (no
+# samples, no std), when the tool timed at least as many runs on each side as the rank test would need.
 TEST_ONE = "threshold alone (one sample)"
 TEST_EXACT = "threshold alone (exact)"
 TEST_TOOL = "threshold alone (the tool's figure)"
@@ -128,7 +141,12 @@ class MetricComparison:
 
     @property
     def compared(self) -> bool:
-        return self.verdict != NOT_COMPARABLE
+        """Judged: a verdict of the test or the threshold (not "not comparable", not "not tested")."""
+        return self.verdict not in (NOT_COMPARABLE, NOT_TESTED)
+
+    @property
+    def tested(self) -> bool:
+        return self.verdict != NOT_TESTED
 
 
 @dataclass(frozen=True)
@@ -206,6 +224,11 @@ class Comparison:
     @property
     def improvements(self) -> list[tuple[PairComparison, MetricComparison]]:
         return [(p, m) for p in self.pairs for m in p.metrics if m.improvement]
+
+    @property
+    def not_tested(self) -> list[tuple[PairComparison, MetricComparison]]:
+        """Metrics shown but not judged: too few runs for their test (never a regression)."""
+        return [(p, m) for p in self.pairs for m in p.metrics if not m.tested]
 
     @property
     def compared_metrics(self) -> int:

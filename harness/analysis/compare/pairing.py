@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -14,7 +13,8 @@ from harness.analysis.compare.model import (COMPARED, DEFAULT_THRESHOLDS, DISTUR
                                             Options, PairComparison)
 from harness.analysis.compare.significance import adjust, compare_metric
 from harness.core.errors import UserError
-from harness.results.layout import MANIFEST_JSON, RECORDS_DIR
+from harness.results.layout import RECORDS_DIR
+from harness.results.readers import read_manifest
 from harness.results.records import SKIPPED, ResultRecord
 from harness.results.stats import compute_stats
 from harness.results.store import load_records, model_order
@@ -31,12 +31,10 @@ def _read_side(path: Path, which: str) -> tuple[list[ResultRecord], dict[str, An
     if not (path / RECORDS_DIR).is_dir():
         raise UserError(f"{which} {path}: not a results directory (no {RECORDS_DIR}/ inside); give the --out "
                         "directory of a `splitbench run`")
-    manifest: dict[str, Any] = {}
-    if (path / MANIFEST_JSON).is_file():
-        try:
-            manifest = json.loads((path / MANIFEST_JSON).read_text())
-        except (OSError, json.JSONDecodeError):
-            manifest = {}
+    try:
+        manifest = read_manifest(path) or {}
+    except UserError:  # only its commit is read here; the records are what is compared
+        manifest = {}
     return load_records(path, latest_only=True), manifest
 
 

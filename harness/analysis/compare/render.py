@@ -8,10 +8,11 @@ import sys
 from typing import Any, TextIO
 
 from harness.analysis.compare.model import (CI_LEVEL, COMPARED, FAILED_NEW, JSON_SCHEMA_VERSION, METRIC, NOT_COMPARABLE,
-                                            ONLY_BASE, ONLY_NEW, TEST_EXACT, TEST_NONE, TEST_ONE, TEST_QUANTILE,
-                                            TEST_RANK, TEST_TOOL, TEST_WELCH, Comparison, MetricComparison,
-                                            PairComparison)
+                                            NOT_TESTED, ONLY_BASE, ONLY_NEW, TEST_EXACT, TEST_NONE, TEST_ONE,
+                                            TEST_QUANTILE, TEST_RANK, TEST_TOOL, TEST_WELCH, Comparison,
+                                            MetricComparison, PairComparison)
 from harness.core import exitcodes
+from harness.core.text import visible
 from harness.core.units import fmt_bytes, fmt_mb, fmt_ms, sig
 
 _SHORT_TEST = {TEST_RANK: "rank", TEST_QUANTILE: "quantile", TEST_WELCH: "Welch agg.", TEST_ONE: "1 sample",
@@ -51,7 +52,8 @@ def _method_line(c: Comparison) -> str:
     tests = (f"Benjamini-Hochberg over the {c.tests} test{'s' if c.tests != 1 else ''} of this comparison, "
              f"adjusted p < {c.options.alpha:g}" if c.tests else "no test ran in this comparison")
     return (f"A regression is significant ({tests}; one-sample and exact metrics: the threshold alone) and "
-            f"beyond its threshold: {th}. Intervals: {CI_LEVEL:.0%} bootstrap of the ratio shown.")
+            f"beyond its threshold: {th}. A time with too few runs for its test to reach p < {c.options.alpha:g} "
+            f"is {NOT_TESTED}: shown, never a regression. Intervals: {CI_LEVEL:.0%} bootstrap of the ratio shown.")
 
 
 def _headline(c: Comparison) -> str:
@@ -66,6 +68,7 @@ def _headline(c: Comparison) -> str:
     for status in (NOT_COMPARABLE, ONLY_BASE, ONLY_NEW):
         if counts.get(status):
             parts.append(f"{counts[status]} {status}")
+
     if c.exit_code == exitcodes.REGRESSION:
         head = f"{reg} regression{'s' if reg != 1 else ''}"
     elif c.exit_code == exitcodes.NOT_COMPARABLE:
@@ -74,7 +77,9 @@ def _headline(c: Comparison) -> str:
         head = "no regression"
     if imp:
         head += f", {imp} improvement{'s' if imp != 1 else ''}"
-    return f"{head} ({'; '.join(parts)}; exit {c.exit_code})"
+    untested = len(c.not_tested)
+    tail = f"; {untested} metric{'s' if untested != 1 else ''} {NOT_TESTED} (too few runs for a test)" if untested else ""
+    return f"{head} ({'; '.join(parts)}; exit {c.exit_code}){tail}"
 
 
 def _regression_lines(c: Comparison) -> list[str]:
@@ -98,41 +103,48 @@ def _pair_notes(p: PairComparison) -> list[str]:
 
 
 def render_table(c: Comparison, out: TextIO | None = None) -> None:
-    """The comparison for a terminal (or a log: in a pipe the table keeps its full width)."""
+    """The comparison for a terminal (or a log: in a pipe the table keeps its full width). Names and notes are
+    text with controls and bidi overrides made visible, never markup."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
+
+    def cells(*texts: str) -> list[Text]:
+        return [Text(visible(t)) for t in texts]
 
     stream = out or sys.stdout
     tty = hasattr(stream, "isatty") and stream.isatty()
     console = Console(file=stream, width=None if tty else 1000, highlight=False, soft_wrap=not tty)
-    title = f"BASE {c.base_dir}" + (f" ({c.base_commit})" if c.base_commit else "") + \
-        f"  ->  NEW {c.new_dir}" + (f" ({c.new_commit})" if c.new_commit else "")
+    title = escape(visible(f"BASE {c.base_dir}" + (f" ({c.base_commit})" if c.base_commit else "") +
+                           f"  ->  NEW {c.new_dir}" + (f" ({c.new_commit})" if c.new_commit else "")))
     table = Table("configuration", "metric", "BASE", "NEW", "ratio", f"{CI_LEVEL:.0%} CI", "p adj.", "test",
                   "verdict", "note", title=title)
     style = {"slower": "red", "bigger": "red", FAILED_NEW: "red", "faster": "green", "smaller": "green",
-             NOT_COMPARABLE: "yellow"}
+             NOT_COMPARABLE: "yellow", NOT_TESTED: "yellow"}
     for p in c.pairs:
         if p.status != COMPARED:
             note = "; ".join(_pair_notes(p))
-            table.add_row(p.label, "", "", "", "", "", "", "", f"[{style.get(p.status, 'yellow')}]{p.status}[/]", note)
+            table.add_row(*cells(p.label, "", "", "", "", "", "", ""), f"[{style.get(p.status, 'yellow')}]{p.status}[/]",
+                          *cells(note))
             continue
         for i, m in enumerate(p.metrics):
             label = p.label + (" (marked)" if p.marked else "") if i == 0 else ""
             verdict = f"[{style[m.verdict]}]{m.verdict}[/]" if m.verdict in style else m.verdict
-            table.add_row(label, METRIC[m.metric].label, _fmt(m.base, m.unit), _fmt(m.new, m.unit), _fmt_ratio(m),
-                          _fmt_ci(m), _fmt_p(m), _SHORT_TEST[m.test], verdict, m.note)
+            table.add_row(*cells(label, METRIC[m.metric].label, _fmt(m.base, m.unit), _fmt(m.new, m.unit),
+                                 _fmt_ratio(m), _fmt_ci(m), _fmt_p(m), _SHORT_TEST[m.test]), verdict, *cells(m.note))
         if p.differences or p.notes:
-            table.add_row("", "", "", "", "", "", "", "", "", "; ".join(_pair_notes(p)))
+            table.add_row("", "", "", "", "", "", "", "", "", *cells("; ".join(_pair_notes(p))))
         table.add_section()
     console.print(table)
     console.print(_method_line(c))
     for line in _regression_lines(c):
-        console.print(f"[red]regression[/]: {line}")
+        console.print(f"[red]regression[/]: {escape(visible(line))}")
     console.print(_headline(c))
 
 
 def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return visible(text.replace("\n", " ")).replace("|", "\\|")
 
 
 def _md_rows(rows: list[tuple[PairComparison, MetricComparison]]) -> list[str]:
@@ -149,23 +161,29 @@ def _md_rows(rows: list[tuple[PairComparison, MetricComparison]]) -> list[str]:
 def render_markdown(c: Comparison) -> str:
     """GitHub-flavoured Markdown for a PR comment or a job summary: the verdict, what changed, then every
     row in a collapsed table."""
-    base = f"`{c.base_dir}`" + (f" ({c.base_commit})" if c.base_commit else "")
-    new = f"`{c.new_dir}`" + (f" ({c.new_commit})" if c.new_commit else "")
+    base = f"`{visible(c.base_dir)}`" + (f" ({c.base_commit})" if c.base_commit else "")
+    new = f"`{visible(c.new_dir)}`" + (f" ({c.new_commit})" if c.new_commit else "")
     icon = {exitcodes.REGRESSION: ":x:", exitcodes.NOT_COMPARABLE: ":warning:"}.get(c.exit_code, ":white_check_mark:")
     lines = [f"### {icon} splitbench compare: {_headline(c)}", "", f"BASE {base} -> NEW {new}", ""]
     failed = [p for p in c.pairs if p.status == FAILED_NEW]
     if failed:
         lines += ["**Failed in NEW** (measured in BASE):", ""]
-        lines += [f"- `{p.name}`: {_md_escape(p.notes[-1] if p.notes else '')}" for p in failed] + [""]
+        lines += [f"- `{_md_escape(p.name)}`: {_md_escape(p.notes[-1] if p.notes else '')}" for p in failed] + [""]
     changed = [(p, m) for p in c.pairs for m in p.metrics if m.regression or m.improvement]
     if changed:
         lines += ["**Changes** (significant and beyond the threshold):", ""] + _md_rows(changed) + [""]
+    if c.not_tested:
+        n = len(c.not_tested)
+        lines += [f"<details><summary><b>{n} metric{'s' if n != 1 else ''} {NOT_TESTED}</b>: too few runs for the "
+                  "metric's test (shown, never a regression; measure more runs)</summary>", ""]
+        lines += [f"- `{_md_escape(p.name)}` {METRIC[m.metric].label}: {_fmt_ratio(m)} — {_md_escape(m.note)}"
+                  for p, m in c.not_tested] + ["", "</details>", ""]
     other = [p for p in c.pairs if p.status not in (COMPARED, FAILED_NEW) or p.differences]
     if other:
         lines += ["**Not compared, one side only, or compared across a change:**", ""]
         for p in other:
             why = "; ".join(_pair_notes(p))
-            lines.append(f"- `{p.name}`: {p.status}" + (f" — {_md_escape(why)}" if why else ""))
+            lines.append(f"- `{_md_escape(p.name)}`: {p.status}" + (f" — {_md_escape(why)}" if why else ""))
         lines.append("")
     every = [(p, m) for p in c.pairs for m in p.metrics]
     if every:
@@ -194,8 +212,8 @@ def to_json(c: Comparison) -> dict[str, Any]:
                       "ci_low": m.ci_low, "ci_high": m.ci_high, "ci_level": CI_LEVEL if m.ci_low is not None else None,
                       "test": m.test, "n_base": m.n_base, "n_new": m.n_new, "p_value": m.p_value,
                       "p_adjusted": m.p_adjusted, "threshold": m.threshold, "verdict": m.verdict,
-                      "regression": m.regression, "improvement": m.improvement, "disturbed": m.disturbed,
-                      "note": m.note}
+                      "tested": m.tested, "regression": m.regression, "improvement": m.improvement,
+                      "disturbed": m.disturbed, "note": m.note}
                      for m in p.metrics])
         pairs.append(d)
     return {
@@ -203,5 +221,6 @@ def to_json(c: Comparison) -> dict[str, Any]:
         "base": {"dir": c.base_dir, "commit": c.base_commit}, "new": {"dir": c.new_dir, "commit": c.new_commit},
         "alpha": c.options.alpha, "correction": "benjamini-hochberg", "tests": c.tests,
         "thresholds": dict(c.options.thresholds), "allow_device_change": c.options.allow_device_change,
-        "regressions": _regression_lines(c), "pairs": pairs,
+        "regressions": _regression_lines(c), "not_tested": [f"{p.name}/{m.metric}" for p, m in c.not_tested],
+        "pairs": pairs,
     }

@@ -5,11 +5,12 @@ or the threshold alone), its bootstrap interval, and the verdicts over the whole
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Sequence
 
-from harness.analysis.compare.model import (BOOTSTRAP_MIN_N, CI_LEVEL, METRIC, NO_CHANGE, NOT_COMPARABLE, P90,
-                                            TEST_EXACT, TEST_NONE, TEST_ONE, TEST_QUANTILE, TEST_RANK, TEST_TOOL,
+from harness.analysis.compare.model import (BOOTSTRAP_MIN_N, CI_LEVEL, METRIC, NO_CHANGE, NOT_COMPARABLE, NOT_TESTED,
+                                            P90, TEST_EXACT, TEST_NONE, TEST_ONE, TEST_QUANTILE, TEST_RANK, TEST_TOOL,
                                             TEST_WELCH, Metric, MetricComparison, Options, PairComparison)
 from harness.core.units import NS_PER_MS, ns_to_ms, sig
 from harness.results.records import ResultRecord
@@ -39,10 +40,7 @@ def compare_metric(metric: Metric, b: ResultRecord, n: ResultRecord, options: Op
         if disturbed:
             return _refuse(metric, _median(bs), _median(ns), t, f"{disturbed}: its loads were timed in the same job",
                            True)
-        if len(bs) < 2 or len(ns) < 2:
-            return _single(metric, _median(bs), _median(ns), t, TEST_ONE, len(bs), len(ns),
-                           "one warm load on a side: threshold alone")
-        return _samples(metric, bs, ns, t, options, seed, _median, TEST_RANK)
+        return _samples(metric, bs, ns, t, options, seed, _median, TEST_RANK, "warm loads")
     if name == "load_cold":
         bm, nm = b.result.get("cold_method"), n.result.get("cold_method")
         bv, nv = ns_to_ms(b.result.get("load_cold_ns")), ns_to_ms(n.result.get("load_cold_ns"))
@@ -152,13 +150,12 @@ def _np_p90(x, axis):
     return np.percentile(x, P90, axis=axis)
 
 
-def _samples(metric: Metric, bs: list[float], ns: list[float], t: float, options: Options, seed: int,
-             point, test: str) -> MetricComparison:
+def _p_value(test: str, bs: Sequence[float], ns: Sequence[float]) -> float:
+    """The two-sided p-value of ``test`` (rank or quantile) on the two sides' samples."""
     from scipy.stats import fisher_exact, mannwhitneyu
 
     if test == TEST_RANK:
         p = float(mannwhitneyu(ns, bs, alternative="two-sided").pvalue)
-        stat = _np_median
     else:
         # Mood's quantile test at the p90: how many runs of each side lie above the pooled 90th percentile.
         import numpy as np
@@ -166,10 +163,59 @@ def _samples(metric: Metric, bs: list[float], ns: list[float], t: float, options
         cut = float(np.percentile(np.concatenate([bs, ns]), P90))
         b_above, n_above = int(sum(v > cut for v in bs)), int(sum(v > cut for v in ns))
         p = float(fisher_exact([[n_above, len(ns) - n_above], [b_above, len(bs) - b_above]]).pvalue)
-        stat = _np_p90
+    return min(p, 1.0)
+
+
+@functools.lru_cache(maxsize=256)
+def best_p(test: str, n_base: int, n_new: int) -> float:
+    """The smallest p-value ``test`` can give with these sample sizes: its p on two sides that do not overlap
+    at all (every NEW run slower than every BASE run). At or above alpha, the test cannot see any change."""
+    if n_base < 1 or n_new < 1:
+        return 1.0
+    return _p_value(test, [float(i) for i in range(n_base)], [float(n_base + i) for i in range(n_new)])
+
+
+@functools.lru_cache(maxsize=64)
+def runs_needed(test: str, alpha: float) -> int:
+    """The fewest runs per side (the same on both) from which ``test`` can reach p < ``alpha``. The quantile
+    test's best p does not fall at every step (the count above the p90 moves in whole runs), so the answer is
+    where it stays below alpha for the next dozen sizes."""
+    n = 1
+    while n < 2000 and not all(best_p(test, m, m) < alpha for m in range(n, n + 12)):
+        n += 1
+    return n
+
+
+_TEST_NAME = {TEST_RANK: "Mann-Whitney U test", TEST_QUANTILE: "quantile test"}
+
+
+def _samples(metric: Metric, bs: list[float], ns: list[float], t: float, options: Options, seed: int,
+             point, test: str, what: str) -> MetricComparison:
+    stat = _np_median if test == TEST_RANK else _np_p90
     ci = _bootstrap_ci(bs, ns, stat, options.bootstrap_resamples, seed)
     note = "" if ci or options.bootstrap_resamples <= 0 else f"fewer than {BOOTSTRAP_MIN_N} samples: no interval"
-    return _result(metric, point(bs), point(ns), t, test, len(bs), len(ns), p=min(p, 1.0), ci=ci, note=note)
+    if best_p(test, len(bs), len(ns)) >= options.alpha:
+        # Not run: even two sides that do not overlap at all would not be significant. The threshold alone
+        # would call noise a regression (one timed run moves by far more than a median of 60).
+        why = (f"{len(bs)} and {len(ns)} {what}: the {_TEST_NAME[test]} cannot reach p < {options.alpha:g} with so "
+               f"few (it needs at least {runs_needed(test, options.alpha)} a side)")
+        return _result(metric, point(bs), point(ns), t, test, len(bs), len(ns), ci=ci, note=why, verdict=NOT_TESTED)
+    p = _p_value(test, bs, ns)
+    return _result(metric, point(bs), point(ns), t, test, len(bs), len(ns), p=p, ci=ci, note=note)
+
+
+def _tool_figure(metric: Metric, base: float | None, new: float | None, t: float, n_base: int | None,
+                 n_new: int | None, options: Options, what: str) -> MetricComparison:
+    """A phone tool's figure over its own runs, without samples to test: judged by the threshold only when the
+    tool timed at least as many runs on each side as the rank test would need, else not tested (also when a tool
+    did not say how many runs it timed)."""
+    needed = runs_needed(TEST_RANK, options.alpha)
+    if n_base is None or n_new is None or min(n_base, n_new) < needed:
+        timed = " and ".join("an unknown number of" if n is None else str(n) for n in (n_base, n_new))
+        return _result(metric, base, new, t, TEST_TOOL, n_base, n_new, verdict=NOT_TESTED,
+                       note=f"{what}; the tool timed {timed} runs, fewer than the {needed} a side a test "
+                            f"at p < {options.alpha:g} would need (or not said): not tested")
+    return _single(metric, base, new, t, TEST_TOOL, n_base, n_new, f"{what}: threshold alone")
 
 
 def _inference(metric: Metric, b: ResultRecord, n: ResultRecord, t: float, options: Options,
@@ -185,10 +231,7 @@ def _inference(metric: Metric, b: ResultRecord, n: ResultRecord, t: float, optio
         point = _p90 if p90 else _median
         if disturbed:
             return _refuse(metric, point(bs), point(ns), t, disturbed, True)
-        if len(bs) < 2 or len(ns) < 2:
-            return _single(metric, point(bs), point(ns), t, TEST_ONE, len(bs), len(ns),
-                           "one timed run on a side: threshold alone")
-        return _samples(metric, bs, ns, t, options, seed, point, TEST_QUANTILE if p90 else TEST_RANK)
+        return _samples(metric, bs, ns, t, options, seed, point, TEST_QUANTILE if p90 else TEST_RANK, "timed runs")
     # A phone tool's aggregate on one side or both: never expanded into samples.
     kind = "aggregate-only" if b_agg and n_agg else "aggregate on one side, samples on the other"
     if p90:
@@ -198,15 +241,14 @@ def _inference(metric: Metric, b: ResultRecord, n: ResultRecord, t: float, optio
             return _refuse(metric, bv, nv, t, f"{kind}: the tool printed no p90")
         if disturbed:
             return _refuse(metric, bv, nv, t, disturbed, True)
-        return _single(metric, bv, nv, t, TEST_TOOL, _count(bs, b_agg), _count(ns, n_agg),
-                       f"{kind}: no samples to test the p90 with, threshold alone")
+        return _tool_figure(metric, bv, nv, t, _count(bs, b_agg), _count(ns, n_agg), options,
+                            f"{kind}: no samples to test the p90 with")
     (bm, bsd, bn), (nm, nsd, nn) = _mean_std_n(bs, b_agg), _mean_std_n(ns, n_agg)
     if disturbed:
         return _refuse(metric, bm, nm, t, disturbed, True)
     if bsd is None or nsd is None or bn is None or nn is None or bn < 2 or nn < 2:
-        return _single(metric, bm, nm, t, TEST_TOOL, bn, nn,
-                       f"{kind}: the ratio of means; no std (or one run, or no run count) to test with, "
-                       "threshold alone")
+        return _tool_figure(metric, bm, nm, t, bn, nn, options, f"{kind}: the ratio of means; no std (or one run, "
+                            "or no run count) to test with")
     from scipy.stats import t as student_t, ttest_ind_from_stats
 
     p = float(ttest_ind_from_stats(nm, nsd, nn, bm, bsd, bn, equal_var=False).pvalue)

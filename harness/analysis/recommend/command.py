@@ -12,6 +12,7 @@ from harness.analysis.recommend.choice import RULE_COST, RULE_PRIVACY, NothingFi
 from harness.analysis.recommend.explain import (breaks_text, candidate_row, config_lines, latency_formula,
                                                 sig_or_dash, versus_on_premise)
 from harness.analysis.table import load_table
+from harness.core.text import visible
 from harness.core.units import fmt_bytes, fmt_mb, fmt_ms
 
 
@@ -31,51 +32,60 @@ NARROW = 120  # below this many columns, each configuration's place goes under i
 
 
 def _print(rec: Recommendation, console, *, show_all: bool = False, budget_source: str | None = None) -> None:
+    """The choice, the frontier and every other configuration. Names (a model's layers, targets, devices, an
+    estimator) are printed as text with controls and bidi overrides made visible, never as markup."""
+    from rich.markup import escape
+    from rich.text import Text
+
     c = rec.choice
     narrow = console.width < NARROW
 
-    def name(config: str, where: str) -> list[str]:
-        return [f"{config}\n{where}"] if narrow else [config, where]
+    def shown(x: object) -> Text:
+        return Text(visible(x))
+
+    def name(config: str, where: str) -> list[Text]:
+        return [Text(f"{visible(config)}\n{visible(where)}")] if narrow else [shown(config), shown(where)]
+
+    def row(table, names: list[Text], *cells: object) -> None:
+        table.add_row(*names, *(shown(x) for x in cells))
 
     place = ["configuration"] if narrow else ["configuration", "backend/target"]
-    from rich.markup import escape
-
     source = f" ({budget_source})" if budget_source else ""
-    console.print(f"[bold]{escape(rec.model)}[/bold]  budget: {escape(rec.budget.describe() + source)}", markup=True)
+    console.print(f"[bold]{escape(visible(rec.model))}[/bold]  budget: {escape(visible(rec.budget.describe() + source))}",
+                  markup=True)
     console.print(f"network {rec.network.describe()}", markup=False)
     console.print(latency_formula(rec), markup=False)
     console.print(f"rule: {RULE_PRIVACY if rec.privacy_scored else RULE_COST}", markup=False)
     cloud = f" + cloud {fmt_ms(c.cloud_ms)}" if rec.cloud_included else ""
     privacy = (f"log-rank privacy {sig_or_dash(c.privacy)} ({rec.estimator} estimator), "
                if rec.privacy_scored else "privacy not scored, ")
-    console.print(f"[bold green]Recommended:[/bold green] {c.config} on {c.where}: {privacy}"
-                  f"accuracy {sig_or_dash(c.accuracy)}, latency {fmt_ms(c.latency_ms)} "
-                  f"(phone {fmt_ms(c.phone_ms)} + upload {fmt_ms(c.upload_ms)}{cloud}), memory {fmt_mb(c.memory_mb)}, "
-                  f"upload {fmt_bytes(c.upload_bytes)}; {versus_on_premise(rec, c)}", highlight=False)
+    console.print(Text.assemble(("Recommended:", "bold green"), visible(
+        f" {c.config} on {c.where}: {privacy}accuracy {sig_or_dash(c.accuracy)}, latency {fmt_ms(c.latency_ms)} "
+        f"(phone {fmt_ms(c.phone_ms)} + upload {fmt_ms(c.upload_ms)}{cloud}), memory {fmt_mb(c.memory_mb)}, "
+        f"upload {fmt_bytes(c.upload_bytes)}; {versus_on_premise(rec, c)}")), highlight=False)
     title = (f"Pareto frontier (log-rank privacy, {rec.estimator} estimator, vs end-to-end latency)"
              if rec.privacy_scored else "Pareto frontier (end-to-end latency vs phone memory; privacy not scored)")
-    front = _table(*place, "privacy", "accuracy", "latency", "memory", "upload", "fits", title=title)
+    front = _table(*place, "privacy", "accuracy", "latency", "memory", "upload", "fits", title=escape(visible(title)))
     for f in rec.frontier:
         cells = candidate_row(f)
-        front.add_row(*name(f.config, f.where), *cells[2:5], *cells[7:],
-                      "chosen" if f is c else ("yes" if f.fits else "no"))
+        row(front, name(f.config, f.where), *cells[2:5], *cells[7:], "chosen" if f is c else ("yes" if f.fits else "no"))
     console.print(front)
     what = f"log-rank privacy, {rec.estimator} estimator" if rec.privacy_scored else "privacy not scored"
     if show_all:
-        others = _table(*place, "privacy", "why not chosen", title=f"Every other configuration ({what})",
+        others = _table(*place, "privacy", "why not chosen", title=escape(visible(f"Every other configuration ({what})")),
                         wrap=("why not chosen",))
         for o in rec.others:
-            others.add_row(*name(o.config, o.where), sig_or_dash(o.privacy),
-                           breaks_text(o, c, rec.privacy_scored))
+            row(others, name(o.config, o.where), sig_or_dash(o.privacy), breaks_text(o, c, rec.privacy_scored))
     else:
         others = _table(*place, "privacy", "fits at r", "why not chosen", wrap=("why not chosen",),
-                        title=f"Every configuration, its noise ratios r on one line ({what}; --all: one line each)")
+                        title=escape(visible(f"Every configuration, its noise ratios r on one line ({what}; --all: one "
+                                             "line each)")))
         for line in config_lines(rec):
-            others.add_row(*name(line.base_config, line.where), line.privacy_text(), line.fits_text(),
-                           line.why(c, rec.privacy_scored))
+            row(others, name(line.base_config, line.where), line.privacy_text(), line.fits_text(),
+                line.why(c, rec.privacy_scored))
     for b in rec.on_premise:
-        others.add_row(*name(f"{b.config} (on-premise)", b.where), "on-device",
-                       *([] if show_all else ["yes" if b.fits else "no"]), breaks_text(b, c))
+        row(others, name(f"{b.config} (on-premise)", b.where), "on-device",
+            *([] if show_all else ["yes" if b.fits else "no"]), breaks_text(b, c))
     console.print(others)
 
 

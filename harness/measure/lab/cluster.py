@@ -41,6 +41,7 @@ from typing import Callable
 
 from harness.core import exitcodes
 from harness.core.errors import UserError
+from harness.core.text import visible
 
 READY_LINE = "block forever"  # what `ray start --block` prints once its node is up
 START_TIMEOUT_S = 120.0
@@ -350,21 +351,25 @@ def print_status(state: ClusterState, *, json_out: bool = False, write: Callable
     if json_out:
         write(json.dumps(dataclasses.asdict(state), indent=2))
         return exitcodes.OK
+
+    def say(line: str) -> None:  # hosts and devices name themselves: shown, never obeyed (a bidi override)
+        write(visible(line))
+
     alive = [h for h in state.hosts if h.alive]
     devices = [d for h in alive for d in h.devices]
     busy = sum(1 for d in devices if d.state == "busy")
-    write(f"cluster {state.address} (Ray {state.ray_version}): {len(alive)} host(s), {len(devices)} device(s), "
-          f"{busy} busy, {len(state.lost)} lost")
+    say(f"cluster {state.address} (Ray {state.ray_version}): {len(alive)} host(s), {len(devices)} device(s), "
+        f"{busy} busy, {len(state.lost)} lost")
     for h in state.hosts:
         role = "head" if h.head else "host"
-        write(f"{role} {h.host} {h.address} node {h.node_id[:12]} {'alive' if h.alive else 'gone'}")
+        say(f"{role} {h.host} {h.address} node {h.node_id[:12]} {'alive' if h.alive else 'gone'}")
         for d in h.devices:
             extra = f"  held by {d.holder}" if d.holder else ""
             if d.state == "unregistered":
                 extra = "  (a phone resource with no registration: run `splitbench cluster join` on that host)"
-            write(f"  {d.target or d.device_id:<28s} {d.state:<5s} {d.device_id}  {d.name}{extra}")
+            say(f"  {d.target or d.device_id:<28s} {d.state:<5s} {d.device_id}  {d.name}{extra}")
     for d in state.lost:
-        write(f"lost {d.target:<28s} {d.device_id}  {d.name}  (its host left: join it again to measure on it)")
+        say(f"lost {d.target:<28s} {d.device_id}  {d.name}  (its host left: join it again to measure on it)")
     return exitcodes.OK
 
 

@@ -18,7 +18,10 @@ carries jobs to devices and results back:
   object-store, shared);
 - **code**: the driver's ``harness`` and ``device_agents`` packages are shipped to the hosts with the job
   (Ray's ``py_modules``), so every host measures with the driver's splitbench and needs neither torch nor
-  a converter, only Ray and its devices' runtimes or tools.
+  a converter, only Ray and its devices' runtimes or tools;
+- **the head**: probed while jobs run (:class:`HeadWatch`); silent for ``SPLITBENCH_RAY_HEAD_GRACE_S``
+  (default 20 s), every device still measuring is one ``lost`` event naming the head, and the driver leaves
+  Ray before Ray would end its process (60 s after the head): the run ends as a lost phone's does.
 
 Ray is an optional extra (``pip install 'splitbench[ray]'``): importing this module without it raises
 ImportError, which :func:`harness.measure.factory.make_executor` turns into the install hint.
@@ -30,6 +33,7 @@ import collections
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 import platform
 import socket
@@ -61,6 +65,16 @@ ENV_ARTIFACTS = "SPLITBENCH_RAY_ARTIFACTS"
 _POLL_S = 0.2  # how often the driver looks up from ray.wait (Ctrl-C, stop) while jobs run
 _DEPTH = 2  # jobs sent ahead to each device: the one it runs and the next
 _CLOSE_S = 15.0  # how long the actors get to close their sessions before they are killed
+# The head: Ray ends a driver's process 60 s after its GCS stopped answering ("Failed to connect to GCS within
+# 60 seconds"), while calls to actors go on without it. The driver probes the GCS's port itself (a TCP connect,
+# no Ray call: those block while the head is gone) and, once it has not answered for HEAD_GRACE_S, reports
+# every device as lost and leaves Ray, so the tables and the manifest are written and the run ends (exit 4)
+# while the process still lives. A head back within the grace (a restart with GCS fault tolerance, a network
+# blip) is no loss.
+HEAD_PROBE_S = 2.0
+HEAD_GRACE_S = 20.0
+ENV_HEAD_GRACE = "SPLITBENCH_RAY_HEAD_GRACE_S"
+_RAY_GCS_TIMEOUT_S = 60.0
 
 
 # --------------------------------------------------------------------------------------------------
@@ -137,6 +151,75 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
     except (OSError, ValueError) as exc:
         raise UserError(f"no Ray cluster answers at {address} ({exc}); start one with `splitbench cluster "
                         "start-head` and pass the address it prints with --ray-address") from None
+
+
+def _abandon() -> None:
+    """Leave Ray now: the head is gone (``ray.shutdown`` takes a few seconds without it), and Ray would end this
+    process once its GCS reconnect timeout passes."""
+    global _conn_owned
+    with _conn_lock:
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+        _conn_owned = False
+
+
+def head_grace_s() -> float:
+    """How long the head may stay silent before its devices are reported lost: ``$SPLITBENCH_RAY_HEAD_GRACE_S``,
+    else HEAD_GRACE_S; well under Ray's 60 s, after which Ray ends the driver."""
+    raw = os.environ.get(ENV_HEAD_GRACE)
+    if raw is None or not raw.strip():
+        return HEAD_GRACE_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    limit = _RAY_GCS_TIMEOUT_S - 15.0  # the time left to leave Ray (a few seconds) and write the tables
+    if not 0 < value <= limit:
+        raise UserError(f"{ENV_HEAD_GRACE}={raw!r}: give the seconds the lab's head may stay silent, in (0, "
+                        f"{limit:g}] (Ray ends the driver {_RAY_GCS_TIMEOUT_S:g} s after its head is lost)")
+    return value
+
+
+class HeadWatch:
+    """Whether the head's GCS still answers: a TCP connect to its port every ``probe_s`` (cheap, and never a Ray
+    call, which would block while the head is gone). :meth:`silent_for` is how long it has not answered."""
+
+    def __init__(self, gcs_address: str, *, probe_s: float = HEAD_PROBE_S,
+                 connect: Callable[[str, int, float], bool] | None = None):
+        host, _, port = gcs_address.rpartition(":")
+        self.address, self.host, self.port = gcs_address, host.strip("[]"), int(port)
+        self.probe_s = probe_s
+        self._connect = connect or _tcp_answers
+        self._next = 0.0
+        self._silent_since: float | None = None
+
+    def silent_for(self) -> float:
+        """Seconds since the head stopped answering (0 while it answers); probes at most every ``probe_s``."""
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + self.probe_s
+            if self._connect(self.host, self.port, min(1.0, self.probe_s)):
+                self._silent_since = None
+            elif self._silent_since is None:
+                self._silent_since = now
+        return 0.0 if self._silent_since is None else now - self._silent_since
+
+
+def _tcp_answers(host: str, port: int, timeout_s: float) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def _gcs_address() -> str | None:
+    """The head's GCS address of this process's connection (None where Ray does not say: a Ray client)."""
+    try:
+        address = ray.get_runtime_context().gcs_address
+    except Exception:  # noqa: BLE001 - no address, no watch: the run goes on as before
+        return None
+    return address if isinstance(address, str) and ":" in address else None
 
 
 def disconnect() -> None:
@@ -218,6 +301,7 @@ class RayExecutor(Executor):
         self.artifacts = artifacts or os.environ.get(ENV_ARTIFACTS) or "auto"
         if self.artifacts not in ARTIFACT_MODES:
             raise UserError(f"{ENV_ARTIFACTS}={self.artifacts!r}: use one of {', '.join(ARTIFACT_MODES)}")
+        self.head_grace_s = head_grace_s()
         self.runtime_env = runtime_env
         self.sessions = {}
         self.remotes: dict[str, _Remote] = {}  # spec target -> device
@@ -387,10 +471,33 @@ class RayExecutor(Executor):
                 ray.kill(r.actor, no_restart=True)  # nothing of that device runs on, wherever it is
             return Event(r.reg.device_id, lost=why, left=len(dropped))
 
+        def head_lost(silent_s: float) -> list[Event]:
+            """The head is gone: every device still measuring is lost with it (its jobs sent and queued are not
+            attempted); this process leaves Ray before Ray ends it."""
+            why = (f"the lab's head at {watch.address} stopped answering {silent_s:.0f} s ago, and the hosts are "
+                   "reached through it: start it again (`splitbench cluster start-head`, then `join` on each host)")
+            events = []
+            for r in self.remotes.values():
+                if r.lost is None:
+                    left = sum(1 for x, _ in in_flight.values() if x is r) + len(queues[r.spec_target])
+                    queues[r.spec_target].clear()
+                    r.lost = why
+                    events.append(Event(r.reg.device_id, lost=why, left=left))
+            in_flight.clear()
+            self._payloads.clear()
+            _abandon()
+            return events
+
+        address = _gcs_address()
+        watch = HeadWatch(address, probe_s=min(HEAD_PROBE_S, self.head_grace_s / 2)) if address else None
         for r in self.remotes.values():
             submit(r)
         while in_flight:
             if self._stop.is_set():
+                return
+            silent_s = watch.silent_for() if watch is not None else 0.0
+            if silent_s >= self.head_grace_s:
+                yield from head_lost(silent_s)
                 return
             done, _ = ray.wait(list(in_flight), num_returns=1, timeout=_POLL_S)
             for obj in done:
@@ -450,4 +557,4 @@ class RayExecutor(Executor):
 
 
 __all__ = ["RayExecutor", "RAY_REQUIREMENT", "connect", "disconnect", "resolve", "live_resources",
-           "code_runtime_env"]
+           "code_runtime_env", "HeadWatch", "head_grace_s", "HEAD_GRACE_S", "ENV_HEAD_GRACE"]
