@@ -9,13 +9,21 @@ formats from the tools' sources and the public logs in tests/fixtures/tool_logs/
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
+from device_agents.android import accelerators as AC
+from device_agents.android import agent as A
 from device_agents.android import protocol as P
 from device_agents.android.agent import agent_for
 from device_agents.base import FAILED, OK
+from harness.cli import main
+from harness.core import exitcodes
+from harness.measure.devices import accelerator_lines
 from tests.android_fixtures import (FAST, _adb_key, artifact_ref, job, needs_userland, phone,  # noqa: F401
-                                    tools)
+                                    tiny_artifact, tools)
 from tests.loopback_adb import LoopbackPhone
 
 pytestmark = needs_userland
@@ -121,3 +129,33 @@ def test_onnxruntime_finds_the_provider_its_build_has_and_reads_the_placements(p
     assert none.status == FAILED and "the execution provider NnapiExecutionProvider did not apply" in none.reason
     assert none.delegation.applied == "not" and none.delegation.delegated_nodes == 0
     assert [c["phase"] for c in none.diagnostics["calls"]] == ["placement"]  # nothing measured on the CPU for it
+
+
+@pytest.mark.slow
+def test_devices_and_doctor_say_what_each_tool_runs_off_the_cpu(phone, tools, monkeypatch, capsys):
+    phone.set_accelerators("benchmark_model", NNAPI="not")
+    probes = {"litert": tiny_artifact("litert"), "onnx": tiny_artifact("onnx")}
+    checks = {c.name: c for c in A.doctor(f"android:{phone.address}", probe_artifacts=probes, tools=tools, **FAST)}
+    gpu, npu = checks["benchmark_model on the gpu"], checks["benchmark_model on the npu"]
+    assert gpu.ok is True and gpu.detail.startswith("--use_gpu=true: completely, ")  # "M of M nodes", the tool's
+    assert npu.ok is None and "the NNAPI delegate did not apply" in npu.detail  # not a failure: nothing to fix
+    assert checks["onnxruntime_perf_test on the gpu"].ok is None
+    assert "QNN is not supported in this build" in checks["onnxruntime_perf_test on the gpu"].detail
+    assert checks["onnxruntime_perf_test on the npu"].ok is True
+    assert checks["onnxruntime_perf_test on the npu"].detail.startswith("-e nnapi -i NNAPI_FLAG_CPU_DISABLED")
+    assert "completely, 1 of 1 nodes" in checks["onnxruntime_perf_test on the npu"].detail
+    assert checks["executor_runner on the gpu"].ok is None and "Vulkan" in checks["executor_runner on the gpu"].detail
+    assert all(c.ok is not False for c in checks.values()), [c for c in checks.values() if c.ok is False]
+
+    # `splitbench devices`: the tools are on the phone now, and discover asks them for their flags
+    monkeypatch.setenv("SPLITBENCH_ANDROID_TCP", phone.address)
+    monkeypatch.setenv("SPLITBENCH_ANDROID_TOOLS", str(Path(tools["benchmark_model"]).parent))
+    capsys.readouterr()
+    assert main(["devices", "--json"]) == exitcodes.OK
+    found = {d["target"]: d for d in json.loads(capsys.readouterr().out)["devices"]}
+    assert found["android"]["accelerators"] == {"litert": ["cpu", "gpu", "npu"], "onnx": ["cpu", "gpu", "npu"],
+                                                "executorch": ["cpu"]}
+    assert found["cpu-1core"]["accelerators"] == {}  # cpu only, each pair with its reason
+    lines = accelerator_lines(A.discover())
+    assert lines == [f"android {phone.serial}: not on executorch/gpu: {AC.ET_MISSING['gpu']}",
+                     f"android {phone.serial}: not on executorch/npu: {AC.ET_MISSING['npu']}"]

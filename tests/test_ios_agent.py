@@ -352,7 +352,9 @@ def test_discover_doctor_and_clean(phone, monkeypatch):
     assert found.device_id == phone.udid and found.target == "ios" and found.backends["coreml"].startswith("Core ML")
 
     checks = ios_agent.doctor("ios")
-    assert [c.name for c in checks] == ["pymobiledevice3", *ALL_CHECKS]
+    assert [c.name for c in checks] == ["pymobiledevice3", *ALL_CHECKS, "accelerators"]
+    assert "npu (computeUnits=cpuAndNeuralEngine)" in checks[-1].detail
+    assert found.accelerators == {"coreml": ("cpu", "gpu", "npu")}
     assert all(c.ok for c in checks if c.name != "free space"), checks
 
     with make_agent(phone) as agent:

@@ -73,7 +73,14 @@ def doctor(target: str = "ios", **options: Any) -> list[Check]:
         checks.append(Check("iPhone reachable", False, str(exc), FIX["attached"]))
     finally:
         t.close()
-    return with_rest(checks) if checks[-1].ok is False else checks
+    if checks[-1].ok is False:
+        return with_rest(checks)
+    return checks + [ACCELERATORS_CHECK]
+
+
+# What every iPhone runs, as Core ML's compute units (docs/ios.md, "Accelerators").
+ACCELERATORS_CHECK = Check("accelerators", True, "coreml: " + ", ".join(
+    f"{a} (computeUnits={u})" for a, u in COMPUTE_UNITS_FOR.items()) + "; Core ML does not say which layers ran where")
 
 
 def with_rest(checks: list[Check]) -> list[Check]:

@@ -261,11 +261,10 @@ _NO_CPU_FALLBACK = re.compile(r"fallback to CPU EP has been explicitly disabled"
 
 
 def not_in_build(text: str) -> str | None:
-    """The tool's line saying the execution provider it was asked for is not in this build, or None."""
-    for line in text.splitlines():
-        if _NOT_IN_BUILD.search(line):
-            return line.strip()
-    return None
+    """The tool's words saying the execution provider it was asked for is not in this build ("QNN is not supported
+    in this build", without the file, line and function ORT_THROW puts before them), or None."""
+    m = _NOT_IN_BUILD.search(text)
+    return m.group(0) if m else None
 
 
 def read_placements(text: str, provider: str) -> DelegateReading:
