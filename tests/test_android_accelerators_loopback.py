@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from device_agents.android import accelerators as AC
@@ -26,6 +27,7 @@ from tests.android_fixtures import (FAST, _adb_key, artifact_ref, job, needs_use
                                     tiny_artifact, tools)
 from tests.loopback_adb import LoopbackPhone
 
+FIXTURES = Path(__file__).parent / "fixtures"
 pytestmark = needs_userland
 
 
@@ -159,3 +161,40 @@ def test_devices_and_doctor_say_what_each_tool_runs_off_the_cpu(phone, tools, mo
     lines = accelerator_lines(A.discover())
     assert lines == [f"android {phone.serial}: not on executorch/gpu: {AC.ET_MISSING['gpu']}",
                      f"android {phone.serial}: not on executorch/npu: {AC.ET_MISSING['npu']}"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_run_with_every_accelerator_on_the_phone(tmp_path, phone, tools, capsys):
+    """`splitbench run` with `[run] accelerators = ["cpu", "gpu", "npu"]` on the loopback phone, through the CLI and
+    the orchestrator: one row per accelerator, each with its setting and the tool's delegation; a delegate that did
+    not apply and a provider the build lacks are failed rows with the tool's words, the rest measured."""
+    phone.set_accelerators("benchmark_model", GPU="partially", NNAPI="not")
+    (tmp_path / "tiny_model.py").write_text((FIXTURES / "tiny_model.py").read_text())
+    text = (FIXTURES / "tiny.toml").read_text().replace('cuts = ["conv1", "conv2"]', 'cuts = ["conv1"]')
+    text = text.replace("timeout_s = 120", 'timeout_s = 120\naccelerators = ["cpu", "gpu", "npu"]')
+    text += "\n[android]\n" + "".join(f"{k} = {v}\n" for k, v in FAST.items())
+    text += "\n[android.tools]\n" + "".join(f'{k} = "{v}"\n' for k, v in tools.items())
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(text)
+    out = tmp_path / "out"
+    assert main(["run", str(spec), "--out", str(out), "--target", f"android:{phone.address}"]) == \
+        exitcodes.CONFIG_FAILED
+    s = pd.read_csv(out / "summary.csv").set_index(["config", "backend", "accelerator"])
+    assert len(s) == 12 and set(s.index.get_level_values("accelerator")) == {"cpu", "gpu", "npu"}
+    for config in ("conv1-simple", "full"):
+        row = lambda backend, acc: s.loc[(config, backend, acc)]  # noqa: E731
+        assert row("litert", "cpu")["status"] == "ok" and row("onnx", "cpu")["status"] == "ok"
+        assert row("onnx", "cpu")["accelerator_setting"] == "-e cpu -x 1 -y 1"
+        gpu = row("litert", "gpu")
+        assert gpu["status"] == "ok" and gpu["accelerator_setting"] == "--use_gpu=true" and gpu["delegated"] == "partially"
+        assert gpu["delegated_nodes"] == gpu["total_nodes"] - 1 and gpu["n_runs"] == 5
+        npu = row("litert", "npu")
+        assert npu["status"] == "failed" and "the NNAPI delegate did not apply" in npu["reason"]
+        assert npu["delegated"] == "not" and pd.isna(npu["infer_ms_median"])  # never the CPU's numbers as the npu's
+        assert row("onnx", "gpu")["status"] == "failed" and "QNN is not supported in this build" in row("onnx", "gpu")["reason"]
+        onpu = row("onnx", "npu")
+        assert onpu["status"] == "ok" and onpu["accelerator_setting"].startswith("-e nnapi -i NNAPI_FLAG_CPU_DISABLED")
+        assert (onpu["delegated"], onpu["delegated_nodes"], onpu["total_nodes"]) == ("completely", 1, 1)
+    samples = pd.read_parquet(out / "samples.parquet")
+    assert set(samples.query("phase == 'timed'")["accelerator"]) == {"cpu", "npu"}  # onnx: cpu and npu samples
