@@ -97,8 +97,7 @@ def for_tool(tool: str, help_text: str | None) -> ToolAccelerators:
 def cpu_setting(tool: str, flags: frozenset[str]) -> Setting:
     """``cpu``: today's command line, no delegate flag."""
     if tool == P.LITERT_TOOL:
-        return Setting("cpu", (), "--num_threads=1, no delegate flag (the tool's CPU kernels; XNNPACK where the "
-                                  "build applies it by default)")
+        return Setting("cpu", (), "--num_threads=1, no delegate flag")
     if tool == P.ORT_TOOL:
         return Setting("cpu", ("-e", "cpu"), "-e cpu -x 1 -y 1")
     threads = " --cpu_threads=1" if "cpu_threads" in flags else ""
@@ -127,8 +126,7 @@ def _litert(flags: frozenset[str], cpu: dict[str, tuple[Setting, ...]]) -> ToolA
         out["gpu"] = (Setting("gpu", ("--use_gpu=true",), "--use_gpu=true", delegate="GPU"),)
     if "use_nnapi" in flags:
         args = ("--use_nnapi=true", *(("--disable_nnapi_cpu=true",) if "disable_nnapi_cpu" in flags else ()))
-        out["npu"] = (Setting("npu", args, " ".join(args) + " (NNAPI: the phone's accelerator drivers)",
-                              delegate="NNAPI"),)
+        out["npu"] = (Setting("npu", args, " ".join(args), delegate="NNAPI"),)
     else:
         missing["npu"] = "benchmark_model's --help lists neither --use_npu nor --use_nnapi"
     return ToolAccelerators(out, missing)
@@ -170,7 +168,7 @@ def _onnxruntime(help_text: str, cpu: dict[str, tuple[Setting, ...]]) -> ToolAcc
         npu.append(qnn("npu", "htp", "libQnnHtp.so"))
     if "nnapi" in listed:
         npu.append(Setting("npu", ("-e", "nnapi", "-i", "NNAPI_FLAG_CPU_DISABLED"),
-                           "-e nnapi -i NNAPI_FLAG_CPU_DISABLED -x 1 -y 1 (NNAPI: the phone's accelerator drivers)",
+                           "-e nnapi -i NNAPI_FLAG_CPU_DISABLED -x 1 -y 1",
                            delegate=ORT_EP_TYPES["nnapi"]))
     if npu:
         out["npu"] = tuple(npu)

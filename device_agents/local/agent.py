@@ -40,7 +40,7 @@ OPTIONS: dict[str, str] = {"cpu": "the CPU to pin to (default: the last CPU this
 # The runtime setting each backend's worker uses on the one core (worker.py), recorded as the row's delegation.
 CPU_SETTINGS = {
     "onnx": "CPUExecutionProvider, intra_op_num_threads=1, inter_op_num_threads=1",
-    "litert": "Interpreter(num_threads=1), no delegate asked for (XNNPACK where the wheel applies it by default)",
+    "litert": "Interpreter(num_threads=1), no delegate asked for",
     "executorch": "XNNPACK partitioner at export; threadpool of 1",
     "coreml": "computeUnits=cpuOnly (coremltools)",
 }
