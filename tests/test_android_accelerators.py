@@ -214,3 +214,12 @@ def test_a_delegate_that_did_not_apply_fails_the_row_and_keeps_its_words():
     cpu = A.for_tool(P.ORT_TOOL, ORT_GETOPT_HELP).candidates["cpu"][0]
     d, why, notes = A.verdict(cpu, None, ort=True)
     assert (d.accelerator, d.setting, d.applied, why, notes) == ("cpu", "-e cpu -x 1 -y 1", "unknown", None, [])
+
+
+def test_the_compiled_model_tool_refusing_the_cpu_is_recorded_as_such():
+    npu = A.for_tool(P.LITERT_TOOL, COMPILED_HELP).candidates["npu"][0]
+    d, why, _ = A.verdict(npu, A.enforced_reading(npu))  # a run that finished under --require_full_delegation
+    assert why is None and d.applied == "completely" and d.delegated_nodes is None  # it prints no counts
+    assert "--require_full_delegation=true" in d.words and "refuses a model" in d.words
+    refused = read_delegation(log("litert_compiledmodel_2.3.0_host_npu_full_delegation_refused.txt"), "NPU")
+    assert refused.applied == "not" and "Some ops are not accelerated" in refused.words

@@ -121,8 +121,8 @@ class AndroidAgent(AndroidSession):
         call = P.tool_call(job.backend, job.artifact_path, job, "cold", job_dir, flags=tool.flags,
                            accelerator=setting.args)
         report, text, extra_text = self._run(tool, call, job_dir, deadline, diagnostics)
-        delegation, why, more = self._delegation(tool, setting, placement, text)
         failure = self._failure(tool, call, report, text, job, deadline)
+        delegation, why, more = self._delegation(tool, setting, placement, text, finished=failure is None)
         if failure is not None:
             if job.accelerator != "cpu" and delegation.words:
                 failure["reason"] += f"; the tool said about the {job.accelerator}: {delegation.words}"
@@ -231,12 +231,13 @@ class AndroidAgent(AndroidSession):
         return MeasureResult(status=FAILED, reason=why), None
 
     def _delegation(self, tool: ToolInfo, setting: acc.Setting, placement: tool_logs.DelegateReading | None,
-                    text: str) -> tuple[Delegation, str | None, list[str]]:
-        """What the cold run's output (LiteRT) or the placement run (ONNX Runtime) says about the accelerator."""
+                    text: str, finished: bool) -> tuple[Delegation, str | None, list[str]]:
+        """What the cold run's output (LiteRT) or the placement run (ONNX Runtime) says about the accelerator.
+        ``finished``: the cold run ended well (a tool told to refuse CPU fallback then ran wholly on it)."""
         if tool.name == P.ORT_TOOL:
             return acc.verdict(setting, placement, ort=True)
         if tool.name == P.LITERT_TOOL:
-            if setting.enforced:
+            if setting.enforced and finished:
                 return acc.verdict(setting, acc.enforced_reading(setting))
             delegate, requested = (setting.delegate, True) if setting.delegate else ("XNNPACK", False)
             return acc.verdict(setting, tool_logs.read_delegation(text, delegate, requested=requested))
