@@ -173,6 +173,7 @@ def test_a_run_with_every_accelerator_on_the_phone(tmp_path, phone, tools, capsy
     (tmp_path / "tiny_model.py").write_text((FIXTURES / "tiny_model.py").read_text())
     text = (FIXTURES / "tiny.toml").read_text().replace('cuts = ["conv1", "conv2"]', 'cuts = ["conv1"]')
     text = text.replace("timeout_s = 120", 'timeout_s = 120\naccelerators = ["cpu", "gpu", "npu"]')
+    text = text.replace("[export]\n", f'[export]\ncache_dir = "{tmp_path / "cache"}"\n')
     text += "\n[android]\n" + "".join(f"{k} = {v}\n" for k, v in FAST.items())
     text += "\n[android.tools]\n" + "".join(f'{k} = "{v}"\n' for k, v in tools.items())
     spec = tmp_path / "tiny.toml"
@@ -182,6 +183,7 @@ def test_a_run_with_every_accelerator_on_the_phone(tmp_path, phone, tools, capsy
         exitcodes.CONFIG_FAILED
     s = pd.read_csv(out / "summary.csv").set_index(["config", "backend", "accelerator"])
     assert len(s) == 12 and set(s.index.get_level_values("accelerator")) == {"cpu", "gpu", "npu"}
+    assert (s["status"] == "failed").sum() == 4, s[["status", "reason"]].to_string()
     for config in ("conv1-simple", "full"):
         row = lambda backend, acc: s.loc[(config, backend, acc)]  # noqa: E731
         assert row("litert", "cpu")["status"] == "ok" and row("onnx", "cpu")["status"] == "ok"

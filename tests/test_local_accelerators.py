@@ -23,6 +23,7 @@ def test_gpu_rows_on_cpu_1core_are_skipped_with_the_reason_and_the_run_succeeds(
     (tmp_path / "tiny_model.py").write_text((FIXTURES / "tiny_model.py").read_text())
     text = (FIXTURES / "tiny.toml").read_text().replace('cuts = ["conv1", "conv2"]', 'cuts = ["conv1"]')
     text = text.replace('backends = ["onnx", "litert"]', 'backends = ["onnx"]')
+    text = text.replace("[export]\n", f'[export]\ncache_dir = "{tmp_path / "cache"}"\n')
     spec = tmp_path / "tiny.toml"
     spec.write_text(text.replace("timeout_s = 120", 'timeout_s = 120\naccelerators = ["cpu", "gpu"]'))
     out = tmp_path / "out"
