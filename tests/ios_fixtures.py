@@ -45,9 +45,10 @@ def tiny(key: str = "tinykey", path: Path = TINY) -> ArtifactRef:
     return ArtifactRef.from_path(path, key=key, backend="coreml")
 
 
-def job(path: str, *, runs: int = 5, warm_loads: int = 1, timeout_s: float = 30, key: str = "tinykey") -> MeasureJob:
+def job(path: str, *, runs: int = 5, warm_loads: int = 1, timeout_s: float = 30, key: str = "tinykey",
+        accelerator: str = "cpu") -> MeasureJob:
     return MeasureJob(artifact_path=path, backend="coreml", input_shape=SHAPE, runs=runs, warmup=2,
-                      warm_loads=warm_loads, timeout_s=timeout_s, artifact_key=key)
+                      warm_loads=warm_loads, timeout_s=timeout_s, artifact_key=key, accelerator=accelerator)
 
 
 def leftovers(phone: lb.LoopbackPhone) -> list[str]:

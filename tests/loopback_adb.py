@@ -25,7 +25,8 @@ The device root. Phone paths are mapped into a temporary directory, ``root``:
 
 Knobs for the tests: :meth:`LoopbackPhone.unplug` (close every connection, refuse new ones),
 :meth:`replug`, :meth:`unplug_when` (unplug once a matching shell command has run for a while),
-:meth:`set_tool_behaviour` (a tool hangs or crashes with SIGSEGV), :meth:`set_full` (storage full),
+:meth:`set_tool_behaviour` (a tool hangs or crashes with SIGSEGV), :meth:`set_accelerators` (what a tool's
+build has and what its delegates do), :meth:`set_full` (storage full),
 battery temperatures and the thermal status; constructor arguments: ``rooted``, ``without`` (toybox
 applets the phone lacks), ``features`` (the banner's; ``()`` for a phone older than Android 7).
 """
@@ -171,6 +172,14 @@ class LoopbackPhone:
     def set_tool_behaviour(self, tool: str, behaviour: str, *, after_lines: int = 3) -> None:
         """``hang`` (sleep forever) or ``crash`` (SIGSEGV) after printing ``after_lines`` lines; ``ok``."""
         self.write_state(f"behaviour_{tool}", json.dumps({"behaviour": behaviour, "after_lines": after_lines}))
+
+    def set_accelerators(self, tool: str, **build) -> None:
+        """What this phone's build of ``tool`` has and what its delegates do with a graph (the stand-ins'
+        ``accelerators_<tool>`` knob): ``benchmark_model``: ``gpu_build`` (bool), ``GPU`` / ``NNAPI`` (``completely``,
+        ``partially``, ``not``, ``failed``, ``unsupported``); ``onnxruntime_perf_test``: ``listed`` (its ``-e``
+        values), ``providers`` (those the build was made with), ``placement`` ({provider: ``all``, ``partial``,
+        ``none``})."""
+        self.write_state(f"accelerators_{tool}", json.dumps(build))
 
     def unplug_when(self, pattern: str, after_s: float = 0.3, nth: int = 1) -> None:
         """Unplug ``after_s`` seconds after the ``nth`` shell command matching ``pattern`` (a regex) starts."""

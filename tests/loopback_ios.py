@@ -194,7 +194,7 @@ class LoopbackPhone:
         proc.bundle_id = bundle_id  # type: ignore[attr-defined]
         self.processes[proc.pid] = proc
         self.launches.append({"pid": proc.pid, "phase": phase, "arguments": list(arguments),
-                              "fault": fault.kind if fault else None})
+                              "fault": fault.kind if fault else None, "job": self._job_of(bundle_id, arguments)})
         if fault and fault.kind == "unplug":
             self.knobs.attached = False  # the app goes on running; the host loses the phone
         elif fault and fault.kind in ("jetsam", "watchdog", "lock"):
@@ -202,14 +202,17 @@ class LoopbackPhone:
                              daemon=True).start()
         return proc.pid
 
-    def _phase_of(self, bundle_id: str, arguments: list[str]) -> str:
-        """The phase of a launch, read from its job file (the loopback may look inside the container)."""
+    def _job_of(self, bundle_id: str, arguments: list[str]) -> dict[str, Any]:
+        """The job file of a launch (the loopback may look inside the container); {} when there is none."""
         try:
             lid = arguments[arguments.index("--splitbench-job") + 1]
-            doc = json.loads((self.container(bundle_id) / "Documents" / "splitbench" / "jobs" / f"{lid}.json").read_text())
-            return doc["phase"]
-        except (ValueError, IndexError, OSError, KeyError):
-            return "unknown"
+            return json.loads((self.container(bundle_id) / "Documents" / "splitbench" / "jobs" / f"{lid}.json").read_text())
+        except (ValueError, IndexError, OSError):
+            return {}
+
+    def _phase_of(self, bundle_id: str, arguments: list[str]) -> str:
+        """The phase of a launch, read from its job file."""
+        return self._job_of(bundle_id, arguments).get("phase", "unknown")
 
     def _act_when_held(self, proc: subprocess.Popen, kind: str, marker: Path) -> None:
         end = time.monotonic() + 60

@@ -35,7 +35,7 @@ def test_a_job_measures_every_field_of_the_contract(phone):
     with make_agent(phone) as agent:
         info = agent.describe()
         assert (info.device_id, info.target, info.platform, info.threads) == (phone.udid, "ios", "ios", None)
-        assert info.fingerprint["compute_units"] == "cpuOnly" and "loopback stand-in" in info.name
+        assert info.accelerators == {"coreml": ("cpu", "gpu", "npu")} and "loopback stand-in" in info.name
         assert info.fingerprint["standin"] is True and info.fingerprint["schema_version"] == protocol.SCHEMA_VERSION
         path = agent.prepare(tiny())
         assert path == "splitbench/models/tinykey/tiny.mlpackage"
@@ -49,6 +49,9 @@ def test_a_job_measures_every_field_of_the_contract(phone):
     assert mem.method == "vmhwm_in_process" and mem.before_load_b > 0 and mem.peak_b >= mem.after_load_b
     assert result.wall_runs_ns > 0 and result.cpu_ns > 0
     assert result.pinning.startswith("none") and result.compute_units == "cpuOnly"
+    d = result.delegation
+    assert (d.accelerator, d.setting, d.applied) == ("cpu", "computeUnits=cpuOnly", "unknown")
+    assert "MLComputePlan" in d.words and d.delegated_nodes is None  # Core ML does not say: never assumed
     assert "loopback stand-in (not Core ML)" in result.runtime
     assert any("not Core ML" in n for n in result.notes)
     assert result.conditions_before is not None and result.conditions_before.thermal_status is None  # not obtained
@@ -100,11 +103,15 @@ def test_a_host_path_is_prepared_by_measure(phone):
     assert result.status == OK, result.reason
 
 
-def test_compute_units_and_the_host_memory_cross_check(phone):
-    with make_agent(phone, compute_units="all", sysmontap=True) as agent:
-        result = agent.measure(job(agent.prepare(tiny())))
-    assert result.status == OK and result.compute_units == "all"
-    assert any("not comparable with cpu-1core" in n for n in result.notes)
+@pytest.mark.parametrize("accelerator, units", [("gpu", "cpuAndGPU"), ("npu", "cpuAndNeuralEngine")])
+def test_the_accelerator_is_core_mls_compute_units_and_the_host_memory_cross_check(phone, accelerator, units):
+    with make_agent(phone, sysmontap=True) as agent:
+        result = agent.measure(job(agent.prepare(tiny()), accelerator=accelerator))
+    assert result.status == OK and result.compute_units == units
+    assert phone.launches[-1]["job"]["compute_units"] == units  # what the app was told to set
+    assert (result.delegation.accelerator, result.delegation.setting) == (accelerator, f"computeUnits={units}")
+    assert result.delegation.applied == "unknown"
+    assert any(f"computeUnits={units}" in n and "does not say which ran where" in n for n in result.notes)
     methods = [m.method for m in result.memory]
     assert methods[0] == "vmhwm_in_process"
     if len(methods) > 1:  # sampled while the cold launch ran (it may finish before the first sample)
@@ -134,8 +141,11 @@ def test_a_result_that_breaks_the_schema_is_a_failed_row(new_phone):
 def test_options_are_validated():
     with pytest.raises(AgentError, match=r"\[ios\]: unknown key 'units'; known keys: app, bundle_id"):
         ios_agent.agent_for("ios", units="cpuOnly")
-    with pytest.raises(AgentError, match="compute_units = 'gpu'; valid: cpuOnly"):
-        ios_agent.agent_for("ios", compute_units="gpu")
+    with pytest.raises(AgentError, match=r"\[ios\].compute_units is gone: .* follow \[run\].accelerators .* "
+                                         r'set \[run\].accelerators = \["gpu"\]$'):
+        ios_agent.agent_for("ios", compute_units="cpuAndGPU")
+    with pytest.raises(AgentError, match=r"compute_units is gone: .*; remove it$"):
+        ios_agent.agent_for("ios", compute_units="all")
     with pytest.raises(AgentError, match="tunnel"):
         ios_agent.agent_for("ios", tunnel="ssh")
     with pytest.raises(AgentError, match="timeout_s = True"):
@@ -342,7 +352,9 @@ def test_discover_doctor_and_clean(phone, monkeypatch):
     assert found.device_id == phone.udid and found.target == "ios" and found.backends["coreml"].startswith("Core ML")
 
     checks = ios_agent.doctor("ios")
-    assert [c.name for c in checks] == ["pymobiledevice3", *ALL_CHECKS]
+    assert [c.name for c in checks] == ["pymobiledevice3", *ALL_CHECKS, "accelerators"]
+    assert "npu (computeUnits=cpuAndNeuralEngine)" in checks[-1].detail
+    assert found.accelerators == {"coreml": ("cpu", "gpu", "npu")}
     assert all(c.ok for c in checks if c.name != "free space"), checks
 
     with make_agent(phone) as agent:

@@ -27,7 +27,7 @@ def test_the_worked_example_spec_loads_with_its_ios_table(tmp_path):
     spec = load_spec(path)
     assert list(spec.run.targets) == ["ios"] and list(spec.export.backends) == ["coreml"]
     opts = parse_options(spec.devices["ios"])
-    assert opts.bundle_id == "com.yourname.splitbench-agent" and opts.compute_units == "cpuOnly"
+    assert opts.bundle_id == "com.yourname.splitbench-agent" and spec.run.accelerators == ("cpu",)
     assert Path(opts.app) == tmp_path / "build" / "ios-agent" / "SplitbenchAgent.ipa"  # relative to the spec
     assert [c.cut for c in configurations(spec)] == ["conv4_2", "conv6_1", "conv7", "full"]
 

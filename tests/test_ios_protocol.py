@@ -8,6 +8,7 @@ Swift syntax tree (tests/test_ios_swift.py) and, on a Mac, by the app's own unit
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -128,8 +129,17 @@ def test_results_become_a_measure_result_with_every_field_of_the_contract():
 
 
 def test_other_compute_units_are_said_not_comparable():
-    result = protocol.to_measure_result(JOB, _launches(), compute_units="all")
-    assert any("not comparable with cpu-1core" in n for n in result.notes)
+    result = protocol.to_measure_result(JOB, _launches(), compute_units="cpuAndNeuralEngine")
+    assert any("the CPU and the Neural Engine" in n and "not comparable with cpu-1core" in n for n in result.notes)
+
+
+def test_each_accelerator_is_one_of_core_mls_compute_units():
+    assert protocol.COMPUTE_UNITS_FOR == {"cpu": "cpuOnly", "gpu": "cpuAndGPU", "npu": "cpuAndNeuralEngine"}
+    assert set(protocol.COMPUTE_UNITS_FOR.values()) <= set(protocol.COMPUTE_UNITS)  # the schema's enum
+    schema = json.loads(protocol.SCHEMA_PATH.read_text())
+    assert set(schema["$defs"]["compute_units"]["enum"]) == set(protocol.COMPUTE_UNITS)
+    d = protocol.delegation_for(dataclasses.replace(JOB, accelerator="gpu"))
+    assert (d.accelerator, d.setting, d.applied, d.delegated_nodes) == ("gpu", "computeUnits=cpuAndGPU", "unknown", None)
 
 
 def test_a_failed_launch_is_a_failed_result_naming_the_phase():

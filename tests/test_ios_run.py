@@ -43,7 +43,7 @@ def workdir(tmp_path_factory) -> Path:
     return d
 
 
-def write_spec(workdir: Path, tmp_path: Path, udid: str, **ios) -> Path:
+def write_spec(workdir: Path, tmp_path: Path, udid: str, accelerators: tuple[str, ...] = ("cpu",), **ios) -> Path:
     table = "".join(f"{k} = {json.dumps(v)}\n" for k, v in ios.items())
     spec = tmp_path / "tiny_ios.toml"
     spec.write_text(f"""name = "tiny_ios"
@@ -62,6 +62,7 @@ runs = 5
 warmup = 2
 warm_loads = 1
 timeout_s = 60
+accelerators = {json.dumps(list(accelerators))}
 [privacy]
 csv = "{workdir / 'scores.csv'}"
 [ios]
@@ -88,7 +89,7 @@ def summary(out: Path) -> pd.DataFrame:
 
 
 def test_a_run_gives_core_ml_rows_through_summary_figures_report_and_recommendation(workdir, tmp_path, phone, capsys):
-    spec, out = write_spec(workdir, tmp_path, phone.udid, compute_units="cpuOnly"), tmp_path / "out"
+    spec, out = write_spec(workdir, tmp_path, phone.udid), tmp_path / "out"
     assert main(["run", str(spec), "--out", str(out)]) == exitcodes.OK
     s = summary(out)
     assert list(s.index) == CONFIGS and (s["backend"] == "coreml").all() and (s["status"] == "ok").all()
@@ -96,7 +97,8 @@ def test_a_run_gives_core_ml_rows_through_summary_figures_report_and_recommendat
     assert (s["n_runs"] == 5).all() and (s["load_warm_n"] == 1).all()
     for col in ("infer_ms_median", "first_infer_ms", "load_ms_cold", "load_ms_warm", "compile_ms", "mem_peak_mb"):
         assert (s[col] > 0).all(), col
-    assert (s["cold_method"] == "first_launch").all() and (s["compute_units"] == "cpuOnly").all()
+    assert (s["cold_method"] == "first_launch").all() and (s["accelerator"] == "cpu").all()
+    assert (s["accelerator_setting"] == "computeUnits=cpuOnly").all() and (s["delegated"] == "unknown").all()
     assert (s["memory_method"] == "vmhwm_in_process").all()  # the stand-in's; the app says phys_footprint
     assert s["notes"].str.contains("not an iPhone, not Core ML").all()
     assert s["device_name"].str.contains("loopback stand-in").all()
@@ -108,7 +110,7 @@ def test_a_run_gives_core_ml_rows_through_summary_figures_report_and_recommendat
         assert r["pinning"].startswith("none") and r["threads"]["coreml"].startswith("OS-scheduled")
         assert r["conditions_before"]["thermal_status"] is None  # not obtained by the stand-in: null, not made up
         assert r["memory"][0]["before_load_b"] > 0 and r["cpu_ns"] > 0 and r["wall_runs_ns"] > 0
-        assert rec.identity.threads is None and rec.identity.compute_units == "cpuOnly"
+        assert rec.identity.threads is None and rec.identity.accelerator == "cpu"
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["devices"][phone.udid]["fingerprint"]["standin"] is True
     assert (out / "figures" / "infer_box.png").stat().st_size > 1000
@@ -124,6 +126,29 @@ def test_a_run_gives_core_ml_rows_through_summary_figures_report_and_recommendat
     models = phone.container() / "Documents" / "splitbench" / "models"
     assert len(list(models.iterdir())) == 3 and phone.pushes == 3
     assert not list((phone.container() / "Documents" / "splitbench" / "jobs").iterdir())
+
+
+def test_each_accelerator_is_a_row_with_its_compute_units(workdir, tmp_path, phone, capsys):
+    spec, out = write_spec(workdir, tmp_path, phone.udid, accelerators=("cpu", "npu")), tmp_path / "out"
+    assert main(["run", str(spec), "--out", str(out)]) == exitcodes.OK
+    s = pd.read_csv(out / "summary.csv")
+    assert len(s) == 6 and (s["status"] == "ok").all()
+    by = s.set_index(["config", "accelerator"])
+    assert set(by.xs("npu", level="accelerator")["accelerator_setting"]) == {"computeUnits=cpuAndNeuralEngine"}
+    assert set(by.xs("cpu", level="accelerator")["accelerator_setting"]) == {"computeUnits=cpuOnly"}
+    assert (s["delegated"] == "unknown").all() and s["delegated_nodes"].isna().all()  # Core ML does not say
+    assert by.xs("npu", level="accelerator")["notes"].str.contains("does not say which ran where").all()
+    told = {la["job"]["compute_units"] for la in phone.launches if la["phase"] == "cold"}
+    assert told == {"cpuOnly", "cpuAndNeuralEngine"}  # what the app set, per job
+
+    # the [ios] compute_units of earlier versions: one line saying what to write instead, before any work
+    (tmp_path / "old").mkdir()
+    old = write_spec(workdir, tmp_path / "old", phone.udid, compute_units="cpuAndNeuralEngine")
+    capsys.readouterr()
+    assert main(["run", str(old), "--out", str(tmp_path / "old-out")]) == exitcodes.USAGE
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "[ios].compute_units is gone" in err and '[run].accelerators = ["npu"]' in err
+    assert not (tmp_path / "old-out" / "records").exists()
 
 
 @pytest.mark.parametrize("fault", ["unplug", "lock"])

@@ -26,13 +26,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from device_agents.android import accelerators as acc
 from device_agents.android import protocol as P
 from device_agents.android import tool_logs
 from device_agents.android.session import (SPACE_MARGIN_B, TOOLS_ENV, WHERE_TO_GET, AndroidOptions, AndroidSession,
                                            ToolInfo)
 from device_agents.android.transport import RemoteError, ShellTimeout, parse_target
-from device_agents.base import (CRASHED, FAILED, OK, TIMEOUT, ArtifactRef, Conditions, DeviceUnavailable, MeasureJob,
-                                MeasureResult, MemoryReading)
+from device_agents.base import (CRASHED, FAILED, OK, TIMEOUT, ArtifactRef, Conditions, Delegation, DeviceUnavailable,
+                                MeasureJob, MeasureResult, MemoryReading)
+
+# Where a tool's Android build logs besides its output: logcat tag and level (`logcat -s TAG:LEVEL`).
+LOGCAT = {P.ET_TOOL: "ExecuTorch:I", P.ORT_TOOL: "onnxruntime:V"}
 
 
 class AndroidAgent(AndroidSession):
@@ -78,6 +82,10 @@ class AndroidAgent(AndroidSession):
                    f"{tool_name} is not installed: give its arm64 binary in [android.tools] or {TOOLS_ENV}; "
                    f"{WHERE_TO_GET[tool_name]}")
             return MeasureResult(status=FAILED, reason=why)
+        found = tool.accelerators or acc.for_tool(tool.name, None)
+        if job.accelerator not in found.candidates or (tool.name, job.accelerator) in self.accelerator_refused:
+            why = self.accelerator_refused.get((tool.name, job.accelerator)) or found.missing.get(job.accelerator)
+            return MeasureResult(status=FAILED, reason=why or f"{tool.name} cannot be asked for the {job.accelerator}")
         deadline = time.monotonic() + job.timeout_s
         diagnostics: dict[str, Any] = {"tool": tool.version, "core": self.core, "calls": []}
         notes: list[str] = []
@@ -98,15 +106,31 @@ class AndroidAgent(AndroidSession):
     def _measure(self, job: MeasureJob, tool: ToolInfo, job_dir: str, deadline: float, before: Conditions,
                  notes: list[str], diagnostics: dict[str, Any]) -> MeasureResult:
         base = dict(runtime={tool.name: tool.version}, conditions_before=before, diagnostics=diagnostics)
+        setting, placement = self._setting(job, tool, job_dir, deadline, diagnostics)
+        if isinstance(setting, MeasureResult):  # no candidate runs here, or the placement run failed
+            return dataclasses.replace(setting, **base, notes=tuple(notes))
+        if placement is not None:  # ONNX Runtime put nothing on the accelerator: nothing of it to measure
+            delegation, why, more = acc.verdict(setting, placement, ort=True)
+            if why:
+                return MeasureResult(status=FAILED, reason=why, delegation=delegation, **base,
+                                     notes=tuple(notes + more))
         cold_method = self._drop_caches()
         if cold_method == "not_obtained":
             notes.append("cold load not obtained: the phone is not rooted, so the page cache could not be dropped; "
                          "the 'cold' load may be warm")
-        call = P.tool_call(job.backend, job.artifact_path, job, "cold", job_dir, flags=tool.flags)
+        call = P.tool_call(job.backend, job.artifact_path, job, "cold", job_dir, flags=tool.flags,
+                           accelerator=setting.args)
         report, text, extra_text = self._run(tool, call, job_dir, deadline, diagnostics)
         failure = self._failure(tool, call, report, text, job, deadline)
+        delegation, why, more = self._delegation(tool, setting, placement, text, finished=failure is None)
         if failure is not None:
-            return MeasureResult(**failure, **base, notes=tuple(notes))
+            if job.accelerator != "cpu" and delegation.words:
+                failure["reason"] += f"; the tool said about the {job.accelerator}: {delegation.words}"
+            return MeasureResult(**failure, **base, delegation=delegation, notes=tuple(notes))
+        if why:  # the delegate did not apply: the runs were the CPU's, never kept as the accelerator's
+            return MeasureResult(status=FAILED, reason=why, stderr_tail=text[-4000:], delegation=delegation, **base,
+                                 notes=tuple(notes + more))
+        notes.extend(more)
         try:
             log = tool_logs.parse_log(text, P.LOG_FAMILY[tool.name], result_file_text=extra_text)
         except tool_logs.ToolLogError as exc:
@@ -149,7 +173,8 @@ class AndroidAgent(AndroidSession):
         warm_ns: list[int] = []
         status, reason, tail = OK, "", ""
         for i in range(job.warm_loads):
-            wcall = P.tool_call(job.backend, job.artifact_path, job, "warm", job_dir, index=i + 1, flags=tool.flags)
+            wcall = P.tool_call(job.backend, job.artifact_path, job, "warm", job_dir, index=i + 1, flags=tool.flags,
+                                accelerator=setting.args)
             wreport, wtext, _ = self._run(tool, wcall, job_dir, deadline, diagnostics)
             wfail = self._failure(tool, wcall, wreport, wtext, job, deadline)
             if wfail is None:
@@ -172,7 +197,53 @@ class AndroidAgent(AndroidSession):
             status=status, reason=reason, stderr_tail=tail, **timings,
             load_cold_ns=log.init_ns, cold_method=cold_method, load_warm_ns=tuple(warm_ns) if status == OK else (),
             memory=memory, pinned_cpus=pinned, pinning=pinning, threads=threads, conditions_after=after,
-            notes=tuple(dict.fromkeys(notes)), **base)
+            delegation=delegation, notes=tuple(dict.fromkeys(notes)), **base)
+
+    def _setting(self, job: MeasureJob, tool: ToolInfo, job_dir: str, deadline: float, diagnostics: dict[str, Any]
+                 ) -> tuple[acc.Setting | MeasureResult, tool_logs.DelegateReading | None]:
+        """The setting that asks this tool for the job's accelerator and, for ONNX Runtime off the CPU, where a
+        session-creation run (``-v -n``, the same flags) placed the nodes. ONNX Runtime's ``-e`` lists providers
+        the build may lack: the candidates are tried in order, the first the build has is kept for the session,
+        and when none is, the result is a failed row naming what the tool said."""
+        key = (tool.name, job.accelerator)
+        candidates = (tool.accelerators or acc.for_tool(tool.name, None)).candidates[job.accelerator]
+        if tool.name != P.ORT_TOOL or job.accelerator == "cpu":
+            return candidates[0], None
+        if key in self.accelerator_found:
+            candidates = (self.accelerator_found[key],)
+        said = []
+        for setting in candidates:
+            call = P.tool_call(job.backend, job.artifact_path, job, "placement", job_dir, accelerator=setting.args)
+            report, text, _ = self._run(tool, call, job_dir, deadline, diagnostics)
+            missing = tool_logs.not_in_build(text)
+            if missing:
+                said.append(f"{' '.join(setting.args)}: {missing}")
+                continue
+            failure = self._failure(tool, call, report, text, job, deadline)
+            if failure is not None:
+                failure["reason"] = f"the placement run ({setting.setting} -v -n): {failure['reason']}"
+                return MeasureResult(**failure, delegation=Delegation(job.accelerator, setting.setting, "unknown")), None
+            self.accelerator_found[key] = setting
+            diagnostics["placement_log"] = text[-4000:]
+            return setting, tool_logs.read_placements(text, setting.delegate)
+        why = f"{tool.name} cannot run the {job.accelerator} here: " + "; ".join(said)
+        self.accelerator_refused[key] = why
+        return MeasureResult(status=FAILED, reason=why), None
+
+    def _delegation(self, tool: ToolInfo, setting: acc.Setting, placement: tool_logs.DelegateReading | None,
+                    text: str, finished: bool) -> tuple[Delegation, str | None, list[str]]:
+        """What the cold run's output (LiteRT) or the placement run (ONNX Runtime) says about the accelerator.
+        ``finished``: the cold run ended well (a tool told to refuse CPU fallback then ran wholly on it)."""
+        if tool.name == P.ORT_TOOL:
+            return acc.verdict(setting, placement, ort=True)
+        if tool.name == P.LITERT_TOOL:
+            if setting.enforced and finished:
+                return acc.verdict(setting, acc.enforced_reading(setting))
+            delegate, requested = (setting.delegate, True) if setting.delegate else ("XNNPACK", False)
+            return acc.verdict(setting, tool_logs.read_delegation(text, delegate, requested=requested))
+        return acc.verdict(setting, tool_logs.DelegateReading(
+            "unknown", words="decided at export (the XNNPACK partitioner); executor_runner prints nothing about what "
+                             "was delegated"))
 
     def _timings(self, job: MeasureJob, log: tool_logs.ToolMeasurement) -> tuple[dict[str, Any], str | None]:
         """The job's timing fields from a tool's log, or why they cannot be made: the tool's aggregate of
@@ -247,9 +318,11 @@ class AndroidAgent(AndroidSession):
         else:
             self.running_pid_file = None
         text = self._read_file(out_file)
-        if tool.name == P.ET_TOOL and report.pid and "logcat" in self.facts.commands:
-            # The Android build of executor_runner logs only to logcat, tag ExecuTorch.
-            text += self.link.shell(f"logcat -d --pid={report.pid} -s ExecuTorch:I", timeout_s=60).output
+        tag = LOGCAT.get(tool.name) if tool.name == P.ET_TOOL or call.phase == "placement" else None
+        if tag and report.pid and "logcat" in self.facts.commands:
+            # The Android build of executor_runner logs only to logcat (tag ExecuTorch); ONNX Runtime's own
+            # log (the placements of a verbose run) goes there too (AndroidLogSink, tag onnxruntime).
+            text += self.link.shell(f"logcat -d --pid={report.pid} -s {tag}", timeout_s=60).output
         extra = self._read_file(call.result_file) if call.result_file else None
         return report, text, extra
 

@@ -309,17 +309,25 @@ class ToolCall:
 
     tool: str
     args: tuple[str, ...]
-    phase: str  # "cold" (load, first inference, warm-up, timed runs) or "warm" (a load only)
+    phase: str  # "cold" (load, first inference, warm-up, timed runs), "warm" (a load only) or "placement"
     result_file: str | None = None  # onnxruntime_perf_test's per-run file
 
 
 def tool_call(backend: str, model: str, job: MeasureJob, phase: str, job_dir: str, index: int = 0,
-              flags: frozenset[str] | None = None) -> ToolCall:
+              flags: frozenset[str] | None = None, accelerator: tuple[str, ...] = ()) -> ToolCall:
     """The arguments that make a tool follow the job's protocol on one thread.
 
-    ``flags``: the flags the tool's ``--help`` listed (None: unknown, assume a current build)."""
+    ``flags``: the flags the tool's ``--help`` listed (None: unknown, assume a current build).
+    ``accelerator``: the arguments that ask for the job's accelerator (``accelerators.Setting.args``): added
+    to LiteRT's and ExecuTorch's, in place of ONNX Runtime's ``-e cpu``; none for the cpu (today's command line).
+    Phase ``placement`` (ONNX Runtime only) creates the session and exits, verbose, for its node placements."""
     has = (lambda f: True) if flags is None else (lambda f: f in flags)  # noqa: E731
     cold = phase == "cold"
+    provider = tuple(accelerator) or ("-e", "cpu")
+    if phase == "placement":
+        if backend != "onnx":
+            raise ValueError(f"only onnxruntime_perf_test has a placement phase, not {backend!r}")
+        return ToolCall(ORT_TOOL, (*provider, "-x", "1", "-y", "1", "-v", "-n", "-I", model), phase)
     if backend == "litert":
         # benchmark_model's loop runs while `run < num_runs || now < min_secs`: min_secs=0 makes num_runs
         # exact; the first warm-up run is the first inference, so one more than the job's warm-up runs.
@@ -330,12 +338,12 @@ def tool_call(backend: str, model: str, job: MeasureJob, phase: str, job_dir: st
                      "--report_peak_memory_footprint=true"]
         else:
             args += ["--warmup_runs=0", "--num_runs=1"]
-        return ToolCall(LITERT_TOOL, tuple(args), phase)
+        return ToolCall(LITERT_TOOL, (*args, *accelerator), phase)
     if backend == "onnx":
         # perf_test runs one untimed warm-up of its own (the first inference), then -r timed runs: the
         # first job.warmup of those are the warm-up samples.
         result = f"{job_dir}/{phase}{index}-runs.csv" if cold else None
-        args = ["-m", "times", "-r", str(job.warmup + job.runs if cold else 1), "-x", "1", "-y", "1", "-e", "cpu",
+        args = ["-m", "times", "-r", str(job.warmup + job.runs if cold else 1), "-x", "1", "-y", "1", *provider,
                 "-I", model]
         if result:
             args.append(result)
@@ -350,7 +358,7 @@ def tool_call(backend: str, model: str, job: MeasureJob, phase: str, job_dir: st
             args.append("--cpu_threads=1")
         if has("print_output"):
             args.append("--print_output=none")
-        return ToolCall(ET_TOOL, tuple(args), phase)
+        return ToolCall(ET_TOOL, (*args, *accelerator), phase)
     raise ValueError(f"no Android tool for backend {backend!r}")
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from device_agents.android import accelerators as acc
 from device_agents.android import protocol as P
 from device_agents.android.links import VIAS, choose, only_phone, open_link
 from device_agents.android.transport import Address, DeviceFull, Link, RemoteError, ShellTimeout, tell_user
@@ -134,6 +135,7 @@ class ToolInfo:
     sha256: str
     device_path: str
     flags: frozenset[str] | None = None  # what its --help lists (None: not asked)
+    accelerators: acc.ToolAccelerators | None = None  # what it can be asked for, from its --help
 
     @property
     def version(self) -> str:
@@ -168,6 +170,10 @@ class AndroidSession(DeviceAgent):
         self.session_id = f"{os.getpid()}-{int(time.time() * 1000) % 10**9}"  # names this session's scratch
         self.running_pid_file: str | None = None  # the pid file of a tool running now (killed by close)
         self._perf_mode_set = False
+        # (tool, accelerator) -> the setting this tool's build runs, once a job found it (ONNX Runtime: the
+        # first candidate whose execution provider the build has), or why none does
+        self.accelerator_found: dict[tuple[str, str], acc.Setting] = {}
+        self.accelerator_refused: dict[tuple[str, str], str] = {}
 
     # -- session -----------------------------------------------------------------------------------
     def open(self) -> None:
@@ -240,26 +246,33 @@ class AndroidSession(DeviceAgent):
             name = info.name
             if not on_phone:
                 self.push_checked(info.host_path, info.device_path, info.sha256, 0o755)
-            try:
-                answer = self.link.shell(f"{P.q(info.device_path)} --help 2>&1 </dev/null", timeout_s=60)
-            except ShellTimeout:
-                self.tool_problems[name] = "did not answer --help within 60 s"
-                continue
-            broken = P.exec_failure(answer.output, answer.exit_code)  # --help exits non-zero for most tools
-            if broken:
-                self.tool_problems[name] = f"does not run on the phone ({broken})"
-                continue
-            info.flags = P.help_flags(answer.output) or None
-            self.tools[name] = info
+            if self._ask_help(info):
+                self.tools[name] = info
+
+    def _ask_help(self, info: ToolInfo) -> bool:
+        """Ask a tool on the phone for its flags (and so the accelerators it can be asked for); False, with
+        the reason in ``tool_problems``, when it does not run there."""
+        try:
+            answer = self.link.shell(f"{P.q(info.device_path)} --help 2>&1 </dev/null", timeout_s=60)
+        except ShellTimeout:
+            self.tool_problems[info.name] = "did not answer --help within 60 s"
+            return False
+        broken = P.exec_failure(answer.output, answer.exit_code)  # --help exits non-zero for most tools
+        if broken:
+            self.tool_problems[info.name] = f"does not run on the phone ({broken})"
+            return False
+        info.flags = P.help_flags(answer.output) or None
+        info.accelerators = acc.for_tool(info.name, answer.output)
+        return True
 
     def _find_tools(self) -> None:
-        """Without installing: the host's tools that are on the phone already with the same bytes (the
-        others are listed in ``tools_to_push``)."""
+        """Without installing: the host's tools that are on the phone already with the same bytes, asked for
+        their flags (the others are listed in ``tools_to_push``)."""
         for info, on_phone in self._host_tools():
-            if on_phone:
-                self.tools[info.name] = info
-            else:
+            if not on_phone:
                 self.tools_to_push.append(info.name)
+            elif self._ask_help(info):
+                self.tools[info.name] = info
 
     def _set_performance_mode(self, on: bool) -> None:
         """Fixed performance mode on or off; a marker file on the phone remembers that splitbench turned it
@@ -326,10 +339,24 @@ class AndroidSession(DeviceAgent):
             fingerprint["now"].update(thermal_status=c.thermal_status, battery_temp_c=c.battery_temp_c)
         except (RemoteError, ShellTimeout):
             pass
+        accelerators, notes = self.accelerators()
         return DeviceInfo(device_id=self.device_id, target="android", platform="android",
                           name=f"{model} ({self.device_id})",
                           backends={P.BACKEND_FOR_TOOL[t.name]: t.version for t in self.tools.values()},
-                          fingerprint=fingerprint, threads=1)
+                          fingerprint=fingerprint, threads=1, accelerators=accelerators, accelerator_notes=notes)
+
+    def accelerators(self) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
+        """Per backend, the accelerators its tool can be asked for on this phone, and per ``backend/accelerator``
+        it cannot, why (from the tool's --help; ONNX Runtime: also what a job found its build lacks)."""
+        runs: dict[str, tuple[str, ...]] = {}
+        notes: dict[str, str] = {}
+        for t in self.tools.values():
+            backend = P.BACKEND_FOR_TOOL[t.name]
+            found = t.accelerators or acc.for_tool(t.name, None)
+            runs[backend] = tuple(a for a in found.accelerators if (t.name, a) not in self.accelerator_refused)
+            notes.update({f"{backend}/{a}": why for a, why in found.missing.items()})
+            notes.update({f"{backend}/{a}": why for (name, a), why in self.accelerator_refused.items() if name == t.name})
+        return runs, notes
 
     def require_open(self) -> P.DeviceFacts:
         """The phone's facts; :class:`AgentError` when the session is not open."""

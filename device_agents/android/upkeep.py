@@ -1,6 +1,7 @@
 """What ``splitbench devices``, ``splitbench doctor android`` and ``splitbench clean`` ask of the phones:
 :func:`discover` (every phone this host reaches, described without installing anything), :func:`doctor`
-(the checks, each with how to fix it) and :func:`clean` (remove what splitbench put on a phone).
+(the checks, each with how to fix it, and what each tool runs off the CPU) and :func:`clean` (remove what
+splitbench put on a phone).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from device_agents.android import accelerators as acc
 from device_agents.android import protocol as P
 from device_agents.android.measure import AndroidAgent, agent_for
 from device_agents.android.session import TOOLS_ENV, WHERE_TO_GET, AndroidOptions
@@ -109,6 +111,8 @@ def doctor(target: str = "android", probe_artifacts: dict[str, str | Path] | Non
         probes = {k: Path(v) for k, v in (probe_artifacts or {}).items()}
         for name in P.TOOLS:
             checks.append(_check_tool(agent, name, probes, made_by or {}))
+            if checks[-1].ok is not False and name in agent.tools:
+                checks.extend(_check_accelerators(agent, name, probes))
     except (DeviceUnavailable, RemoteError, ShellTimeout) as exc:
         checks.append(Check("phone", False, f"lost during the checks: {exc}", "check the cable or the network"))
     finally:
@@ -189,3 +193,40 @@ def _check_tool(agent: AndroidAgent, name: str, probes: dict[str, Path], made_by
         return Check(name, True, f"{detail}: runs, reads the {probe.suffix} files this splitbench writes ({made_by})")
     return Check(name, False, f"{detail}: cannot run a {probe.suffix} from {made_by}: {result.status}: {result.reason}",
                  f"use a build of the runtime that reads this version, or pin the converter; {WHERE_TO_GET[name]}")
+
+
+def _check_accelerators(agent: AndroidAgent, name: str, probes: dict[str, Path]) -> list[Check]:
+    """Per accelerator off the CPU, whether this tool runs it here: what its --help lacks, or, with a probe model,
+    what the tool said when asked for it (the delegate applied, partly, not at all; a build without the provider).
+    Not a failure either way (a phone without an NPU is nothing to fix): ``ok`` or ``?`` with the tool's words."""
+    tool = agent.tools[name]
+    backend = P.BACKEND_FOR_TOOL[name]
+    found = tool.accelerators or acc.for_tool(name, None)
+    checks = []
+    for accelerator in ("gpu", "npu"):
+        what = f"{name} on the {accelerator}"
+        if accelerator not in found.candidates:
+            checks.append(Check(what, None, found.missing.get(accelerator, "not offered")))
+            continue
+        settings = " or ".join(s.setting for s in found.candidates[accelerator])
+        probe = probes.get(backend)
+        if probe is None:
+            checks.append(Check(what, None, f"{settings}; no {backend} converter here to try it"))
+            continue
+        ref = ArtifactRef.from_path(probe, key="", backend=backend)
+        ref = dataclasses.replace(ref, key=f"doctor-{backend}-{ref.sha256[:16]}")
+        job = MeasureJob(artifact_path=agent.prepare(ref), backend=backend, input_shape=(1, 3, 16, 16), runs=2,
+                         warmup=1, warm_loads=0, timeout_s=120, accelerator=accelerator)
+        o = agent.options
+        agent.options = dataclasses.replace(o, cool_timeout_s=0.0)
+        try:
+            r = agent.measure(job)
+        finally:
+            agent.options = o
+        d = r.delegation
+        counts = f", {d.delegated_nodes} of {d.total_nodes} nodes" if d and d.total_nodes else ""
+        if r.ok:
+            checks.append(Check(what, True, f"{d.setting}: {d.applied}{counts}" if d else "runs"))
+        else:
+            checks.append(Check(what, None, f"does not run here: {r.reason[:300]}"))
+    return checks

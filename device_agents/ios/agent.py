@@ -21,13 +21,15 @@ from typing import Any
 from device_agents.base import AgentError, ArtifactRef, DeviceAgent, DeviceInfo, MeasureJob, MeasureResult
 from device_agents.ios.doctor import clean, discover, doctor
 from device_agents.ios.measure import APP_EXECUTABLE, Launcher
-from device_agents.ios.protocol import SCHEMA_VERSION
+from device_agents.ios.protocol import COMPUTE_UNITS_FOR, SCHEMA_VERSION
 from device_agents.ios.session import (IosOptions, Preconditions, find_services, one_line, parse_options, phone_name,
                                        require, resolve_udid, usb_udids, wanted_udid)
 from device_agents.ios.errors import TransportError
 from device_agents.ios.transport import IosTransport, Services
 
 __all__ = ["IosAgent", "agent_for", "clean", "discover", "doctor"]
+
+ACCELERATORS = tuple(COMPUTE_UNITS_FOR)  # Core ML runs each: cpuOnly, cpuAndGPU, cpuAndNeuralEngine
 
 
 class IosAgent(DeviceAgent):
@@ -89,10 +91,11 @@ class IosAgent(DeviceAgent):
             "app_device_model": d["model"], "simulator": d["simulator"], "standin": d["standin"],
             "agent_app_version": hello["app"]["version"], "agent_app_build": hello["app"]["build"],
             "agent_bundle_id": hello["app"]["bundle_id"], "schema_version": SCHEMA_VERSION,
-            "compute_units": self.options.compute_units, "runtime": f"{rt['name']} {rt['version']}",
+            "runtime": f"{rt['name']} {rt['version']}",
         }
         return DeviceInfo(device_id=self.udid, target="ios", platform="ios", name=f"{phone_name(v)}{standin}",
-                          backends={"coreml": f"{rt['name']} {rt['version']}"}, fingerprint=fingerprint, threads=None)
+                          backends={"coreml": f"{rt['name']} {rt['version']}"}, fingerprint=fingerprint, threads=None,
+                          accelerators={"coreml": ACCELERATORS})
 
     def describe(self) -> DeviceInfo:
         if self._info is None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from device_agents.base import AgentError, Check, DeviceInfo, DeviceUnavailable
 from device_agents.ios.measure import Launcher
-from device_agents.ios.protocol import INSTALL_HINT, MODELS, ROOT, container_path
+from device_agents.ios.protocol import COMPUTE_UNITS_FOR, INSTALL_HINT, MODELS, ROOT, container_path
 from device_agents.ios.errors import AppNotInstalled, TransportError, UsbmuxdUnavailable
 from device_agents.ios.session import (ALL_CHECKS, FIX, PreconditionUnavailable, Preconditions, find_services,
                                        parse_options, phone_name, resolve_udid, usb_udids, wanted_udid)
@@ -32,7 +32,7 @@ def discover() -> list[DeviceInfo]:
                 backends={"coreml": f"Core ML (iOS {v.get('ProductVersion')} {v.get('BuildVersion')})"},
                 fingerprint={"product_type": v.get("ProductType"), "ios_version": v.get("ProductVersion"),
                              "ios_build": v.get("BuildVersion"), "paired": t.paired},
-                threads=None))
+                threads=None, accelerators={"coreml": tuple(COMPUTE_UNITS_FOR)}))
         except (DeviceUnavailable, TransportError) as exc:
             found.append(DeviceInfo(device_id=udid, target="ios", platform="ios", name=f"iPhone ({exc})", backends={},
                                     threads=None))
@@ -73,7 +73,14 @@ def doctor(target: str = "ios", **options: Any) -> list[Check]:
         checks.append(Check("iPhone reachable", False, str(exc), FIX["attached"]))
     finally:
         t.close()
-    return with_rest(checks) if checks[-1].ok is False else checks
+    if checks[-1].ok is False:
+        return with_rest(checks)
+    return checks + [ACCELERATORS_CHECK]
+
+
+# What every iPhone runs, as Core ML's compute units (docs/ios.md, "Accelerators").
+ACCELERATORS_CHECK = Check("accelerators", True, "coreml: " + ", ".join(
+    f"{a} (computeUnits={u})" for a, u in COMPUTE_UNITS_FOR.items()) + "; Core ML does not say which layers ran where")
 
 
 def with_rest(checks: list[Check]) -> list[Check]:

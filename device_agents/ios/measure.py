@@ -9,6 +9,7 @@ writes and reads are ``protocol.py``'s.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import posixpath
 import re
@@ -148,7 +149,16 @@ class Launcher:
 
     # -- measuring -------------------------------------------------------------------------------
     def measure(self, job: MeasureJob) -> MeasureResult:
-        units = self.options.compute_units
+        """One job; its accelerator is Core ML's compute units (``protocol.COMPUTE_UNITS_FOR``), recorded in the
+        result's delegation."""
+        if job.accelerator not in protocol.COMPUTE_UNITS_FOR:
+            return MeasureResult(status=FAILED, reason=f"Core ML has no compute units for the {job.accelerator}")
+        result = self._measure(job, protocol.COMPUTE_UNITS_FOR[job.accelerator])
+        if result.delegation is None:
+            result = dataclasses.replace(result, delegation=protocol.delegation_for(job))
+        return result
+
+    def _measure(self, job: MeasureJob, units: str) -> MeasureResult:
         if job.backend != "coreml":
             return MeasureResult(status=FAILED, reason=f"the iOS agent runs Core ML only, not {job.backend}")
         package = job.artifact_path

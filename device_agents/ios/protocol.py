@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-from device_agents.base import FAILED, OK, Conditions, MeasureJob, MeasureResult, MemoryReading
+from device_agents.base import FAILED, OK, Conditions, Delegation, MeasureJob, MeasureResult, MemoryReading
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / f"agent-v{SCHEMA_VERSION}.schema.json"
@@ -51,7 +51,12 @@ COMPILED = f"{ROOT}/compiled"  # <job_id>.mlmodelc, made by the compile launch, 
 JOBS = f"{ROOT}/jobs"
 RESULTS = f"{ROOT}/results"
 
-COMPUTE_UNITS = ("cpuOnly", "cpuAndGPU", "cpuAndNeuralEngine", "all")
+COMPUTE_UNITS = ("cpuOnly", "cpuAndGPU", "cpuAndNeuralEngine", "all")  # what the app understands (the schema's)
+# A job's accelerator ([run].accelerators) as MLModelConfiguration.computeUnits. ("all" has no accelerator: Core
+# ML would choose among the three.)
+COMPUTE_UNITS_FOR = {"cpu": "cpuOnly", "gpu": "cpuAndGPU", "npu": "cpuAndNeuralEngine"}
+NO_PLACEMENT = ("Core ML does not say where each layer ran (MLComputePlan, iOS 17.4+, tells the device each "
+                "operation prefers; the agent app does not ask it)")
 INTERRUPTED = "interrupted"  # a result status of the app: sent to the background, measurement abandoned
 
 # What every iOS result says about the CPU: no number here is a single core.
@@ -186,6 +191,13 @@ def _memory(m: dict[str, Any]) -> MemoryReading:
                          peak_b=m["peak_b"], detail=detail)
 
 
+def delegation_for(job: MeasureJob) -> Delegation:
+    """The job's setting: its accelerator as Core ML's compute units. Core ML says nothing about where each layer
+    ran, so what applied is ``unknown``, never assumed."""
+    return Delegation(job.accelerator, f"computeUnits={COMPUTE_UNITS_FOR[job.accelerator]}", "unknown",
+                      words=NO_PLACEMENT)
+
+
 def runtime_of(result: dict[str, Any]) -> dict[str, str]:
     """What ran the job: Core ML as the OS version it ships with (Core ML has no version of its own), and the app."""
     rt = result["runtime"]
@@ -207,8 +219,10 @@ def to_measure_result(job: MeasureJob, launches: list[Launch], *, compute_units:
         app_notes += [n for n in la.result["notes"] if n not in app_notes]
     all_notes = [COLD_NOTE, *app_notes, *notes]
     if compute_units != "cpuOnly":
-        all_notes.append(f"compute units {compute_units}: Core ML may run layers on the GPU or the Neural Engine; "
-                         "not comparable with cpu-1core")
+        where = {"cpuAndGPU": "the CPU and the GPU", "cpuAndNeuralEngine": "the CPU and the Neural Engine"}.get(
+            compute_units, "the CPU, the GPU and the Neural Engine")
+        all_notes.append(f"computeUnits={compute_units}: Core ML chooses per layer between {where} and does not say "
+                         "which ran where; not comparable with cpu-1core")
     return MeasureResult(
         status=OK,
         infer_ns=tuple(cold["infer_ns"]), first_infer_ns=cold["first_infer_ns"], warmup_ns=tuple(cold["warmup_ns"]),
@@ -216,7 +230,7 @@ def to_measure_result(job: MeasureJob, launches: list[Launch], *, compute_units:
         load_warm_ns=tuple(w["load_ns"] for w in warm), compile_ns=compile_["compile_ns"],
         memory=tuple(memory), cpu_ns=cold["cpu_runs_ns"], wall_runs_ns=cold["wall_runs_ns"],
         pinning=PINNING, threads={"coreml": THREADS_NOTE, "qos": cold["qos"]}, compute_units=compute_units,
-        runtime=runtime_of(cold),
+        delegation=delegation_for(job), runtime=runtime_of(cold),
         conditions_before=_conditions(compile_["thermal_before"], compile_["low_power_mode"]),
         conditions_after=_conditions(last["thermal_after"], last["low_power_mode"]),
         notes=tuple(all_notes),

@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterator
 
 from device_agents.base import AgentError, Check, DeviceUnavailable
 from device_agents.ios import protocol, transport
-from device_agents.ios.protocol import AGENT_APP_VERSION, COMPUTE_UNITS, INSTALL_HINT, SCHEMA_VERSION, Launch, SchemaError
+from device_agents.ios.protocol import (AGENT_APP_VERSION, COMPUTE_UNITS_FOR, INSTALL_HINT, SCHEMA_VERSION, Launch,
+                                       SchemaError)
 from device_agents.ios.errors import (AppNotInstalled, DeveloperServicesUnavailable, DeviceLocked, InstallFailed,
                                       LaunchRefused, NotPaired, TunnelLost, TunnelUnavailable, UsbmuxdUnavailable)
 from device_agents.ios.transport import IosTransport, Services, list_usb_udids
@@ -74,19 +75,23 @@ class IosOptions:
 
     app: str | None = None  # a signed SplitbenchAgent .ipa or .app to install when missing or of another version
     bundle_id: str = DEFAULT_BUNDLE_ID  # the bundle identifier it was signed with
-    compute_units: str = "cpuOnly"  # MLModelConfiguration.computeUnits
     timeout_s: float | None = None  # a job on the phone, all its launches (default: [run].timeout_s)
     tunnel: str = "auto"  # iOS 17+: "auto" (tunneld if it runs, else the userspace tunnel), "tunneld", "userspace"
     sysmontap: bool = False  # also sample the app's memory from the host (DVT sysmontap)
 
 
-OPTION_TYPES: dict[str, tuple[type, ...]] = {"app": (str,), "bundle_id": (str,), "compute_units": (str,),
-                                             "timeout_s": (int, float), "tunnel": (str,), "sysmontap": (bool,)}
+OPTION_TYPES: dict[str, tuple[type, ...]] = {"app": (str,), "bundle_id": (str,), "timeout_s": (int, float),
+                                             "tunnel": (str,), "sysmontap": (bool,)}
 
 
 def parse_options(options: dict[str, Any]) -> IosOptions:
     """Validate the ``[ios]`` table; :class:`AgentError` naming the key for anything unknown or wrong."""
     known = [f.name for f in fields(IosOptions)]
+    if "compute_units" in options:  # before issue 19 a setting of its own; now the accelerator's
+        said = {v: k for k, v in COMPUTE_UNITS_FOR.items()}.get(options["compute_units"])
+        raise AgentError("[ios].compute_units is gone: Core ML's compute units follow [run].accelerators (cpu: cpuOnly, "
+                         "gpu: cpuAndGPU, npu: cpuAndNeuralEngine); remove it"
+                         + (f" and set [run].accelerators = [\"{said}\"]" if said else ""))
     for key, value in options.items():
         if key not in known:
             raise AgentError(f"[ios]: unknown key {key!r}; known keys: {', '.join(known)}")
@@ -94,8 +99,6 @@ def parse_options(options: dict[str, Any]) -> IosOptions:
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             raise AgentError(f"[ios].{key} = {value!r}: expected {' or '.join(t.__name__ for t in types)}")
     opts = IosOptions(**options)
-    if opts.compute_units not in COMPUTE_UNITS:
-        raise AgentError(f"[ios].compute_units = {opts.compute_units!r}; valid: {', '.join(COMPUTE_UNITS)}")
     if opts.tunnel not in TUNNELS:
         raise AgentError(f"[ios].tunnel = {opts.tunnel!r}; valid: {', '.join(TUNNELS)}")
     if opts.timeout_s is not None and not opts.timeout_s > 0:
@@ -289,7 +292,7 @@ class Preconditions:
     def _answers(self) -> Iterator[Check]:
         job_id = f"hello-{uuid.uuid4().hex[:8]}"
         doc = protocol.job_document(job_id=job_id, phase="hello", index=0, job=None, package=None,
-                                    compute_units=self.options.compute_units)
+                                    compute_units=COMPUTE_UNITS_FOR["cpu"])
         try:
             out = self.launcher(doc, time.monotonic() + HELLO_TIMEOUT_S)
         except DeviceLocked:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from device_agents.base import (ACCELERATORS, CRASHED, FAILED, TIMEOUT, AgentError, ArtifactRef, Check, Conditions,
-                                ContractError, DeviceAgent, DeviceInfo, MeasureJob, MeasureResult)
+                                ContractError, Delegation, DeviceAgent, DeviceInfo, MeasureJob, MeasureResult)
 from device_agents.local import protocol
 from device_agents.host import cpu_model, installed_version, read_text
 from device_agents.local.transport import LocalProcessTransport, TransportClosed, TransportTimeout, worker_env
@@ -37,6 +37,13 @@ CAN_PIN = hasattr(os, "sched_setaffinity")
 VERSIONED_DISTRIBUTIONS = ("onnxruntime", "ai-edge-litert", "executorch", "torch", "numpy", "litert-torch")
 WORKER_START_TIMEOUT_S = 120.0  # importing ExecuTorch's runtime pulls in torch: seconds, not minutes
 OPTIONS: dict[str, str] = {"cpu": "the CPU to pin to (default: the last CPU this process may use)"}
+# The runtime setting each backend's worker uses on the one core (worker.py), recorded as the row's delegation.
+CPU_SETTINGS = {
+    "onnx": "CPUExecutionProvider, intra_op_num_threads=1, inter_op_num_threads=1",
+    "litert": "Interpreter(num_threads=1), no delegate asked for",
+    "executorch": "XNNPACK partitioner at export; threadpool of 1",
+    "coreml": "computeUnits=cpuOnly (coremltools)",
+}
 
 
 class _Worker:
@@ -198,7 +205,19 @@ class LocalAgent(DeviceAgent):
         return worker
 
     def measure(self, job: MeasureJob) -> MeasureResult:
-        """Run ``job`` in fresh children of the backend's pinned worker; every failure of the job is the status."""
+        """Run ``job`` in fresh children of the backend's pinned worker; every failure of the job is the status.
+        The result's delegation records the runtime's CPU setting (and, for ONNX Runtime, the providers its session
+        reported)."""
+        if job.accelerator != "cpu":
+            return MeasureResult(status=FAILED, reason=f"{self.target} is one CPU core of this host: {job.accelerator} "
+                                                       "runs only on a phone (an android or ios target)")
+        result = self._measure(job)
+        providers = (result.threads or {}).get("ort_providers")
+        words = f"session.get_providers(): {providers}" if providers else "no delegate asked for"
+        return dataclasses.replace(result, delegation=Delegation("cpu", CPU_SETTINGS.get(job.backend, "the CPU"),
+                                                                 "unknown", words=words))
+
+    def _measure(self, job: MeasureJob) -> MeasureResult:
         deadline = time.monotonic() + job.timeout_s
         before = self.conditions()
         seen: list[str] = []  # the phases reached, for the reason of a timeout or crash
@@ -269,6 +288,8 @@ def doctor(target: str = "cpu-1core", **options: Any) -> list[Check]:
         version = installed_version(dist)
         checks.append(Check(f"{backend} runtime", version is not None, f"{dist} {version}" if version else "missing",
                             "" if version else f"pip install 'splitbench[{backend}]'"))
+    checks.append(Check("accelerators", True, f"cpu only: {agent.target} is one CPU core of this host (gpu and npu "
+                                              "run only on a phone, an android or ios target)"))
     governor = agent.conditions().governor
     checks.append(Check("CPU governor", None if governor is None else governor == "performance",
                         governor or "not exposed (VM or container)",

@@ -51,12 +51,15 @@ def list_devices(*, json_out: bool = False) -> int:
         return Text("\n".join(visible(t) for t in texts) or "—")
 
     console = _console()
-    table = Table("target", "device id", "device", "backends (runtime)", "details", show_lines=True)
+    table = Table("target", "device id", "device", "backends (runtime)", "accelerators", "details", show_lines=True)
     for d in found:
         table.add_row(lines([d.target]), lines([d.device_id]), lines([d.name]),
                       lines(f"{b}: {v}" for b, v in d.backends.items()),
+                      lines(f"{b}: {', '.join(d.accelerators.get(b, ('cpu',)))}" for b in d.backends),
                       lines(f"{k}: {_flat(v)}" for k, v in d.fingerprint.items()))
     console.print(table)
+    for line in accelerator_lines(found):
+        console.print(line, highlight=False, markup=False)
     phones = [d for d in found if d.platform != "local"]
     if not phones:
         console.print("No phone attached: only the local profile can measure here. Android: enable USB debugging "
@@ -65,6 +68,20 @@ def list_devices(*, json_out: bool = False) -> int:
     for note in notes:
         console.print(f"note: {visible(note)}", highlight=False, markup=False)
     return exitcodes.OK
+
+
+def accelerator_lines(found: list) -> list[str]:
+    """Why a backend does not run on an accelerator, per device, one line per reason (the reason a planned row
+    for it is skipped with)."""
+    lines = []
+    for d in found:
+        why: dict[str, list[str]] = {}
+        for key, reason in d.accelerator_notes.items():
+            backend, _, accelerator = key.partition("/")
+            if backend in d.backends and accelerator not in d.accelerators.get(backend, ("cpu",)):
+                why.setdefault(reason, []).append(key)
+        lines += [visible(f"{d.target} {d.device_id}: not on {', '.join(keys)}: {reason}") for reason, keys in why.items()]
+    return lines
 
 
 def _options(platform: str, spec_path: Path | None) -> dict[str, Any]:

@@ -48,6 +48,22 @@ class Output:
                 os.kill(os.getpid(), signal.SIGSEGV)
 
 
+def knob(tool: str) -> dict:
+    """The loopback's ``accelerators_<tool>`` knob: what this build of the tool has and what its delegates do."""
+    try:
+        return json.loads((STATE / f"accelerators_{tool}").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def logcat_line(out: Output, level: str, tag: str, message: str) -> None:
+    """One ``__android_log_print`` line, as ``logcat -v threadtime`` shows it, in the loopback's logcat."""
+    stamp = time.strftime("%m-%d %H:%M:%S", time.localtime()) + f".{int(time.time() * 1000) % 1000:03d}"
+    with open(STATE / "logcat" / f"{os.getpid()}.log", "a") as f:
+        f.write(f"{stamp} {os.getpid():5d} {os.getpid():5d} {level} {tag}: {message}\n")
+    out.tick()
+
+
 def cpp_double(v: float) -> str:
     """A double through a default C++ ostream: ``%g`` with 6 significant digits (``nan``, ``1e+06``)."""
     return "%g" % v

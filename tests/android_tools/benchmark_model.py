@@ -20,6 +20,20 @@ It runs the real ``.tflite`` with this host's ``ai_edge_litert`` Interpreter (``
   status block (benchmark_model.cc ``BenchmarkLoggingListener::OnBenchmarkEnd``).
 The run loop is ``BenchmarkModel::Run``: ``run < min_num_times || now < min_finish`` and
 ``now <= max_finish``, each run timed in microseconds around ``Invoke`` only.
+
+Delegates (``--use_gpu``, ``--use_nnapi``): the flags come from the delegate providers linked into the build
+(tflite/tools/delegates/*_provider.cc); the loopback's ``accelerators_benchmark_model`` knob says whether this
+build has the GPU delegate (``gpu_build``, default true: its ``--help`` then lists ``--gpu_backend`` and the
+other GPU flags) and what each delegate does with the graph (``GPU`` / ``NNAPI``: ``completely`` (default),
+``partially``, ``not``, ``failed``, ``unsupported``). The stand-in always computes on this host's CPU; it prints
+the lines the real tool prints for that outcome, in its order: the provider's ``Created TensorFlow Lite delegate
+for GPU.`` / ``GPU delegate created.``, the GPU delegate's unsupported-op list and ``a operations will run on the
+GPU, and the remaining b operations will run on the CPU.``, the subgraph's ``Replacing N out of M node(s) with
+delegate (<kernel>) node, yielding P partitions for the whole graph.`` (VERBOSE, always logged on Android) and
+then ``Explicitly applied <NAME> delegate, and the model graph will be completely|partially executed by the
+delegate ...`` / ``Though <NAME> delegate is explicitly applied, the model graph will not be executed by the
+delegate.`` / ``Failed to apply <NAME> delegate.`` (benchmark_tflite_model.cc), as in the public logs of
+tests/fixtures/tool_logs/delegation.
 """
 
 from __future__ import annotations
@@ -31,7 +45,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import Output, cpp_double, max_rss_kb  # noqa: E402
+from _common import Output, cpp_double, knob, max_rss_kb  # noqa: E402
 
 # (flag, default, description, type) in LogParams order (benchmark_model.cc, benchmark_tflite_model.cc).
 PARAMS = [
@@ -46,6 +60,17 @@ PARAMS = [
     ("memory_footprint_check_interval_ms", 50, "Memory footprint check interval (ms)", int),
 ]
 GRAPH_PARAMS = [("graph", "", "Graph", str), ("signature_to_run_for", "", "Signature to run", str)]
+# The delegate providers' flags (gpu/nnapi/xnnpack_delegate_provider.cc) and the one that refuses CPU fallback.
+GPU_BUILD_PARAMS = [("gpu_precision_loss_allowed", True, "Allow lower precision in gpu", bool),
+                    ("gpu_experimental_enable_quant", True, "Enable running quant models in gpu", bool),
+                    ("gpu_inference_for_sustained_speed", False, "Prefer maximizing the throughput in gpu", bool),
+                    ("gpu_backend", "", "GPU backend", str)]
+DELEGATE_PARAMS = [("use_gpu", False, "Use gpu", bool), ("use_nnapi", False, "Use NNAPI", bool),
+                   ("nnapi_accelerator_name", "", "NNAPI accelerator name", str),
+                   ("disable_nnapi_cpu", True, "Disable NNAPI cpu", bool),
+                   ("use_xnnpack", False, "Use xnnpack", bool),
+                   ("require_full_delegation", False, "Require full delegation", bool)]
+KERNEL = {"GPU": "TfLiteGpuDelegateV2", "NNAPI": "TfLiteNnapiDelegate"}
 
 
 def now_us() -> int:
@@ -60,9 +85,13 @@ def fmt(value, kind) -> str:
     return str(value)
 
 
-def parse(argv: list[str]) -> tuple[dict, dict, list[str]]:
-    kinds = {name: kind for name, _, _, kind in PARAMS + GRAPH_PARAMS}
-    values = {name: default for name, default, _, _ in PARAMS + GRAPH_PARAMS}
+def all_params(build: dict) -> list:
+    return PARAMS + GRAPH_PARAMS + DELEGATE_PARAMS + (GPU_BUILD_PARAMS if build.get("gpu_build", True) else [])
+
+
+def parse(argv: list[str], params: list) -> tuple[dict, dict, list[str]]:
+    kinds = {name: kind for name, _, _, kind in params}
+    values = {name: default for name, default, _, _ in params}
     given, unknown = {}, []
     for arg in argv:
         if not arg.startswith("--"):
@@ -112,18 +141,56 @@ class PeakMonitor(threading.Thread):
             self.stop.wait(self.interval_s)
 
 
+def apply_delegate(out: Output, name: str, outcome: str, ops: list[str]) -> bool:
+    """The lines of ``ApplyDelegates`` for one delegate and what it does with the graph; False when the tool
+    stops (the delegate could not be applied)."""
+    info = lambda msg: out.line(f"INFO: {msg}")  # noqa: E731
+    m = len(ops)
+    if outcome == "unsupported":  # the provider made no delegate: nothing is applied, the run goes on on the CPU
+        out.line(f"WARN: {name} acceleration is unsupported on this platform.")
+        return True
+    info(f"Created TensorFlow Lite delegate for {name}.")
+    info(f"{name} delegate created.")
+    if outcome == "failed":
+        out.line(f"ERROR: Failed to apply {name} delegate.", sys.stderr)
+        out.line("ERROR: Benchmarking failed.", sys.stderr)
+        return False
+    if outcome == "not":
+        info(f"Though {name} delegate is explicitly applied, the model graph will not be executed by the delegate.")
+        return True
+    taken = m if outcome == "completely" or m < 2 else m - 1
+    if taken < m and name == "GPU":
+        out.line("ERROR: Following operations are not supported by GPU delegate:")
+        out.line(f"{ops[-1]}: Operation is not supported.")
+        out.line(f"{taken} operations will run on the GPU, and the remaining {m - taken} operations will run on the CPU.")
+    parts = 1 if taken == m else 2
+    out.line(f"VERBOSE: Replacing {taken} out of {m} node(s) with delegate ({KERNEL[name]}) node, yielding {parts} "
+             "partitions for the whole graph.")
+    if name == "GPU":
+        info("Initialized OpenCL-based API.")
+        info("Created 1 GPU delegate kernels.")
+    if taken == m:
+        info(f"Explicitly applied {name} delegate, and the model graph will be completely executed by the delegate.")
+    else:
+        info(f"Explicitly applied {name} delegate, and the model graph will be partially executed by the delegate "
+             "w/ 1 delegate kernels.")
+    return True
+
+
 def main(argv: list[str]) -> int:
     out = Output("benchmark_model", argv)
     say = lambda msg: out.line(f"INFO: {msg}")  # noqa: E731
     say("STARTING!")
+    build = knob("benchmark_model")
+    params = all_params(build)
     if "--help" in argv:
         usage = "usage: benchmark_model\nFlags:\n" + "".join(
             f"\t--{name}={fmt(default, kind)}\t{kind.__name__}\toptional\t{desc}\n"
-            for name, default, desc, kind in PARAMS + GRAPH_PARAMS)
+            for name, default, desc, kind in params)
         out.line(f"ERROR: {usage}", sys.stderr)
         out.line("ERROR: Benchmarking failed.", sys.stderr)
         return 1
-    values, given, unknown = parse(argv)
+    values, given, unknown = parse(argv, params)
     if unknown:
         say_warn = f"WARN: Unconsumed cmdline flags: {' '.join(unknown)}"
         out.line(say_warn)
@@ -133,6 +200,11 @@ def main(argv: list[str]) -> int:
             say(f"{desc}: [{fmt(values[name], kind)}]")
     for name, _, desc, kind in GRAPH_PARAMS:
         say(f"{desc}: [{fmt(values[name], kind)}]")
+    for name, _, desc, kind in DELEGATE_PARAMS + GPU_BUILD_PARAMS:
+        if name in given:
+            say(f"{desc}: [{fmt(values[name], kind)}]")
+            if name == "use_nnapi" and values[name]:
+                say("NNAPI accelerators available: [qti-dsp,qti-gpu,nnapi-reference]")
 
     monitor = None
     if values["report_peak_memory_footprint"]:
@@ -148,12 +220,18 @@ def main(argv: list[str]) -> int:
         threads = values["num_threads"]
         interpreter = Interpreter(model_path=graph, num_threads=threads if threads > 0 else None)
         say(f"Loaded model {graph}")
+        ops = [d["op_name"] for d in interpreter._get_ops_details()]  # the graph's nodes, before any delegate
         interpreter.allocate_tensors()
     except (OSError, ValueError, RuntimeError) as exc:
         out.line(f"ERROR: Failed to load model {graph}", sys.stderr)
         out.line(f"ERROR: {exc}", sys.stderr)
         out.line("ERROR: Benchmarking failed.", sys.stderr)
         return 1
+    for flag, name in (("use_gpu", "GPU"), ("use_nnapi", "NNAPI")):  # CreateAllRankedDelegates: in flag order
+        # a build without the GPU delegate lists --use_gpu but makes no delegate (gpu_delegate_provider.cc)
+        outcome = build.get(name, "completely") if name != "GPU" or build.get("gpu_build", True) else "unsupported"
+        if values[flag] and not apply_delegate(out, name, outcome, ops):
+            return 1
     init_kb = max_rss_kb()
     init_us = now_us() - t0
     say(f"The input model file size (MB): {cpp_double(size_mb)}")

@@ -109,18 +109,30 @@ def df(args: list[str]) -> int:
     os.execv(toybox, ["df", *args])
 
 
+_LEVELS = "VDIWEF"
+
+
 def logcat(args: list[str]) -> int:
-    """``logcat -d --pid=N -s TAG:I``: the lines a tool logged through __android_log_print (threadtime)."""
+    """``logcat -d --pid=N -s TAG:LEVEL ...``: the lines a tool logged through __android_log_print (threadtime),
+    of that process; with ``-s``, only the tags named, at or above their level (logcat's filterspecs)."""
     logs = STATE / "logcat"
     if "-c" in args:
         for f in logs.glob("*.log"):
             f.unlink()
         return 0
     pid = next((a.split("=", 1)[1] for a in args if a.startswith("--pid=")), None)
+    specs = dict(a.split(":", 1) if ":" in a else (a, "V") for a in args[args.index("-s") + 1:]) if "-s" in args else {}
     files = [logs / f"{pid}.log"] if pid else sorted(logs.glob("*.log"))
     for f in files:
-        if f.exists():
-            sys.stdout.write(f.read_text())
+        if not f.exists():
+            continue
+        for line in f.read_text().splitlines(keepends=True):
+            fields = line.split(None, 6)  # date time pid tid level tag: message
+            if specs and len(fields) > 5:
+                tag, level = fields[5].rstrip(":"), fields[4]
+                if tag not in specs or _LEVELS.find(level) < _LEVELS.find(specs[tag]):
+                    continue
+            sys.stdout.write(line)
     return 0
 
 

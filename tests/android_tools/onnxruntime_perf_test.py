@@ -15,6 +15,21 @@ seconds, ``-x``/``-y`` intra/inter-op threads, ``-e cpu``, ``-I`` generated inpu
   ``model_name,time_cost_s,peak_workingset_size,average_CPU_usage,run_index`` (model_name: the last
   directory of the model path), and with ``-s`` the ``Min/Max/P50/P90/P95/P99/P999 Latency: <s> s``
   block after an empty line (also on stdout).
+
+Execution providers (``-e``, ``-i``): the loopback's ``accelerators_onnxruntime_perf_test`` knob says which
+providers this build was made with (default ``cpu`` and ``nnapi``, an Android build with NNAPI) and where each
+puts the graph (``all``, ``partial``, ``none``). The stand-in always computes on this host's CPU; what it
+prints is what the real tool prints for those flags:
+
+- a provider the build lacks: ``ORT_THROW("<NAME> is not supported in this build\n")`` of
+  ``perftest/ort_test_session.cc``, printed by ``main.cc`` as ``std::cerr << ex.what() << std::endl``
+  (``<file>:<line> <function> <message>``), exit -1 (255);
+- ``-v``: ONNX Runtime's verbose log, which an Android build sends to logcat (``AndroidLogSink``, tag
+  ``onnxruntime``, message `` [V:onnxruntime:, <file>:<line> <function>] <text>``), here to the loopback's
+  ``logcat/<pid>.log`` in threadtime format: ``Node placements`` and `` All nodes placed on [<EP>]. Number of
+  nodes: n`` or, per provider, `` Node(s) placed on [<EP>]. Number of nodes: n`` and one ``  <op> (<name>)``
+  line per node (``session_state.cc`` VerifyEachNodeIsAssignedToAnEp); a compiling provider (NNAPI, QNN)
+  counts the fused node it made of what it took.
 """
 
 from __future__ import annotations
@@ -24,10 +39,59 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import Output, cpp_double, max_rss_kb  # noqa: E402
+from _common import STATE, Output, cpp_double, knob, logcat_line, max_rss_kb  # noqa: E402
 
 WITH_VALUE = set("mrtpxycdoueiSTCRfF")
 FLAGS = set("IsvPnAMzqDZlgXh")
+# -e values of a build of about 1.20 (command_args_parser.cc usage), and what ORT_THROW calls each
+PROVIDERS = ("cpu", "cuda", "dnnl", "tensorrt", "openvino", "dml", "acl", "nnapi", "coreml", "qnn", "snpe", "rocm",
+             "migraphx", "xnnpack", "vitisai", "webgpu")
+THROW_NAME = {"cuda": "CUDA", "dnnl": "DNNL", "tensorrt": "TensorRT", "dml": "DML", "acl": "Acl", "nnapi": "NNAPI",
+              "coreml": "CoreML", "qnn": "QNN", "snpe": "SNPE", "rocm": "ROCM", "migraphx": "MIGraphX",
+              "xnnpack": "Xnnpack", "vitisai": "VitisAI", "webgpu": "WebGPU"}
+EP_TYPE = {"cpu": "CPUExecutionProvider", "nnapi": "NnapiExecutionProvider", "qnn": "QNNExecutionProvider",
+           "xnnpack": "XnnpackExecutionProvider", "webgpu": "WebGpuExecutionProvider"}
+CONSTRUCTOR = ("onnxruntime::perftest::OnnxRuntimeTestSession::OnnxRuntimeTestSession(Ort::Env&, std::random_device&, "
+               "const onnxruntime::perftest::PerformanceTestConfig&, const TestModelInfo&)")
+
+
+def usage(listed: list[str]) -> str:
+    return ("onnxruntime_perf_test [options...] model_path [result_file]\n\nOptions:\n"
+            "\t-m [test_mode]: Specifies the test mode. Value could be 'duration' or 'times'.\n"
+            "\t-r [repeated_times]: Specifies the repeated times if running in 'times' test mode.\n"
+            "\t-x [intra_op_num_threads]: Sets the number of threads used to parallelize the execution within nodes.\n"
+            "\t-y [inter_op_num_threads]: Sets the number of threads used to parallelize the execution of the graph.\n"
+            f"\t-e [{'|'.join(listed)}]: Specifies the provider "
+            + ",".join(f"'{p}'" for p in listed[:-1]) + f" or '{listed[-1]}'. Default:'cpu'.\n"
+            "\t-i: Specify EP specific runtime options as key value pairs. Different runtime options available are: \n"
+            "\t    [QNN only] [backend_path]: QNN backend path. e.g '/folderpath/libQnnHtp.so', '/winfolderpath/QnnHtp.dll'.\n"
+            "\t    [NNAPI only] [NNAPI_FLAG_CPU_DISABLED]: Prevent NNAPI from using CPU devices.\n"
+            "\t-I: Generate tensor input binding.\n"
+            "\t-s: Show statistics result, like P75, P90. If no result_file provided this defaults to on.\n"
+            "\t-v: Show verbose information.\n"
+            "\t-n: Exit after session creation.")
+
+
+def placements(model: str, ep: str, where: str) -> list[str]:
+    """What VerifyEachNodeIsAssignedToAnEp logs for this model: a compiling provider makes one node of what it
+    takes; the stand-in's provider takes every node (``all``), all but the last (``partial``) or none."""
+    import onnx
+
+    nodes = [(n.op_type, n.name or n.op_type) for n in onnx.load(model, load_external_data=False).graph.node]
+    head = "[V:onnxruntime:, session_state.cc:{} VerifyEachNodeIsAssignedToAnEp] "
+    fused = f"{EP_TYPE[ep]}_{THROW_NAME[ep].capitalize()}_7432019852614437187_0_0"
+    if ep == "cpu" or where == "none":
+        return [head.format(1598) + "Node placements",
+                head.format(1601) + f" All nodes placed on [CPUExecutionProvider]. Number of nodes: {len(nodes)}"]
+    if where == "all" or len(nodes) < 2:
+        return [head.format(1598) + "Node placements",
+                head.format(1601) + f" All nodes placed on [{EP_TYPE[ep]}]. Number of nodes: 1"]
+    last = nodes[-1]
+    return [head.format(1598) + "Node placements",
+            head.format(1605) + " Node(s) placed on [CPUExecutionProvider]. Number of nodes: 1",
+            head.format(1607) + f"  {last[0]} ({last[1]})",
+            head.format(1605) + f" Node(s) placed on [{EP_TYPE[ep]}]. Number of nodes: 1",
+            head.format(1607) + f"  {fused} ({fused})"]
 
 
 def parse(argv: list[str]) -> tuple[dict, list[str]]:
@@ -62,22 +126,27 @@ def main(argv: list[str]) -> int:
         out.line(f"{exc}", sys.stderr)
         sys.stderr.write("See 'onnxruntime_perf_test --help'.")
         return 255
+    build = knob("onnxruntime_perf_test")
+    listed = build.get("listed", list(PROVIDERS))
     if opts.get("h") or opts.get("help") or not positional:
-        out.line("onnxruntime_perf_test [options...] model_path [result_file]\n\nOptions:\n"
-                 "    -m [test_mode]: Specifies the test mode. Value could be 'duration' or 'times'.\n"
-                 "    -r [repeated_times]: Specifies the repeated times if running in 'times' test mode.\n"
-                 "    -x [intra_op_num_threads]: Sets the number of threads used to parallelize the execution within nodes.\n"
-                 "    -y [inter_op_num_threads]: Sets the number of threads used to parallelize the execution of the graph.\n"
-                 "    -e [cpu|cuda|...]: Specifies the provider.\n"
-                 "    -I: Generate tensor input binding.\n"
-                 "    -s: Show statistics result.\n"
-                 "    -n: Exit after session creation.")
+        out.line(usage(listed))
         return 0 if (opts.get("h") or opts.get("help")) else 255
+    provider = opts.get("e", "cpu")
+    if provider not in listed:
+        out.line("See 'onnxruntime_perf_test --help'.", sys.stderr)
+        return 255
     model = positional[0]
     result_file = positional[1] if len(positional) > 1 else ""
     import numpy as np
     import onnxruntime as ort  # linked into the real binary: not part of session creation
 
+    if not os.path.exists(model):  # TestModelInfo reads the model before the session (and its EP) is made
+        out.line(f"{model}: No such file or directory", sys.stderr)
+        return 255
+    if provider != "cpu" and provider not in build.get("providers", ["cpu", "nnapi"]):
+        out.line(f"/onnxruntime_src/onnxruntime/test/perftest/ort_test_session.cc:347 {CONSTRUCTOR} "
+                 f"{THROW_NAME.get(provider, provider)} is not supported in this build\n", sys.stderr)
+        return 255
     ort.set_default_logger_severity(3)
     so = ort.SessionOptions()
     so.intra_op_num_threads = int(opts.get("x", 0))
@@ -90,6 +159,10 @@ def main(argv: list[str]) -> int:
         out.line(f"{exc}", sys.stderr)
         return 255
     created_s = time.perf_counter() - t0
+    if opts.get("v"):  # an Android build's verbose log goes to logcat
+        where = build.get("placement", {}).get(provider, "all")
+        for text in placements(model, provider, where):
+            logcat_line(out, "V", "onnxruntime", " " + text)
     if opts.get("n"):
         out.line(f"\nSession creation time cost: {cpp_double(created_s)} s")
         return 0

@@ -29,17 +29,22 @@ cited in each reader's module):
   successfully N time(s) in <ms> ms``: an aggregate of the N executions, first one included (it cannot
   be separated); earlier ones print no time at all.
 
+Each tool's reader also reads what the tool says about the delegate or execution provider a run was
+asked for (``litert.read_delegation``, ``onnxruntime.read_placements``): a :class:`DelegateReading` with the
+tool's own counts and words, never assumed.
+
 This package's modules: ``measurement`` (the reading, the error, the numbers), one reader per tool
 (``litert``, ``onnxruntime``, ``executorch``) and ``reading`` (which tool printed a log; the entry points).
 This module only re-exports what the others may use.
 """
 
 from device_agents.android.tool_logs.executorch import parse_executorch, read_executorch
-from device_agents.android.tool_logs.litert import parse_litert, read_litert
-from device_agents.android.tool_logs.measurement import NUM, TOOLS, ToolLogError, ToolMeasurement
-from device_agents.android.tool_logs.onnxruntime import parse_onnxruntime, read_onnxruntime
+from device_agents.android.tool_logs.litert import parse_litert, read_delegation, read_litert
+from device_agents.android.tool_logs.measurement import NUM, TOOLS, DelegateReading, ToolLogError, ToolMeasurement
+from device_agents.android.tool_logs.onnxruntime import (not_in_build, parse_onnxruntime, read_onnxruntime,
+                                                         read_placements)
 from device_agents.android.tool_logs.reading import MAX_LOG_BYTES, detect_tool, parse_log, read_log
 
-__all__ = ["MAX_LOG_BYTES", "NUM", "TOOLS", "ToolLogError", "ToolMeasurement", "detect_tool",
-           "parse_executorch", "parse_litert", "parse_log", "parse_onnxruntime", "read_executorch", "read_litert",
-           "read_log", "read_onnxruntime"]
+__all__ = ["MAX_LOG_BYTES", "NUM", "TOOLS", "DelegateReading", "ToolLogError", "ToolMeasurement", "detect_tool",
+           "not_in_build", "parse_executorch", "parse_litert", "parse_log", "parse_onnxruntime", "read_delegation",
+           "read_executorch", "read_litert", "read_log", "read_onnxruntime", "read_placements"]

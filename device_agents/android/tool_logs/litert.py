@@ -14,8 +14,8 @@ import re
 from typing import Any, Iterable
 
 from device_agents.android.tool_logs.measurement import (
-    ERROR_WORDS, ERRORS, NUM, PRINTED_REL, Hits, ToolLogError, ToolMeasurement, any_of, checked, close, mib_bytes,
-    ns, ns_int, number, tool_errors,
+    ERROR_WORDS, ERRORS, NUM, PRINTED_REL, DelegateReading, Hits, ToolLogError, ToolMeasurement, any_of, checked, close,
+    mib_bytes, ns, ns_int, number, said, tool_errors,
 )
 from device_agents.base import Aggregate, MemoryReading
 
@@ -386,3 +386,86 @@ def _litert_memory(scan: _Scan, block: dict) -> tuple[tuple[MemoryReading, ...],
     # Without a baseline, the tool's growth since its start is the model memory it reports (named by the method).
     return (MemoryReading(method="tool_reported", peak_b=peak_b, growth_b=detail.get("overall_delta_b"),
                           detail=detail),), "; ".join(units), notes
+
+
+# --------------------------------------------------------------------------------------------------
+# Delegation: what benchmark_model says about the delegate it was asked for
+#
+# Formats (google-ai-edge/LiteRT @ f674577): benchmark_tflite_model.cc after ModifyGraphWithDelegate
+# ("Explicitly applied <NAME> delegate, and the model graph will be completely|partially executed by the
+# delegate[ w/ K delegate kernels]." / "Though <NAME> delegate is explicitly applied, the model graph will not
+# be executed by the delegate." / "Failed to apply <NAME> delegate."; TF 2.1-2.2 printed "Applied <NAME>
+# delegate, and the model graph will be ... executed w/ the delegate."), tflite/core/subgraph.cc ("Replacing
+# N out of M node(s) with delegate (<kernel>) node, yielding P partitions ...", always logged on Android),
+# the GPU delegate ("a operations will run on the GPU, and the remaining b operations will run on the CPU.";
+# older "First a operations will run on the GPU, and the remaining b on the CPU."), the delegate providers
+# ("<NAME> acceleration is unsupported on this platform."). Real lines: tests/fixtures/tool_logs/delegation.
+
+_APPLIED = re.compile(r"(?:Explicitly applied|\bApplied) (\w+) delegate(?:, and the model graph will be "
+                      r"(completely|partially) executed (?:by|w/) the delegate(?: w/ (\d+) delegate kernels)?)?")
+_NOT_APPLIED = re.compile(r"Though (\w+) delegate is explicitly applied, the model graph will not be executed")
+_FAILED_APPLY = re.compile(r"Failed to apply (\w+) delegate")
+_REPLACING = re.compile(r"Replacing (\d+) (?:out of (\d+) )?node\(s\) with delegate \((\w+)\) node")
+_GPU_SPLIT = re.compile(r"(\d+) operations will run on the GPU, and the remaining (\d+)(?: operations will run)? "
+                        r"on the CPU")
+_NOT_HERE = re.compile(r"(\w+) acceleration is unsupported on this platform")
+_GPU_UNSUPPORTED_OPS = re.compile(r"Following operations are not supported by GPU delegate")
+_NO_FALLBACK = re.compile(r"Disallowed CPU fallback detected|Some ops are not accelerated")
+# The kernel name a delegate's nodes carry in the "Replacing" line (tflite/delegates/*/delegate.cc).
+KERNELS = {"GPU": ("TfLiteGpuDelegateV2", "TfLiteGpuDelegate"), "NNAPI": ("TfLiteNnapiDelegate",),
+           "XNNPACK": ("TfLiteXNNPackDelegate",)}
+DELEGATION_WORDS = ("applied", "Applied", "Failed to apply", "Replacing", "operations will run on the GPU",
+                    "acceleration is unsupported", "not supported by GPU delegate", "Disallowed CPU fallback",
+                    "Some ops are not accelerated")
+
+
+def read_delegation(text: str, delegate: str, *, requested: bool = True) -> DelegateReading:
+    """What one run's output says about ``delegate`` (the provider's name as the tool prints it: ``GPU``,
+    ``NNAPI``, ``XNNPACK``). ``requested``: the run was asked for it, so a run that names no application of it
+    applied it ``"not"`` (the tool prints one of its three lines for every delegate it created; a delegate
+    it could not create, it skips, saying at most "<NAME> acceleration is unsupported on this platform");
+    otherwise (a default delegate read for information) silence is ``"unknown"``."""
+    kernels = KERNELS.get(delegate, ())
+    tests = {  # what to keep: the first line each says, when it is about this delegate
+        "applied": (_APPLIED, lambda m: m.group(1) == delegate),
+        "not": (_NOT_APPLIED, lambda m: m.group(1) == delegate),
+        "failed": (_FAILED_APPLY, lambda m: m.group(1) == delegate),
+        "replacing": (_REPLACING, lambda m: m.group(3) in kernels),  # the first: the whole graph as it took it
+        "gpu_split": (_GPU_SPLIT, lambda m: delegate == "GPU"),
+        "not_here": (_NOT_HERE, lambda m: m.group(1) == delegate),
+        "gpu_ops": (_GPU_UNSUPPORTED_OPS, lambda m: delegate == "GPU"),
+        "no_fallback": (_NO_FALLBACK, lambda m: True),
+    }
+    first: dict[str, re.Match[str]] = {}
+    words: list[str] = []
+    for line in text.splitlines():
+        if not any(w in line for w in DELEGATION_WORDS):
+            continue
+        for name, (rx, about) in tests.items():
+            m = rx.search(line)
+            if m and about(m) and name not in first and not (name == "applied" and "Though" in line):
+                first[name] = m
+                words.append(line)
+    applied, not_applied, failed = first.get("applied"), first.get("not"), first.get("failed")
+    replacing, gpu_split = first.get("replacing"), first.get("gpu_split")
+    done, total = None, None
+    if replacing is not None:
+        done, total = int(replacing.group(1)), int(replacing.group(2)) if replacing.group(2) else None
+    elif gpu_split is not None:
+        done = int(gpu_split.group(1))
+        total = done + int(gpu_split.group(2))
+    by_count = None
+    if done is not None and total is not None:
+        by_count = "not" if done == 0 else "completely" if done == total else "partially"
+    if failed is not None:
+        return DelegateReading("not", done, total, said(words), refused=True)
+    if not_applied is not None:
+        return DelegateReading("not", done, total, said(words))
+    if applied is not None:
+        return DelegateReading(applied.group(2) or by_count or "unknown", done, total, said(words))
+    if by_count is not None:
+        return DelegateReading(by_count, done, total, said(words))
+    if not requested:
+        return DelegateReading("unknown", done, total, said(words))
+    why = words or [f"no 'Explicitly applied {delegate} delegate' line: the tool applied no {delegate} delegate"]
+    return DelegateReading("not", done, total, said(why))

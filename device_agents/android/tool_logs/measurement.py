@@ -101,6 +101,26 @@ class ToolMeasurement:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class DelegateReading:
+    """What one run's output says about the delegate (LiteRT) or execution provider (ONNX Runtime) it was
+    asked for: ``applied`` is ``"completely"``, ``"partially"``, ``"not"`` or ``"unknown"`` (the output says
+    nothing that tells), the counts are the tool's own (None where it printed none), ``words`` its lines that
+    say so, as printed; ``refused`` when the tool refused the delegate (its run failed because of it)."""
+
+    applied: str
+    delegated_nodes: int | None = None
+    total_nodes: int | None = None
+    words: str = ""
+    refused: bool = False
+
+
+def said(lines: list[str], limit: int = 600) -> str:
+    """A tool's lines as one string for a record: each stripped, in order, once, `` / `` between them."""
+    out = " / ".join(dict.fromkeys(ln.strip() for ln in lines if ln.strip()))
+    return out if len(out) <= limit else out[:limit - 3] + "..."
+
+
 # ------------------------------------------------------------------------------------------------------
 # Numbers and units
 

@@ -11,8 +11,8 @@ import re
 from typing import Iterable
 
 from device_agents.android.tool_logs.measurement import (
-    ERROR_WORDS, ERRORS, MAX_BYTES, NUM, Hits, ToolLogError, ToolMeasurement, any_of, checked, close, ns, ns_int,
-    number, tool_errors,
+    ERROR_WORDS, ERRORS, MAX_BYTES, NUM, DelegateReading, Hits, ToolLogError, ToolMeasurement, any_of, checked, close,
+    ns, ns_int, number, said, tool_errors,
 )
 from device_agents.base import Aggregate, MemoryReading
 
@@ -240,3 +240,60 @@ def _ort_result_file(lines: Iterable[str]) -> tuple[tuple[int, ...], int | None,
     if peak is not None and peak > MAX_BYTES:
         raise ToolLogError(f"the result file's peak working set is {peak} bytes: over {MAX_BYTES / 1e12:g} TB")
     return tuple(samples), peak, notes
+
+
+# --------------------------------------------------------------------------------------------------
+# Placement: where ONNX Runtime put the graph's nodes, from its verbose log (-v)
+#
+# Formats: onnxruntime/core/framework/session_state.cc VerifyEachNodeIsAssignedToAnEp ("Node placements", then
+# " All nodes placed on [<EP>]. Number of nodes: n" when one EP has them all, else per EP " Node(s) placed on
+# [<EP>]. Number of nodes: n" and one "  <OpType> (<name>)" line per node; before PR #12276 (2022) " All nodes
+# have been placed on [<EP>]."), perftest/ort_test_session.cc ("<NAME> is not supported in this build" for an
+# execution provider the build was made without). On Android ONNX Runtime logs to logcat (AndroidLogSink,
+# tag "onnxruntime"), elsewhere to stderr. A compiling EP (NNAPI, QNN, XNNPACK's fused kernels) is counted in
+# the nodes it made: one fused node may hold many ONNX ops. Real lines: tests/fixtures/tool_logs/delegation.
+
+_PLACEMENTS = re.compile(r"\bNode placements\b")
+_ALL_PLACED = re.compile(r"All nodes (?:have been )?placed on \[(\w+)\](?:\.\s*Number of nodes: (\d+))?")
+_SOME_PLACED = re.compile(r"Node\(s\) placed on \[(\w+)\]\.\s*Number of nodes: (\d+)")
+_NOT_IN_BUILD = re.compile(r"(\w+) is not supported (?:in this build|on this platform)")
+_NO_CPU_FALLBACK = re.compile(r"fallback to CPU EP has been explicitly disabled")
+
+
+def not_in_build(text: str) -> str | None:
+    """The tool's words saying the execution provider it was asked for is not in this build ("QNN is not supported
+    in this build", without the file, line and function ORT_THROW puts before them), or None."""
+    m = _NOT_IN_BUILD.search(text)
+    return m.group(0) if m else None
+
+
+def read_placements(text: str, provider: str) -> DelegateReading:
+    """Where the nodes went, from one session's verbose log: ``provider`` is the execution provider asked for
+    (``NnapiExecutionProvider``, ``QNNExecutionProvider``). Its node count is ``delegated_nodes``, the count
+    over every provider ``total_nodes``; no placement lines at all is ``"unknown"`` (the tool was not verbose,
+    or its log went elsewhere), never "not"."""
+    counts: dict[str, int | None] = {}
+    words: list[str] = []
+    blocks = 0
+    for line in text.splitlines():
+        if _PLACEMENTS.search(line):
+            blocks += 1
+            if blocks > 1:
+                break  # one session's placement; a second block is another session's
+            words.append(line)
+            continue
+        for rx in (_ALL_PLACED, _SOME_PLACED):
+            m = rx.search(line)
+            if m and m.group(1) not in counts:
+                counts[m.group(1)] = int(m.group(2)) if m.group(2) else None
+                words.append(line)
+        if _NO_CPU_FALLBACK.search(line):
+            words.append(line)
+    if not counts:
+        return DelegateReading("unknown", words=said(words) or "no 'Node placements' lines in the tool's verbose log")
+    known = [n for n in counts.values() if n is not None]
+    total = sum(known) if len(known) == len(counts) else None
+    if provider not in counts:
+        return DelegateReading("not", 0, total, said(words))
+    applied = "completely" if len(counts) == 1 else "partially"
+    return DelegateReading(applied, counts[provider], total, said(words))
