@@ -37,13 +37,13 @@ def dequantize_output(y: Any, detail: dict[str, Any]) -> Any:
     return ((np.asarray(y, dtype=np.float32) - zero) * scale).astype(np.float32)
 
 
-def describe_input(detail: dict[str, Any]) -> dict[str, Any]:
-    """What was done to feed a tensor: its dtype and, for an integer one, the parameters used."""
+def describe_input(detail: dict[str, Any]) -> dict[str, Any] | None:
+    """How a float input was fed to an integer tensor (its dtype, scale and zero point); None for a float one."""
     import numpy as np
 
     dtype = np.dtype(detail["dtype"])
-    out: dict[str, Any] = {"dtype": dtype.name}
-    if dtype.kind != "f":
-        scale, zero = detail["quantization"]
-        out.update(quantized_with={"scale": float(scale), "zero_point": int(zero)})
-    return out
+    if dtype.kind == "f":
+        return None
+    scale, zero = detail["quantization"]
+    return {"dtype": dtype.name, "quantized_with": {"scale": float(scale), "zero_point": int(zero)},
+            "where": "once, before the first inference (not timed)"}
