@@ -118,16 +118,15 @@ def test_a_second_export_comes_from_the_cache(digits, monkeypatch):
 
 
 def test_a_float32_artifact_passed_off_as_int8_fails(digits, tmp_path, monkeypatch):
+    """Through the stage with ONNX (the fastest converter); every backend's reader refuses a float32 artifact
+    (test_every_backend_exports_a_real_verified_int8_part reads 0% int8 weights in each)."""
     spec, _ = digits
-    backends = ("onnx", "litert", "executorch")
-    for name in backends:
-        def fake(phone, example, calibration, out_dir, timings, float32=None, _b=name):
-            return BACKENDS[_b].export(phone, example, out_dir)
-        monkeypatch.setitem(quantize.EXPORTERS, name, fake)
+    monkeypatch.setitem(quantize.EXPORTERS, "onnx", lambda phone, example, calibration, out_dir, timings,
+                        float32=None: BACKENDS["onnx"].export(phone, example, out_dir))
     other = dataclasses.replace(spec, export=dataclasses.replace(spec.export, cache_dir=tmp_path / "cache",
-                                                                 backends=backends, precisions=("int8",)))
+                                                                 backends=("onnx",), precisions=("int8",)))
     artifacts = ex.export_spec(other, progress=False)
-    assert len(artifacts) == 6
+    assert len(artifacts) == 2
     for a in artifacts:
         assert a.status == "failed" and not a.verified and a.path is None, a.name
         assert a.reason.startswith("not quantized: 0% of the weight bytes in the artifact are int8"), a.reason
