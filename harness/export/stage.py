@@ -37,8 +37,10 @@ from harness.export.cache import (RTOL, Artifact, cache_dir_for, cache_key, conv
                                   stamp_files, write_meta)
 from harness.export.calibration import Calibration, calibration_for
 from harness.export.int8_judge import COREML_INT8_NOTE, INT8_RTOL
+from harness.export.int8_readers import io_dtypes
+from harness.export.int8_verify import verify_int8
 from harness.export.part import Part, build_part, errors
-from harness.export.quantize import INT8_MODULES
+from harness.export.quantize import INT8_MODULES, export_int8
 from harness.split.configurations import Configuration, configurations, identify
 from harness.split.upload import upload_costs
 
@@ -117,15 +119,13 @@ def _convert(config: Configuration, backend: str, precision: str, key: str, part
                     importlib.import_module(module)
         except ImportError as exc:
             return _failed(replace(base, reason=f"{failure_reason(exc)}; {spec.install_hint}"), log, root, exc)
-        timings: dict[str, float] = {}
+        timings: dict[str, float] = {}  # each int8 step's seconds
+        inputs = calibration.inputs(part.example) if int8 else []
         try:
             with capture_fds(log):
                 start = time.perf_counter()
                 if int8:
-                    from harness.export.quantize import export_int8
-
-                    exported = export_int8(backend, part.phone, part.example, calibration.inputs(part.example), tmp,
-                                           timings, float32)
+                    exported = export_int8(backend, part.phone, part.example, inputs, tmp, timings, float32)
                 else:
                     exported = spec.export(part.phone, part.example, tmp)
                 export_s = time.perf_counter() - start
@@ -172,9 +172,6 @@ def _verify_float32(done: Artifact, exported: "Exported", part: Part) -> tuple[A
 def _verify_int8(done: Artifact, exported: "Exported", part: Part, calibration: Calibration,
                  timings: dict[str, float]) -> tuple[Artifact, bool]:
     """Read, run and judge an int8 artifact; its upload is counted in its output tensor's type."""
-    from harness.export.int8_readers import io_dtypes
-    from harness.export.int8_verify import verify_int8
-
     input_dtype, output_dtype = io_dtypes(done.backend, exported)
     done = replace(done, input_dtype=input_dtype, output_dtype=output_dtype,
                    costs=upload_costs(done.costs, output_dtype))

@@ -97,24 +97,28 @@ def definition_file(spec: Spec) -> Path:
 
 
 def model_module(spec: Spec) -> Any:
-    """The module that defines the model, imported once per process (:func:`load_model` imports a ``source``
-    file under the same name, so the two share it). A ``source`` file that fails to import is one line."""
+    """The module that defines the model, imported under the name :func:`load_model` gives a ``source`` file;
+    imported again when the file changed since. A ``source`` file that fails to import is one line."""
     if spec.model.zoo:
         import models
 
         return importlib.import_module(f"models.{models.get(spec.model.zoo).family}")
     path, _ = _user_source(spec)
     name = f"splitbench_user_{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
-    if name in sys.modules:
-        return sys.modules[name]
+    st = path.stat()
+    stamp = (st.st_size, st.st_mtime_ns)
+    known = sys.modules.get(name)
+    if known is not None and getattr(known, "__splitbench_stat__", None) == stamp:
+        return known
     loader = importlib.util.spec_from_file_location(name, path)
     user = importlib.util.module_from_spec(loader)
     sys.modules[name] = user
     try:
         loader.loader.exec_module(user)
     except Exception as exc:  # noqa: BLE001 - report the user's own error in one line
-        del sys.modules[name]
+        sys.modules.pop(name, None)
         raise UserError(f"[model].source: importing {path} failed: {type(exc).__name__}: {exc}") from None
+    user.__splitbench_stat__ = stamp
     return user
 
 
