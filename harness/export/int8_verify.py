@@ -118,11 +118,11 @@ def verify_int8(backend: str, exported: Exported, part: Part, calibration: Calib
         verification = Verification(abs_err, rel_err, out_rel, bool(out.size) and not np.any(out))
         quant.update(verify_input=where, output_rel_err=out_rel)
         fields.update(max_abs_err=abs_err, max_rel_err=rel_err)
+    reason = judge(check, verification, reduced=part.info.get("error_scale") not in (None, "max|ref|"))
+    if reason is not None:  # a failed export is not measured further
+        return {**fields, "reason": reason}, True
     if calibration.classifier:
         quant["top1_agreement"] = None if run is None else _agreements(run, part, calibration)
-    reason = judge(check, verification, reduced=part.info.get("error_scale") not in (None, "max|ref|"))
-    if reason is not None:
-        return {**fields, "reason": reason}, True
     if verification is None:
         return {**fields, "reason": COREML_INT8_NOTE}, False
     return {**fields, "verified": True}, False
