@@ -10,7 +10,6 @@ import re
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from harness.analysis.recommend import Budget
 from harness.analysis.recommend.choice import choose
