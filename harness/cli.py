@@ -78,9 +78,10 @@ def export_cmd(
     force: bool = typer.Option(False, "--force", help="Rebuild every artifact, ignoring the cache."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
-    """Export and verify every split configuration for every backend of SPEC.
+    """Export and verify every split configuration for every backend and precision of SPEC.
 
-    Exit code 0, or 2 when some (configuration, backend) failed to convert or verify; 1 for bad input.
+    Exit code 0, or 2 when some (configuration, precision, backend) failed to convert or verify (an int8 part
+    that is not really int8 fails); 1 for bad input.
     """
     from harness.config.spec import load_spec
 

@@ -76,6 +76,14 @@ def digits_data(seed: int = 0) -> dict[str, np.ndarray]:
     return {"train_x": xtr, "train_digit": ytr, "test_x": xte, "test_digit": yte}
 
 
+def splitbench_data() -> dict:
+    """The model's own inputs, for splitbench's int8 calibration (the convention in docs/spec.md): the training
+    half of :func:`digits_data` (seed 0, the split the demo trains on) calibrates, the other half is held out, and
+    the two primary-task classes make it a classifier (top-1 agreement of int8 with float32 is measured)."""
+    data = digits_data(0)
+    return {"calibration": data["train_x"], "held_out": data["test_x"], "classes": ("digit < 5", "digit >= 5")}
+
+
 def train_digits_cnn(train_x: np.ndarray, train_primary: np.ndarray, *, seed: int = 0, epochs: int = 25,
                      batch_size: int = 64, lr: float = 3e-3) -> "torch.nn.Module":
     """Train the digits CNN on the primary task with Adam (seeded, CPU, a few seconds); eval mode."""

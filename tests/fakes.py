@@ -39,6 +39,8 @@ class FakeArtifact:
     costs: dict = field(default_factory=lambda: {"params": 100, "macs": 2000, "flops": 4000,
                                                  "upload_bytes": 640, "mac_share": 0.5})
     converter: dict = field(default_factory=dict)
+    precision: str = "float32"
+    quantization: dict = field(default_factory=dict)
 
     def ref(self) -> ArtifactRef:
         return ArtifactRef(key=self.key, backend=self.backend, path=str(self.path), root=str(Path(self.path).parent),

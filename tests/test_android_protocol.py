@@ -14,7 +14,6 @@ import pytest
 from device_agents.android import protocol as P
 from device_agents.android.session import AndroidOptions
 from device_agents.android import adb_direct as D
-from device_agents.android import transport as T
 from device_agents.android.transport import Address, parse_target
 from device_agents.base import AgentError, MeasureJob
 from tests.android_userland import MISSING, MKSH, SKIP_REASON, android_path

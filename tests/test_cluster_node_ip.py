@@ -65,7 +65,7 @@ def test_a_node_ip_ray_would_replace_or_cannot_use_is_one_line(ip, says, command
     argv = ["cluster", command] + ([f"{LOOPBACK}:6380"] if command == "join" else []) + ["--node-ip", ip, "--no-auth"]
     assert main(argv) == 1
     err = capfd.readouterr().err
-    assert err.count("\n") == 1 and err.startswith(f"error: --node-ip ") and says in err, err
+    assert err.count("\n") == 1 and err.startswith("error: --node-ip ") and says in err, err
     assert "Traceback" not in err
     if ip == "127.0.0.1":
         assert "--node-ip 127.0.0.2" in err  # the fix

@@ -202,6 +202,30 @@ def test_rows_on_one_side_only_are_listed_never_dropped():
     assert "m/conv2-simple/onnx/cpu-1core`: only in BASE" in md and "m/full/onnx/cpu-1core`: only in NEW" in md
 
 
+def _as(r: ResultRecord, precision: str, **result) -> ResultRecord:
+    """``r`` as another precision (another artifact, another record), its result changed by ``result``."""
+    ident = dataclasses.replace(r.identity, precision=precision, artifact_key=f"{r.identity.artifact_key}-{precision}")
+    return dataclasses.replace(r, identity=ident, record_key=f"{r.record_key}-{precision}",
+                               result={**r.result, **result})
+
+
+def test_an_int8_row_never_pairs_with_a_float32_one():
+    float32, int8 = record(), _as(record(), "int8", infer_ns=timings(level_ms=0.5))
+    c = cmp.compare_records([float32], [int8])  # the same configuration, backend and device: still two rows
+    assert sorted((p.status, p.precision) for p in c.pairs) == [("only in BASE", "float32"), ("only in NEW", "int8")]
+    assert c.exit_code == NOT_COMPARABLE and not any(p.regression for p in c.pairs)
+    both = cmp.compare_records([float32, _as(record(), "int8")], [record(infer_ns=timings(level_ms=4.0)), int8])
+    by = {p.precision: p for p in both.pairs}
+    assert len(both.pairs) == 2 and all(p.status == "compared" for p in both.pairs)
+    assert metric_of(by["float32"], "infer_median").verdict == "slower"  # 2 ms -> 4 ms, float32 against float32
+    assert metric_of(by["int8"], "infer_median").verdict == "faster"  # 2 ms -> 0.5 ms, int8 against int8
+    assert by["int8"].name == "m/conv1-simple/int8/onnx/cpu-1core" and by["float32"].name == "m/conv1-simple/onnx/cpu-1core"
+
+
+def metric_of(pair, name: str):
+    return next(m for m in pair.metrics if m.metric == name)
+
+
 def test_a_configuration_failing_in_new_only_is_a_regression():
     c = cmp.compare_records([record()], [record(status=CRASHED, reason="worker crashed\nSegmentation fault")])
     (pair,) = c.pairs

@@ -60,7 +60,7 @@ def evil_run(tmp_path_factory) -> Path:
     (tmp / "evil_model.py").write_text(EVIL_MODEL)
     (tmp / "evil.toml").write_text(
         'name = "evil"\n[model]\nsource = "evil_model.py:build"\nseed = 0\n'
-        f'[split]\ncuts = ["\\u202eevil"]\nembeddings = ["simple"]\n[export]\nbackends = ["onnx"]\n'
+        '[split]\ncuts = ["\\u202eevil"]\nembeddings = ["simple"]\n[export]\nbackends = ["onnx"]\n'
         '[run]\ntargets = ["cpu-1core"]\nruns = 12\nwarmup = 1\nwarm_loads = 2\n')
     spec = load_spec(tmp / "evil.toml")
     assert [c.name for c in configurations(spec)][0] == f"{EVIL}-simple"

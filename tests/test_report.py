@@ -19,7 +19,7 @@ from harness.analysis.recommend import Budget
 from harness.analysis.recommend.choice import choose
 from harness.analysis.table import load_table
 from harness.report import build_report
-from test_recommend import TOY, privacy_rows, summary_rows, write_run
+from test_recommend import privacy_rows, summary_rows, write_run
 
 
 @pytest.fixture(scope="module")

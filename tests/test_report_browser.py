@@ -32,7 +32,7 @@ from harness.analysis.table import load_table
 from harness.report import build_report
 from harness.report.browser import FIRST_SCREEN, dump_dom, find_chromium
 from harness.core.units import fmt_bytes, fmt_mb, fmt_ms, sig
-from test_recommend import FULL_ROW, TOY, privacy_rows, summary_rows
+from test_recommend import TOY, privacy_rows, summary_rows
 
 CHROMIUM = find_chromium()
 pytestmark = [pytest.mark.browser,

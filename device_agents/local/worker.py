@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from device_agents.base import CRASHED, FAILED, OK, OOM, MeasureJob, artifact_files
+from device_agents.litert_io import describe_input, quantize_input
 from device_agents.local import protocol
 
 # One clock for every duration: CLOCK_MONOTONIC in nanoseconds, unaffected by NTP steps.
@@ -62,6 +63,7 @@ class Backend:
 
     name = ""
     distributions: tuple[str, ...] = ()
+    fed: dict[str, Any] | None = None  # how bind() fed the input when it had to convert it (an int8 tensor)
 
     def import_runtime(self) -> None:
         raise NotImplementedError
@@ -128,14 +130,17 @@ class LiteRTBackend(Backend):
 
     def bind(self, session, x):
         # The input is copied into the interpreter once, before the first inference: the timed
-        # call is invoke() alone, as in LiteRT's own benchmark tool.
+        # call is invoke() alone, as in LiteRT's own benchmark tool. A static int8 model takes an
+        # int8 tensor: the float input is quantized here, once, with the interpreter's own scale and
+        # zero point (benchmark_model fills an int8 input itself), never inside the timed call.
         details = session.get_input_details()
         if len(details) != 1:
             raise ValueError(f"the model has {len(details)} inputs; splitbench feeds exactly one")
         if tuple(details[0]["shape"]) != tuple(x.shape):
             raise ValueError(f"the model's input shape is {tuple(details[0]['shape'])}, "
                              f"the job's is {tuple(x.shape)}")
-        session.set_tensor(details[0]["index"], x)
+        session.set_tensor(details[0]["index"], quantize_input(x, details[0]))
+        self.fed = describe_input(details[0])
         return session.invoke
 
     def thread_checks(self, session):
@@ -338,6 +343,8 @@ def measure_cold(backend: Backend, job: MeasureJob, x, memory_cap_b: int | None,
         return out
 
     call = backend.bind(session, x)
+    if backend.fed is not None:
+        out["input_fed"] = backend.fed
     os.write(channel_fd, protocol.encode(protocol.LOADED, phase="cold", pid=os.getpid()))
     # Only the worker may hold the host channel from here on: if the worker dies, the host must
     # see the channel close at once, not when this child finishes its runs.
@@ -469,7 +476,7 @@ def serve(backend: Backend, job: MeasureJob, memory_cap_b: int | None, channel_f
     t0 = clock()
     cold = run_child(lambda: measure_cold(backend, job, x, memory_cap_b, channel_fd), "cold", 0, channel_fd)
     diag["cold_child_wall_ns"] = clock() - t0
-    for key in ("traceback", "cold_cache_notes", "hwm_reset", "pid"):
+    for key in ("traceback", "cold_cache_notes", "hwm_reset", "pid", "input_fed"):
         if key in cold:
             diag[{"pid": "cold_child_pid"}.get(key, key)] = cold.pop(key)
     threads = cold.pop("threads", {})

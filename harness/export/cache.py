@@ -31,8 +31,11 @@ from typing import Any
 
 from device_agents.base import ArtifactFile, ArtifactRef, artifact_files, content_sha256, sha256_file
 from device_agents.host import installed_version
-from harness.config.backends import BACKENDS
+from harness.config.backends import BACKENDS, Exported
 from harness.config.spec import Spec
+from harness.export import calibration as calib
+from harness.export import int8_judge, int8_readers, quantize
+from harness.split import upload
 from harness.split.configurations import Configuration, ModelIdentity, file_sha256
 
 # Version of the cache layout and meta.json. Bump when either changes meaning; every old entry is
@@ -70,17 +73,23 @@ class Artifact:
     input_name: str = ""  # the runtime's name for the input (ExecuTorch: "forward/input0", by position)
     output_name: str = ""
     input_dtype: str = "float32"
-    costs: dict[str, Any] = field(default_factory=dict)  # harness.split.costs.Costs.to_dict()
+    costs: dict[str, Any] = field(default_factory=dict)  # harness.split.costs.Costs.to_dict(), upload in output_dtype
     export_s: float | None = None  # conversion seconds (the original conversion's when cached)
     cached: bool = False  # read from the cache by this export
     converter: dict[str, str] = field(default_factory=dict)  # distribution -> version
     info: dict[str, Any] = field(default_factory=dict)  # e.g. PCA explained variance, log file
     files: tuple[ArtifactFile, ...] = ()  # every file a load reads, with size and sha256 (ok artifacts)
     rebuilt: str = ""  # why the cached copy was not used and this one was built instead ("" when it was not)
+    precision: str = "float32"  # what the part computes in: float32 or int8
+    output_dtype: str = "float32"  # the type of the tensor the phone uploads (a static int8 LiteRT part: int8)
+    quantization: dict[str, Any] = field(default_factory=dict)  # int8: calibration, int8 check, top-1 agreement
 
     @property
     def name(self) -> str:
-        return f"{self.config.name}/{self.backend}"
+        """``conv1-simple/onnx``; the precision after the configuration when it is not float32:
+        ``conv1-simple int8/onnx``."""
+        precision = f" {self.precision}" if self.precision != "float32" else ""
+        return f"{self.config.name}{precision}/{self.backend}"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -89,6 +98,10 @@ class Artifact:
         d["input_shape"] = list(self.input_shape)
         d["output_shape"] = list(self.output_shape)
         return d
+
+    def exported(self) -> Exported:
+        """The artifact as an exporter returned it (its path and tensor names)."""
+        return Exported(self.path, self.input_name, self.output_name)
 
     def ref(self) -> ArtifactRef:
         """What a device agent needs to place this artifact (content key, every file with its hash)."""
@@ -104,9 +117,13 @@ class Artifact:
 # Cache keys and the cache directory
 
 
-def converter_versions(backend: str) -> dict[str, str]:
-    """The installed version of each converter of ``backend`` ("missing" when one is not installed)."""
-    return {dist: installed_version(dist) or "missing" for dist in BACKENDS[backend].converter_packages}
+def converter_versions(backend: str, precision: str = "float32") -> dict[str, str]:
+    """The installed version of each converter of ``backend`` ("missing" when one is not installed); int8 adds
+    the quantizer's (torchao, where PT2E lives, for ExecuTorch and LiteRT)."""
+    dists = BACKENDS[backend].converter_packages
+    if precision != "float32":
+        dists += quantize.INT8_PACKAGES[backend]
+    return {dist: installed_version(dist) or "missing" for dist in dists}
 
 
 @functools.cache
@@ -130,12 +147,33 @@ def _pipeline_hash() -> str:
     return h.hexdigest()[:16]
 
 
-def cache_key(ident: ModelIdentity, config: Configuration, backend: str, spec: Spec) -> str:
+@functools.cache
+def quantizer_hash() -> str:
+    """Hash of the code that decides what an int8 artifact is and what is recorded about it: the exporters,
+    the calibration's choice of inputs, the artifact readers, the int8 rule, the upload size, and the
+    verification module (its file: it imports this module, so it is read, not imported)."""
+    import inspect
+
+    h = hashlib.sha256()
+    for fn in (*quantize.QUANTIZER_FUNCTIONS, calib.calibration_for, calib.Calibration.inputs,
+               calib.Calibration.verify_input, calib.Calibration.held_out, *int8_readers.READERS.values(),
+               int8_readers.check_int8, int8_readers.Int8Check.problem.fget, int8_readers.float32_param_bytes,
+               int8_judge.judge, upload.upload_costs):
+        h.update(inspect.getsource(fn).encode() + b"\0")
+    h.update(file_sha256(Path(__file__).with_name("int8_verify.py")).encode())
+    return h.hexdigest()[:16]
+
+
+def cache_key(ident: ModelIdentity, config: Configuration, backend: str, spec: Spec, precision: str = "float32",
+              calibration: "calib.Calibration | None" = None) -> str:
     """sha256 over everything that changes the artifact or its verification.
 
     Model definition (its source file) and weights, the splitting code, cut, embedding, PCA size and
     calibration (reduced only), input shape, backend, the converter's, runtime's and torch's
-    versions, the verification input and tolerance, and ``EXPORT_FORMAT``.
+    versions, the verification input and tolerance, and ``EXPORT_FORMAT``. A precision other than float32
+    adds itself, its calibration (source, samples, seed, and the data's hash when it is the model's data;
+    ``calibration``, else the spec's), the quantizer code, its tolerances and torchao's version; a float32
+    key is what it was before int8 existed, so float32 entries stay valid.
     """
     reduced = config.embedding == "reduced"
     payload = {
@@ -153,6 +191,12 @@ def cache_key(ident: ModelIdentity, config: Configuration, backend: str, spec: S
         "versions": converter_versions(backend),
         "verify": [VERIFY_SEED, RTOL],
     }
+    if precision != "float32":
+        calibration = calibration or calib.calibration_for(spec)
+        payload.update(precision=precision, versions=converter_versions(backend, precision), int8={
+            "calibration": calibration.identity(), "quantizer": quantizer_hash(),
+            "verify": [int8_judge.INT8_RTOL, int8_judge.FLOAT_SIZED_ERR, int8_readers.MIN_INT8_SHARE,
+                       int8_readers.MAX_SIZE_RATIO, int8_readers.SIZE_RULE_FROM]})
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -173,7 +217,7 @@ class Lookup:
     problem: str = ""  # "" for a plain miss (no entry, or one of an older format); else what is wrong with it
 
 
-def lookup(entry: Path, config: Configuration, backend: str, key: str) -> Lookup:
+def lookup(entry: Path, config: Configuration, backend: str, key: str, precision: str = "float32") -> Lookup:
     """The artifact recorded in ``entry/meta.json``, its files checked against the sha256 recorded there."""
     try:
         meta = json.loads((entry / "meta.json").read_text())
@@ -187,6 +231,8 @@ def lookup(entry: Path, config: Configuration, backend: str, key: str) -> Lookup
         return Lookup()  # written by another version of the cache: rebuilt, never misread
     if meta.get("key") != key:
         return Lookup(problem="its meta.json belongs to another key")
+    if meta.get("precision", "float32") != precision:
+        return Lookup(problem=f"its meta.json is of precision {meta.get('precision')}, not {precision}")
     try:
         artifact = Artifact(config=config, backend=backend, key=key, path=entry / meta["artifact"], status="ok",
                             verified=meta["verified"], max_abs_err=meta["max_abs_err"],
@@ -196,7 +242,10 @@ def lookup(entry: Path, config: Configuration, backend: str, key: str) -> Lookup
                             output_name=meta["output_name"], input_dtype=meta.get("input_dtype", "float32"),
                             costs=meta["costs"], export_s=meta["export_s"], cached=True,
                             converter=meta["converter"], info=meta["info"],
-                            files=tuple(ArtifactFile(**f) for f in meta["files"]))
+                            files=tuple(ArtifactFile(**f) for f in meta["files"]),
+                            precision=precision,
+                            output_dtype=meta.get("output_dtype", "float32"),
+                            quantization=meta.get("quantization") or {})
     except (KeyError, TypeError) as exc:  # written by other code: rebuild rather than trust it
         return Lookup(problem=f"its meta.json lacks {exc}")
     problem = check_files(entry, artifact)

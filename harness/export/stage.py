@@ -1,15 +1,14 @@
-"""Export stage: every (configuration, backend) of a spec becomes a file a phone runtime loads,
+"""Export stage: every (configuration, precision, backend) of a spec becomes a file a phone runtime loads,
 verified against the PyTorch phone part and cached by content (:mod:`harness.export.cache`). What
-each backend builds and runs is in :mod:`harness.config.backends`.
+each backend builds and runs is in :mod:`harness.config.backends`; its static int8 version is
+:mod:`harness.export.quantize`, calibrated as :mod:`harness.export.calibration` says.
 
-Verification feeds every runnable artifact one fixed seeded input (``VERIFY_SEED``) and compares
-its output with the PyTorch phone part's. ``max_rel_err`` is ``max|out - ref| / max|ref|``: the
-worst error relative to the feature's own scale. An element-wise relative error would blow up on
-the many exact zeros a ReLU feature holds, and say nothing about whether the feature is right.
-For a reduced embedding the PCA output is a small difference of large sums, so its error is
-divided by the size of those sums instead (see :func:`_error_scale`; ``info["error_scale"]`` names
-the divisor and ``info["output_rel_err"]`` keeps ``max|out - ref| / max|ref|``).
-An artifact above ``RTOL`` is ``failed`` with reason ``verification: ...`` (its errors are kept).
+float32: verification feeds every runnable artifact one fixed seeded input (``VERIFY_SEED``) and compares
+its output with the PyTorch phone part's (the measure is :mod:`harness.export.part`'s). An artifact above
+``RTOL`` is ``failed`` with reason ``verification: ...`` (its errors are kept). int8: the artifact is read
+to be sure it holds int8 weights, run on an input from its calibration's distribution and judged against
+the int8 tolerance (:mod:`harness.export.int8_verify`, :mod:`harness.export.int8_judge`); one that is not
+really int8, or too far from float32, is ``failed`` with the reason.
 
 A failed conversion is a row with the converter's reason; its whole output and the traceback are
 kept in ``<cache_dir>/failed/<key>.log``.
@@ -24,23 +23,29 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from device_agents.base import ArtifactRef
 from harness.config.backends import BACKENDS, COREML_NOTE, check_coreml
-from harness.config.spec import Spec
+from harness.config.spec import PRECISIONS, Spec
 from harness.core.errors import UserError, WriteFailed, why_not_written
 from harness.core.fdcapture import capture_fds
 from harness.core.text import visible
-from harness.export.cache import (ENV_CACHE, RTOL, VERIFY_SEED, Artifact, cache_dir_for, cache_key, converter_versions,
-                                  lookup, publish, stamp_files, write_meta)
+from harness.export.cache import (ENV_CACHE, RTOL, Artifact, cache_dir_for, cache_key, converter_versions, lookup,
+                                  publish, stamp_files, write_meta)
+from harness.export.calibration import Calibration, calibration_for
+from harness.export.int8_judge import COREML_INT8_NOTE, INT8_RTOL
+from harness.export.int8_readers import io_dtypes
+from harness.export.int8_verify import verify_int8
+from harness.export.part import Part, build_part, errors
+from harness.export.quantize import INT8_MODULES, export_int8
 from harness.split.configurations import Configuration, configurations, identify
+from harness.split.upload import upload_costs
 
 if TYPE_CHECKING:  # pragma: no cover
-    import numpy as np
-    import torch
+    from harness.config.backends import Exported
 
 # --------------------------------------------------------------------------------------------------
 # Failure reasons and quiet converters
@@ -91,61 +96,18 @@ def _size(path: Path) -> int:
 # One conversion
 
 
-@dataclass
-class _Part:
-    """What one configuration's conversions share: built once per configuration on a cache miss."""
-
-    phone: "torch.nn.Module"
-    example: "torch.Tensor"
-    verify_input: "np.ndarray"
-    reference: "np.ndarray"
-    costs: dict[str, Any]
-    info: dict[str, Any]
-    error_scale: float  # what max_rel_err divides by (see _error_scale)
-
-
-def _error_scale(phone: "torch.nn.Module", x: "torch.Tensor", reference: "np.ndarray") -> tuple[float, str]:
-    """The magnitude a float32 error of this phone part is relative to, and its name.
-
-    Simple and full: ``max|ref|``. Reduced: the PCA output ``W f + b`` is a small difference of large
-    sums; with random weights, deep features of different inputs are nearly parallel, so ``W f``
-    and ``-b`` cancel to ~1e-3 of their size and any float32 rounding in the feature below (~1e-6 of
-    it, the same in PyTorch) is amplified ~1000 times. Its error is therefore measured against the
-    size of the terms it sums, ``max_i (|W| |f| + |b|)_i``, the usual scale of a dot product's
-    rounding error. ``info["output_rel_err"]`` keeps ``max|out - ref| / max|ref|`` as well.
-    """
-    import numpy as np
-    import torch
-
-    pca = getattr(phone, "pca", None)
-    body = getattr(phone, "phone", None)
-    if isinstance(pca, torch.nn.Linear) and body is not None:
-        with torch.no_grad():
-            f = body(x).reshape(1, -1).double()
-            terms = f.abs() @ pca.weight.double().abs().T + pca.bias.double().abs()
-        return float(terms.max()), "max(|W||f|+|b|)"
-    return float(np.max(np.abs(reference))) if reference.size else 0.0, "max|ref|"
-
-
-def _errors(out: "np.ndarray", ref: "np.ndarray", scale: float) -> tuple[float, float, float]:
-    """(max|out - ref|, that / scale, that / max|ref|)."""
-    import numpy as np
-
-    out = np.asarray(out, dtype=np.float64).reshape(ref.shape)
-    ref = ref.astype(np.float64)
-    abs_err = float(np.max(np.abs(out - ref))) if ref.size else 0.0
-    ref_max = float(np.max(np.abs(ref))) if ref.size else 0.0
-    return abs_err, (abs_err / scale if scale > 0 else abs_err), (abs_err / ref_max if ref_max > 0 else abs_err)
-
-
-def _convert(config: Configuration, backend: str, key: str, part: _Part, root: Path) -> Artifact:
-    """Export, verify and (when ok) publish one artifact into ``root/key``."""
+def _convert(config: Configuration, backend: str, precision: str, key: str, part: Part, root: Path,
+             calibration: Calibration | None = None, float32: "Exported | None" = None) -> Artifact:
+    """Export, verify and (when ok) publish one artifact into ``root/key``. int8 needs ``calibration``;
+    ``float32``: the backend's float32 artifact of the same part, if any (Core ML int8 quantizes it)."""
     base = Artifact(config=config, backend=backend, key=key, path=None, status="failed", verified=False,
                     input_shape=tuple(part.example.shape), output_shape=tuple(part.reference.shape),
-                    costs=part.costs, converter=converter_versions(backend), info=dict(part.info))
+                    costs=part.costs, converter=converter_versions(backend, precision), info=dict(part.info),
+                    precision=precision)
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key[:12]}-", dir=root))
     log = tmp / "convert.log"
+    int8 = precision != "float32"
     try:
         missing = [d for d, v in base.converter.items() if v == "missing"]
         if missing:
@@ -153,14 +115,19 @@ def _convert(config: Configuration, backend: str, key: str, part: _Part, root: P
         spec = BACKENDS[backend]
         try:
             with capture_fds(log):
-                for module in spec.modules:
+                for module in (*spec.modules, *(INT8_MODULES[backend] if int8 else ())):
                     importlib.import_module(module)
         except ImportError as exc:
             return _failed(replace(base, reason=f"{failure_reason(exc)}; {spec.install_hint}"), log, root, exc)
+        timings: dict[str, float] = {}  # each int8 step's seconds
+        inputs = calibration.inputs(part.example) if int8 else []
         try:
             with capture_fds(log):
                 start = time.perf_counter()
-                exported = spec.export(part.phone, part.example, tmp)
+                if int8:
+                    exported = export_int8(backend, part.phone, part.example, inputs, tmp, timings, float32)
+                else:
+                    exported = spec.export(part.phone, part.example, tmp)
                 export_s = time.perf_counter() - start
         except Exception as exc:  # noqa: BLE001 - any converter error is this row's data, not a crash
             return _failed(replace(base, reason=failure_reason(exc)), log, root, exc)
@@ -168,22 +135,11 @@ def _convert(config: Configuration, backend: str, key: str, part: _Part, root: P
                        artifact_bytes=_size(exported.path))
         try:
             with capture_fds(log):
-                if spec.run is None:
-                    problem = check_coreml(exported, done.input_shape, done.output_shape)
-                    done = replace(done, reason=COREML_NOTE) if problem is None else \
-                        replace(done, reason=f"verification: {problem}")
-                else:
-                    abs_err, rel_err, out_rel = _errors(spec.run(exported, part.verify_input), part.reference,
-                                                        part.error_scale)
-                    done = replace(done, max_abs_err=abs_err, max_rel_err=rel_err, verified=rel_err <= RTOL)
-                    if done.info.get("error_scale") != "max|ref|":
-                        done = replace(done, info={**done.info, "output_rel_err": out_rel})
-                    if rel_err > RTOL:
-                        problem = f"max relative error {rel_err:.3g} > {RTOL:g} (max abs {abs_err:.3g})"
-                        done = replace(done, verified=False, reason=f"verification: {problem}")
+                done, failed = _verify_int8(done, exported, part, calibration, timings) if int8 else \
+                    _verify_float32(done, exported, part)
         except Exception as exc:  # noqa: BLE001 - a runtime that cannot load the artifact fails the row
             return _failed(replace(done, reason=f"verification: {failure_reason(exc)}"), log, root, exc)
-        if done.reason.startswith("verification:"):
+        if failed:
             return _failed(done, log, root)
         files = ArtifactRef.from_path(exported.path, key=key, backend=backend).files
         done = replace(done, status="ok", path=exported.path, files=files)
@@ -194,6 +150,34 @@ def _convert(config: Configuration, backend: str, key: str, part: _Part, root: P
         return replace(done, path=final / exported.path.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already when published
+
+
+def _verify_float32(done: Artifact, exported: "Exported", part: Part) -> tuple[Artifact, bool]:
+    """Run the artifact on the verification input (Core ML off macOS: its names and shapes); (artifact, failed)."""
+    spec = BACKENDS[done.backend]
+    if spec.run is None:
+        problem = check_coreml(exported, done.input_shape, done.output_shape)
+        return (replace(done, reason=COREML_NOTE), False) if problem is None else \
+            (replace(done, reason=f"verification: {problem}"), True)
+    abs_err, rel_err, out_rel = errors(spec.run(exported, part.verify_input), part.reference, part.error_scale)
+    done = replace(done, max_abs_err=abs_err, max_rel_err=rel_err, verified=rel_err <= RTOL)
+    if done.info.get("error_scale") != "max|ref|":
+        done = replace(done, info={**done.info, "output_rel_err": out_rel})
+    if rel_err > RTOL:
+        problem = f"max relative error {rel_err:.3g} > {RTOL:g} (max abs {abs_err:.3g})"
+        return replace(done, verified=False, reason=f"verification: {problem}"), True
+    return done, False
+
+
+def _verify_int8(done: Artifact, exported: "Exported", part: Part, calibration: Calibration,
+                 timings: dict[str, float]) -> tuple[Artifact, bool]:
+    """Read, run and judge an int8 artifact; its upload is counted in its output tensor's type."""
+    input_dtype, output_dtype = io_dtypes(done.backend, exported)
+    done = replace(done, input_dtype=input_dtype, output_dtype=output_dtype,
+                   costs=upload_costs(done.costs, output_dtype))
+    fields, failed = verify_int8(done.backend, exported, part, calibration, (done.input_shape, done.output_shape),
+                                 timings)
+    return replace(done, **fields), failed
 
 
 def _failed(artifact: Artifact, log: Path, root: Path, exc: BaseException | None = None) -> Artifact:
@@ -214,60 +198,54 @@ def _failed(artifact: Artifact, log: Path, root: Path, exc: BaseException | None
     return artifact
 
 
-def _build_part(loaded: Any, config: Configuration, spec: Spec, full_macs: int) -> _Part:
-    import numpy as np
-    import torch
-
-    from harness.split.configurations import build_parts
-    from harness.split.costs import count_costs
-
-    phone, _rest, info = build_parts(loaded, config, spec)
-    phone.eval()
-    example = loaded.example_input
-    x = torch.randn(*example.shape, generator=torch.Generator().manual_seed(VERIFY_SEED)).to(example.dtype)
-    with torch.no_grad():
-        reference = phone(x).detach().numpy().astype(np.float32)
-    costs = count_costs(phone, loaded.module, example, full_macs=full_macs).to_dict()
-    scale, kind = _error_scale(phone, x, reference)
-    return _Part(phone, example, x.numpy().copy(), reference, costs, {**info, "error_scale": kind}, scale)
-
-
 # --------------------------------------------------------------------------------------------------
 # The stage
 
 
+Slot = tuple[str, str, str]  # (configuration name, precision, backend)
+
+
 def export_spec(spec: Spec, *, force: bool = False, progress: bool = True,
-                backends: Sequence[str] | None = None) -> list[Artifact]:
-    """Export and verify every (configuration, backend) of ``spec``; configuration order, then backend order.
+                backends: Sequence[str] | None = None, precisions: Sequence[str] | None = None) -> list[Artifact]:
+    """Export and verify every (configuration, precision, backend) of ``spec``; configuration order, then
+    precision (float32 first), then backend order.
 
     Cached artifacts are read from their ``meta.json`` without importing torch, their files checked
     against the sha256 recorded at export; one that does not match is built again, says so (a progress
     line, and ``rebuilt`` holds why) and is counted apart. On a miss the model is built once and each
-    configuration's phone part once, then every missing backend is converted. A failed conversion is a
-    ``failed`` row with the converter's reason; the others go on.
+    configuration's phone part once, then every missing (precision, backend) is converted. A failed
+    conversion is a ``failed`` row with the converter's reason; the others go on. int8 keys need the
+    calibration's identity: with model data (:mod:`harness.export.calibration`) its module is imported and
+    its data hashed, even on a warm export.
     """
     chosen = tuple(backends) if backends is not None else spec.export.backends
     for b in chosen:
         if b not in BACKENDS:
             raise UserError(f"unknown backend {b!r}; valid: {', '.join(BACKENDS)}")
+    kinds = tuple(precisions) if precisions is not None else spec.export.precisions
+    for p in kinds:
+        if p not in PRECISIONS:
+            raise UserError(f"unknown precision {p!r}; valid: {', '.join(PRECISIONS)}")
+    kinds = tuple(p for p in PRECISIONS if p in kinds)  # float32 first: Core ML int8 reuses its package
     ident = identify(spec)
     configs = configurations(spec)
     root = cache_dir_for(spec)
-    keys = {(c.name, b): cache_key(ident, c, b, spec) for c in configs for b in chosen}
-    found: dict[tuple[str, str], Artifact] = {}
-    stale: dict[tuple[str, str], str] = {}  # a cached entry that cannot be used: why
+    calibration = calibration_for(spec) if any(p != "float32" for p in kinds) else None
+    slots = [(c, p, b) for c in configs for p in kinds for b in chosen]
+    keys = {(c.name, p, b): cache_key(ident, c, b, spec, p, calibration) for c, p, b in slots}
+    found: dict[Slot, Artifact] = {}
+    stale: dict[Slot, str] = {}  # a cached entry that cannot be used: why
     if not force:
-        for c in configs:
-            for b in chosen:
-                hit = lookup(root / keys[c.name, b], c, b, keys[c.name, b])
-                if hit.artifact is not None:
-                    found[c.name, b] = hit.artifact
-                elif hit.problem:
-                    stale[c.name, b] = f"the cached copy was unusable: {hit.problem}"
-    todo = [(c, b) for c in configs for b in chosen if (c.name, b) not in found]
+        for c, p, b in slots:
+            hit = lookup(root / keys[c.name, p, b], c, b, keys[c.name, p, b], p)
+            if hit.artifact is not None:
+                found[c.name, p, b] = hit.artifact
+            elif hit.problem:
+                stale[c.name, p, b] = f"the cached copy was unusable: {hit.problem}"
+    todo = [(c, p, b) for c, p, b in slots if (c.name, p, b) not in found]
     if todo:
-        found.update(_export_missing(spec, configs, todo, keys, root, progress, stale))
-    return [found[c.name, b] for c in configs for b in chosen]
+        _export_missing(spec, configs, todo, keys, root, progress, stale, calibration, found)
+    return [found[c.name, p, b] for c, p, b in slots]
 
 
 def _open_cache(root: Path) -> None:
@@ -283,41 +261,50 @@ def _open_cache(root: Path) -> None:
                           "(the default is results/cache under the current directory)") from None
 
 
-def _export_missing(spec: Spec, configs: list[Configuration], todo: list[tuple[Configuration, str]],
-                    keys: dict[tuple[str, str], str], root: Path, progress: bool,
-                    stale: dict[tuple[str, str], str]) -> dict[tuple[str, str], Artifact]:
+def _export_missing(spec: Spec, configs: list[Configuration], todo: list[tuple[Configuration, str, str]],
+                    keys: dict[Slot, str], root: Path, progress: bool, stale: dict[Slot, str],
+                    calibration: Calibration | None, found: dict[Slot, Artifact]) -> None:
+    """Convert every slot of ``todo`` into ``found``, configuration by configuration (float32 before int8)."""
     import gc
 
     from harness.split.configurations import check_forward, load_model
     from harness.split.costs import count_macs
 
-    out: dict[tuple[str, str], Artifact] = {}
     _open_cache(root)
     with _Progress(len(todo), enabled=progress) as bar:
-        for (name, backend), why in stale.items():
-            bar.say(f"[yellow]rebuilding[/] {_shown(name)} {backend}: {_shown(why)}")
+        for (name, precision, backend), why in stale.items():
+            bar.say(f"[yellow]rebuilding[/] {_shown(name + _precision(precision))} {backend}: {_shown(why)}")
         bar.step(f"building {spec.model.zoo or spec.model.source}")
         with capture_fds(root / "export.log"):
             loaded = load_model(spec)
             check_forward(loaded, spec)  # the input fits and every cut gives one tensor, or one line
             full_macs = count_macs(loaded.module, loaded.example_input)[0]
+        if calibration is not None:
+            calibration.check_shape(loaded.example_input)  # the model's data fit its input, or one line
         for config in configs:
-            missing = [b for c, b in todo if c.name == config.name]
+            missing = [(p, b) for c, p, b in todo if c.name == config.name]
             if not missing:
                 continue
             bar.step(f"{config.name}: building the phone part")
             with capture_fds(root / "export.log"):
-                part = _build_part(loaded, config, spec, full_macs)
-            for backend in missing:
-                bar.step(f"{config.name}: {backend}")
-                artifact = _convert(config, backend, keys[config.name, backend], part, root)
-                if (config.name, backend) in stale:
-                    artifact = replace(artifact, rebuilt=stale[config.name, backend])
-                out[config.name, backend] = artifact
+                part = build_part(loaded, config, spec, full_macs)
+            for precision, backend in missing:
+                slot = (config.name, precision, backend)
+                bar.step(f"{config.name}{_precision(precision)}: {backend}")
+                same = found.get((config.name, "float32", backend))  # Core ML int8 quantizes its package
+                float32 = same.exported() if same is not None and same.status == "ok" else None
+                artifact = _convert(config, backend, precision, keys[slot], part, root, calibration, float32)
+                if slot in stale:
+                    artifact = replace(artifact, rebuilt=stale[slot])
+                found[slot] = artifact
                 bar.done(artifact)
             del part
             gc.collect()
-    return out
+
+
+def _precision(precision: str) -> str:
+    """`` int8`` after a configuration's name; nothing for float32 (names stay as they were)."""
+    return "" if precision == "float32" else f" {precision}"
 
 
 class _Progress:
@@ -355,12 +342,15 @@ class _Progress:
 
     def done(self, a: Artifact) -> None:
         if a.status == "ok":
-            check = f"max rel err {a.max_rel_err:.1e}" if a.max_rel_err is not None else "spec checked"
-            line = f"[green]ok[/] {_shown(a.config.name):>18} {a.backend:<10} {a.export_s:6.1f} s  {check}"
+            check = (f"max rel err {a.max_rel_err:.1e}" if a.max_rel_err is not None else
+                     "int8 weights read, not run" if a.precision != "float32" else "spec checked")
+            name = _shown(a.config.name + _precision(a.precision))
+            line = f"[green]ok[/] {name:>18} {a.backend:<10} {a.export_s:6.1f} s  {check}"
             if a.rebuilt:
                 line += "  (rebuilt: its cached copy was unusable)"
         else:
-            line = f"[red]failed[/] {_shown(a.config.name):>14} {a.backend:<10} {_shown(a.reason)}"
+            line = (f"[red]failed[/] {_shown(a.config.name + _precision(a.precision)):>14} {a.backend:<10} "
+                    f"{_shown(a.reason)}")
         self.say(line)
         if self._progress is not None:
             self._progress.advance(self._task)
@@ -401,11 +391,31 @@ def _bytes(n: int | None) -> str:
     return f"{n} B"
 
 
-def print_export_table(artifacts: Sequence[Artifact], file: Any = None) -> None:
-    """One row per (configuration, backend), a line between configurations, then a one-line summary.
+def _verified(a: Artifact) -> str:
+    if a.verified:
+        return "yes"
+    if a.status == "ok" and a.backend == "coreml":
+        return "weights" if a.precision != "float32" else "spec"  # int8 weights read / names and shapes checked
+    return "no"
 
-    ``verified``: yes (output within ``RTOL`` of PyTorch), spec (Core ML: names and shapes checked),
-    no. The costs columns are the configuration's (the same for every backend).
+
+def _top1(a: Artifact) -> str:
+    """The top-1 agreement of an int8 classifier part with float32: held-out when measured, else calibration."""
+    found = (a.quantization or {}).get("top1_agreement") or {}
+    for where in ("held_out", "calibration"):
+        got = found.get(where) or {}
+        if got.get("agreement") is not None:
+            return f"{100 * got['agreement']:.1f}% {where.replace('_', '-')}"
+    return "-"
+
+
+def print_export_table(artifacts: Sequence[Artifact], file: Any = None) -> None:
+    """One row per (configuration, precision, backend), a line between configurations, then a summary.
+
+    ``verified``: yes (output within ``RTOL`` of PyTorch, ``INT8_RTOL`` for int8), spec (Core ML float32:
+    names and shapes checked), weights (Core ML int8: int8 weights read from the program), no. The costs
+    columns are the configuration's, except the upload: in the artifact's output type (int8 for a static int8
+    LiteRT part). ``top-1``: an int8 classifier part's agreement with float32 (held-out data when there is).
     """
     from rich.console import Console
     from rich.table import Table
@@ -414,24 +424,25 @@ def print_export_table(artifacts: Sequence[Artifact], file: Any = None) -> None:
     if not console.is_terminal:  # a pipe or a file: keep rows whole rather than wrap at 80 columns
         console.width = max(console.width, 180)
     table = Table(show_edge=False, pad_edge=False)
-    for title, justify in (("config", "left"), ("backend", "left"), ("status", "left"), ("verified", "left"),
-                           ("max rel err", "right"), ("params", "right"), ("MACs", "right"),
-                           ("upload", "right"), ("upload bytes", "right"), ("edge MACs", "right"),
-                           ("size", "right"), ("cached", "left")):
+    top1 = any((a.quantization or {}).get("top1_agreement") for a in artifacts)
+    for title, justify in (("config", "left"), ("precision", "left"), ("backend", "left"), ("status", "left"),
+                           ("verified", "left"), ("max rel err", "right"), *((("top-1", "right"),) if top1 else ()),
+                           ("params", "right"), ("MACs", "right"), ("upload", "right"), ("upload bytes", "right"),
+                           ("edge MACs", "right"), ("size", "right"), ("cached", "left")):
         table.add_column(title, justify=justify, no_wrap=True)
     table.add_column("reason", overflow="fold")
     for i, a in enumerate(artifacts):
         c = a.costs
         shape = "x".join(map(str, c.get("upload_shape", a.output_shape))) or "-"
         share = f"{100 * c['mac_share']:.1f}%" if "mac_share" in c else "-"
-        verified = "yes" if a.verified else ("spec" if a.status == "ok" and a.backend == "coreml" else "no")
         status = "[green]ok[/]" if a.status == "ok" else "[red]failed[/]"
         rel = f"{a.max_rel_err:.1e}" if a.max_rel_err is not None else "-"
         last = i + 1 == len(artifacts) or artifacts[i + 1].config.name != a.config.name
         cached = "yes" if a.cached else ("[yellow]rebuilt[/]" if a.rebuilt else "no")
-        table.add_row(_shown(a.config.name), a.backend, status, verified, rel, _si(c.get("params")),
-                      _si(c.get("macs")), shape, _bytes(c.get("upload_bytes")), share, _bytes(a.artifact_bytes),
-                      cached, _shown(a.reason) if a.status != "ok" else "", end_section=last)
+        upload = _bytes(c.get("upload_bytes")) + (f" {c['upload_dtype']}" if c.get("upload_dtype") else "")
+        table.add_row(_shown(a.config.name), a.precision, a.backend, status, _verified(a), rel,
+                      *((_top1(a),) if top1 else ()), _si(c.get("params")), _si(c.get("macs")), shape, upload, share,
+                      _bytes(a.artifact_bytes), cached, _shown(a.reason) if a.status != "ok" else "", end_section=last)
     console.print(table)
     for a in artifacts:
         if a.rebuilt:
@@ -441,10 +452,17 @@ def print_export_table(artifacts: Sequence[Artifact], file: Any = None) -> None:
     cached = sum(a.cached for a in artifacts)
     rebuilt = sum(bool(a.rebuilt) for a in artifacts)
     spec_only = sum(a.status == "ok" and not a.verified for a in artifacts)
-    console.print(f"{len(artifacts)} artifacts: {ok} ok ({verified} verified, max relative error <= {RTOL:g}"
+    int8 = [a for a in artifacts if a.precision != "float32"]
+    bound = f"max relative error <= {RTOL:g}" + (f", int8 <= {INT8_RTOL:g}" if int8 else "")
+    console.print(f"{len(artifacts)} artifacts: {ok} ok ({verified} verified, {bound}"
                   f"{f'; {spec_only} Core ML spec-checked' if spec_only else ''}), {len(artifacts) - ok} failed; "
                   f"{cached} from the cache"
                   f"{f', {rebuilt} rebuilt (the cached copy was unusable)' if rebuilt else ''}",
                   highlight=False)
-    if spec_only:
+    if any(a.status == "ok" and a.backend == "coreml" and a.precision == "float32" for a in artifacts):
         console.print(f"Core ML: {COREML_NOTE}.", highlight=False)
+    if any(a.status == "ok" and a.backend == "coreml" and a.precision != "float32" for a in artifacts):
+        console.print(f"Core ML int8: {COREML_INT8_NOTE}.", highlight=False)
+    described = {(a.quantization or {}).get("calibration", {}).get("description") for a in int8} - {None}
+    for text in sorted(described):
+        console.print(f"int8 calibration: {text}.", highlight=False, soft_wrap=True)

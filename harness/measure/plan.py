@@ -94,7 +94,8 @@ def make_record(job: Job, result: dict[str, Any], *, measure_job: MeasureJob | N
         record_key=job.record_key, identity=job.identity, config=a.config.name, order=a.config.order,
         artifact_path=str(a.path) if a.path else None, artifact_bytes=a.artifact_bytes,
         verified=a.verified, max_abs_err=a.max_abs_err, max_rel_err=a.max_rel_err,
-        costs=dict(a.costs or {}), job=measure_job.to_dict() if measure_job else {}, result=result,
+        costs=dict(a.costs or {}), quantization=dict(getattr(a, "quantization", None) or {}),
+        job=measure_job.to_dict() if measure_job else {}, result=result,
         device=device_essentials(info.fingerprint), device_name=info.name, spec_hash=hash_, started_at=started_at,
         finished_at=utc_now(), duration_s=duration_s, splitbench_version=__version__,
     )

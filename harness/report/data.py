@@ -22,9 +22,10 @@ from harness.config.network import PROFILES
 from harness.analysis.recommend.budget import BYTES_PER_KB, Budget
 from harness.analysis.recommend.choice import (RULE_COST, RULE_PRIVACY, Candidate, Recommendation, choose, no_median,
                                                opt, text)
-from harness.analysis.recommend.explain import latency_formula
+from harness.analysis.recommend.explain import baseline_key, latency_formula
 from harness.config.spec import FULL
 from harness.core.units import fmt_bytes, fmt_mb, fmt_ms, fmt_ratio, sig
+from harness.results.stats import HOST_INT8, host_int8
 
 GIVEN = "given"  # the network key of a budget with its own uplink or delay
 
@@ -66,6 +67,12 @@ def _group_key(c: Candidate) -> tuple[str, str, str]:
     return (c.backend, c.target, c.device_id)
 
 
+def _row_key(r: dict[str, Any]) -> tuple[str, ...]:
+    """A merged table row's measurement: configuration, where, and as what (precision, accelerator)."""
+    return (str(r["cut"]), str(r["embedding"]), str(r.get("backend", "")), str(r.get("target", "")),
+            text(r.get("device_id")), text(r.get("precision")) or "float32", text(r.get("accelerator")) or "cpu")
+
+
 def model_data(table: pd.DataFrame, budget: Budget, *, results_dir: str, budget_source: str) -> dict[str, Any]:
     """Everything the page needs for one model (``table``: one model's merged table, with ``cloud_ms``)."""
     nets = networks(budget)
@@ -76,22 +83,22 @@ def model_data(table: pd.DataFrame, budget: Budget, *, results_dir: str, budget_
     first = per_net[nets[0]["key"]]
     everything = [*first.candidates, *first.on_premise]
     rows = table.to_dict("records")
-    by_key = {(str(r["cut"]), str(r["embedding"]), str(r.get("backend", "")), str(r.get("target", "")),
-               text(r.get("device_id"))): r for r in rows}
+    by_key = {_row_key(r): r for r in rows}
 
     groups: list[tuple[str, str, str]] = list(dict.fromkeys(_group_key(c) for c in everything))
-    onprem = {_group_key(c): c for c in first.on_premise}
-    onprem_idx = {_group_key(c): len(first.candidates) + i for i, c in enumerate(first.on_premise)}
+    # A cut's on-premise baseline is measured where and as it was (an int8 cut against the int8 whole model).
+    onprem = {baseline_key(c): c for c in first.on_premise}
+    onprem_idx = {baseline_key(c): len(first.candidates) + i for i, c in enumerate(first.on_premise)}
 
     cands = []
     for i, c in enumerate(everything):
         same = {k: [*rec.candidates, *rec.on_premise][i] for k, rec in per_net.items()}  # c under each network
         lat = {k: x.latency_ms for k, x in same.items()}
         up_ms = {k: x.upload_ms for k, x in same.items()}
-        row = by_key.get((c.cut, c.embedding, c.backend, c.target, c.device_id), {})
-        base = onprem.get(_group_key(c))
+        row = by_key.get((c.cut, c.embedding, *baseline_key(c)), {})
+        base = onprem.get(baseline_key(c))
         load = opt(row.get("load_ms_cold"))
-        base_row = by_key.get((FULL, FULL, c.backend, c.target, c.device_id), {}) if base else {}
+        base_row = by_key.get((FULL, FULL, *baseline_key(c)), {}) if base else {}
         cands.append({
             "i": i, "config": c.config, "base": c.base_config, "r": c.noise_ratio, "backend": c.backend,
             "target": c.target, "device": c.device_id, "where": c.where, "group": groups.index(_group_key(c)),
@@ -100,7 +107,9 @@ def model_data(table: pd.DataFrame, budget: Budget, *, results_dir: str, budget_
             "nomedian": no_median(row) if c.phone_ms is None and c.timing_kind == "aggregate" else None,
             "privacy": c.privacy, "accuracy": c.accuracy, "memory": c.memory_mb, "phone": c.phone_ms,
             "upload_kb": None if c.upload_bytes is None else c.upload_bytes / BYTES_PER_KB,
-            "upload_bytes": c.upload_bytes, "lat": lat, "onprem_i": onprem_idx.get(_group_key(c)),
+            "upload_bytes": c.upload_bytes, "lat": lat, "onprem_i": onprem_idx.get(baseline_key(c)),
+            "precision": c.precision, "accelerator": c.accelerator,
+            "host_int8": str(HOST_INT8) if host_int8(c.precision, c.backend, c.target) else None,
             "t": {"privacy": sig(c.privacy), "accuracy": sig(c.accuracy),
                   "memory": fmt_mb(c.memory_mb), "upload": fmt_bytes(c.upload_bytes), "phone": fmt_ms(c.phone_ms),
                   "cloud": fmt_ms(c.cloud_ms) if c.cloud_ms is not None else None, "load": fmt_ms(load),
@@ -125,7 +134,7 @@ def model_data(table: pd.DataFrame, budget: Budget, *, results_dir: str, budget_
 
 
 def _lat_of(rec: Recommendation, base: Candidate) -> float | None:
-    same = [b for b in rec.on_premise if _group_key(b) == _group_key(base)]
+    same = [b for b in rec.on_premise if baseline_key(b) == baseline_key(base)]
     return same[0].latency_ms if same else None
 
 
@@ -172,32 +181,35 @@ def config_rows(table: pd.DataFrame, data: dict[str, Any], summary: pd.DataFrame
     privacy and accuracy shown are the lowest ratio's), grouped by where it was measured; and, per
     reference configuration, each row's inference time, load time and memory against the reference
     measured in the same place (never across devices)."""
-    keys = ["cut", "embedding", "backend", "target", "device_id"]
-    t = table.copy()
-    t["device_id"] = [text(v) for v in t["device_id"]] if "device_id" in t.columns else ""
-    first = t.drop_duplicates(keys, keep="first").to_dict("records")
+    keys = ["cut", "embedding", "backend", "target", "device_id", "precision", "accelerator"]
+
+    def filled(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.copy()
+        for col, default in (("device_id", ""), ("precision", "float32"), ("accelerator", "cpu")):
+            frame[col] = [text(v) or default for v in frame[col]] if col in frame.columns else default
+        return frame
+
+    first = filled(table).drop_duplicates(keys, keep="first").to_dict("records")
     measured: dict[tuple, dict[str, Any]] = {}
     if summary is not None:  # the measurement's own columns (a privacy table's "warnings" would shadow them)
-        s = summary.copy()
-        s["device_id"] = [text(v) for v in s["device_id"]] if "device_id" in s.columns else ""
-        for r in s.to_dict("records"):
+        for r in filled(summary).to_dict("records"):
             measured[tuple(str(r[k]).strip() for k in keys)] = r
     groups = [(g["backend"], g["target"], g["device"]) for g in data["groups"]]
     cand_of: dict[tuple, list[int]] = {}
     for c in data["candidates"]:
-        cand_of.setdefault((c["base"], c["backend"], c["target"], c["device"]), []).append(c["i"])
+        cand_of.setdefault((c["base"], c["backend"], c["target"], c["device"], c["accelerator"]), []).append(c["i"])
     rows = []
     for r in first:
         r = {**r, **measured.get(tuple(str(r[k]) for k in keys), {})}
         base = config_label(r, with_ratio=False)
         where = (str(r["backend"]), str(r["target"]), str(r["device_id"]))
-        idx = cand_of.get((base, *where), [])
+        idx = cand_of.get((base, *where, r["accelerator"]), [])
         c0 = data["candidates"][idx[0]] if idx else None
         warnings = "" if pd.isna(r.get("warnings")) else str(r.get("warnings") or "")
         rows.append({
             "base": base, "where": c0["where"] if c0 else "/".join(where[:2]), "group": groups.index(where)
             if where in groups else len(groups), "backend": where[0], "target": where[1], "device": where[2],
-            "status": str(r.get("status", "ok")), "onprem": base == FULL,
+            "status": str(r.get("status", "ok")), "onprem": str(r["cut"]) == FULL, "precision": r["precision"],
             "reason": _first_line(r.get("reason")), "agg": str(r.get("timing_kind")) == "aggregate", "tool": "" if pd.isna(r.get("aggregate_tool"))
             else str(r.get("aggregate_tool") or ""), "cands": idx,
             "infer": fmt_ms(opt(r.get("infer_ms_median"))), "p90": fmt_ms(opt(r.get("infer_ms_p90"))),

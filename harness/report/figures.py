@@ -5,8 +5,11 @@
 - ``memory_bars``: model memory (peak minus the pre-load baseline), with the peak resident memory as a marker.
 
 One panel per (backend, target, device), configurations in model order with on-premise last: two
-phones with the same target are two panels, never one. A configuration that was not measured keeps its
-slot, labelled with its status, so a gap is never silent. A row whose phone tool reported only an
+phones with the same target are two panels, never one. A configuration exported in several precisions has
+one slot per precision, side by side (float32 first, then ``<config> int8``), the int8 boxes and bars drawn
+in their own colour and hatch: two series, never one. A LiteRT int8 slot timed on ``cpu-1core`` says that
+its speed-up is the host's (AMX-INT8 instructions no phone has; docs/measuring.md). A configuration that
+was not measured keeps its slot, labelled with its status, so a gap is never silent. A row whose phone tool reported only an
 aggregate (LiteRT's benchmark_model) is drawn from the tool's own figures, hatched and labelled "tool
 aggregate": its box spans the tool's p5..p95 and its whiskers min..max, never invented samples. A cold
 load that could not be made cold is hatched and labelled. Each figure is written as PNG and SVG under
@@ -17,9 +20,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.results.records import OK, SKIPPED
+from harness.config.spec import PRECISIONS
 from harness.results.layout import FIGURES_DIR
 from harness.results.readers import read_samples, read_summary
+from harness.results.records import OK, SKIPPED
+from harness.results.stats import host_int8
 from harness.results.store import atomic_write_bytes
 from harness.core.units import fmt_ms
 
@@ -51,6 +56,11 @@ def write_figure(fig, out_dir: Path, stem: str, formats: dict[str, dict]) -> lis
     return paths
 
 
+_INT8 = "#8172B3"  # int8 boxes; int8 bars keep their colour and are hatched
+_INT8_HATCH = ".."
+HOST_INT8_LABEL = "int8 here uses the host's AMX/VNNI int8 instructions,\nwhich no phone has: not a phone's speed-up"
+
+
 def _load(out: Path):
     summary = read_summary(out)
     samples = read_samples(out)
@@ -63,7 +73,16 @@ def _load(out: Path):
     if "device_id" not in samples.columns:
         samples["device_id"] = ""
     summary["reason"] = summary["reason"].fillna("")
+    for frame in (summary, samples):  # results written before precisions existed are float32
+        frame["precision"] = frame["precision"].fillna("float32").astype(str) if "precision" in frame.columns \
+            else "float32"
     return summary, samples[samples["phase"] == "timed"] if "phase" in samples.columns else samples
+
+
+def _slot_label(slot: tuple[str, str]) -> str:
+    """``conv1-simple``, ``conv1-simple int8``."""
+    config, precision = slot
+    return config if precision == "float32" else f"{config} {precision}"
 
 
 def _panels(summary):
@@ -78,8 +97,10 @@ def _panels(summary):
     triples = sorted({(b, t, d) for b, t, d in zip(summary["backend"], summary["target"], summary["device_id"])},
                      key=lambda p: (rank(p[0]), p[0], p[1], p[2]))
     shown = [p for p in triples if not _all_skipped(summary, *p)] or triples
-    configs = (summary.sort_values("order", kind="stable").drop_duplicates("config")["config"].tolist())
-    return shown, configs
+    rank_of = {p: i for i, p in enumerate(PRECISIONS)}
+    ordered = summary.assign(_p=summary["precision"].map(lambda p: rank_of.get(p, len(rank_of))))
+    ordered = ordered.sort_values(["order", "_p"], kind="stable").drop_duplicates(["config", "precision"])
+    return shown, list(zip(ordered["config"], ordered["precision"]))
 
 
 def _select(frame, backend: str, target: str, device: str):
@@ -94,7 +115,11 @@ def _all_skipped(summary, backend: str, target: str, device: str) -> bool:
 def _panel_title(summary, backend: str, target: str, device: str) -> str:
     """``backend on target``, with the device when two devices share the target."""
     shared = summary[(summary["target"] == target)]["device_id"].nunique() > 1
-    return f"{backend} on {target}" + (f" ({device})" if shared and device else "")
+    title = f"{backend} on {target}" + (f" ({device})" if shared and device else "")
+    sel = _select(summary, backend, target, device)
+    if any(host_int8(p, backend, target) for p in sel.loc[sel["status"] == OK, "precision"]):
+        title += f"\n{HOST_INT8_LABEL}"  # a LiteRT int8 speed-up timed on the host is not a phone's
+    return title
 
 
 def _skipped_note(fig, summary) -> None:
@@ -125,9 +150,9 @@ def _gap_label(row) -> str:
     return str(row["status"])
 
 
-def _row(summary, config, backend, target, device):
+def _row(summary, slot, backend, target, device):
     sel = _select(summary, backend, target, device)
-    sel = sel[sel["config"] == config]
+    sel = sel[(sel["config"] == slot[0]) & (sel["precision"] == slot[1])]
     return None if sel.empty else sel.iloc[0]
 
 
@@ -158,12 +183,16 @@ def _save(fig, out_dir: Path, stem: str) -> list[Path]:
     return write_figure(fig, out_dir, stem, {fmt: {"dpi": 150} for fmt in FORMATS})
 
 
-def _xaxis(ax, configs: list[str], title: str) -> None:
-    ax.set_xticks(range(len(configs)))
-    ax.set_xticklabels(configs, rotation=35, ha="right", fontsize=8)
-    ax.set_xlim(-0.6, len(configs) - 0.4)
-    ax.set_xlabel("configuration (model order, on-premise last)")
-    ax.set_title(title, fontsize=10)
+def _xaxis(ax, slots: list[tuple[str, str]], title: str) -> None:
+    ax.set_xticks(range(len(slots)))
+    ax.set_xticklabels([_slot_label(s) for s in slots], rotation=35, ha="right", fontsize=8)
+    ax.set_xlim(-0.6, len(slots) - 0.4)
+    for x in range(1, len(slots)):  # a faint line between configurations when precisions sit side by side
+        if slots[x][0] != slots[x - 1][0] and len({p for _, p in slots}) > 1:
+            ax.axvline(x - 0.5, color="#bbbbbb", lw=0.6, zorder=0)
+    ax.set_xlabel("configuration (model order, on-premise last; precisions side by side)"
+                  if len({p for _, p in slots}) > 1 else "configuration (model order, on-premise last)")
+    ax.set_title(title, fontsize=10 if "\n" not in title else 8.5)
     ax.grid(axis="y", alpha=0.3)
 
 
@@ -172,30 +201,40 @@ def _model_name(summary) -> str:
 
 
 def infer_box(summary, samples, out_dir: Path) -> list[Path]:
-    panels, configs = _panels(summary)
-    fig, axes = _figure(len(panels), len(configs))
+    panels, slots = _panels(summary)
+    fig, axes = _figure(len(panels), len(slots))
     for ax, (backend, target, device) in zip(axes, panels):
-        data, positions, aggregates = [], [], []
+        series: dict[str, tuple[list, list]] = {}  # precision -> (samples, positions): one series each
+        aggregates = []
         mine = _select(samples, backend, target, device)
-        for x, config in enumerate(configs):
-            row = _row(summary, config, backend, target, device)
-            sel = mine[mine["config"] == config]["infer_ms"]
+        for x, slot in enumerate(slots):
+            row = _row(summary, slot, backend, target, device)
+            sel = mine[(mine["config"] == slot[0]) & (mine["precision"] == slot[1])]["infer_ms"]
             if row is not None and row["status"] == OK and len(sel):
+                data, positions = series.setdefault(slot[1], ([], []))
                 data.append(sel.to_numpy())
                 positions.append(x)
             elif row is not None and row["status"] == OK and row.get("timing_kind") == "aggregate":
                 aggregates.append((x, row))
             else:
                 _mark_gap(ax, x, _gap_label(row))
-        if data:
-            ax.boxplot(data, positions=positions, widths=0.6, showfliers=True,
-                       medianprops={"color": "#C44E52"}, flierprops={"markersize": 3})
-            _clip_outliers(ax, data, positions)
+        for precision, (data, positions) in series.items():
+            colour = "white" if precision == "float32" else _INT8
+            parts = ax.boxplot(data, positions=positions, widths=0.6, showfliers=True, patch_artist=True,
+                               boxprops={"facecolor": colour}, medianprops={"color": "#C44E52"},
+                               flierprops={"markersize": 3})
+            if len(series) > 1:
+                parts["boxes"][0].set_label(precision)
+        every = [d for data, _ in series.values() for d in data]
+        if every:
+            _clip_outliers(ax, every, [p for _, positions in series.values() for p in positions])
         if aggregates:
             _aggregate_boxes(ax, aggregates)
-        if not data and not aggregates:
+        if not every and not aggregates:
             ax.set_ylim(0, 1)
-        _xaxis(ax, configs, _panel_title(summary, backend, target, device))
+        if len(series) > 1:
+            _dedupe_legend(ax)
+        _xaxis(ax, slots, _panel_title(summary, backend, target, device))
         time_axis(ax, "y", "inference time")
     runs = summary.loc[summary["status"] == OK, "n_runs"].dropna()  # a tool's mean alone has no run count
     each = f"; {int(runs.max())} timed runs each" if len(runs) else ""
@@ -269,16 +308,16 @@ def time_axis(ax, which: str, what: str) -> None:
 def _bar_figure(summary, out_dir: Path, draw, ylabel: str, title: str, stem: str, time: bool = False) -> list[Path]:
     """One panel per (backend, target), configurations in model order; ``draw(ax, x, row)`` draws one
     measured row, and a failed or missing row is a labelled gap."""
-    panels, configs = _panels(summary)
-    fig, axes = _figure(len(panels), len(configs))
+    panels, slots = _panels(summary)
+    fig, axes = _figure(len(panels), len(slots))
     for ax, (backend, target, device) in zip(axes, panels):
-        for x, config in enumerate(configs):
-            row = _row(summary, config, backend, target, device)
+        for x, slot in enumerate(slots):
+            row = _row(summary, slot, backend, target, device)
             if row is None or row["status"] != OK:
                 _mark_gap(ax, x, _gap_label(row))
                 continue
             draw(ax, x, row)
-        _xaxis(ax, configs, _panel_title(summary, backend, target, device))
+        _xaxis(ax, slots, _panel_title(summary, backend, target, device))
         _headroom(ax)
         if time:
             time_axis(ax, "y", ylabel)
@@ -294,14 +333,17 @@ def load_bars(summary, out_dir: Path) -> list[Path]:
     w = 0.38
 
     def draw(ax, x, row):
+        hatch, tag = _precision_style(row)
         if row.get("cold_method") == "not_obtained":  # the load could not be made cold: it may be warm
             ax.bar(x - w / 2, row["load_ms_cold"], w, color="white", edgecolor=_COLD, hatch="//",
-                   label="first load, cold NOT obtained (may be warm)")
+                   label=f"first load, cold NOT obtained (may be warm){tag}")
         else:
             how = {"drop_caches": "page cache dropped", "first_launch": "first launch"}.get(
                 row.get("cold_method"), "page cache dropped")
-            ax.bar(x - w / 2, row["load_ms_cold"], w, color=_COLD, label=f"cold ({how})")
-        ax.bar(x + w / 2, row["load_ms_warm"], w, color=_WARM, label="warm (median)")
+            ax.bar(x - w / 2, row["load_ms_cold"], w, color=_COLD, hatch=hatch, edgecolor="white",
+                   label=f"cold ({how}){tag}")
+        ax.bar(x + w / 2, row["load_ms_warm"], w, color=_WARM, hatch=hatch, edgecolor="white",
+               label=f"warm (median){tag}")
 
     return _bar_figure(summary, out_dir, draw, "load time", "Model load time, file to ready session",
                        "load_bars", time=True)
@@ -309,12 +351,20 @@ def load_bars(summary, out_dir: Path) -> list[Path]:
 
 def memory_bars(summary, out_dir: Path) -> list[Path]:
     def draw(ax, x, row):
-        ax.bar(x, row["mem_model_mb"], 0.6, color=_MEM, label="model memory (peak - pre-load)")
+        hatch, tag = _precision_style(row)
+        ax.bar(x, row["mem_model_mb"], 0.6, color=_MEM, hatch=hatch, edgecolor="white",
+               label=f"model memory (peak - pre-load){tag}")
         ax.plot([x], [row["mem_peak_mb"]], marker="_", markersize=18, mew=2.5, color=_PEAK, ls="none",
                 label="peak resident memory")
 
     return _bar_figure(summary, out_dir, draw, "memory (MB, 10^6 bytes)", "Memory per configuration",
                        "memory_bars")
+
+
+def _precision_style(row) -> tuple[str | None, str]:
+    """The hatch and legend suffix of a bar: int8 (any precision but float32) is hatched and named."""
+    precision = str(row.get("precision") or "float32")
+    return (None, "") if precision == "float32" else (_INT8_HATCH, f", {precision}")
 
 
 def _headroom(ax) -> None:

@@ -98,7 +98,8 @@ def answer_card(rec: Recommendation, m: dict[str, Any]) -> str:
             f'<span class="where">on {_e(c.where)}</span>{tags}</div>'
             f'<div class="metrics">{"".join(metrics)}</div>'
             f'<p class="why">{why} Rule: {_e(m["rule"])}.'
-            + (f" Ratios are against on-premise (the whole model on the phone) on {_n(base.where)}." if base else "")
+            + (f" Ratios are against on-premise (the whole model on the phone: {_n(base.config)}) on "
+               f"{_n(base.where)}." if base else "")
             + "</p></div>")
 
 
@@ -127,6 +128,8 @@ def _candidate_tags(d: dict[str, Any]) -> list[tuple[str, str]]:
     if d.get("agg"):
         tags.append(("tool aggregate", "the phone's tool reported only a summary (median, mean, percentiles); "
                                        "no samples"))
+    if d.get("host_int8"):
+        tags.append(("host int8", d["host_int8"]))
     return tags
 
 

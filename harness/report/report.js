@@ -259,13 +259,15 @@
               (res.runner ? '; next: ' + nm(res.runner.config) + ' on ' + nm(res.runner.where) : '') + '.';
     var tags = (c.agg ? ' <span class="tag" title="the phone\'s tool reported only a summary (median, mean, ' +
                         'percentiles); no samples">tool aggregate</span>' : '') +
+               (c.host_int8 ? ' <span class="tag" title="' + esc(c.host_int8) + '">host int8</span>' : '') +
                (res.scored ? '' : ' <span class="tag noprivacy" title="no privacy.csv: chosen by end-to-end latency ' +
                                   'alone">privacy not scored</span>');
     box.innerHTML = '<div class="card" data-choice="' + c.i + '" data-model="' + attr(m.model) + '">' +
       '<div class="headline"><span class="kicker">Recommended</span> <b class="config">' + esc(c.config) +
       '</b> <span class="where">on ' + esc(c.where) + '</span>' + tags + '</div><div class="metrics">' +
       parts.join('') + '</div><p class="why">' + why + ' Rule: ' + esc(m.rule) + '.' +
-      (base ? ' Ratios are against on-premise (the whole model on the phone) on ' + nm(base.where) + '.' : '') +
+      (base ? ' Ratios are against on-premise (the whole model on the phone: ' + nm(base.config) + ') on ' +
+              nm(base.where) + '.' : '') +
       '</p></div>';
   }
 

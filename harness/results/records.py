@@ -120,6 +120,9 @@ class ResultRecord:
     max_abs_err: float | None = None
     max_rel_err: float | None = None
     costs: dict[str, Any] = field(default_factory=dict)  # params, macs, flops, upload_bytes, ...
+    # int8: the artifact's calibration (source, samples, seed, data), the int8 check read from it, the
+    # verification input and the top-1 agreement with float32 (harness.export.int8_verify); {} for float32
+    quantization: dict[str, Any] = field(default_factory=dict)
     job: dict[str, Any] = field(default_factory=dict)  # MeasureJob.to_dict() (empty if never measured)
     result: dict[str, Any] = field(default_factory=dict)  # MeasureResult.to_dict()
     device: dict[str, Any] = field(default_factory=dict)  # the fingerprint essentials of the device

@@ -31,7 +31,7 @@ AGGREGATE = "aggregate"
 class StabilityWarning:
     """A reason to doubt a measurement, and what to try; data in the tables, never an exception."""
 
-    code: str  # "iqr_high", "cv_high", "min_far", "few_runs", "cold_not_dropped", "core_shared"
+    code: str  # "iqr_high", "cv_high", "min_far", "few_runs", "cold_not_dropped", "core_shared", "host_int8"
     message: str
     fix: str
     value: float | None = None
@@ -135,6 +135,18 @@ def _other_warnings(cold_method: str | None, cpu_ns: int | None, wall_runs_ns: i
     return out
 
 
+HOST_INT8 = StabilityWarning(
+    "host_int8", "LiteRT int8 timed on a host CPU: its XNNPACK uses the host's int8 matrix instructions (AMX-INT8 "
+    "on this project's host: int8 ran 10-19x faster than float32 there, ONNX Runtime and ExecuTorch 3-4x), which "
+    "no phone has: the speed-up is the host's, not a phone's",
+    "quote an int8 speed-up measured on a phone (an android target), and compare int8 across runtimes only there")
+
+
+def host_int8(precision: str, backend: str, target: str) -> bool:
+    """A LiteRT int8 row timed on the host (docs/measuring.md): its speed-up over float32 is no phone's."""
+    return precision == "int8" and backend == "litert" and str(target).startswith("cpu-1core")
+
+
 def compute_stats(record: ResultRecord) -> Stats:
     """Median, p90, IQR, min (samples) or the tool's figures (aggregate); load, memory; stability warnings."""
     import numpy as np
@@ -163,6 +175,8 @@ def compute_stats(record: ResultRecord) -> Stats:
     if record.ok and kind:
         warnings = _timing_warnings(n, median, iqr, low, mean, std, pinned=bool(r.get("pinned_cpus"))) + \
             _other_warnings(r.get("cold_method"), r.get("cpu_ns"), r.get("wall_runs_ns"), bool(r.get("pinned_cpus")))
+        if host_int8(record.precision, record.backend, record.target):
+            warnings.append(HOST_INT8)
     before = memory.get("before_load_b") if memory else None
     peak = memory.get("peak_b") if memory else None
     return Stats(

@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterator
 
 from harness.core import exitcodes
 from harness.config.backends import rank
+from harness.config.spec import PRECISIONS
 from harness.core.errors import UserError, WriteFailed, why_not_written
 from harness.core.text import visible
 from harness.results.records import ResultRecord
@@ -151,7 +152,10 @@ def newest_per_identity(records: list[ResultRecord]) -> dict[tuple, ResultRecord
 
 
 def model_order(r: ResultRecord) -> tuple:
-    return (r.model, r.order, rank(r.backend), r.backend, r.target, r.device_id)
+    """Model order: configuration, precision (float32 first), backend, target, device."""
+    precision = PRECISIONS.index(r.precision) if r.precision in PRECISIONS else len(PRECISIONS)
+    return (r.model, r.order, precision, r.precision, rank(r.backend), r.backend, r.target, r.device_id,
+            r.accelerator)
 
 
 # --------------------------------------------------------------------------------------------------

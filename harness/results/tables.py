@@ -27,6 +27,8 @@ SUMMARY_COLUMNS = (
     "warnings", "verified", "max_rel_err",
     # what the phone part computes in (float32, int8) and where the runtime ran it (cpu, gpu, npu)
     "precision", "accelerator",
+    # int8: where its calibration inputs came from, and its top-1 agreement with float32 (classifiers)
+    "calibration", "top1_agreement_calibration", "top1_agreement_held_out",
     # the rest of the identity: two devices with the same target are two rows
     "device_id", "runtime_version", "threads",
     # where the graph ran, as the runtime was told and as its tool said (contract v3)
@@ -78,6 +80,7 @@ def summary_row(record: ResultRecord) -> dict[str, Any]:
         "artifact_bytes": record.artifact_bytes, "artifact": record.artifact_path,
         "warnings": " | ".join(str(w) for w in s.warnings), "notes": " | ".join(record.result.get("notes") or ()),
         "verified": record.verified, "max_rel_err": record.max_rel_err,
+        **_quantization_columns(record.quantization),
         "runtime_version": ident.runtime_version, "threads": ident.threads,
         "accelerator_setting": d.get("setting"), "delegated": d.get("applied"),
         "delegated_nodes": d.get("delegated_nodes"), "total_nodes": d.get("total_nodes"),
@@ -92,6 +95,14 @@ def summary_row(record: ResultRecord) -> dict[str, Any]:
         "flops": c.get("flops"), "mac_share": c.get("mac_share"), "uss_mb": s.uss_mb,
         "load_warm_n": s.load_warm_n, "artifact_key": ident.artifact_key, "record_key": record.record_key,
     }
+
+
+def _quantization_columns(q: dict[str, Any]) -> dict[str, Any]:
+    """The calibration's source ("model data", "seeded random") and the top-1 agreements of an int8 record."""
+    top1 = q.get("top1_agreement") or {}
+    return {"calibration": (q.get("calibration") or {}).get("source"),
+            "top1_agreement_calibration": (top1.get("calibration") or {}).get("agreement"),
+            "top1_agreement_held_out": (top1.get("held_out") or {}).get("agreement")}
 
 
 def summary_frame(records: Iterable[ResultRecord]):

@@ -87,6 +87,41 @@ def _user_source(spec: Spec) -> tuple[Path, str]:
     return (spec.base_dir / file_part).resolve(), factory
 
 
+def definition_file(spec: Spec) -> Path:
+    """The file that defines the model: the ``source`` file, or the zoo entry's ``models/<family>.py``."""
+    if spec.model.zoo:
+        import models
+
+        return models.get(spec.model.zoo).source
+    return _user_source(spec)[0]
+
+
+def model_module(spec: Spec) -> Any:
+    """The module that defines the model, imported under the name :func:`load_model` gives a ``source`` file;
+    imported again when the file changed since. A ``source`` file that fails to import is one line."""
+    if spec.model.zoo:
+        import models
+
+        return importlib.import_module(f"models.{models.get(spec.model.zoo).family}")
+    path, _ = _user_source(spec)
+    name = f"splitbench_user_{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
+    st = path.stat()
+    stamp = (st.st_size, st.st_mtime_ns)
+    known = sys.modules.get(name)
+    if known is not None and getattr(known, "__splitbench_stat__", None) == stamp:
+        return known
+    loader = importlib.util.spec_from_file_location(name, path)
+    user = importlib.util.module_from_spec(loader)
+    sys.modules[name] = user
+    try:
+        loader.loader.exec_module(user)
+    except Exception as exc:  # noqa: BLE001 - report the user's own error in one line
+        sys.modules.pop(name, None)
+        raise UserError(f"[model].source: importing {path} failed: {type(exc).__name__}: {exc}") from None
+    user.__splitbench_stat__ = stamp
+    return user
+
+
 def identify(spec: Spec) -> ModelIdentity:
     """The model's cache identity. For zoo models this needs no torch work at all."""
     if spec.model.zoo:

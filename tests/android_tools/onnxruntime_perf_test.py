@@ -39,7 +39,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import STATE, Output, cpp_double, knob, logcat_line, max_rss_kb  # noqa: E402
+from _common import Output, cpp_double, knob, logcat_line, max_rss_kb  # noqa: E402
 
 WITH_VALUE = set("mrtpxycdoueiSTCRfF")
 FLAGS = set("IsvPnAMzqDZlgXh")

@@ -14,6 +14,7 @@ from harness.analysis.recommend.explain import (breaks_text, candidate_row, conf
 from harness.analysis.table import load_table
 from harness.core.text import visible
 from harness.core.units import fmt_bytes, fmt_mb, fmt_ms
+from harness.results.stats import HOST_INT8, host_int8
 
 
 def _table(*headers: str, title: str, wrap: tuple[str, ...] = ()):
@@ -87,6 +88,8 @@ def _print(rec: Recommendation, console, *, show_all: bool = False, budget_sourc
         row(others, name(f"{b.config} (on-premise)", b.where), "on-device",
             *([] if show_all else ["yes" if b.fits else "no"]), breaks_text(b, c))
     console.print(others)
+    if any(host_int8(x.precision, x.backend, x.target) for x in (*rec.candidates, *rec.on_premise)):
+        console.print(f"note: {HOST_INT8.message}; {HOST_INT8.fix}", markup=False)
 
 
 def _console():

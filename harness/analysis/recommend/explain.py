@@ -46,10 +46,16 @@ def breaks_text(c: Candidate, choice: Candidate | None, scored: bool = True) -> 
     return f"fits, less private than {choice.config}" if scored else f"fits, slower than {choice.config}"
 
 
+def baseline_key(c: Candidate) -> tuple[str, str, str, str, str]:
+    """Where and how ``c`` was measured: backend, target, device, precision and accelerator. Its on-premise
+    baseline is the one measured the same way (an int8 cut against the int8 whole model, never float32's)."""
+    return (c.backend, c.target, c.device_id, c.precision, c.accelerator)
+
+
 def on_premise_of(rec: Recommendation, c: Candidate) -> Candidate | None:
-    """The on-premise row measured where ``c`` was (same backend, target and device): its cost baseline."""
-    return next((b for b in rec.on_premise if (b.backend, b.target, b.device_id) == (c.backend, c.target,
-                                                                                      c.device_id)), None)
+    """The on-premise row measured where and as ``c`` was (same backend, target, device, precision and
+    accelerator): its cost baseline."""
+    return next((b for b in rec.on_premise if baseline_key(b) == baseline_key(c)), None)
 
 
 def versus_on_premise(rec: Recommendation, c: Candidate) -> str:
@@ -59,8 +65,8 @@ def versus_on_premise(rec: Recommendation, c: Candidate) -> str:
 
     base = on_premise_of(rec, c)
     if base is None or base.status != "ok":
-        return "no on-premise measurement on " + c.where
-    return (f"against on-premise on {base.where}: phone inference {fmt_ratio(c.phone_ms, base.phone_ms)}, "
+        return "no on-premise measurement on " + c.where + (f" in {c.precision}" if c.precision != "float32" else "")
+    return (f"against {base.config} on {base.where}: phone inference {fmt_ratio(c.phone_ms, base.phone_ms)}, "
             f"model memory {fmt_ratio(c.memory_mb, base.memory_mb)}, end-to-end latency "
             f"{fmt_ratio(c.latency_ms, base.latency_ms)} (on-premise: {fmt_ms(base.latency_ms)}, "
             f"{fmt_mb(base.memory_mb)})")
