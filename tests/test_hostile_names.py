@@ -156,7 +156,8 @@ def test_the_report_shows_names_escaped_and_isolated(evil_run, capsys):
     assert "unicode-bidi:isolate" in page and ".config,.where,td.name,td.device,bdi" in page
     why = page[page.index('<p class="why">'):]
     assert why.startswith('<p class="why"><bdi>evil_model:build</bdi>: the most private')
-    assert "Ratios are against on-premise (the whole model on the phone) on <bdi>onnx/cpu-1core</bdi>." in why
+    assert ("Ratios are against on-premise (the whole model on the phone: <bdi>full</bdi>) on "
+            "<bdi>onnx/cpu-1core</bdi>.") in why
     assert '<h3>Device: <bdi>phone\\u202e1</bdi></h3>' in page  # the phone's id, as the manifest keys it
 
 
