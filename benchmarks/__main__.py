@@ -14,7 +14,7 @@ import time
 import traceback
 from pathlib import Path
 
-BENCHMARKS = ("bench_export", "bench_measure", "bench_privacy", "bench_compare", "bench_scale")
+BENCHMARKS = ("bench_export", "bench_measure", "bench_int8", "bench_privacy", "bench_compare", "bench_scale")
 OUT = Path("results/benchmarks")
 
 

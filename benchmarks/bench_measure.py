@@ -53,12 +53,13 @@ backends = ["litert"]
 """
 
 
-def _cpu() -> int:
+def cpu_to_pin() -> int:
+    """The CPU a benchmark pins to: SPLITBENCH_LOCAL_CPU, else the last this process may use (as cpu-1core)."""
     return int(os.environ.get("SPLITBENCH_LOCAL_CPU", max(os.sched_getaffinity(0))))
 
 
 # -- fidelity --------------------------------------------------------------------------------------
-def _official(tflite: Path, cpu: int) -> dict:
+def official_litert(tflite: Path, cpu: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -79,7 +80,7 @@ def fidelity() -> dict:
     (artifact,) = [a for a in export_spec(spec, progress=False) if a.config.cut != "full"]
     if artifact.status != "ok":
         raise RuntimeError(f"export failed: {artifact.reason}")
-    cpu = _cpu()
+    cpu = cpu_to_pin()
     agent = LocalAgent.from_target("cpu-1core")
     agent.open()  # one session for every round: the runtime is imported once
     job = MeasureJob(artifact_path=str(artifact.path), backend="litert", input_shape=tuple(artifact.input_shape),
@@ -94,7 +95,7 @@ def fidelity() -> dict:
         ours_min.append(min(result.infer_ns) / 1e6)
 
     def measure_theirs() -> None:
-        latency = _official(Path(artifact.path), cpu)["latency"]
+        latency = official_litert(Path(artifact.path), cpu)["latency"]
         theirs.append(latency["median_ms"])
         theirs_min.append(latency["min_ms"])
 
@@ -149,7 +150,7 @@ def overhead() -> dict:
         torch.onnx.export(torch.nn.Linear(16, 4).eval(), (torch.zeros(1, 16),), str(path), dynamo=True,
                           external_data=False, verbose=False)
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-        proc = subprocess.run([sys.executable, "-c", _OVERHEAD_CHILD, str(_cpu()), str(path)], check=True,
+        proc = subprocess.run([sys.executable, "-c", _OVERHEAD_CHILD, str(cpu_to_pin()), str(path)], check=True,
                               capture_output=True, text=True, env=env, timeout=600)
     data = json.loads(proc.stdout.strip().splitlines()[-1])
     diffs = [o - b for o, b in zip(data["ours_ns"], data["bare_ns"])]
