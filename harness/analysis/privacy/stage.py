@@ -1,8 +1,10 @@
 """The privacy stage of a run: ``privacy.csv`` beside the measurements, from the spec's ``[privacy]`` table.
 
 ``[privacy] csv`` is a table of scores the user computed (checked and copied); ``[privacy] data`` is an
-.npz of inputs whose uploaded features are scored here by DPFE's noise sweep. The demo writes its own
-sweep's table through :func:`write_privacy_table` too.
+.npz of inputs whose uploaded features are scored here by DPFE's noise sweep, for every precision of
+``[export] precisions`` (an int8 part's feature computed by the int8 part itself, calibrated with the
+export's ``calibration_samples`` and ``calibration_seed``). The demo writes its own sweep's table
+through :func:`write_privacy_table` too.
 """
 
 from __future__ import annotations
