@@ -97,7 +97,10 @@ def calibration_inputs(input_shape: tuple[int, ...], samples: int, seed: int,
         if tuple(t.shape[1:]) != tuple(input_shape[1:]):
             raise UserError(f"calibration data: inputs of shape {tuple(t.shape[1:])}, the model takes "
                             f"{tuple(input_shape[1:])}")
-        return [t[i:i + 1].contiguous() for i in range(t.shape[0])], MODEL_DATA
+        # Fresh row-major copies: a row of an array made with a new axis (digits' (N, 1, 8, 8)) has stride 0 on
+        # that axis, and a traced example with such strides gets another dim order, which ExecuTorch's XNNPACK
+        # runtime then refuses ("Propagating input shapes failed") for standard inputs.
+        return [t[i:i + 1].clone(memory_format=torch.contiguous_format) for i in range(t.shape[0])], MODEL_DATA
     batch = calibration_batch(torch.zeros(1, *input_shape[1:]), samples, seed)
     return [batch[i:i + 1].contiguous() for i in range(samples)], f"seeded random (seed {seed})"
 
