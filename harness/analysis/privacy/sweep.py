@@ -25,8 +25,9 @@ Precisions (``precisions``, column ``precision``): a ``float32`` row scores the 
 phone part uploads; an ``int8`` row scores the feature the static int8 phone part uploads, computed
 by that quantized part itself (:mod:`harness.analysis.privacy.quantized`: the PT2E recipe of the
 LiteRT and ExecuTorch exports, calibrated as the export calibrates). The noise is fitted on and added
-to the uploaded int8 feature (the same standard draw as float32's, so the two are paired), and the
-primary accuracy is the float32 cloud part's on it, as a deployment computes it. The PCA of a reduced
+to the uploaded int8 feature (the standard draw of the same seed as float32's; the noise vectors still
+differ, since the covariance factor of the int8 feature is not float32's), and the primary accuracy is
+the float32 cloud part's on it, as a deployment computes it. The PCA of a reduced
 int8 part is float32's, quantized with the rest of the phone part. An int8 whole model is not any
 cut's int8 phone part with a float32 cloud part, so its accuracy gets a row of its own (cut and
 embedding ``full``, noise ratio 0, no privacy: nothing is uploaded), one per estimator; float32 needs
@@ -150,8 +151,9 @@ def _noise_rows(feats: "torch.Tensor", rest: "torch.nn.Module", p: np.ndarray, s
     flat = feats.reshape(n, -1).double().numpy()
     # The DPFE code fits the noise covariance on every feature, before its split.
     noise = FeatureNoise.fit(flat if split == "dpfe" else flat[tr])
-    # One standard draw per (cut, embedding), scaled by sqrt(r): the curve moves with r alone; every
-    # precision of a configuration gets the same draw, so float32 and int8 are compared on paired noise.
+    # One standard draw per (cut, embedding), scaled by sqrt(r): the curve moves with r alone. Every precision
+    # of a configuration draws with the same seed (the noise itself differs: it is shaped by each feature's own
+    # covariance factor, whose singular vectors move with the quantization).
     z = noise.standard_draw(n, (seed, zlib.crc32(draw_key.encode())))
     rows = []
     for r in ratios:
