@@ -262,14 +262,19 @@ def test_int8_on_premise_never_takes_a_cuts_accuracy():
     assert math.isnan(full.loc["int8", "primary_accuracy"])  # unknown, not float32's, not an int8 cut's
 
 
-def test_float32_scores_never_stand_for_int8_measurements():
+def test_float32_scores_never_stand_for_int8_measurements(tmp_path):
+    from harness.analysis.table import load_table
+
     # a user's table from before int8: no precision column, so float32's scores
     old = pd.DataFrame(privacy_rows(ratios=(0.0,)))
     assert "precision" not in old.columns
     merged = merge_privacy(_summary(("float32",)), old)  # still fine for a float32 run
     assert set(merged["precision"]) == {"float32"}
+    # a run that measured int8 too, read as recommend and the report read it
+    _summary().to_csv(tmp_path / "summary.csv", index=False)
+    old.to_csv(tmp_path / "privacy.csv", index=False)
     with pytest.raises(UserError) as err:
-        merge_privacy(_summary(), old)
+        load_table(tmp_path)
     msg = str(err.value)
     assert "\n" not in msg and "no privacy score" in msg
     for cut, emb, *_ in TOY:

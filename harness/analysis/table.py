@@ -81,12 +81,15 @@ def normalize_privacy(privacy: pd.DataFrame, origin: str = "the privacy table") 
     if ESTIMATOR not in df.columns:
         df[ESTIMATOR] = UNSPECIFIED
     df[ESTIMATOR] = df[ESTIMATOR].fillna(UNSPECIFIED).astype(str).str.strip().replace("", UNSPECIFIED)
-    df[PRECISION] = with_precision(df)[PRECISION]
-    unknown = ~df[PRECISION].isin(PRECISIONS)
-    if unknown.any():
-        row = int(np.flatnonzero(unknown.to_numpy())[0])
-        raise UserError(f"{origin}: column precision must be {' or '.join(PRECISIONS)} (empty: float32), row {row + 2} "
-                        f"holds {df[PRECISION].iloc[row]!r}")
+    # A table without a precision column keeps it absent (its scores are float32's, and the merge says
+    # so when an int8 measurement finds none); one that has it gets float32 in its empty cells.
+    if PRECISION in df.columns:
+        df[PRECISION] = with_precision(df)[PRECISION]
+        unknown = ~df[PRECISION].isin(PRECISIONS)
+        if unknown.any():
+            row = int(np.flatnonzero(unknown.to_numpy())[0])
+            raise UserError(f"{origin}: column precision must be {' or '.join(PRECISIONS)} (empty: float32), row "
+                            f"{row + 2} holds {df[PRECISION].iloc[row]!r}")
     for col in OPTIONAL_PRIVACY_COLUMNS:
         if col not in df.columns:
             df[col] = np.nan
@@ -102,9 +105,10 @@ def normalize_privacy(privacy: pd.DataFrame, origin: str = "the privacy table") 
         raise UserError(f"{origin}: noise_ratio is empty on some rows but not others; give every row a ratio "
                         f"(0 for no noise)")
     key = [*JOIN, "noise_ratio", ESTIMATOR] if has_ratio else [*JOIN, ESTIMATOR]
-    dup = df.duplicated(key, keep=False)
+    keyed = with_precision(df)
+    dup = keyed.duplicated(key, keep=False)
     if dup.any():
-        names = sorted({f"{_key_name(r, has_ratio)} ({r[ESTIMATOR]})" for r in df[dup].to_dict("records")})
+        names = sorted({f"{_key_name(r, has_ratio)} ({r[ESTIMATOR]})" for r in keyed[dup].to_dict("records")})
         raise UserError(f"{origin}: duplicated privacy rows for {_list(names)}; keep one row per key")
     return df
 
@@ -189,6 +193,7 @@ def merge_privacy(summary: pd.DataFrame, privacy: pd.DataFrame, estimator: str |
     _check_columns(summary, KEY, SUMMARY_CSV)
     stated = PRECISION in privacy.columns
     priv, _ = select_estimator(normalize_privacy(privacy), estimator, preferred=preferred)
+    priv = with_precision(priv)
     meas = with_precision(summary)
     for col in KEY:
         meas[col] = meas[col].astype(str).str.strip()
