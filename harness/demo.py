@@ -177,7 +177,8 @@ def digits_demo(out: str | Path | None = None, *, ratios: Iterable[float] = DIGI
     ``weights``: where to save the trained CNN's state_dict (the demo measures that very network).
     ``estimators`` and ``split``: as :func:`harness.analysis.privacy.sweep.privacy_sweep` (one row per estimator).
     ``precisions``: whose uploaded features are scored (default float32 only); int8 parts are calibrated
-    on the model's own data, the first 32 training images (the export's default calibration_samples).
+    on the model's own data as the export calibrates: 32 of the training images (the export's default
+    ``calibration_samples``), drawn with seed 0 (its default ``calibration_seed``).
 
     Primary task "digit >= 5", sensitive label the digit (K = 10); the images are split in half,
     stratified by digit: one half trains the CNN (:mod:`models.digits`), the other is the held-out
@@ -220,7 +221,7 @@ def _digits_demo(out, *, ratios, seed, cuts, embeddings, reduced_dim, epochs, we
     table = privacy_sweep(model, cuts, data["test_x"], test_primary, data["test_digit"], embeddings=embeddings,
                           dims=reduced_dim, ratios=ratios, seed=seed, model_name="digits-cnn",
                           estimators=estimators, split=split, precisions=precisions,
-                          calibration=Calibration(data=data["train_x"]))
+                          calibration=Calibration(data=data["train_x"], origin=f"digits_data({seed})['train_x']"))
     table.attrs.update(full_accuracy=full_acc, train_s=t_train, sweep_s=time.perf_counter() - t0 - t_train)
     if out is not None:
         out = Path(out)

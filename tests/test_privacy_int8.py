@@ -41,7 +41,9 @@ def test_int8_rows_have_their_own_privacy_and_accuracy(digits_sweeps):
     assert set(zip(cuts["cut"], cuts["embedding"], cuts["noise_ratio"])) == expected and len(cuts) == len(expected)
     for col in ("primary_accuracy", "log_rank_privacy", "bayes_error", "attacker_accuracy"):
         assert cuts[col].between(0, 1).all(), col
-    assert (cuts["calibration"] == "model data, 32 inputs").all()  # the digits' own training images
+    # the digits' own training images, drawn as the export draws them
+    drawn = "model data: 32 of the 898 rows of digits_data(0)['train_x'], drawn with seed 0"
+    assert (cuts["calibration"] == drawn).all()
     assert (cuts["warnings"].fillna("") == "").all()
     # the int8 part's feature is scored, not float32's: the numbers differ (same inputs, same noise draw)
     key = ["cut", "embedding", "noise_ratio"]
@@ -84,9 +86,14 @@ def test_the_int8_part_computes_on_the_int8_grid():
     model = train_digits_cnn(data["train_x"][:300], data["train_digit"][:300] >= 5, epochs=2)
     phone, _ = split_at(model, "conv3")
     x = torch.from_numpy(data["test_x"][:64])
-    calib, text = Calibration(data=data["train_x"], samples=8).inputs(tuple(x.shape))
-    assert text == "model data, 8 inputs" and len(calib) == 8 and torch.equal(calib[3][0], torch.from_numpy(
-        data["train_x"][3]))
+    calibration = Calibration(data=data["train_x"], samples=8, seed=5, origin="train_x")
+    calib = calibration.inputs(x[:1])
+    assert calibration.describe() == "model data: 8 of the 898 rows of train_x, drawn with seed 5"
+    # the export's draw: 8 distinct rows, chosen with the seed, in row order
+    rows = sorted(np.random.default_rng(5).choice(898, size=8, replace=False))
+    assert calibration.rows() == rows and len(calib) == 8
+    assert all(torch.equal(c[0], torch.from_numpy(data["train_x"][r])) for c, r in zip(calib, rows))
+    assert all(c.is_contiguous() and c.stride() == (64, 64, 8, 1) for c in calib)
     q = uploaded_features(quantize_phone(phone, calib), x)
     with torch.no_grad():
         f = phone(x)
@@ -94,8 +101,9 @@ def test_the_int8_part_computes_on_the_int8_grid():
     rel = float((q - f).abs().max() / f.abs().max())
     assert 0 < rel < 0.2
     # without model data: seeded random inputs, the export's calibration_batch draw
-    seeded, text = Calibration(samples=4, seed=7).inputs((5, 1, 8, 8))
-    assert text == "seeded random (seed 7), 4 inputs"
+    seeded_calibration = Calibration(samples=4, seed=7)
+    seeded = seeded_calibration.inputs(torch.zeros(1, 1, 8, 8))
+    assert seeded_calibration.describe() == "seeded random: 4 standard normal inputs, seed 7"
     assert torch.equal(torch.cat(seeded), torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(7)))
 
 
@@ -117,7 +125,7 @@ def test_the_executorch_artifact_of_the_part_uploads_the_scored_feature(tmp_path
     data = digits_data(0)
     model = train_digits_cnn(data["train_x"][:300], data["train_digit"][:300] >= 5, epochs=2)
     phone, _ = split_at(model, "conv2")
-    calib, _ = Calibration(data=data["train_x"], samples=16).inputs((1, 1, 8, 8))
+    calib = Calibration(data=data["train_x"], samples=16).inputs(torch.zeros(1, 1, 8, 8))
     part = quantize_phone(phone, calib)
     x = torch.from_numpy(data["test_x"][:64])
     scored = uploaded_features(part, x)
@@ -205,7 +213,8 @@ ratios = [0.0]
 """), origin="test", path=tmp_path / "spec.toml")
     table = pd.read_csv(privacy_stage(spec, tmp_path))
     assert sorted(zip(table["cut"], table["precision"])) == [("fc1", "float32"), ("fc1", "int8"), ("full", "int8")]
-    assert set(table.loc[table["precision"] == "int8", "calibration"]) == {"seeded random (seed 3), 6 inputs"}
+    assert set(table.loc[table["precision"] == "int8", "calibration"]) == {
+        "seeded random: 6 standard normal inputs, seed 3"}
     assert table.loc[table["cut"] == "fc1", "log_rank_privacy"].notna().all()
 
 

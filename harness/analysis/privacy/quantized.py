@@ -14,10 +14,9 @@ the int8 exports of LiteRT and ExecuTorch quantize the phone part with PyTorch 2
    so the part computes on the int8 grid (PyTorch's reference representation of the XNNPACK int8
    kernels).
 
-Calibration is the export's (:func:`calibration_inputs`): the first ``samples`` rows of the model's
-own data where the caller has it (source ``"model data"``), else ``samples`` seeded standard normal
-inputs shaped like one input, drawn exactly as ``harness.split.configurations.calibration_batch``
-draws them (source ``"seeded random (seed N)"``).
+Calibration is the export's (:class:`Calibration`): ``[export] calibration_samples`` rows of the
+model's own data where it has some, drawn with ``[export] calibration_seed``, else that many seeded
+standard normal inputs shaped like one input.
 
 The converted part is traced at batch 1 (as exported), so :func:`uploaded_features` runs it one
 input at a time.
@@ -41,6 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
 FLOAT32 = "float32"
 INT8 = "int8"
 MODEL_DATA = "model data"
+SEEDED_RANDOM = "seeded random"
 #: What an int8 row of the sweep says about the part that computed its feature.
 RECIPE = ("static int8, PT2E XNNPACKQuantizer (symmetric, per-channel weights), as the LiteRT and ExecuTorch "
           "exports")
@@ -49,17 +49,57 @@ INSTALL_HINT = "pip install 'splitbench[executorch]'"
 
 @dataclass(frozen=True)
 class Calibration:
-    """How an int8 part is calibrated, as the export calibrates it: the spec's ``[export]
-    calibration_samples`` and ``calibration_seed``, and the model's own inputs where it has them."""
+    """How an int8 part is calibrated, as the int8 export calibrates it.
 
-    data: Any = None  # (M, ...) the model's own inputs, or None: seeded random inputs
+    ``data`` (N, ...): the model's own inputs (a model module's ``splitbench_data()["calibration"]``);
+    ``samples`` of its rows are used, drawn without replacement with ``seed`` and kept in row order (all
+    of them when there are fewer), as the export draws them. Without data: ``samples`` seeded standard
+    normal inputs shaped like one input, drawn by ``harness.split.configurations.calibration_batch``.
+    ``samples`` and ``seed`` are the spec's ``[export] calibration_samples`` and ``calibration_seed``.
+    The export's own calibration object answers :meth:`inputs` and :meth:`describe` alike, so either can be
+    given to the sweep.
+    """
+
+    data: Any = None
     samples: int = 32
     seed: int = 0
+    origin: str = "the model's data"  # where ``data`` comes from, for :meth:`describe`
 
-    def inputs(self, input_shape: tuple[int, ...]) -> tuple[list["torch.Tensor"], str]:
-        """The batch-1 calibration inputs and the ``calibration`` text of the rows they make."""
-        batch, source = calibration_inputs(input_shape, self.samples, self.seed, self.data)
-        return batch, describe_calibration(source, len(batch))
+    def rows(self) -> list[int]:
+        """The rows of ``data`` used (model data only)."""
+        n = int(np.asarray(self.data).shape[0])
+        return sorted(int(r) for r in np.random.default_rng(self.seed).choice(n, size=min(self.samples, n),
+                                                                                replace=False))
+
+    def inputs(self, example: "torch.Tensor") -> list["torch.Tensor"]:
+        """The calibration inputs, batch 1 each, in the example's dtype."""
+        import torch
+
+        from harness.split.configurations import calibration_batch
+
+        if self.samples < 1:
+            raise UserError(f"calibration samples: must be at least 1, got {self.samples}")
+        if self.data is None:
+            batch = calibration_batch(example, self.samples, self.seed)
+        else:
+            data = np.asarray(self.data)
+            if data.shape[0] == 0:
+                raise UserError(f"calibration data ({self.origin}): holds no inputs")
+            if tuple(data.shape[1:]) != tuple(example.shape[1:]):
+                raise UserError(f"calibration data ({self.origin}): inputs of shape {tuple(data.shape[1:])}, the "
+                                f"model takes {tuple(example.shape[1:])}")
+            batch = torch.from_numpy(np.array(data[self.rows()], dtype=np.float32)).to(example.dtype)
+        # Fresh row-major copies: a row of an array made with a new axis (the digits' (N, 1, 8, 8)) can have
+        # stride 0 on that axis, and a part traced with such an example gets another dim order, which
+        # ExecuTorch's XNNPACK runtime then refuses for standard inputs ("Propagating input shapes failed").
+        return [batch[i:i + 1].clone(memory_format=torch.contiguous_format) for i in range(batch.shape[0])]
+
+    def describe(self) -> str:
+        """Where the inputs come from: the ``calibration`` column of an int8 row (the export's wording)."""
+        if self.data is None:
+            return f"{SEEDED_RANDOM}: {self.samples} standard normal inputs, seed {self.seed}"
+        n = int(np.asarray(self.data).shape[0])
+        return f"{MODEL_DATA}: {min(self.samples, n)} of the {n} rows of {self.origin}, drawn with seed {self.seed}"
 
 
 def check_precisions(precisions: Iterable[str]) -> tuple[str, ...]:
@@ -73,41 +113,6 @@ def check_precisions(precisions: Iterable[str]) -> tuple[str, ...]:
     if len(set(out)) != len(out):
         raise UserError(f"precisions: give each precision once, got {list(out)!r}")
     return out
-
-
-def calibration_inputs(input_shape: tuple[int, ...], samples: int, seed: int,
-                       data: Any = None) -> tuple[list["torch.Tensor"], str]:
-    """``samples`` batch-1 calibration inputs and where they come from, as the int8 export draws them.
-
-    ``input_shape``: the shape of one batch of inputs (N, ...); only ``[1:]`` is used. ``data``
-    (M, ...): the model's own inputs; the first ``samples`` rows are used (all of them when M is
-    smaller), source ``"model data"``. Without data: seeded standard normal inputs, source
-    ``"seeded random (seed N)"``.
-    """
-    import torch
-
-    from harness.split.configurations import calibration_batch
-
-    if samples < 1:
-        raise UserError(f"calibration samples: must be at least 1, got {samples}")
-    if data is not None:
-        t = torch.as_tensor(np.asarray(data))[:samples].to(torch.float32)
-        if t.shape[0] == 0:
-            raise UserError("calibration data: holds no inputs")
-        if tuple(t.shape[1:]) != tuple(input_shape[1:]):
-            raise UserError(f"calibration data: inputs of shape {tuple(t.shape[1:])}, the model takes "
-                            f"{tuple(input_shape[1:])}")
-        # Fresh row-major copies: a row of an array made with a new axis (digits' (N, 1, 8, 8)) has stride 0 on
-        # that axis, and a traced example with such strides gets another dim order, which ExecuTorch's XNNPACK
-        # runtime then refuses ("Propagating input shapes failed") for standard inputs.
-        return [t[i:i + 1].clone(memory_format=torch.contiguous_format) for i in range(t.shape[0])], MODEL_DATA
-    batch = calibration_batch(torch.zeros(1, *input_shape[1:]), samples, seed)
-    return [batch[i:i + 1].contiguous() for i in range(samples)], f"seeded random (seed {seed})"
-
-
-def describe_calibration(source: str, samples: int) -> str:
-    """The ``calibration`` column of an int8 row, e.g. ``model data, 32 inputs``."""
-    return f"{source}, {samples} input{'s' if samples != 1 else ''}"
 
 
 def quantize_phone(phone: "torch.nn.Module", calibration: list["torch.Tensor"]) -> "torch.nn.Module":

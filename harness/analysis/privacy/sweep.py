@@ -208,7 +208,7 @@ def privacy_sweep(module: "torch.nn.Module", cuts: Iterable[str], inputs: Any, p
     precisions : "float32" and/or "int8"
         Whose uploaded feature is scored: the float32 phone part's, or the static int8 part's
         (see the module docstring). The default keeps the float32 rows only.
-    calibration : Calibration
+    calibration : Calibration (or the export's calibration object: ``inputs(example)``, ``describe()``)
         How int8 parts are calibrated (default: 32 seeded random inputs, seed 0, as the export
         without model data); give the model's own inputs where it has them, as the export does.
 
@@ -243,7 +243,8 @@ def privacy_sweep(module: "torch.nn.Module", cuts: Iterable[str], inputs: Any, p
         raise UserError(f"test_size: must be between 0 and 1, got {test_size}")
     calib, calib_text = (None, None)
     if INT8 in precisions:
-        calib, calib_text = (calibration or Calibration()).inputs(tuple(x.shape))
+        calibration = calibration or Calibration()
+        calib, calib_text = calibration.inputs(x[:1].clone()), calibration.describe()
     tr, te, notes = _split(s, split, test_size, seed)
     module.eval()
     common = {"split": split, "notes": notes, "seed": seed, "attacker": attacker}
@@ -315,14 +316,14 @@ def load_inputs_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 def sweep_from_spec(spec: Any, data: str | Path, *, ratios: Iterable[float] = PAPER_RATIOS, seed: int = 0,
                     test_size: float = 0.3, estimators: Iterable[str] | None = None,
-                    split: str | None = None, calibration_data: Any = None) -> "pd.DataFrame":
+                    split: str | None = None, calibration: Any = None) -> "pd.DataFrame":
     """:func:`privacy_sweep` for a spec's model (its source or zoo entry and weights) on an .npz of inputs.
 
     The estimator and split are the spec's ``[privacy] estimator`` and ``split`` (default
     ``splitbench``, ``stratified``) unless given here. Every precision of ``[export] precisions`` is
-    scored; int8 parts are calibrated as the export calibrates them: ``[export] calibration_samples``
-    inputs of ``calibration_data`` (the model's own inputs) when given, else seeded random inputs of
-    ``[export] calibration_seed``.
+    scored; int8 parts are calibrated by ``calibration`` (the export's calibration of this spec, so that
+    the scored part is the exported one), by default ``[export] calibration_samples`` seeded random
+    inputs of ``[export] calibration_seed``.
     """
     from harness.split.configurations import load_model
 
@@ -337,8 +338,8 @@ def sweep_from_spec(spec: Any, data: str | Path, *, ratios: Iterable[float] = PA
         import models
 
         dims = dict(models.get(spec.model.zoo).reduced_dims) if spec.model.zoo else None
-    calibration = Calibration(data=calibration_data, samples=spec.export.calibration_samples,
-                              seed=spec.export.calibration_seed)
+    if calibration is None:
+        calibration = Calibration(samples=spec.export.calibration_samples, seed=spec.export.calibration_seed)
     return privacy_sweep(loaded.module, loaded.cuts, inputs, primary, sensitive, embeddings=spec.split.embeddings,
                          dims=dims, ratios=ratios, seed=seed, test_size=test_size, model_name=loaded.name,
                          estimators=estimators, split=split, precisions=spec.export.precisions,
