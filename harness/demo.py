@@ -170,11 +170,15 @@ def run_demo(out: Path) -> int:
 def digits_demo(out: str | Path | None = None, *, ratios: Iterable[float] = DIGITS_RATIOS, seed: int = 0,
                 cuts: Iterable[str] = DIGITS_CUTS, embeddings: Iterable[str] = EMBEDDINGS,
                 reduced_dim: int = DIGITS_REDUCED_DIM, epochs: int = 25, weights: str | Path | None = None,
-                estimators: Iterable[str] = (DEFAULT_ESTIMATOR,), split: str = "stratified") -> "pd.DataFrame":
+                estimators: Iterable[str] = (DEFAULT_ESTIMATOR,), split: str = "stratified",
+                precisions: Iterable[str] = ("float32",)) -> "pd.DataFrame":
     """Train the digits CNN, sweep every cut x embedding x ratio, and write ``OUT/privacy.csv`` when ``out`` is given.
 
     ``weights``: where to save the trained CNN's state_dict (the demo measures that very network).
     ``estimators`` and ``split``: as :func:`harness.analysis.privacy.sweep.privacy_sweep` (one row per estimator).
+    ``precisions``: whose uploaded features are scored (default float32 only); int8 parts are calibrated
+    on the model's own data as the export calibrates: 32 of the training images (the export's default
+    ``calibration_samples``), drawn with seed 0 (its default ``calibration_seed``).
 
     Primary task "digit >= 5", sensitive label the digit (K = 10); the images are split in half,
     stratified by digit: one half trains the CNN (:mod:`models.digits`), the other is the held-out
@@ -193,15 +197,16 @@ def digits_demo(out: str | Path | None = None, *, ratios: Iterable[float] = DIGI
         with threadpool_limits(1):
             return _digits_demo(out, ratios=ratios, seed=seed, cuts=cuts, embeddings=embeddings,
                                 reduced_dim=reduced_dim, epochs=epochs, weights=weights, estimators=estimators,
-                                split=split)
+                                split=split, precisions=precisions)
     finally:
         torch.set_num_threads(previous)
 
 
 def _digits_demo(out, *, ratios, seed, cuts, embeddings, reduced_dim, epochs, weights, estimators,
-                 split) -> "pd.DataFrame":
+                 split, precisions) -> "pd.DataFrame":
     import torch
 
+    from harness.analysis.privacy.quantized import Calibration
     from harness.analysis.privacy.sweep import privacy_sweep
 
     t0 = time.perf_counter()
@@ -215,7 +220,8 @@ def _digits_demo(out, *, ratios, seed, cuts, embeddings, reduced_dim, epochs, we
         full_acc = float((model(torch.from_numpy(data["test_x"])).argmax(1).numpy() == test_primary).mean())
     table = privacy_sweep(model, cuts, data["test_x"], test_primary, data["test_digit"], embeddings=embeddings,
                           dims=reduced_dim, ratios=ratios, seed=seed, model_name="digits-cnn",
-                          estimators=estimators, split=split)
+                          estimators=estimators, split=split, precisions=precisions,
+                          calibration=Calibration(data=data["train_x"], origin=f"digits_data({seed})['train_x']"))
     table.attrs.update(full_accuracy=full_acc, train_s=t_train, sweep_s=time.perf_counter() - t0 - t_train)
     if out is not None:
         out = Path(out)

@@ -5,10 +5,17 @@
 (:func:`merge_privacy`), or shaped like a merged table when nothing was scored (:func:`without_privacy`),
 plus ``cloud_ms`` from ``cloud.csv`` when the run has one (:func:`attach_cloud`).
 
-The join key is (model, cut, embedding), and the noise ratio when the privacy table has one: a
-measured configuration then appears once per ratio. Its phone measurement is the same on every such
+The join key is (model, cut, embedding, precision), and the noise ratio when the privacy table has one:
+a measured configuration then appears once per ratio. Its phone measurement is the same on every such
 row, because the noise of DPFE's Procedure 2 is added to the feature after the phone part has run
 (the summary times that phone part, not the noise); only privacy and accuracy change with the ratio.
+
+Precision: an int8 phone part uploads another feature than the float32 part of the same cut, so its
+privacy and accuracy are its own (the privacy sweep scores the int8 part's feature). A privacy table
+without a ``precision`` column (a user's table, or one written before int8 existed) holds float32
+scores, and so does a summary without one; float32 scores never stand for an int8 measurement: an
+int8 row with no int8 privacy row is named like any unscored configuration (the report then shows the
+run without privacy; ``recommend`` stops with that line), never filled with the float32 numbers.
 
 Nothing is dropped silently: a privacy row with no measurement, or a measured cut with no privacy
 score, is named in one :class:`UserError`.
@@ -20,11 +27,13 @@ caller picks one (:func:`select_estimator`): the one asked for, else the table's
 spec's, else the default ``splitbench``; anything else is one :class:`UserError` line.
 
 On-premise rows (``cut == "full"``) need no privacy row: nothing leaves the phone but the model's
-output, so there is no feature to score. They are kept once (``noise_ratio`` NaN), with every privacy
-column NaN and ``on_premise`` True, as the cost baseline of the plots, the report and ``recommend``.
-Their ``primary_accuracy`` comes from a ``full`` privacy row when the table has one, else from a
-noise-free ``simple`` cut of the same model (the split network with no noise and no PCA computes the
-same function as the whole one), else it stays NaN.
+output, so there is no feature to score. They are kept once per precision (``noise_ratio`` NaN), with
+every privacy column NaN and ``on_premise`` True, as the cost baseline of the plots, the report and
+``recommend``. Their ``primary_accuracy`` comes from a ``full`` privacy row of the same precision when
+the table has one; for float32, else from a noise-free float32 ``simple`` cut of the same model (the
+split network with no noise and no PCA computes the same function as the whole one); else it stays
+NaN. An int8 whole model is not an int8 cut with a float32 cloud part, so int8 has no such fallback
+(the privacy sweep writes the int8 whole model's accuracy in a ``full`` row).
 """
 
 from __future__ import annotations
@@ -36,12 +45,15 @@ import numpy as np
 import pandas as pd
 
 from harness.core.errors import UserError
+from harness.config.spec import FULL, PRECISIONS
 from harness.core.text import cell, visible
-from harness.config.spec import FULL
-from harness.results.layout import CLOUD_CSV, PRIVACY_CSV, SUMMARY_CSV
+from harness.results.layout import CLOUD_CSV, MANIFEST_JSON, PRIVACY_CSV, SUMMARY_CSV
 from harness.results.readers import read_cloud, read_csv, read_manifest, read_summary, shown
 
 KEY = ("model", "cut", "embedding")
+PRECISION = "precision"
+FLOAT32 = "float32"  # the precision of a table without a precision column
+JOIN = (*KEY, PRECISION)  # what a privacy row and a measurement are matched on (plus the noise ratio)
 # Required in a privacy table: the key and the measure `recommend` ranks by (DPFE's log-rank privacy).
 REQUIRED_PRIVACY_COLUMNS = (*KEY, "log_rank_privacy")
 # Filled with NaN when a user's table leaves them out.
@@ -76,6 +88,15 @@ def normalize_privacy(privacy: pd.DataFrame, origin: str = "the privacy table") 
     if ESTIMATOR not in df.columns:
         df[ESTIMATOR] = UNSPECIFIED
     df[ESTIMATOR] = df[ESTIMATOR].fillna(UNSPECIFIED).astype(str).str.strip().replace("", UNSPECIFIED)
+    # A table without a precision column keeps it absent (its scores are float32's, and the merge says
+    # so when an int8 measurement finds none); one that has it gets float32 in its empty cells.
+    if PRECISION in df.columns:
+        df[PRECISION] = with_precision(df)[PRECISION]
+        unknown = ~df[PRECISION].isin(PRECISIONS)
+        if unknown.any():
+            row = int(np.flatnonzero(unknown.to_numpy())[0])
+            raise UserError(f"{visible(origin)}: column precision must be {' or '.join(PRECISIONS)} (empty: float32), "
+                            f"row {row + 2} holds {cell(df[PRECISION].iloc[row])}")
     for col in OPTIONAL_PRIVACY_COLUMNS:
         if col not in df.columns:
             df[col] = np.nan
@@ -85,10 +106,11 @@ def normalize_privacy(privacy: pd.DataFrame, origin: str = "the privacy table") 
     if has_ratio and df["noise_ratio"].isna().any():
         raise UserError(f"{origin}: noise_ratio is empty on some rows but not others; give every row a ratio "
                         f"(0 for no noise)")
-    key = [*KEY, "noise_ratio", ESTIMATOR] if has_ratio else [*KEY, ESTIMATOR]
-    dup = df.duplicated(key, keep=False)
+    key = [*JOIN, "noise_ratio", ESTIMATOR] if has_ratio else [*JOIN, ESTIMATOR]
+    keyed = with_precision(df)
+    dup = keyed.duplicated(key, keep=False)
     if dup.any():
-        names = sorted({f"{_key_name(r, has_ratio)} ({r[ESTIMATOR]})" for r in df[dup].to_dict("records")})
+        names = sorted({f"{_key_name(r, has_ratio)} ({r[ESTIMATOR]})" for r in keyed[dup].to_dict("records")})
         raise UserError(f"{origin}: duplicated privacy rows for {_list(names)}; keep one row per key")
     return df
 
@@ -116,6 +138,15 @@ def _checked_scores(cells: pd.Series, col: str, origin: str) -> pd.Series:
         raise UserError(f"{visible(origin)}: column {col} must be {kind}{_range_text(low, high, integer)}; row "
                         f"{row + 2} holds {cell(cells.iloc[row])} (leave the cell empty where nothing was scored)")
     return values.astype(float)
+
+
+def with_precision(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with a clean ``precision`` column: float32 where the table has none or leaves it empty."""
+    df = table.copy()
+    if PRECISION not in df.columns:
+        df[PRECISION] = FLOAT32
+    df[PRECISION] = df[PRECISION].fillna(FLOAT32).astype(str).str.strip().replace("", FLOAT32)
+    return df
 
 
 def estimators_of(privacy: pd.DataFrame) -> list[str]:
@@ -161,7 +192,9 @@ def load_privacy(path: str | Path) -> pd.DataFrame:
 
 
 def _key_name(row: dict, with_ratio: bool) -> str:
-    name = f"{row['model']}/{row['cut']}/{row['embedding']}"
+    name = "/".join(str(row[k]) for k in KEY)
+    if row.get(PRECISION, FLOAT32) != FLOAT32:
+        name += f" {row[PRECISION]}"
     if with_ratio and pd.notna(row.get("noise_ratio")):
         name += f" r={row['noise_ratio']:g}"
     return name
@@ -174,17 +207,20 @@ def _list(names: list[str]) -> str:
 
 def merge_privacy(summary: pd.DataFrame, privacy: pd.DataFrame, estimator: str | None = None, *,
                   preferred: str | None = None) -> pd.DataFrame:
-    """Join one estimator's privacy scores to summary rows on (model, cut, embedding[, noise_ratio]).
+    """Join one estimator's privacy scores to summary rows on (model, cut, embedding, precision[, noise_ratio]).
 
-    ``estimator`` and ``preferred``: see :func:`select_estimator`. Returns the summary's columns plus
-    the privacy columns (``estimator`` among them; NaN on-premise, which has no score; another column
-    both tables have, such as ``warnings``, is the summary's, the privacy table's copy ``privacy_<name>``)
-    and ``on_premise``; a summary row appears once per noise ratio of its key. Raises
-    :class:`UserError` naming every unmatched key, both ways.
+    ``estimator`` and ``preferred``: see :func:`select_estimator`. A table without a ``precision``
+    column is float32 (see the module docstring). Returns the summary's columns plus the privacy
+    columns (``estimator`` among them; NaN on-premise, which has no score; another column both tables
+    have, such as ``warnings``, is the summary's, the privacy table's copy ``privacy_<name>``) and
+    ``on_premise``; a summary row appears once per noise ratio of its key. Raises :class:`UserError`
+    naming every unmatched key, both ways.
     """
     _check_columns(summary, KEY, SUMMARY_CSV)
+    stated = PRECISION in privacy.columns
     priv, _ = select_estimator(normalize_privacy(privacy), estimator, preferred=preferred)
-    meas = summary.copy()
+    priv = with_precision(priv)
+    meas = with_precision(summary)
     for col in KEY:
         meas[col] = meas[col].astype(str).str.strip()
     clash = [c for c in (*PRIVACY_VALUE_COLUMNS, ESTIMATOR) if c in meas.columns]
@@ -194,43 +230,61 @@ def merge_privacy(summary: pd.DataFrame, privacy: pd.DataFrame, estimator: str |
 
     priv_full = priv[priv["cut"] == FULL]
     priv_cut = priv[priv["cut"] != FULL]
-    meas_keys = set(map(tuple, meas.loc[~meas["on_premise"], list(KEY)].drop_duplicates().to_numpy()))
-    priv_keys = set(map(tuple, priv_cut[list(KEY)].drop_duplicates().to_numpy()))
-    full_models = set(meas.loc[meas["on_premise"], "model"])
+    meas_keys = _keys(meas.loc[~meas["on_premise"]])
+    priv_keys = _keys(priv_cut)
+    full_keys = set(map(tuple, meas.loc[meas["on_premise"], ["model", PRECISION]].drop_duplicates().to_numpy()))
     problems = []
     no_measure = sorted(priv_keys - meas_keys) + sorted(
-        (m, FULL, FULL) for m in set(priv_full["model"]) - full_models)
+        (m, FULL, FULL, p) for m, p in set(map(tuple, priv_full[["model", PRECISION]].to_numpy())) - full_keys)
     if no_measure:
-        problems.append(f"privacy rows with no measurement: {_list(['/'.join(k) for k in no_measure])}")
+        problems.append(f"privacy rows with no measurement: {_list([_name(k) for k in no_measure])}")
     no_privacy = sorted(meas_keys - priv_keys)
     if no_privacy:
-        problems.append(f"measured configurations with no privacy score: {_list(['/'.join(k) for k in no_privacy])}")
+        problems.append(f"measured configurations with no privacy score: {_list([_name(k) for k in no_privacy])}")
+        if not stated and any(k[3] != FLOAT32 for k in no_privacy):
+            problems.append("the privacy table has no precision column, so its scores are float32's and never stand "
+                            "for another precision: score those parts (the [privacy] data sweep scores every "
+                            "precision of [export] precisions) or add their rows with a precision column")
     if problems:
-        raise UserError("privacy scores do not match the measurements (keyed by model/cut/embedding): "
+        raise UserError("privacy scores do not match the measurements (keyed by model/cut/embedding and precision): "
                         + "; ".join(problems))
 
     # a column of both tables besides the scores (warnings, reduced_dim): the measurement keeps its name,
     # the privacy table's copy is prefixed, never a pandas "_x"/"_y" pair
-    both = [c for c in priv_cut.columns if c in meas.columns and c not in KEY]
+    both = [c for c in priv_cut.columns if c in meas.columns and c not in JOIN]
     priv_cut = priv_cut.rename(columns={c: f"privacy_{c}" for c in both})
-    cuts = meas[~meas["on_premise"]].merge(priv_cut, on=list(KEY), how="inner", validate="many_to_many")
+    cuts = meas[~meas["on_premise"]].merge(priv_cut, on=list(JOIN), how="inner", validate="many_to_many")
     full = meas[meas["on_premise"]].copy()
     for col in (*PRIVACY_VALUE_COLUMNS, ESTIMATOR):
         full[col] = np.nan
-    for model in full["model"].unique():
-        full.loc[full["model"] == model, "primary_accuracy"] = _baseline_accuracy(priv, model)
+    for (model, precision), rows in full.groupby(["model", PRECISION]).groups.items():
+        full.loc[rows, "primary_accuracy"] = _baseline_accuracy(priv, model, precision)
     merged = pd.concat([cuts, full], ignore_index=True, sort=False)
     merged = merged.sort_values(["_row", "noise_ratio"], kind="stable", na_position="first")
     return merged.drop(columns="_row").reset_index(drop=True)
 
 
-def _baseline_accuracy(priv: pd.DataFrame, model: str) -> float:
-    """Accuracy of the whole model: its ``full`` privacy row, else a noise-free simple cut (same function)."""
-    rows = priv[(priv["model"] == model) & (priv["cut"] == FULL)]["primary_accuracy"].dropna()
+def _keys(df: pd.DataFrame) -> set[tuple[str, ...]]:
+    return set(map(tuple, df[list(JOIN)].drop_duplicates().to_numpy()))
+
+
+def _name(key: tuple[str, ...]) -> str:
+    """``model/cut/embedding``, then the precision when it is not float32."""
+    *parts, precision = key
+    return "/".join(parts) + ("" if precision == FLOAT32 else f" {precision}")
+
+
+def _baseline_accuracy(priv: pd.DataFrame, model: str, precision: str) -> float:
+    """Accuracy of the whole model in ``precision``: its ``full`` privacy row; for float32, else a noise-free
+    float32 simple cut (the same function). An int8 cut runs a float32 cloud part: never the int8 model's."""
+    mine = priv[(priv["model"] == model) & (priv[PRECISION] == precision)]
+    rows = mine[mine["cut"] == FULL]["primary_accuracy"].dropna()
     if len(rows):
         return float(rows.iloc[0])
-    ratio0 = priv["noise_ratio"].isna() | (priv["noise_ratio"] == 0)
-    rows = priv[(priv["model"] == model) & (priv["embedding"] == "simple") & ratio0]["primary_accuracy"].dropna()
+    if precision != FLOAT32:
+        return float("nan")
+    ratio0 = mine["noise_ratio"].isna() | (mine["noise_ratio"] == 0)
+    rows = mine[(mine["embedding"] == "simple") & ratio0]["primary_accuracy"].dropna()
     return float(rows.median()) if len(rows) else float("nan")
 
 

@@ -10,6 +10,13 @@ drawn as a vertical dashed line at its cost: the baseline every cut is compared 
 The accuracy-privacy figure is DPFE's Fig. 10: x = log-rank privacy, y = primary accuracy, one curve
 per (cut, embedding), one marker per noise ratio (annotated).
 
+Precision: an int8 phone part uploads its own feature, so its privacy and accuracy are its own series,
+never joined to float32's by a line. In the cost figures the colour is the (backend, target) and the
+marker the precision (circle float32, triangle int8), each Pareto frontier is drawn per precision
+(int8 dashed), and each on-premise line names its precision. In the accuracy-privacy figure a
+cut-embedding keeps its colour and marker in every precision: float32 solid with filled markers,
+int8 dashed with hollow ones. Every series is named in the legend (`` int8`` after its name).
+
 Every privacy axis names the estimator that produced its numbers, and one figure never holds numbers
 of two estimators: the cost figures draw the merged table (one estimator, see
 :func:`harness.analysis.table.select_estimator`), and the accuracy-privacy figure is drawn once per estimator
@@ -25,6 +32,12 @@ import pandas as pd
 
 from harness.core.errors import UserError
 from harness.results.layout import FIGURES_DIR
+
+FLOAT32 = "float32"
+# Per precision: the marker of the cost figures, and the line style of frontiers and accuracy curves.
+MARKERS = {"float32": "o", "int8": "^"}
+LINES = {"float32": "-", "int8": "--"}
+ON_PREMISE_LINES = {"float32": "--", "int8": ":"}
 
 COSTS = (  # column, axis label, file stem, scale to the axis unit
     ("infer_ms_median", "phone inference time, median (ms)", "privacy_vs_inference", 1.0),
@@ -133,6 +146,18 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
 
 
+def _precisions(table: pd.DataFrame) -> pd.Series:
+    """Each row's precision: float32 where the table has no precision column or leaves it empty."""
+    if "precision" not in table.columns:
+        return pd.Series(FLOAT32, index=table.index, dtype=object)
+    return table["precision"].fillna(FLOAT32).astype(str).replace("", FLOAT32)
+
+
+def _suffix(precision: str) -> str:
+    """What a series' name gains for its precision: nothing for float32, `` int8`` for int8."""
+    return "" if precision == FLOAT32 else f" {precision}"
+
+
 def _estimators(table: pd.DataFrame) -> list[str]:
     if "estimator" not in table.columns:
         return ["unspecified"]
@@ -141,7 +166,6 @@ def _estimators(table: pd.DataFrame) -> list[str]:
 
 def cost_figures(merged: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Privacy against inference time, memory and upload size, per model (see the module doc)."""
-    from harness.analysis.recommend.choice import opt
     from harness.analysis.table import config_label
 
     plt = _pyplot()
@@ -151,6 +175,7 @@ def cost_figures(merged: pd.DataFrame, out_dir: Path) -> list[Path]:
     if len(estimators) > 1:
         raise UserError(f"the merged table mixes privacy estimators ({', '.join(estimators)}); merge one")
     est = estimators[0]
+    ok = ok.assign(precision=_precisions(ok))
     models = list(dict.fromkeys(ok["model"].astype(str)))
     for model in models:
         rows = ok[ok["model"].astype(str) == model]
@@ -164,7 +189,7 @@ def cost_figures(merged: pd.DataFrame, out_dir: Path) -> list[Path]:
         groups = list(dict.fromkeys(zip(cuts["backend"].astype(str), cuts["target"].astype(str),
                                         cuts["device_id"].astype(str))))
         several = len({(b, t) for b, t, _ in groups}) < len(groups)  # two devices share a target: name them
-        colors = plt.get_cmap("tab10")
+        precisions = list(dict.fromkeys([*cuts["precision"], *full["precision"]]))
         for col, xlabel, stem, scale in COSTS:
             fig, ax = plt.subplots(figsize=(7.5, 4.8))
             pts = cuts[[col, "log_rank_privacy"]].apply(pd.to_numeric, errors="coerce").notna().all(axis=1)
@@ -172,25 +197,16 @@ def cost_figures(merged: pd.DataFrame, out_dir: Path) -> list[Path]:
             x_all = data[col].to_numpy(float) * scale
             y_all = data["log_rank_privacy"].to_numpy(float)
             names = [config_label(r, with_ratio=False) for _, r in data.iterrows()]
-            for gi, (backend, target, device) in enumerate(groups):
-                g = data[(data["backend"].astype(str) == backend) & (data["target"].astype(str) == target)
-                         & (data["device_id"].astype(str) == device)]
-                x = g[col].to_numpy(float) * scale
-                y = g["log_rank_privacy"].to_numpy(float)
-                label = f"{backend} / {target}" + (f" ({device})" if several else "")
-                if "timing_kind" in g.columns and (g["timing_kind"] == "aggregate").any() and col == "infer_ms_median":
-                    label += " — tool aggregate"
-                ax.scatter(x, y, color=colors(gi % 10), s=36, zorder=3, label=label)
-            if len(data):
-                front = pareto_points(x_all, y_all, names)
-                ax.step(x_all[front], y_all[front], where="post", color="0.25", lw=1.2, ls="-", zorder=2,
-                        label="Pareto frontier (more privacy, less cost)")
-            for gi, (_, r) in enumerate(full.iterrows()):
-                xv = opt(r.get(col))
-                if xv is not None:
-                    ax.axvline(xv * scale, color="0.5", ls="--", lw=1,
-                               label=f"on-premise ({r['backend']} / {r['target']}), nothing uploaded"
-                               if col != "upload_bytes" else f"on-premise output ({r['backend']})")
+            _cost_series(ax, data, col, scale, groups, several, precisions)
+            for precision in precisions:  # one frontier per precision: an int8 point never joins a float32 one
+                mine = np.flatnonzero(data["precision"].to_numpy() == precision)
+                if len(mine):
+                    front = mine[pareto_points(x_all[mine], y_all[mine], [names[i] for i in mine])]
+                    ax.step(x_all[front], y_all[front], where="post", color="0.25", lw=1.2,
+                            ls=LINES.get(precision, "-."), zorder=2, gid=f"frontier {precision}",
+                            label="Pareto frontier" + (f", {precision}" if len(precisions) > 1 else "")
+                            + " (more privacy, less cost)")
+            _on_premise_lines(ax, full, col, scale)
             if len(x_all) and x_all.min() > 0 and x_all.max() / x_all.min() > 100:  # e.g. 8 floats vs a conv map
                 ax.set_xscale("log")
                 xlabel = xlabel.replace(")", ", log scale)")
@@ -219,11 +235,44 @@ def cost_figures(merged: pd.DataFrame, out_dir: Path) -> list[Path]:
     return paths
 
 
+def _cost_series(ax, data: pd.DataFrame, col: str, scale: float, groups: list[tuple[str, str, str]], several: bool,
+                 precisions: list[str]) -> None:
+    """One scatter per (backend, target, device) and precision: colour per group, marker per precision."""
+    colors = _pyplot().get_cmap("tab10")
+    for gi, (backend, target, device) in enumerate(groups):
+        for precision in precisions:
+            g = data[(data["backend"].astype(str) == backend) & (data["target"].astype(str) == target)
+                     & (data["device_id"].astype(str) == device) & (data["precision"] == precision)]
+            if g.empty and len(precisions) > 1:  # e.g. no int8 part on this backend: no legend entry
+                continue
+            label = f"{backend} / {target}" + (f" ({device})" if several else "") + _suffix(precision)
+            if "timing_kind" in g.columns and (g["timing_kind"] == "aggregate").any() and col == "infer_ms_median":
+                label += " — tool aggregate"
+            ax.scatter(g[col].to_numpy(float) * scale, g["log_rank_privacy"].to_numpy(float), color=colors(gi % 10),
+                       s=36, zorder=3, marker=MARKERS.get(precision, "s"), label=label,
+                       gid=f"series {backend}/{target}/{precision}")
+
+
+def _on_premise_lines(ax, full: pd.DataFrame, col: str, scale: float) -> None:
+    """A vertical line at each on-premise row's cost, its precision in the legend when not float32."""
+    from harness.analysis.recommend.choice import opt
+
+    for _, r in full.iterrows():
+        xv = opt(r.get(col))
+        if xv is not None:
+            precision = r["precision"]
+            where = f"{r['backend']} / {r['target']}{_suffix(precision)}"
+            ax.axvline(xv * scale, color="0.5", ls=ON_PREMISE_LINES.get(precision, "-."), lw=1,
+                       label=f"on-premise ({where}), nothing uploaded" if col != "upload_bytes"
+                       else f"on-premise output ({r['backend']}{_suffix(precision)})")
+
+
 def accuracy_privacy_figure(privacy: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """DPFE Fig. 10: primary accuracy against log-rank privacy, one curve per cut/embedding, one figure per
-    model and estimator (file stems gain ``_<model>`` and ``_<estimator>`` when there are several)."""
+    """DPFE Fig. 10: primary accuracy against log-rank privacy, one curve per cut/embedding and precision, one
+    figure per model and estimator (file stems gain ``_<model>`` and ``_<estimator>`` when there are several)."""
     plt = _pyplot()
     priv = privacy[privacy["cut"].astype(str) != "full"]
+    priv = priv.assign(precision=_precisions(priv))
     priv = priv[priv[["log_rank_privacy", "primary_accuracy"]].notna().all(axis=1)]
     if priv.empty:
         return []
@@ -238,14 +287,23 @@ def accuracy_privacy_figure(privacy: pd.DataFrame, out_dir: Path) -> list[Path]:
         if rows.empty:
             continue
         fig, ax = plt.subplots(figsize=(7.5, 4.8))
-        curves = list(dict.fromkeys(zip(rows["cut"].astype(str), rows["embedding"].astype(str))))
+        configs = list(dict.fromkeys(zip(rows["cut"].astype(str), rows["embedding"].astype(str))))
+        precisions = list(dict.fromkeys(rows["precision"]))
+        curves = [(i, cut, emb, prec) for i, (cut, emb) in enumerate(configs) for prec in precisions]
         labels: list[tuple[int, float, float, str]] = []  # (priority, x, y, text)
         marks = []
-        for i, (cut, emb) in enumerate(curves):
-            c = rows[(rows["cut"].astype(str) == cut) & (rows["embedding"].astype(str) == emb)]
+        for i, cut, emb, precision in curves:
+            c = rows[(rows["cut"].astype(str) == cut) & (rows["embedding"].astype(str) == emb)
+                     & (rows["precision"] == precision)]
+            if c.empty:
+                continue
             c = c.sort_values("noise_ratio", na_position="first")
             x, y = c["log_rank_privacy"].to_numpy(float), c["primary_accuracy"].to_numpy(float)
-            ax.plot(x, y, marker=markers[i % len(markers)], ms=5, lw=1.3, label=f"{cut}-{emb}")
+            # a cut-embedding keeps its colour and marker; float32 solid and filled, int8 dashed and hollow
+            color = f"C{i % 10}"
+            ax.plot(x, y, marker=markers[i % len(markers)], ms=5, lw=1.3, color=color, ls=LINES.get(precision, "-."),
+                    mfc=color if precision == FLOAT32 else "none", label=f"{cut}-{emb}{_suffix(precision)}",
+                    gid=f"curve {cut}-{emb} {precision}")
             marks += list(zip(x, y))
             ratios = list(c["noise_ratio"])
             for j, (xi, yi, r) in enumerate(zip(x, y, ratios)):
@@ -255,7 +313,8 @@ def accuracy_privacy_figure(privacy: pd.DataFrame, out_dir: Path) -> list[Path]:
         ax.set_xlabel(f"log-rank privacy of the sensitive label, {est} estimator (0..1, higher = more private)")
         ax.set_ylabel("primary-task accuracy (fraction)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, title="cut-embedding", title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+        title = "cut-embedding" if precisions == [FLOAT32] else "cut-embedding\n(dashed, hollow: int8)"
+        ax.legend(fontsize=8, title=title, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
                   borderaxespad=0)  # outside: never hides a point or a label
         # Noise-ratio labels where they fit beside their point without covering another label or marker; in
         # a crowded corner some are left out rather than piled up (the curve's order gives them).

@@ -1,8 +1,10 @@
 """The privacy stage of a run: ``privacy.csv`` beside the measurements, from the spec's ``[privacy]`` table.
 
 ``[privacy] csv`` is a table of scores the user computed (checked and copied); ``[privacy] data`` is an
-.npz of inputs whose uploaded features are scored here by DPFE's noise sweep. The demo writes its own
-sweep's table through :func:`write_privacy_table` too.
+.npz of inputs whose uploaded features are scored here by DPFE's noise sweep, for every precision of
+``[export] precisions`` (an int8 part's feature computed by the int8 part itself, calibrated with the
+export's ``calibration_samples`` and ``calibration_seed``). The demo writes its own sweep's table
+through :func:`write_privacy_table` too.
 """
 
 from __future__ import annotations
@@ -31,8 +33,13 @@ def privacy_table(spec: "Spec") -> "pd.DataFrame | None":
     from harness.analysis.privacy.noise import PAPER_RATIOS
     from harness.analysis.privacy.sweep import sweep_from_spec
 
+    calibration = None
+    if any(p != "float32" for p in spec.export.precisions):  # int8 parts calibrated as the export calibrates them
+        from harness.export.calibration import calibration_for
+
+        calibration = calibration_for(spec)
     return sweep_from_spec(spec, privacy["data"], ratios=privacy.get("ratios", PAPER_RATIOS),
-                           seed=privacy.get("seed", 0))
+                           seed=privacy.get("seed", 0), calibration=calibration)
 
 
 def write_privacy_table(out: str | Path, table: "pd.DataFrame") -> Path:

@@ -20,6 +20,19 @@ ratio) scores the very same noisy features.
 An estimator that cannot run on a feature set (the dpfe estimator on a feature with more
 dimensions than inputs per class) gives a row with its ``warnings`` saying why and what to do, and
 no scores (empty, never filled in); the sweep goes on.
+
+Precisions (``precisions``, column ``precision``): a ``float32`` row scores the feature the float32
+phone part uploads; an ``int8`` row scores the feature the static int8 phone part uploads, computed
+by that quantized part itself (:mod:`harness.analysis.privacy.quantized`: the PT2E recipe of the
+LiteRT and ExecuTorch exports, calibrated as the export calibrates). The noise is fitted on and added
+to the uploaded int8 feature (the standard draw of the same seed as float32's; the noise vectors still
+differ, since the covariance factor of the int8 feature is not float32's), and the primary accuracy is
+the float32 cloud part's on it, as a deployment computes it. The PCA of a reduced
+int8 part is float32's, quantized with the rest of the phone part. An int8 whole model is not any
+cut's int8 phone part with a float32 cloud part, so its accuracy gets a row of its own (cut and
+embedding ``full``, noise ratio 0, no privacy: nothing is uploaded), one per estimator; float32 needs
+none (a noise-free simple cut computes the whole float32 model). A part that cannot be quantized
+gives rows with the reason in ``warnings`` and no numbers; the sweep goes on.
 """
 
 from __future__ import annotations
@@ -30,9 +43,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import numpy as np
 
+from harness.config.spec import FULL
 from harness.core.errors import UserError
 from harness.analysis.privacy.estimators import score
 from harness.analysis.privacy.noise import PAPER_RATIOS, FeatureNoise, check_ratios
+from harness.analysis.privacy.quantized import FLOAT32, INT8, RECIPE, Calibration, check_precisions
 from harness.analysis.privacy.scores import DEFAULT_ESTIMATOR, check_estimator
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,10 +55,11 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 #: The privacy.csv columns, in order.
-COLUMNS = ("model", "cut", "embedding", "reduced_dim", "noise_ratio", "estimator", "primary_accuracy",
+COLUMNS = ("model", "cut", "embedding", "precision", "reduced_dim", "noise_ratio", "estimator", "primary_accuracy",
            "rank_privacy", "log_rank_privacy", "bayes_error", "rank_mean", "rank_std", "log_rank_std", "nn1_error",
            "attacker_accuracy", "n_classes", "log_rank_privacy_uniform", "mean_rank", "std_rank", "mean_log_rank",
-           "std_log_rank", "dim", "n_train", "n_test", "bandwidth", "split", "explained_variance", "warnings")
+           "std_log_rank", "dim", "n_train", "n_test", "bandwidth", "split", "explained_variance", "calibration",
+           "warnings")
 EMBEDDINGS = ("simple", "reduced")
 SWEEP_SPLITS = ("stratified", "dpfe")
 
@@ -125,12 +141,46 @@ def _scores(estimator: str, flat: np.ndarray, noisy: np.ndarray, s: np.ndarray, 
     return scores
 
 
+def _noise_rows(feats: "torch.Tensor", rest: "torch.nn.Module", p: np.ndarray, s: np.ndarray, tr: np.ndarray,
+                te: np.ndarray, ratios: tuple[float, ...], estimators: tuple[str, ...], *, split: str,
+                notes: list[str], seed: int, attacker: bool, draw_key: str) -> list[dict[str, Any]]:
+    """Procedure 2 on one uploaded feature set: one row (without its key) per ratio and estimator."""
+    import torch
+
+    n, shape = feats.shape[0], feats.shape
+    flat = feats.reshape(n, -1).double().numpy()
+    # The DPFE code fits the noise covariance on every feature, before its split.
+    noise = FeatureNoise.fit(flat if split == "dpfe" else flat[tr])
+    # One standard draw per (cut, embedding), scaled by sqrt(r): the curve moves with r alone. Every precision
+    # of a configuration draws with the same seed (the noise itself differs: it is shaped by each feature's own
+    # covariance factor, whose singular vectors move with the quantization).
+    z = noise.standard_draw(n, (seed, zlib.crc32(draw_key.encode())))
+    rows = []
+    for r in ratios:
+        noisy = noise.add(flat, z, r)
+        with torch.no_grad():
+            logits = rest(torch.from_numpy(noisy).to(feats.dtype).reshape(shape))
+        acc = float((_primary_predictions(logits) == p).mean())
+        for est in estimators:
+            scores = _scores(est, flat, noisy, s, tr, te, noise, r, split=split, notes=notes, seed=seed,
+                             attacker=attacker)
+            rows.append({"noise_ratio": r, "primary_accuracy": acc, **scores})
+    return rows
+
+
+def _failed_rows(ratios: tuple[float, ...], estimators: tuple[str, ...], split: str, why: str) -> list[dict[str, Any]]:
+    """The rows of a part that could not be quantized: its reason, no numbers."""
+    return [{"noise_ratio": r, "estimator": est, "split": split, "warnings": why} for r in ratios for est in estimators]
+
+
 def privacy_sweep(module: "torch.nn.Module", cuts: Iterable[str], inputs: Any, primary: Any, sensitive: Any, *,
                   embeddings: Iterable[str] = EMBEDDINGS, dims: int | Mapping[str, int] | None = None,
                   ratios: Iterable[float] = PAPER_RATIOS, seed: int = 0, test_size: float = 0.3,
                   model_name: str = "model", attacker: bool = True,
-                  estimators: Iterable[str] = (DEFAULT_ESTIMATOR,), split: str = "stratified") -> "pd.DataFrame":
-    """Primary accuracy and privacy for every (cut, embedding, noise ratio, estimator): DPFE's Procedure 2.
+                  estimators: Iterable[str] = (DEFAULT_ESTIMATOR,), split: str = "stratified",
+                  precisions: Iterable[str] = (FLOAT32,), calibration: Calibration | None = None) -> "pd.DataFrame":
+    """Primary accuracy and privacy for every (cut, embedding, precision, noise ratio, estimator): DPFE's
+    Procedure 2.
 
     Parameters
     ----------
@@ -155,15 +205,23 @@ def privacy_sweep(module: "torch.nn.Module", cuts: Iterable[str], inputs: Any, p
         One row per estimator for every (cut, embedding, ratio), on the same noisy features.
     split : "stratified" or "dpfe"
         How the held-out inputs are split for the attacker (see the module docstring).
+    precisions : "float32" and/or "int8"
+        Whose uploaded feature is scored: the float32 phone part's, or the static int8 part's
+        (see the module docstring). The default keeps the float32 rows only.
+    calibration : Calibration (or the export's calibration object: ``inputs(example)``, ``describe()``)
+        How int8 parts are calibrated (default: 32 seeded random inputs, seed 0, as the export
+        without model data); give the model's own inputs where it has them, as the export does.
 
     Returns
     -------
     pandas.DataFrame
-        One row per (cut, embedding, ratio, estimator) with the columns of :data:`COLUMNS`.
+        One row per (cut, embedding, precision, ratio, estimator) with the columns of :data:`COLUMNS`,
+        plus one ``full`` row per estimator for each precision other than float32.
     """
     import pandas as pd
     import torch
 
+    from harness.analysis.privacy.quantized import quantize_phone, uploaded_features
     from harness.split.configurations import reduce_with_pca, split_at
 
     x, p, s = _check_inputs(inputs, primary, sensitive)
@@ -171,6 +229,7 @@ def privacy_sweep(module: "torch.nn.Module", cuts: Iterable[str], inputs: Any, p
     embeddings = tuple(embeddings)
     ratios = check_ratios(ratios)
     estimators = tuple(check_estimator(e) for e in estimators)
+    precisions = check_precisions(precisions)
     for emb in embeddings:
         if emb not in EMBEDDINGS:
             raise UserError(f"embeddings: unknown embedding {emb!r}; use {', '.join(EMBEDDINGS)}")
@@ -182,9 +241,13 @@ def privacy_sweep(module: "torch.nn.Module", cuts: Iterable[str], inputs: Any, p
         raise UserError(f"split: unknown split {split!r}; use {' or '.join(SWEEP_SPLITS)}")
     if not 0 < test_size < 1:
         raise UserError(f"test_size: must be between 0 and 1, got {test_size}")
-    n = x.shape[0]
+    calib, calib_text = (None, None)
+    if INT8 in precisions:
+        calibration = calibration or Calibration()
+        calib, calib_text = calibration.inputs(x[:1].clone()), calibration.describe()
     tr, te, notes = _split(s, split, test_size, seed)
     module.eval()
+    common = {"split": split, "notes": notes, "seed": seed, "attacker": attacker}
     rows: list[dict[str, Any]] = []
     for cut in cuts:
         phone, rest = split_at(module, cut)
@@ -196,27 +259,43 @@ def privacy_sweep(module: "torch.nn.Module", cuts: Iterable[str], inputs: Any, p
                 extra = {"reduced_dim": k, "explained_variance": info["explained_variance_ratio"]}
             else:
                 phone_e, rest_e = phone, rest
-            with torch.no_grad():
-                feats = phone_e(x)
-            shape = feats.shape
-            flat = feats.reshape(n, -1).double().numpy()
-            # The DPFE code fits the noise covariance on every feature, before its split.
-            noise = FeatureNoise.fit(flat if split == "dpfe" else flat[tr])
-            # One standard draw per (cut, embedding), scaled by sqrt(r): the curve moves with r alone.
-            z = noise.standard_draw(n, (seed, zlib.crc32(f"{cut}/{emb}".encode())))
-            for r in ratios:
-                noisy = noise.add(flat, z, r)
-                with torch.no_grad():
-                    logits = rest_e(torch.from_numpy(noisy).to(feats.dtype).reshape(shape))
-                acc = float((_primary_predictions(logits) == p).mean())
-                for est in estimators:
-                    scores = _scores(est, flat, noisy, s, tr, te, noise, r, split=split, notes=notes, seed=seed,
-                                     attacker=attacker)
-                    rows.append({"model": model_name, "cut": cut, "embedding": emb, "noise_ratio": r,
-                                 "primary_accuracy": acc, **extra, **scores})
+            for precision in precisions:
+                key = {"model": model_name, "cut": cut, "embedding": emb, "precision": precision, **extra}
+                if precision == FLOAT32:
+                    with torch.no_grad():
+                        feats = phone_e(x)
+                else:
+                    key["calibration"] = calib_text
+                    try:
+                        feats = uploaded_features(quantize_phone(phone_e, calib), x)
+                    except UserError as exc:  # this part's rows say why; the sweep goes on
+                        rows += [{**key, **r} for r in _failed_rows(ratios, estimators, split, str(exc))]
+                        continue
+                rows += [{**key, **r} for r in _noise_rows(feats, rest_e, p, s, tr, te, ratios, estimators,
+                                                           draw_key=f"{cut}/{emb}", **common)]
+    for precision in precisions:
+        if precision != FLOAT32:
+            rows += _whole_model_rows(module, x, p, precision, calib, calib_text, model_name, estimators, split)
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     # Counts stay integers (10, not 10.0) when a row of an estimator that could not run has none.
     return table.astype({c: "Int64" for c in ("n_classes", "dim", "n_train", "n_test")})
+
+
+def _whole_model_rows(module: "torch.nn.Module", x: "torch.Tensor", p: np.ndarray, precision: str,
+                      calib: list["torch.Tensor"] | None, calib_text: str | None, model_name: str,
+                      estimators: tuple[str, ...], split: str) -> list[dict[str, Any]]:
+    """The whole model quantized (the on-premise int8 artifact): its primary accuracy, nothing uploaded."""
+    from harness.analysis.privacy.quantized import quantize_phone, uploaded_features
+
+    key = {"model": model_name, "cut": FULL, "embedding": FULL, "precision": precision, "noise_ratio": 0.0,
+           "calibration": calib_text, "split": split}
+    try:
+        logits = uploaded_features(quantize_phone(module, calib), x)
+    except UserError as exc:
+        return [{**key, "estimator": est, "warnings": str(exc)} for est in estimators]
+    acc = float((_primary_predictions(logits) == p).mean())
+    why = f"on-premise {precision} ({RECIPE}): nothing is uploaded, so there is no privacy to score"
+    return [{**key, "estimator": est, "primary_accuracy": acc, "warnings": why} for est in estimators]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -237,11 +316,14 @@ def load_inputs_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 def sweep_from_spec(spec: Any, data: str | Path, *, ratios: Iterable[float] = PAPER_RATIOS, seed: int = 0,
                     test_size: float = 0.3, estimators: Iterable[str] | None = None,
-                    split: str | None = None) -> "pd.DataFrame":
+                    split: str | None = None, calibration: Any = None) -> "pd.DataFrame":
     """:func:`privacy_sweep` for a spec's model (its source or zoo entry and weights) on an .npz of inputs.
 
     The estimator and split are the spec's ``[privacy] estimator`` and ``split`` (default
-    ``splitbench``, ``stratified``) unless given here.
+    ``splitbench``, ``stratified``) unless given here. Every precision of ``[export] precisions`` is
+    scored; int8 parts are calibrated by ``calibration`` (the export's calibration of this spec, so that
+    the scored part is the exported one), by default ``[export] calibration_samples`` seeded random
+    inputs of ``[export] calibration_seed``.
     """
     from harness.split.configurations import load_model
 
@@ -256,9 +338,12 @@ def sweep_from_spec(spec: Any, data: str | Path, *, ratios: Iterable[float] = PA
         import models
 
         dims = dict(models.get(spec.model.zoo).reduced_dims) if spec.model.zoo else None
+    if calibration is None:
+        calibration = Calibration(samples=spec.export.calibration_samples, seed=spec.export.calibration_seed)
     return privacy_sweep(loaded.module, loaded.cuts, inputs, primary, sensitive, embeddings=spec.split.embeddings,
                          dims=dims, ratios=ratios, seed=seed, test_size=test_size, model_name=loaded.name,
-                         estimators=estimators, split=split)
+                         estimators=estimators, split=split, precisions=spec.export.precisions,
+                         calibration=calibration)
 
 
 def noise_sweep(train_features: np.ndarray, train_sensitive: np.ndarray, test_features: np.ndarray,
