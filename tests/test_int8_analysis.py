@@ -50,11 +50,12 @@ def write_run(d: Path, *, backend: str = "litert", privacy: bool = False) -> Pat
                        target=r["target"], device_id=r["device_id"], phase="timed", run=i,
                        infer_ms=r["infer_ms_median"] * (1 + 0.01 * (i % 5)))
                   for r in rows for i in range(12)]).to_parquet(d / "samples.parquet")
-    if privacy:  # the privacy stage's rows of the float32 features (harness.analysis.privacy scores int8 apart)
-        pd.DataFrame([dict(model="toy", cut=c, embedding="simple", noise_ratio=None, primary_accuracy=0.9,
-                           rank_privacy=0.2, log_rank_privacy=p, bayes_error=0.5, rank_mean=0.25, rank_std=0.1,
-                           nn1_error=0.5, attacker_accuracy=0.5, n_classes=10)
-                      for c, p in (("c1", 0.2), ("c2", 0.4))]).to_csv(d / "privacy.csv", index=False)
+    if privacy:  # the privacy stage's rows: each precision's features scored apart (harness.analysis.privacy)
+        pd.DataFrame([dict(model="toy", cut=c, embedding="simple", precision=precision, noise_ratio=None,
+                           primary_accuracy=0.9, rank_privacy=0.2, log_rank_privacy=p, bayes_error=0.5,
+                           rank_mean=0.25, rank_std=0.1, nn1_error=0.5, attacker_accuracy=0.5, n_classes=10)
+                      for c, p in (("c1", 0.2), ("c2", 0.4)) for precision in ("float32", "int8")]
+                     ).to_csv(d / "privacy.csv", index=False)
     return d
 
 
