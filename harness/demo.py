@@ -9,9 +9,10 @@ Two parts, each a real run written to its own results directory:
    papers' point — are those of the 224x224 network (fc6 keeps its 25088x4096 matrix thanks to
    the adaptive pool); inference takes about a quarter of the full-size time.
 2. ``digits``: a small CNN trained in seconds on scikit-learn's handwritten digits (primary task
-   "digit >= 5", the digit as the sensitive label), its privacy under DPFE's noise sweep for every
-   cut and embedding, its phone cost measured on the same profile, merged into the trade-off plots,
-   ``report.html`` and a recommendation for a sample budget.
+   "digit >= 5", the digit as the sensitive label), in float32 and in static int8 (calibrated on its own
+   training images): the privacy of the features each uploads under DPFE's noise sweep for every cut and
+   embedding, with the primary-task accuracy, its phone cost measured on the same profile, merged into the
+   trade-off plots, ``report.html`` and a recommendation for a sample budget.
 
 A second ``splitbench demo`` resumes: what is already measured for the same artifacts and device is
 kept (remove the directory to measure again).
@@ -63,12 +64,16 @@ timeout_s = 600
 
 DIGITS_CUTS = digits_model.CUTS
 DIGITS_REDUCED_DIM = digits_model.REDUCED_DIM
+DIGITS_BACKENDS = ("onnx", "litert", "executorch")
+#: The digits part measures and scores static int8 beside float32 (what a phone ships; issue 19).
+DIGITS_PRECISIONS = ("float32", "int8")
 #: The demo's default ratios: every ratio of the paper (the whole sweep takes about 25 s on one core).
 DIGITS_RATIOS = PAPER_RATIOS
 
 
-def _digits_spec(weights: Path, runs: int) -> str:
-    dims = "\n".join(f"{c} = {DIGITS_REDUCED_DIM}" for c in DIGITS_CUTS)
+def _digits_spec(weights: Path, runs: int, *, cuts=DIGITS_CUTS, backends=DIGITS_BACKENDS,
+                 precisions=DIGITS_PRECISIONS) -> str:
+    dims = "\n".join(f"{c} = {DIGITS_REDUCED_DIM}" for c in cuts)
     return f"""
 name = "demo_digits"
 
@@ -77,14 +82,15 @@ source = "{Path(digits_model.__file__).resolve()}:digits_factory"
 weights = "{weights.resolve()}"
 
 [split]
-cuts = {list(DIGITS_CUTS)!r}
+cuts = {list(cuts)!r}
 embeddings = ["simple", "reduced"]
 
 [split.reduced_dims]
 {dims}
 
 [export]
-backends = ["onnx", "litert", "executorch"]
+backends = {list(backends)!r}
+precisions = {list(precisions)!r}
 
 [run]
 targets = ["cpu-1core"]
@@ -100,17 +106,21 @@ def _say(msg: str) -> None:
     sys.stderr.flush()
 
 
-def run_digits(out: Path, *, runs: int = 60, ratios=None) -> int:
-    """Privacy sweep, measured phone cost, merge, report: the digits half of the demo."""
+def run_digits(out: Path, *, runs: int = 60, ratios=None, cuts=DIGITS_CUTS, backends=DIGITS_BACKENDS,
+               precisions=DIGITS_PRECISIONS) -> int:
+    """Privacy sweep, measured phone cost, merge, report: the digits half of the demo, float32 and int8 (the
+    tests run it with fewer runs, ratios, cuts or backends)."""
     from harness.split.configurations import identify
     from harness.orchestrate import run_spec
     from harness.report import build_report
 
     out.mkdir(parents=True, exist_ok=True)
     weights = out / "digits_cnn.pt"
-    _say("digits: training, then the privacy sweep (every cut x embedding x noise ratio)")
-    table = digits_demo(None, ratios=DIGITS_RATIOS if ratios is None else ratios, seed=0, weights=weights)
-    spec = parse_spec(tomllib.loads(_digits_spec(weights, runs)), origin="demo (digits)", path=out / "spec.toml")
+    _say(f"digits: training, then the privacy sweep (every cut x embedding x noise ratio, {' and '.join(precisions)})")
+    table = digits_demo(None, ratios=DIGITS_RATIOS if ratios is None else ratios, seed=0, weights=weights, cuts=cuts,
+                        precisions=precisions)
+    spec = parse_spec(tomllib.loads(_digits_spec(weights, runs, cuts=cuts, backends=backends, precisions=precisions)),
+                      origin="demo (digits)", path=out / "spec.toml")
     table["model"] = identify(spec).name  # the privacy rows join the measurements on this name
     write_privacy_table(out, table)
 

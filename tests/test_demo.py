@@ -8,12 +8,17 @@ from harness.demo import VGG_SPEC, run_digits
 
 
 def test_digits_demo_measures_merges_and_reports(tmp_path, monkeypatch):
+    """The demo's digits half on one cut (the demo itself runs all four): float32 and int8, every backend."""
     monkeypatch.setenv("SPLITBENCH_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "digits"
-    assert run_digits(out, runs=5, ratios=(0, 1)) == 0
+    assert run_digits(out, runs=5, ratios=(0, 1), cuts=("fc1",)) == 0
     privacy, summary = pd.read_csv(out / "privacy.csv"), pd.read_csv(out / "summary.csv")
     assert set(privacy["model"]) == set(summary["model"])  # the privacy rows join the measurements
-    assert (summary["status"] == "ok").all() and len(summary) == 9 * 3  # 4 cuts x 2 embeddings + full, 3 backends
+    # fc1 x 2 embeddings + full, each in float32 and int8, on 3 backends
+    assert (summary["status"] == "ok").all() and len(summary) == 3 * 2 * 3
+    assert set(summary["precision"]) == {"float32", "int8"} == set(privacy["precision"])
+    int8 = privacy[(privacy["precision"] == "int8") & (privacy["cut"] == "fc1")]
+    assert int8["log_rank_privacy"].notna().all() and int8["primary_accuracy"].between(0.5, 1).all()
     assert (out / "cloud.csv").is_file() and (out / "report.html").stat().st_size > 10_000
     assert (out / "figures" / "accuracy_privacy.png").is_file()
 
