@@ -161,15 +161,20 @@ class ShellStream(Stream):
         for f in (proc.stdout, proc.stderr):
             if f is not None:
                 f.close()
-        if self.closed.is_set():
-            return
-        code = proc.wait()
         try:
-            if self.protocol:
-                self._send(ID_EXIT, bytes([0x80 | -code if code < 0 else code & 0xFF]))
-        except (Closed, OSError):
-            pass
-        self.close_from_device()
+            if self.closed.is_set():
+                return
+            code = proc.wait()
+            try:
+                if self.protocol:
+                    self._send(ID_EXIT, bytes([0x80 | -code if code < 0 else code & 0xFF]))
+            except (Closed, OSError):
+                pass
+            self.close_from_device()
+        finally:
+            # The command is over (or the host left): the stdin pump ends and closes our end of its pipe. Without
+            # this a stream the device closed kept a pipe and a thread for the rest of the test session.
+            self.stdin.put(None)
 
 
 class SyncStream(Stream):

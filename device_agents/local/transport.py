@@ -179,8 +179,10 @@ class LocalProcessTransport:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TransportTimeout()
-            ready, _, _ = select.select([self._read_fd], [], [], remaining)
-            if not ready:
+            # poll, not select: a process with more than 1024 open files (a long-lived host) would break select
+            poller = select.poll()
+            poller.register(self._read_fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+            if not poller.poll(max(remaining * 1000, 0)):
                 raise TransportTimeout()
             chunk = os.read(self._read_fd, 1 << 16)
             if not chunk:
