@@ -178,21 +178,27 @@ def _check_tool(agent: AndroidAgent, name: str, probes: dict[str, Path], made_by
     probe = probes.get(backend)
     if probe is None:
         return Check(name, None, f"{detail}: runs; no {backend} converter here to test which files it reads")
-    ref = ArtifactRef.from_path(probe, key="", backend=backend)  # hashes every file once; keyed by that content
-    ref = dataclasses.replace(ref, key=f"doctor-{backend}-{ref.sha256[:16]}")
-    job = MeasureJob(artifact_path=agent.prepare(ref), backend=backend, input_shape=(1, 3, 16, 16), runs=2, warmup=1,
-                     warm_loads=0, timeout_s=120)
-    o = agent.options
-    agent.options = dataclasses.replace(o, cool_timeout_s=0.0)
-    try:
-        result = agent.measure(job)
-    finally:
-        agent.options = o
+    result = _probe_run(agent, probe, backend)
     made_by = made_by.get(backend, backend)
     if result.ok:
         return Check(name, True, f"{detail}: runs, reads the {probe.suffix} files this splitbench writes ({made_by})")
     return Check(name, False, f"{detail}: cannot run a {probe.suffix} from {made_by}: {result.status}: {result.reason}",
                  f"use a build of the runtime that reads this version, or pin the converter; {WHERE_TO_GET[name]}")
+
+
+def _probe_run(agent: AndroidAgent, probe: Path, backend: str, accelerator: str = "cpu"):
+    """Run the host's tiny probe model once on the phone (2 timed runs, no cool-down wait): the doctor's check
+    that a tool reads the files this splitbench writes, and what it says on an accelerator."""
+    ref = ArtifactRef.from_path(probe, key="", backend=backend)  # hashes every file once; keyed by that content
+    ref = dataclasses.replace(ref, key=f"doctor-{backend}-{ref.sha256[:16]}")
+    job = MeasureJob(artifact_path=agent.prepare(ref), backend=backend, input_shape=(1, 3, 16, 16), runs=2, warmup=1,
+                     warm_loads=0, timeout_s=120, accelerator=accelerator)
+    o = agent.options
+    agent.options = dataclasses.replace(o, cool_timeout_s=0.0)
+    try:
+        return agent.measure(job)
+    finally:
+        agent.options = o
 
 
 def _check_accelerators(agent: AndroidAgent, name: str, probes: dict[str, Path]) -> list[Check]:
@@ -213,16 +219,7 @@ def _check_accelerators(agent: AndroidAgent, name: str, probes: dict[str, Path])
         if probe is None:
             checks.append(Check(what, None, f"{settings}; no {backend} converter here to try it"))
             continue
-        ref = ArtifactRef.from_path(probe, key="", backend=backend)
-        ref = dataclasses.replace(ref, key=f"doctor-{backend}-{ref.sha256[:16]}")
-        job = MeasureJob(artifact_path=agent.prepare(ref), backend=backend, input_shape=(1, 3, 16, 16), runs=2,
-                         warmup=1, warm_loads=0, timeout_s=120, accelerator=accelerator)
-        o = agent.options
-        agent.options = dataclasses.replace(o, cool_timeout_s=0.0)
-        try:
-            r = agent.measure(job)
-        finally:
-            agent.options = o
+        r = _probe_run(agent, probe, backend, accelerator)
         d = r.delegation
         counts = f", {d.delegated_nodes} of {d.total_nodes} nodes" if d and d.total_nodes else ""
         if r.ok:
