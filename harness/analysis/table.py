@@ -47,7 +47,7 @@ import pandas as pd
 from harness.core.errors import UserError
 from harness.config.spec import FULL, PRECISIONS
 from harness.core.text import cell, visible
-from harness.results.layout import CLOUD_CSV, MANIFEST_JSON, PRIVACY_CSV, SUMMARY_CSV
+from harness.results.layout import CLOUD_CSV, PRIVACY_CSV, SUMMARY_CSV
 from harness.results.readers import read_cloud, read_csv, read_manifest, read_summary, shown
 
 KEY = ("model", "cut", "embedding")
