@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 
-from harness import exitcodes
+from harness.core import exitcodes
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
