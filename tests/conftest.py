@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 
 import pytest
+
+# The session's one Google adb server and one set of tool stand-ins. Imported here, not in each test
+# module: a session fixture imported into four modules becomes four fixtures, and four adb servers ran.
+from tests.android_fixtures import adb_server, tools  # noqa: F401 - fixtures
 
 SYSTEM_COMMANDS = ("chromium", "mksh", "toybox", "adb")  # `make test` installs them (make system-packages)
 
@@ -18,3 +23,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if missing:
         raise pytest.UsageError(f"CI is missing {', '.join(missing)}: `make test` installs them (make system-packages); "
                                 "their tests must run in CI, not skip")
+
+
+@pytest.fixture
+def ctrl_c_raises():
+    """Ctrl-C (SIGINT, or ``_thread.interrupt_main``) raises KeyboardInterrupt in this test however pytest
+    was started: a shell's background job, ``nohup`` or some CI runners start it with SIGINT ignored,
+    where neither would reach the code under test."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

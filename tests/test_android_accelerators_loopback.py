@@ -24,7 +24,7 @@ from harness.cli import main
 from harness.core import exitcodes
 from harness.measure.devices import accelerator_lines
 from tests.android_fixtures import (FAST, _adb_key, artifact_ref, job, needs_userland, phone,  # noqa: F401
-                                    tiny_artifact, tools)
+                                    tiny_artifact)
 from tests.loopback_adb import LoopbackPhone
 
 FIXTURES = Path(__file__).parent / "fixtures"

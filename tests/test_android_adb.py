@@ -14,7 +14,7 @@ from device_agents.android import agent as A
 from device_agents.android.links import DIRECT, SERVER, choose
 from device_agents.android.transport import parse_target
 from device_agents.base import AgentError
-from tests.android_fixtures import FAST, _adb_key, adb_server, needs_adb, needs_userland, phone, tools  # noqa: F401
+from tests.android_fixtures import FAST, _adb_key, needs_adb, needs_userland, phone  # noqa: F401
 
 pytestmark = [needs_userland, needs_adb]
 

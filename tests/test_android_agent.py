@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import threading
+import time
 
 import pytest
 
@@ -16,8 +17,8 @@ from device_agents.android import agent as A
 from device_agents.android import protocol as P
 from device_agents.android.agent import agent_for
 from device_agents.base import FAILED, OK, TIMEOUT, AgentError, DeviceUnavailable, open_agent
-from tests.android_fixtures import (FAST, _adb_key, adb_server, alive, artifact_ref, job, needs_userland,  # noqa: F401
-                                    phone, tiny_artifact, tools, via)
+from tests.android_fixtures import (FAST, _adb_key, alive, artifact_ref, job, needs_userland,  # noqa: F401
+                                    phone, tiny_artifact, via)
 from tests.loopback_adb import LoopbackPhone
 
 HOSTILE = "it's \"a\" name with $(touch PWNED); `touch PWNED2` & spaces"
@@ -170,24 +171,38 @@ def test_hostile_names_reach_the_phone_quoted(phone, tools, tmp_path):
     assert not list(phone.root.parent.rglob("PWNED*"))
 
 
-def test_ctrl_c_kills_the_tool_removes_scratch_and_restores_performance_mode(phone, tools, via):
+def test_ctrl_c_kills_the_tool_removes_scratch_and_restores_performance_mode(phone, tools, via, ctrl_c_raises):
     phone.set_tool_behaviour("benchmark_model", "hang", after_lines=2)
     run_dir = phone.device_path("/data/local/tmp/splitbench/run")
     seen: list[int] = []
 
+    def pids() -> list[int]:
+        found = []
+        for f in run_dir.glob("*.pid"):
+            try:
+                text = f.read_text().strip()
+            except OSError:
+                continue
+            if text.isdigit():
+                found.append(int(text))
+        return found
+
     def ctrl_c() -> None:  # what the terminal does, once the tool is running on the phone
-        seen.extend(int(f.read_text()) for f in run_dir.glob("*.pid"))
+        deadline = time.monotonic() + 30  # waits for the tool: a fixed 2 s raced its start on a busy machine
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+            seen.extend(pids())
         os.kill(os.getpid(), signal.SIGINT)
 
-    timer = threading.Timer(2.0, ctrl_c)
+    interrupter = threading.Thread(target=ctrl_c)
     a = agent(phone, tools, ("benchmark_model",), performance_mode=True, via=via)
     with pytest.raises(KeyboardInterrupt):
         with a:
             assert phone.read_state("perf_mode") == "true"
             path = a.prepare(artifact_ref("litert"))
-            timer.start()
+            interrupter.start()
             a.measure(job(path, "litert", timeout_s=60))
-    timer.join()
+    interrupter.join()
     assert phone.read_state("perf_mode") == "false"
     assert not phone.device_path("/data/local/tmp/splitbench/run/performance_mode").exists()
     assert len(seen) == 1 and not alive(seen[0])

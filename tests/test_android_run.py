@@ -16,8 +16,7 @@ import pytest
 from harness.core import exitcodes
 from harness.results import store
 from harness.cli import main
-from tests.android_fixtures import (FAST, _adb_key, adb_server, alive, needs_adb, needs_userland, phone,  # noqa: F401
-                                    tools)
+from tests.android_fixtures import FAST, _adb_key, alive, needs_adb, needs_userland, phone  # noqa: F401
 
 FIXTURES = Path(__file__).parent / "fixtures"
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), needs_userland]

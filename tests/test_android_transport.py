@@ -13,7 +13,7 @@ from device_agents.android import adb_direct as D
 from device_agents.android import transport as T
 from device_agents.android.adb_server import ServerAddress, ServerLink
 from device_agents.base import AgentError, DeviceUnavailable
-from tests.android_fixtures import _adb_key, adb_server, needs_userland, phone, via  # noqa: F401 - fixtures
+from tests.android_fixtures import _adb_key, needs_userland, phone, via  # noqa: F401 - fixtures
 from tests.loopback_adb import LoopbackPhone, free_port
 
 HOSTILE = "/data/local/tmp/it's \"a\" name with $(touch PWNED); `id` & spaces/file 1.bin"

@@ -443,7 +443,7 @@ def test_two_runs_at_once_never_share_a_device(lab, fakes, tmp_path, capfd):
 
 
 @pytest.mark.slow
-def test_driver_interrupted_stops_the_hosts_and_writes_nothing_half(lab, fakes, tmp_path):
+def test_driver_interrupted_stops_the_hosts_and_writes_nothing_half(lab, fakes, tmp_path, ctrl_c_raises):
     from harness.cli import main
 
     out = tmp_path / "out"
