@@ -96,20 +96,14 @@ def definition_file(spec: Spec) -> Path:
     return _user_source(spec)[0]
 
 
-def model_module(spec: Spec) -> Any:
-    """The module that defines the model, imported under the name :func:`load_model` gives a ``source`` file;
-    imported again when the file changed since. A ``source`` file that fails to import is one line."""
-    if spec.model.zoo:
-        import models
+def _user_module_name(path: Path) -> str:
+    return f"splitbench_user_{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
 
-        return importlib.import_module(f"models.{models.get(spec.model.zoo).family}")
-    path, _ = _user_source(spec)
-    name = f"splitbench_user_{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
-    st = path.stat()
-    stamp = (st.st_size, st.st_mtime_ns)
-    known = sys.modules.get(name)
-    if known is not None and getattr(known, "__splitbench_stat__", None) == stamp:
-        return known
+
+def _import_user_source(path: Path) -> Any:
+    """Execute a ``source`` file as a fresh module (registered under :func:`_user_module_name`); a file that
+    fails to import is one line."""
+    name = _user_module_name(path)
     loader = importlib.util.spec_from_file_location(name, path)
     user = importlib.util.module_from_spec(loader)
     sys.modules[name] = user
@@ -118,6 +112,23 @@ def model_module(spec: Spec) -> Any:
     except Exception as exc:  # noqa: BLE001 - report the user's own error in one line
         sys.modules.pop(name, None)
         raise UserError(f"[model].source: importing {path} failed: {type(exc).__name__}: {exc}") from None
+    return user
+
+
+def model_module(spec: Spec) -> Any:
+    """The module that defines the model, imported under the name :func:`load_model` gives a ``source`` file;
+    imported again when the file changed since. A ``source`` file that fails to import is one line."""
+    if spec.model.zoo:
+        import models
+
+        return importlib.import_module(f"models.{models.get(spec.model.zoo).family}")
+    path, _ = _user_source(spec)
+    st = path.stat()
+    stamp = (st.st_size, st.st_mtime_ns)
+    known = sys.modules.get(_user_module_name(path))
+    if known is not None and getattr(known, "__splitbench_stat__", None) == stamp:
+        return known
+    user = _import_user_source(path)
     user.__splitbench_stat__ = stamp
     return user
 
@@ -206,14 +217,7 @@ def load_model(spec: Spec) -> LoadedModel:
         example = torch.randn(*ident.input_shape, generator=torch.Generator().manual_seed(spec.model.seed))
     else:
         path, factory = _user_source(spec)
-        mod_name = f"splitbench_user_{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
-        loader = importlib.util.spec_from_file_location(mod_name, path)
-        user = importlib.util.module_from_spec(loader)
-        sys.modules[mod_name] = user
-        try:
-            loader.loader.exec_module(user)
-        except Exception as exc:  # noqa: BLE001 - report the user's own error in one line
-            raise UserError(f"[model].source: importing {path} failed: {type(exc).__name__}: {exc}") from None
+        user = _import_user_source(path)  # executed afresh, after the seed: its top level may draw numbers
         fn = getattr(user, factory, None)
         if not callable(fn):
             raise UserError(f"[model].source: {path} has no function {factory!r}")
@@ -333,7 +337,7 @@ def _default_input_shape(spec: Spec) -> tuple[int, ...] | None:
 
         return tuple(models.get(spec.model.zoo).input_shape)
     path, factory = _user_source(spec)
-    user = sys.modules.get(f"splitbench_user_{hashlib.sha256(str(path).encode()).hexdigest()[:8]}")
+    user = sys.modules.get(_user_module_name(path))
     try:
         return tuple(getattr(user, factory)()[1].shape)
     except Exception:  # noqa: BLE001 - only a hint: the line is complete without it
