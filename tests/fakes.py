@@ -8,6 +8,7 @@ name with different device ids (two phones of one model on one desk).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,23 @@ class FakeArtifact:
     def ref(self) -> ArtifactRef:
         return ArtifactRef(key=self.key, backend=self.backend, path=str(self.path), root=str(Path(self.path).parent),
                            files=(ArtifactFile(Path(self.path).name, 1234, "0" * 64),), sha256="0" * 64)
+
+
+def fake_export(folder: Path, **fields):
+    """A stand-in for ``orchestrate.export_artifacts``: one FakeArtifact per (configuration, backend), at
+    ``folder/<configuration>__<backend>.bin`` (nothing is written there)."""
+    from harness.split.configurations import configurations
+
+    def export(spec, *, progress):
+        return [FakeArtifact(config=c, backend=b, key=f"key-{c.name}-{b}", path=folder / f"{c.name}__{b}.bin", **fields)
+                for c in configurations(spec) for b in spec.export.backends]
+
+    return export
+
+
+def record_hashes(d: Path) -> dict[str, str]:
+    """The sha256 of every record of a results directory, by file name: what "nothing measured was lost" compares."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((d / "records").glob("*.json"))}
 
 
 def samples(n: int, base_ns: int, seed: int) -> tuple[int, ...]:

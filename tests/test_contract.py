@@ -30,11 +30,10 @@ from harness.measure import executors
 from harness.core import exitcodes
 from harness.results import store
 from harness.cli import main
-from harness.split.configurations import configurations
 from harness.core.errors import UserError
 from harness.results.records import ResultRecord, upgrade_v1
 from harness.config.spec import load_spec
-from tests.fakes import AGGREGATE, FakeAgent, FakeArtifact
+from tests.fakes import AGGREGATE, FakeAgent, fake_export
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,20 +46,13 @@ def _spec(tmp_path: Path, targets=("cpu-1core",), backends=("onnx", "litert"), r
         run=dataclasses.replace(spec.run, runs=runs, warmup=2, warm_loads=3, targets=tuple(targets)))
 
 
-def _fake_export(tmp_path: Path):
-    def export(spec, *, progress):
-        return [FakeArtifact(config=c, backend=b, key=f"key-{c.name}-{b}", path=tmp_path / "art" / f"{c.name}__{b}.bin")
-                for c in configurations(spec) for b in spec.export.backends]
-    return export
-
-
 @pytest.fixture
 def lab(monkeypatch, tmp_path):
     """Install scripted devices by spec target; returns a function taking {target: FakeAgent}."""
     monkeypatch.setenv("SPLITBENCH_LEASE_DIR", str(tmp_path / "leases"))
 
     def setup(agents: dict[str, FakeAgent], *, cloud=False):
-        monkeypatch.setattr(orchestrate, "export_artifacts", _fake_export(tmp_path))
+        monkeypatch.setattr(orchestrate, "export_artifacts", fake_export(tmp_path / "art"))
         monkeypatch.setattr(executors, "open_agent", lambda target, **options: agents[target])
         if not cloud:
             # cloud and privacy need a real model; the report stays

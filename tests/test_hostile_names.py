@@ -9,7 +9,6 @@ with a scripted agent and export; the model is real (its layer names are checked
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import re
@@ -24,7 +23,7 @@ from harness.core import exitcodes
 from harness.core.text import BIDI_CONTROLS, visible
 from harness.measure import executors
 from harness.split.configurations import configurations
-from tests.fakes import FakeAgent, FakeArtifact
+from tests.fakes import FakeAgent, fake_export, record_hashes
 
 RLO = "\u202e"
 EVIL = f"{RLO}evil"  # shown raw, "evil-simple" reads "elpmis-live"
@@ -65,12 +64,8 @@ def evil_run(tmp_path_factory) -> Path:
     spec = load_spec(tmp / "evil.toml")
     assert [c.name for c in configurations(spec)][0] == f"{EVIL}-simple"
 
-    def export(spec, *, progress):
-        return [FakeArtifact(config=c, backend=b, key=f"key-{c.name}-{b}", path=tmp / "art" / f"{c.name}__{b}.bin")
-                for c in configurations(spec) for b in spec.export.backends]
-
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(orchestrate, "export_artifacts", export)
+        mp.setattr(orchestrate, "export_artifacts", fake_export(tmp / "art"))
         mp.setattr(orchestrate, "POST_RUN", ())
         mp.setattr(executors, "open_agent", lambda target, **options: FakeAgent(device_id=f"phone{RLO}1"))
         out = tmp / "run"
@@ -81,10 +76,6 @@ def evil_run(tmp_path_factory) -> Path:
     (out / "privacy.csv").write_text("model,cut,embedding,log_rank_privacy,primary_accuracy\n"
                                      f"evil_model:build,{EVIL},simple,0.4,0.9\n")
     return out
-
-
-def record_hashes(d: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((d / "records").glob("*.json"))}
 
 
 def test_the_run_job_lines_show_the_names_escaped(evil_run):

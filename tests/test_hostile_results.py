@@ -10,7 +10,6 @@ damages a copy of it the way the issue's hostile user did.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import shutil
 import subprocess
 from pathlib import Path
@@ -23,27 +22,26 @@ from harness.cli import main
 from harness.config.spec import load_spec
 from harness.core import exitcodes
 from harness.measure import executors
-from harness.split.configurations import configurations
-from tests.fakes import FakeAgent, FakeArtifact
+from tests.fakes import FakeAgent, fake_export, record_hashes
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MODEL = "tiny_model:build"
+
+
+def tiny_onnx_spec():
+    """tiny.toml: 3 configurations x onnx, 12 runs."""
+    spec = load_spec(FIXTURES / "tiny.toml")
+    return dataclasses.replace(spec, export=dataclasses.replace(spec.export, backends=("onnx",)),
+                               run=dataclasses.replace(spec.run, runs=12, warmup=1, warm_loads=2))
 
 
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory) -> Path:
     """One results directory of tiny.toml (3 configurations x onnx on a scripted cpu-1core), privacy scored."""
     tmp = tmp_path_factory.mktemp("hostile")
-    spec = load_spec(FIXTURES / "tiny.toml")
-    spec = dataclasses.replace(spec, export=dataclasses.replace(spec.export, backends=("onnx",)),
-                               run=dataclasses.replace(spec.run, runs=12, warmup=1, warm_loads=2))
-
-    def export(spec, *, progress):
-        return [FakeArtifact(config=c, backend=b, key=f"key-{c.name}-{b}", path=tmp / "art" / f"{c.name}__{b}.bin")
-                for c in configurations(spec) for b in spec.export.backends]
-
+    spec = tiny_onnx_spec()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(orchestrate, "export_artifacts", export)
+        mp.setattr(orchestrate, "export_artifacts", fake_export(tmp / "art"))
         mp.setattr(orchestrate, "POST_RUN", ())
         mp.setattr(executors, "open_agent", lambda target, **options: FakeAgent())
         out = tmp / "run"
@@ -62,10 +60,6 @@ def privacy_csv(d: Path, lrp: str, acc: str) -> Path:
 @pytest.fixture
 def run_copy(measured, tmp_path) -> Path:
     return Path(shutil.copytree(measured, tmp_path / "run"))
-
-
-def record_hashes(d: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((d / "records").glob("*.json"))}
 
 
 def one_line(capsys, argv: list[str], code: int) -> str:
@@ -144,12 +138,8 @@ def test_resume_rebuilds_a_damaged_summary_from_the_records(run_copy, capsys, mo
     good = (d / "summary.csv").read_bytes()
     (d / "summary.csv").write_bytes(b"")
     before = record_hashes(d)
-    spec = load_spec(FIXTURES / "tiny.toml")
-    spec = dataclasses.replace(spec, export=dataclasses.replace(spec.export, backends=("onnx",)),
-                               run=dataclasses.replace(spec.run, runs=12, warmup=1, warm_loads=2))
-    monkeypatch.setattr(orchestrate, "export_artifacts", lambda spec, *, progress: [
-        FakeArtifact(config=c, backend="onnx", key=f"key-{c.name}-onnx", path=tmp_path / f"{c.name}__onnx.bin")
-        for c in configurations(spec)])
+    spec = tiny_onnx_spec()
+    monkeypatch.setattr(orchestrate, "export_artifacts", fake_export(tmp_path))
     monkeypatch.setattr(orchestrate, "POST_RUN", ())
     monkeypatch.setattr(executors, "open_agent", lambda target, **options: FakeAgent())
     assert orchestrate.run_spec(spec, d, resume=True, progress=False).exit_code == exitcodes.OK
@@ -261,9 +251,7 @@ def test_a_read_only_current_directory_with_the_default_cache_is_one_line_exit_6
     d = tmp_path / "run"
     _scripted_device(monkeypatch)
     with pytest.MonkeyPatch.context() as mp:  # the first session, from a cache elsewhere (scripted here)
-        mp.setattr(orchestrate, "export_artifacts", lambda spec, *, progress: [
-            FakeArtifact(config=c, backend="onnx", key=f"key-{c.name}-onnx", path=tmp_path / f"{c.name}__onnx.bin")
-            for c in configurations(spec)])
+        mp.setattr(orchestrate, "export_artifacts", fake_export(tmp_path))
         mp.setattr(orchestrate, "POST_RUN", ())
         assert main(["run", str(spec), "--out", str(d)]) == exitcodes.OK
     capsys.readouterr()
@@ -310,12 +298,8 @@ def test_a_run_into_a_non_utf8_path_writes_its_report(tmp_path, monkeypatch, cap
     """The run's report stage used to fail with UnicodeEncodeError after measuring."""
     import os
 
-    spec = load_spec(FIXTURES / "tiny.toml")
-    spec = dataclasses.replace(spec, export=dataclasses.replace(spec.export, backends=("onnx",)),
-                               run=dataclasses.replace(spec.run, runs=12, warmup=1, warm_loads=2))
-    monkeypatch.setattr(orchestrate, "export_artifacts", lambda spec, *, progress: [
-        FakeArtifact(config=c, backend="onnx", key=f"key-{c.name}-onnx", path=tmp_path / f"{c.name}__onnx.bin")
-        for c in configurations(spec)])
+    spec = tiny_onnx_spec()
+    monkeypatch.setattr(orchestrate, "export_artifacts", fake_export(tmp_path))
     monkeypatch.setattr(orchestrate, "POST_RUN", tuple(s for s in orchestrate.POST_RUN if s.name == "report"))
     _scripted_device(monkeypatch)
     out = Path(os.fsdecode(os.fsencode(str(tmp_path)) + b"/out-\xff"))
