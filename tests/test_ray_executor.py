@@ -20,7 +20,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -39,7 +38,7 @@ from harness.config.spec import load_spec
 from tests.android_fixtures import FAST
 from tests.fakes import FakeArtifact
 from tests.loopback_adb import LoopbackPhone, write_tool_wrappers
-from tests.ray_fakes import OPENER
+from tests.ray_fakes import OPENER, lab_env, reload_ray_auth
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -207,24 +206,14 @@ def _fake(device_id: str, host: str, **options) -> Registration:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("lab")
-    token = tmp / "auth_token"
-    token.write_text("splitbench-test-token-" + "0" * 24)
-    env = {
-        "RAY_TMPDIR": tempfile.mkdtemp(prefix="rt", dir="/tmp"),  # short (socket paths), and not /tmp/ray
-        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
-        "SPLITBENCH_LEASE_DIR": str(tmp / "leases"),
-        "SPLITBENCH_DEVICE_CACHE": str(tmp / "device-cache"),
-        "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "SPLITBENCH_ADB_KEY": str(tmp / "adbkey" / "adbkey"),  # never the user's ~/.android
-    }
+    env = {**lab_env(tmp, "rt"), "SPLITBENCH_ADB_KEY": str(tmp / "adbkey" / "adbkey")}  # never the user's ~/.android
     mp = pytest.MonkeyPatch()
     for k, v in env.items():
         mp.setenv(k, v)
     ray = pytest.importorskip("ray")
     from ray.cluster_utils import Cluster
 
-    _reload_ray_auth()  # Ray read RAY_AUTH_MODE when it was imported (as a lab's driver has it from the start)
+    reload_ray_auth()  # Ray read RAY_AUTH_MODE when it was imported (as a lab's driver has it from the start)
 
     # Node processes inherit this environment: their workers import splitbench from this checkout.
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
@@ -247,7 +236,7 @@ def lab(tmp_path_factory):
             ray.shutdown()
         cluster.shutdown()
         mp.undo()
-        _reload_ray_auth()
+        reload_ray_auth()
         shutil.rmtree(env["RAY_TMPDIR"], ignore_errors=True)
 
 
@@ -255,15 +244,6 @@ def _android_options(tmp: Path) -> dict:
     """The spec's [android] table for the loopback phone: the tools' stand-ins, fast cool-down polls."""
     tools = {k: str(v) for k, v in write_tool_wrappers(tmp / "android-tools").items()}
     return {**FAST, "tools": tools}
-
-
-def _reload_ray_auth() -> None:
-    """Make this process's Ray see the authentication variables as they are now (what ``ray`` does itself
-    when ``ray.init`` turns token authentication on)."""
-    from ray._raylet import AuthenticationTokenLoader, Config
-
-    Config.initialize("")
-    AuthenticationTokenLoader.instance().reset_cache()
 
 
 @pytest.fixture

@@ -15,13 +15,10 @@ a state (records on disk, the process's exit) with a generous timeout.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,9 +26,9 @@ import pytest
 
 from harness.measure.lab import device_host
 from harness.measure.lab.device_host import Registration
-from tests.ray_fakes import OPENER
+from tests.fakes import record_hashes
+from tests.ray_fakes import OPENER, lab_env, reload_ray_auth
 
-ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
 N_JOBS = 6  # tiny.toml: 3 configurations x 2 backends per phone
 PHONES = ("fake:h1", "fake:h2")
@@ -69,14 +66,6 @@ orchestrate.export_artifacts = export
 orchestrate.POST_RUN = ()
 sys.exit(main(sys.argv[2:]))
 '''
-
-
-def _reload_ray_auth() -> None:
-    """Make this process's Ray see the authentication variables as they are now."""
-    from ray._raylet import AuthenticationTokenLoader, Config
-
-    Config.initialize("")
-    AuthenticationTokenLoader.instance().reset_cache()
 
 
 class Lab:
@@ -120,34 +109,19 @@ class Lab:
 
 @pytest.fixture
 def lab(tmp_path, monkeypatch):
-    token = tmp_path / "auth_token"
-    token.write_text("splitbench-test-token-" + "1" * 24)
-    env = {
-        "RAY_TMPDIR": tempfile.mkdtemp(prefix="rh", dir="/tmp"),  # short (socket paths), and not /tmp/ray
-        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
-        "SPLITBENCH_LEASE_DIR": str(tmp_path / "leases"),
-        "SPLITBENCH_DEVICE_CACHE": str(tmp_path / "device-cache"),
-        "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), "RAY_USAGE_STATS_ENABLED": "0",
-        "SPLITBENCH_RAY_HEAD_GRACE_S": "2",
-    }
+    env = {**lab_env(tmp_path, "rh"), "SPLITBENCH_RAY_HEAD_GRACE_S": "2"}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     pytest.importorskip("ray")
-    _reload_ray_auth()
+    reload_ray_auth()
     the_lab = Lab(tmp_path)
     try:
         yield the_lab
     finally:
         the_lab.stop()
         monkeypatch.undo()
-        _reload_ray_auth()
+        reload_ray_auth()
         shutil.rmtree(env["RAY_TMPDIR"], ignore_errors=True)
-
-
-def _records(out: Path) -> dict[str, str]:
-    folder = out / "records"
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.json"))} \
-        if folder.is_dir() else {}
 
 
 def _per_phone(out: Path) -> dict[str, int]:
@@ -183,7 +157,7 @@ def test_the_head_lost_mid_run_ends_as_a_lost_device_and_resume_completes(lab, t
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "the phones never wrote two records each"
         time.sleep(0.2)
-    before = _records(out)
+    before = record_hashes(out)
     lab.kill_gcs()
     try:
         stdout, stderr = proc.communicate(timeout=240)
@@ -199,7 +173,7 @@ def test_the_head_lost_mid_run_ends_as_a_lost_device_and_resume_completes(lab, t
         assert any(ln.startswith(f"device {phone} is unavailable (the lab's head at ") and "stopped answering" in ln
                    and "remaining job(s) were not measured" in ln for ln in lines), stderr
     assert any(ln.startswith("lost: fake:h1 (the lab's head") for ln in lines), stderr
-    assert _records(out) == before and len(before) == 4  # nothing written was changed, nothing half-written
+    assert record_hashes(out) == before and len(before) == 4  # nothing written was changed, nothing half-written
     assert not [p for p in (out / "records").iterdir() if p.name.startswith(".")]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "device lost" and set(manifest["lost"]) == set(PHONES)
@@ -213,7 +187,7 @@ def test_the_head_lost_mid_run_ends_as_a_lost_device_and_resume_completes(lab, t
     proc = _driver(tmp_path, address, out, "--resume")
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
-    after = _records(out)
+    after = record_hashes(out)
     assert len(after) == 2 * N_JOBS and all(after[k] == v for k, v in before.items())
     assert _per_phone(out) == dict.fromkeys(PHONES, N_JOBS)
     assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
