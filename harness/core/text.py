@@ -40,6 +40,14 @@ def visible(text: object, *, keep: str = "") -> str:
     return "".join(_escape(ch) if _hidden(ch) and ch not in keep else ch for ch in s)
 
 
+def markup(text: object) -> str:
+    """``text`` for a rich markup string (a title, a progress description, a line with [colour]): made
+    :func:`visible`, and its square brackets escaped so that a name is shown, never obeyed as markup."""
+    from rich.markup import escape
+
+    return escape(visible(text))
+
+
 def cell(value: object) -> str:
     """A table cell as a message quotes it: text in quotes (``'nan'``), a number as written (``-3``, ``inf``)."""
     return visible(repr(value) if isinstance(value, str) else str(value))

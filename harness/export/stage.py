@@ -32,7 +32,7 @@ from harness.config.backends import BACKENDS, COREML_NOTE, check_coreml
 from harness.config.spec import PRECISIONS, Spec
 from harness.core.errors import UserError, WriteFailed, why_not_written
 from harness.core.fdcapture import capture_fds
-from harness.core.text import visible
+from harness.core.text import markup, visible
 from harness.export.cache import (ENV_CACHE, RTOL, Artifact, cache_dir_for, cache_key, converter_versions, lookup,
                                   publish, stamp_files, write_meta)
 from harness.export.calibration import Calibration, calibration_for
@@ -273,7 +273,7 @@ def _export_missing(spec: Spec, configs: list[Configuration], todo: list[tuple[C
     _open_cache(root)
     with _Progress(len(todo), enabled=progress) as bar:
         for (name, precision, backend), why in stale.items():
-            bar.say(f"[yellow]rebuilding[/] {_shown(name + _precision(precision))} {backend}: {_shown(why)}")
+            bar.say(f"[yellow]rebuilding[/] {markup(name + _precision(precision))} {backend}: {markup(why)}")
         bar.step(f"building {spec.model.zoo or spec.model.source}")
         with capture_fds(root / "export.log"):
             loaded = load_model(spec)
@@ -333,7 +333,7 @@ class _Progress:
 
     def step(self, what: str) -> None:
         if self._progress is not None:
-            self._progress.update(self._task, description=_shown(what))
+            self._progress.update(self._task, description=markup(what))
 
     def say(self, line: str) -> None:
         """A line above the bar (or alone, without a terminal)."""
@@ -344,13 +344,13 @@ class _Progress:
         if a.status == "ok":
             check = (f"max rel err {a.max_rel_err:.1e}" if a.max_rel_err is not None else
                      "int8 weights read, not run" if a.precision != "float32" else "spec checked")
-            name = _shown(a.config.name + _precision(a.precision))
+            name = markup(a.config.name + _precision(a.precision))
             line = f"[green]ok[/] {name:>18} {a.backend:<10} {a.export_s:6.1f} s  {check}"
             if a.rebuilt:
                 line += "  (rebuilt: its cached copy was unusable)"
         else:
-            line = (f"[red]failed[/] {_shown(a.config.name + _precision(a.precision)):>14} {a.backend:<10} "
-                    f"{_shown(a.reason)}")
+            line = (f"[red]failed[/] {markup(a.config.name + _precision(a.precision)):>14} {a.backend:<10} "
+                    f"{markup(a.reason)}")
         self.say(line)
         if self._progress is not None:
             self._progress.advance(self._task)
@@ -364,13 +364,6 @@ class _Progress:
 
 # --------------------------------------------------------------------------------------------------
 # Output
-
-
-def _shown(text: str) -> str:
-    """A name or reason in a rich line or table cell: controls and bidi overrides made visible, markup escaped."""
-    from rich.markup import escape
-
-    return escape(visible(text))
 
 
 def _si(n: float | None, unit: str = "") -> str:
@@ -440,9 +433,9 @@ def print_export_table(artifacts: Sequence[Artifact], file: Any = None) -> None:
         last = i + 1 == len(artifacts) or artifacts[i + 1].config.name != a.config.name
         cached = "yes" if a.cached else ("[yellow]rebuilt[/]" if a.rebuilt else "no")
         upload = _bytes(c.get("upload_bytes")) + (f" {c['upload_dtype']}" if c.get("upload_dtype") else "")
-        table.add_row(_shown(a.config.name), a.precision, a.backend, status, _verified(a), rel,
+        table.add_row(markup(a.config.name), a.precision, a.backend, status, _verified(a), rel,
                       *((_top1(a),) if top1 else ()), _si(c.get("params")), _si(c.get("macs")), shape, upload, share,
-                      _bytes(a.artifact_bytes), cached, _shown(a.reason) if a.status != "ok" else "", end_section=last)
+                      _bytes(a.artifact_bytes), cached, markup(a.reason) if a.status != "ok" else "", end_section=last)
     console.print(table)
     for a in artifacts:
         if a.rebuilt:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.core.text import visible
+from harness.core.text import markup, visible
 from harness.core.units import fmt_ms
 from harness.results.records import SKIPPED, ResultRecord
 from harness.results.stats import compute_stats
@@ -43,9 +43,7 @@ class Progress:
 
     def start(self, label: str) -> None:
         if self._bar is not None:
-            from rich.markup import escape
-
-            self._bar.update(self._task, description=escape(visible(label)))
+            self._bar.update(self._task, description=markup(label))
 
     def done(self, line: str, duration_s: float | None, remaining_measured: int, parallel: int = 1) -> None:
         """One finished job: its line above the bar; the estimate is the mean duration of measured jobs."""

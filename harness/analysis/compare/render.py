@@ -12,7 +12,7 @@ from harness.analysis.compare.model import (CI_LEVEL, COMPARED, FAILED_NEW, JSON
                                             TEST_QUANTILE, TEST_RANK, TEST_TOOL, TEST_WELCH, Comparison,
                                             MetricComparison, PairComparison)
 from harness.core import exitcodes
-from harness.core.text import visible
+from harness.core.text import markup, visible
 from harness.core.units import fmt_bytes, fmt_mb, fmt_ms, sig
 
 _SHORT_TEST = {TEST_RANK: "rank", TEST_QUANTILE: "quantile", TEST_WELCH: "Welch agg.", TEST_ONE: "1 sample",
@@ -106,7 +106,6 @@ def render_table(c: Comparison, out: TextIO | None = None) -> None:
     """The comparison for a terminal (or a log: in a pipe the table keeps its full width). Names and notes are
     text with controls and bidi overrides made visible, never markup."""
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
@@ -116,8 +115,8 @@ def render_table(c: Comparison, out: TextIO | None = None) -> None:
     stream = out or sys.stdout
     tty = hasattr(stream, "isatty") and stream.isatty()
     console = Console(file=stream, width=None if tty else 1000, highlight=False, soft_wrap=not tty)
-    title = escape(visible(f"BASE {c.base_dir}" + (f" ({c.base_commit})" if c.base_commit else "") +
-                           f"  ->  NEW {c.new_dir}" + (f" ({c.new_commit})" if c.new_commit else "")))
+    title = markup(f"BASE {c.base_dir}" + (f" ({c.base_commit})" if c.base_commit else "") +
+                   f"  ->  NEW {c.new_dir}" + (f" ({c.new_commit})" if c.new_commit else ""))
     table = Table("configuration", "metric", "BASE", "NEW", "ratio", f"{CI_LEVEL:.0%} CI", "p adj.", "test",
                   "verdict", "note", title=title)
     style = {"slower": "red", "bigger": "red", FAILED_NEW: "red", "faster": "green", "smaller": "green",
@@ -139,7 +138,7 @@ def render_table(c: Comparison, out: TextIO | None = None) -> None:
     console.print(table)
     console.print(_method_line(c))
     for line in _regression_lines(c):
-        console.print(f"[red]regression[/]: {escape(visible(line))}")
+        console.print(f"[red]regression[/]: {markup(line)}")
     console.print(_headline(c))
 
 

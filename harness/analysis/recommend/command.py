@@ -12,7 +12,7 @@ from harness.analysis.recommend.choice import RULE_COST, RULE_PRIVACY, NothingFi
 from harness.analysis.recommend.explain import (breaks_text, candidate_row, config_lines, latency_formula,
                                                 sig_or_dash, versus_on_premise)
 from harness.analysis.table import load_table
-from harness.core.text import visible
+from harness.core.text import markup, visible
 from harness.core.units import fmt_bytes, fmt_mb, fmt_ms
 from harness.results.stats import HOST_INT8, host_int8
 
@@ -35,7 +35,6 @@ NARROW = 120  # below this many columns, each configuration's place goes under i
 def _print(rec: Recommendation, console, *, show_all: bool = False, budget_source: str | None = None) -> None:
     """The choice, the frontier and every other configuration. Names (a model's layers, targets, devices, an
     estimator) are printed as text with controls and bidi overrides made visible, never as markup."""
-    from rich.markup import escape
     from rich.text import Text
 
     c = rec.choice
@@ -52,7 +51,7 @@ def _print(rec: Recommendation, console, *, show_all: bool = False, budget_sourc
 
     place = ["configuration"] if narrow else ["configuration", "backend/target"]
     source = f" ({budget_source})" if budget_source else ""
-    console.print(f"[bold]{escape(visible(rec.model))}[/bold]  budget: {escape(visible(rec.budget.describe() + source))}",
+    console.print(f"[bold]{markup(rec.model)}[/bold]  budget: {markup(rec.budget.describe() + source)}",
                   markup=True)
     console.print(f"network {rec.network.describe()}", markup=False)
     console.print(latency_formula(rec), markup=False)
@@ -66,21 +65,21 @@ def _print(rec: Recommendation, console, *, show_all: bool = False, budget_sourc
         f"upload {fmt_bytes(c.upload_bytes)}; {versus_on_premise(rec, c)}")), highlight=False)
     title = (f"Pareto frontier (log-rank privacy, {rec.estimator} estimator, vs end-to-end latency)"
              if rec.privacy_scored else "Pareto frontier (end-to-end latency vs phone memory; privacy not scored)")
-    front = _table(*place, "privacy", "accuracy", "latency", "memory", "upload", "fits", title=escape(visible(title)))
+    front = _table(*place, "privacy", "accuracy", "latency", "memory", "upload", "fits", title=markup(title))
     for f in rec.frontier:
         cells = candidate_row(f)
         row(front, name(f.config, f.where), *cells[2:5], *cells[7:], "chosen" if f is c else ("yes" if f.fits else "no"))
     console.print(front)
     what = f"log-rank privacy, {rec.estimator} estimator" if rec.privacy_scored else "privacy not scored"
     if show_all:
-        others = _table(*place, "privacy", "why not chosen", title=escape(visible(f"Every other configuration ({what})")),
+        others = _table(*place, "privacy", "why not chosen", title=markup(f"Every other configuration ({what})"),
                         wrap=("why not chosen",))
         for o in rec.others:
             row(others, name(o.config, o.where), sig_or_dash(o.privacy), breaks_text(o, c, rec.privacy_scored))
     else:
         others = _table(*place, "privacy", "fits at r", "why not chosen", wrap=("why not chosen",),
-                        title=escape(visible(f"Every configuration, its noise ratios r on one line ({what}; --all: one "
-                                             "line each)")))
+                        title=markup(f"Every configuration, its noise ratios r on one line ({what}; --all: one "
+                                     "line each)"))
         for line in config_lines(rec):
             row(others, name(line.base_config, line.where), line.privacy_text(), line.fits_text(),
                 line.why(c, rec.privacy_scored))
