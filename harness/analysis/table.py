@@ -48,7 +48,7 @@ from harness.core.errors import UserError
 from harness.config.spec import FULL, PRECISIONS
 from harness.core.text import cell, visible
 from harness.results.layout import CLOUD_CSV, PRIVACY_CSV, SUMMARY_CSV
-from harness.results.readers import read_cloud, read_csv, read_manifest, read_summary, shown
+from harness.results.readers import read_cloud, read_csv, read_manifest, read_summary
 
 KEY = ("model", "cut", "embedding")
 PRECISION = "precision"
@@ -183,12 +183,12 @@ def load_privacy(path: str | Path) -> pd.DataFrame:
     if path.is_dir():
         path = path / PRIVACY_CSV
     if not path.is_file():
-        raise UserError(f"no privacy scores at {shown(path)}: run `splitbench demo`, or write a CSV with columns "
+        raise UserError(f"no privacy scores at {visible(path)}: run `splitbench demo`, or write a CSV with columns "
                         f"{', '.join(REQUIRED_PRIVACY_COLUMNS)} there")
     # Only an empty cell is a missing score: "nan", "inf" or "NA" written in a cell are refused by name.
     df = read_csv(path, fix="write one row per configuration with the columns " + ", ".join(REQUIRED_PRIVACY_COLUMNS),
                   keep_default_na=False, na_values=[""])
-    return normalize_privacy(df, shown(path))
+    return normalize_privacy(df, visible(path))
 
 
 def _key_name(row: dict, with_ratio: bool) -> str:
@@ -329,7 +329,7 @@ def load_table(results_dir: str | Path, estimator: str | None = None) -> pd.Data
     summary = read_summary(d)
     if not (d / PRIVACY_CSV).is_file():
         if estimator is not None:
-            raise UserError(f"--estimator {estimator}: {shown(d)} has no {PRIVACY_CSV}, so nothing was scored")
+            raise UserError(f"--estimator {estimator}: {visible(d)} has no {PRIVACY_CSV}, so nothing was scored")
         return attach_cloud(without_privacy(summary), d / CLOUD_CSV)
     return merge_table(d, summary, load_privacy(d), estimator)
 
@@ -371,5 +371,5 @@ def attach_cloud(table: pd.DataFrame, cloud_csv: Path | None) -> pd.DataFrame:
     lacking = out[out["cloud_ms"].isna()][list(KEY)].drop_duplicates()
     if len(lacking):
         names = ", ".join("/".join(map(str, k)) for k in lacking.to_numpy())
-        raise UserError(f"{shown(cloud_csv)} has no cloud_ms for {visible(names)}; time them or remove the file")
+        raise UserError(f"{visible(cloud_csv)} has no cloud_ms for {visible(names)}; time them or remove the file")
     return out

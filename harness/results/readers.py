@@ -35,14 +35,9 @@ SAMPLES_REQUIRED = ("config", "backend", "target", "infer_ms")
 CLOUD_REQUIRED = ("model", "cut", "embedding", "cloud_ms")
 
 
-def shown(path: str | Path) -> str:
-    """A path as a message shows it (a byte that is not UTF-8 as ``\\xff``, never a crash)."""
-    return visible(path)
-
-
 def rebuild(results_dir: str | Path) -> str:
     """The fix of a table that cannot be read: the tables are derived from the records."""
-    return f"`splitbench run SPEC --out {shown(results_dir)} --resume` rebuilds it from the records"
+    return f"`splitbench run SPEC --out {visible(results_dir)} --resume` rebuilds it from the records"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -59,18 +54,18 @@ def read_csv(path: Path, *, fix: str, **options: Any) -> "pd.DataFrame":
         with open(path, "rb") as f:
             return pd.read_csv(f, **options)
     except pd.errors.EmptyDataError:
-        raise UserError(f"{shown(path)} is empty: {fix}") from None
+        raise UserError(f"{visible(path)} is empty: {fix}") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise UserError(f"{shown(path)} is not a readable CSV table ({_first_line(exc)}): {fix}") from None
+        raise UserError(f"{visible(path)} is not a readable CSV table ({_first_line(exc)}): {fix}") from None
     except OSError as exc:
-        raise UserError(f"cannot read {shown(path)} ({exc.strerror or _first_line(exc)}): {fix}") from None
+        raise UserError(f"cannot read {visible(path)} ({exc.strerror or _first_line(exc)}): {fix}") from None
 
 
 def check_columns(frame: "pd.DataFrame", required: tuple[str, ...], path: Path, fix: str) -> None:
     missing = [c for c in required if c not in frame.columns]
     if missing:
         have = ", ".join(visible(c) for c in list(frame.columns)[:12]) or "none"
-        raise UserError(f"{shown(path)} lacks column{'s' if len(missing) > 1 else ''} {', '.join(missing)} (it has "
+        raise UserError(f"{visible(path)} lacks column{'s' if len(missing) > 1 else ''} {', '.join(missing)} (it has "
                         f"{have}): {fix}")
 
 
@@ -85,7 +80,7 @@ def check_numbers(frame: "pd.DataFrame", columns: tuple[str, ...], path: Path, f
         bad = (frame[col].notna() & values.isna()) | values.isin([math.inf, -math.inf])
         if bad.any():
             row = int(bad.to_numpy().nonzero()[0][0])
-            raise UserError(f"{shown(path)}: column {col}, row {row + 2} holds {cell(frame[col].iloc[row])}, "
+            raise UserError(f"{visible(path)}: column {col}, row {row + 2} holds {cell(frame[col].iloc[row])}, "
                             f"not a finite number: {fix}")
         frame[col] = values
 
@@ -96,13 +91,13 @@ def read_summary(results_dir: str | Path) -> "pd.DataFrame":
     d = Path(results_dir)
     path = d / SUMMARY_CSV
     if not path.is_file():
-        raise UserError(f"{shown(d)} holds no {SUMMARY_CSV}: give a results directory written by `splitbench run` "
-                        f"(`splitbench run SPEC --out {shown(d)}` writes one)")
+        raise UserError(f"{visible(d)} holds no {SUMMARY_CSV}: give a results directory written by `splitbench run` "
+                        f"(`splitbench run SPEC --out {visible(d)}` writes one)")
     fix = rebuild(d)
     summary = read_csv(path, fix=fix)
     check_columns(summary, SUMMARY_REQUIRED, path, f"not a {SUMMARY_CSV} of splitbench; {fix}")
     if summary.empty:
-        raise UserError(f"{shown(path)} has no rows: nothing was measured")
+        raise UserError(f"{visible(path)} has no rows: nothing was measured")
     check_numbers(summary, SUMMARY_NUMBERS, path, fix)
     return summary
 
@@ -119,9 +114,9 @@ def read_samples(results_dir: str | Path) -> "pd.DataFrame":
         with open(path, "rb") as f:
             samples = pd.read_parquet(f)
     except OSError as exc:
-        raise UserError(f"cannot read {shown(path)} ({exc.strerror or _first_line(exc)}): {fix}") from None
+        raise UserError(f"cannot read {visible(path)} ({exc.strerror or _first_line(exc)}): {fix}") from None
     except Exception as exc:  # noqa: BLE001 - pyarrow's errors (ArrowInvalid, ...) share no base worth naming
-        raise UserError(f"{shown(path)} is not a readable Parquet file ({_first_line(exc)}): {fix}") from None
+        raise UserError(f"{visible(path)} is not a readable Parquet file ({_first_line(exc)}): {fix}") from None
     check_columns(samples, SAMPLES_REQUIRED, path, f"not a {SAMPLES_PARQUET} of splitbench; {fix}")
     check_numbers(samples, ("infer_ms",), path, fix)
     return samples
@@ -129,7 +124,7 @@ def read_samples(results_dir: str | Path) -> "pd.DataFrame":
 
 def read_cloud(cloud_csv: Path) -> "pd.DataFrame":
     """``cloud.csv`` (the cloud part of each cut, timed on the run's host), checked."""
-    fix = (f"`splitbench run SPEC --out {shown(cloud_csv.parent)} --resume` times the cloud parts again (or remove "
+    fix = (f"`splitbench run SPEC --out {visible(cloud_csv.parent)} --resume` times the cloud parts again (or remove "
            "the file: the latency then leaves the cloud part out)")
     cloud = read_csv(cloud_csv, fix=fix)
     check_columns(cloud, CLOUD_REQUIRED, cloud_csv, fix)
@@ -146,10 +141,10 @@ def read_manifest(results_dir: str | Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_bytes())
     except OSError as exc:
-        raise UserError(f"cannot read {shown(path)} ({exc.strerror or _first_line(exc)})") from None
+        raise UserError(f"cannot read {visible(path)} ({exc.strerror or _first_line(exc)})") from None
     except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
-        raise UserError(f"{shown(path)} is not valid JSON ({_first_line(exc)}); the run rewrites it: "
-                        f"`splitbench run SPEC --out {shown(results_dir)} --resume`") from None
+        raise UserError(f"{visible(path)} is not valid JSON ({_first_line(exc)}); the run rewrites it: "
+                        f"`splitbench run SPEC --out {visible(results_dir)} --resume`") from None
     if not isinstance(data, dict):
-        raise UserError(f"{shown(path)} is not a manifest of splitbench (a JSON {type(data).__name__}, not an object)")
+        raise UserError(f"{visible(path)} is not a manifest of splitbench (a JSON {type(data).__name__}, not an object)")
     return data
