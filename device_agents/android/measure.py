@@ -82,7 +82,7 @@ class AndroidAgent(AndroidSession):
                    f"{tool_name} is not installed: give its arm64 binary in [android.tools] or {TOOLS_ENV}; "
                    f"{WHERE_TO_GET[tool_name]}")
             return MeasureResult(status=FAILED, reason=why)
-        found = tool.accelerators or acc.for_tool(tool.name, None)
+        found = tool.can_ask
         if job.accelerator not in found.candidates or (tool.name, job.accelerator) in self.accelerator_refused:
             why = self.accelerator_refused.get((tool.name, job.accelerator)) or found.missing.get(job.accelerator)
             return MeasureResult(status=FAILED, reason=why or f"{tool.name} cannot be asked for the {job.accelerator}")
@@ -206,7 +206,7 @@ class AndroidAgent(AndroidSession):
         the build may lack: the candidates are tried in order, the first the build has is kept for the session,
         and when none is, the result is a failed row naming what the tool said."""
         key = (tool.name, job.accelerator)
-        candidates = (tool.accelerators or acc.for_tool(tool.name, None)).candidates[job.accelerator]
+        candidates = tool.can_ask.candidates[job.accelerator]
         if tool.name != P.ORT_TOOL or job.accelerator == "cpu":
             return candidates[0], None
         if key in self.accelerator_found:

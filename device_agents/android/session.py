@@ -141,6 +141,11 @@ class ToolInfo:
     def version(self) -> str:
         return f"{self.name} sha256:{self.sha256[:12]}"
 
+    @property
+    def can_ask(self) -> acc.ToolAccelerators:
+        """What it can be asked for: from its --help, or only the CPU when it was not asked."""
+        return self.accelerators or acc.for_tool(self.name, None)
+
 
 # --------------------------------------------------------------------------------------------------
 # The session
@@ -352,7 +357,7 @@ class AndroidSession(DeviceAgent):
         notes: dict[str, str] = {}
         for t in self.tools.values():
             backend = P.BACKEND_FOR_TOOL[t.name]
-            found = t.accelerators or acc.for_tool(t.name, None)
+            found = t.can_ask
             runs[backend] = tuple(a for a in found.accelerators if (t.name, a) not in self.accelerator_refused)
             notes.update({f"{backend}/{a}": why for a, why in found.missing.items()})
             notes.update({f"{backend}/{a}": why for (name, a), why in self.accelerator_refused.items() if name == t.name})

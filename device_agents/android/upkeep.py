@@ -10,7 +10,6 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from device_agents.android import accelerators as acc
 from device_agents.android import protocol as P
 from device_agents.android.measure import AndroidAgent, agent_for
 from device_agents.android.session import TOOLS_ENV, WHERE_TO_GET, AndroidOptions
@@ -207,7 +206,7 @@ def _check_accelerators(agent: AndroidAgent, name: str, probes: dict[str, Path])
     Not a failure either way (a phone without an NPU is nothing to fix): ``ok`` or ``?`` with the tool's words."""
     tool = agent.tools[name]
     backend = P.BACKEND_FOR_TOOL[name]
-    found = tool.accelerators or acc.for_tool(name, None)
+    found = tool.can_ask
     checks = []
     for accelerator in ("gpu", "npu"):
         what = f"{name} on the {accelerator}"
