@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from device_agents.base import artifact_files
 from harness.config.backends import Exported
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -90,8 +91,8 @@ def float32_param_bytes(phone: "torch.nn.Module") -> int:
 
 
 def artifact_size(path: Path) -> int:
-    path = Path(path)
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+    """Bytes of every file a load reads (:func:`device_agents.base.artifact_files`: an ONNX external-data file too)."""
+    return sum(f.stat().st_size for f in artifact_files(path))
 
 
 def _count(counts: dict[str, int], key: str, n: int = 1) -> None:
